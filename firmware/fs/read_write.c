@@ -30,9 +30,7 @@ long sys_open(long path, long flags, long unused)
 	const struct proc_dir_entry *de;
 	int i;
 
-	if (strncmp(name, "/proc/", 6))
-		return -ENOENT;
-	de = proc_lookup(name + 6);
+	de = proc_lookup(name);
 	if (!de)
 		return -ENOENT;
 	if ((flags & O_WRONLY) ? !(de->mode & 0200) : !(de->mode & 0400))

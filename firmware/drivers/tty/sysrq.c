@@ -19,4 +19,4 @@ static ssize_t write_sysrq_trigger(const char *buf, size_t count)
 	return count;
 }
 
-DEFINE_PROC_ENTRY(proc_sysrq_trigger, "sysrq-trigger", 0200, NULL, write_sysrq_trigger);
+DEFINE_PROC_ENTRY(proc_sysrq_trigger, "/proc/sysrq-trigger", 0200, NULL, write_sysrq_trigger);

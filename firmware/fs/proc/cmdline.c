@@ -10,4 +10,4 @@ int cmdline_proc_show(struct seq_file *m, void *v)
 	return 0;
 }
 
-DEFINE_PROC_ENTRY(proc_cmdline, "cmdline", 0444, cmdline_proc_show, NULL);
+DEFINE_PROC_ENTRY(proc_cmdline, "/proc/cmdline", 0444, cmdline_proc_show, NULL);

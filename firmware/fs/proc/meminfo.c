@@ -27,4 +27,4 @@ int meminfo_proc_show(struct seq_file *m, void *v)
 	return 0;
 }
 
-DEFINE_PROC_ENTRY(proc_meminfo, "meminfo", 0444, meminfo_proc_show, NULL);
+DEFINE_PROC_ENTRY(proc_meminfo, "/proc/meminfo", 0444, meminfo_proc_show, NULL);

@@ -24,4 +24,4 @@ int show_stat(struct seq_file *m, void *v)
 	return 0;
 }
 
-DEFINE_PROC_ENTRY(proc_stat, "stat", 0444, show_stat, NULL);
+DEFINE_PROC_ENTRY(proc_stat, "/proc/stat", 0444, show_stat, NULL);

@@ -22,4 +22,4 @@ int uptime_proc_show(struct seq_file *m, void *v)
 	return 0;
 }
 
-DEFINE_PROC_ENTRY(proc_uptime, "uptime", 0444, uptime_proc_show, NULL);
+DEFINE_PROC_ENTRY(proc_uptime, "/proc/uptime", 0444, uptime_proc_show, NULL);

@@ -11,4 +11,4 @@ int version_proc_show(struct seq_file *m, void *v)
 	return 0;
 }
 
-DEFINE_PROC_ENTRY(proc_version, "version", 0444, version_proc_show, NULL);
+DEFINE_PROC_ENTRY(proc_version, "/proc/version", 0444, version_proc_show, NULL);

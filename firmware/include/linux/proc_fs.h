@@ -1,4 +1,4 @@
-/* The guest's /proc entries: a name, a mode, and show or write handlers. */
+/* The guest's own files (under /proc and /sys): a full path, a mode, show or write handlers. */
 #ifndef _LINUX_PROC_FS_H
 #define _LINUX_PROC_FS_H
 
@@ -12,9 +12,13 @@ struct proc_dir_entry {
 	ssize_t (*write)(const char *buf, size_t count);
 };
 
-/* Collected by the linker between __start_proc_entries and __stop_proc_entries. */
+/*
+ * Collected by the linker between __start_proc_entries and __stop_proc_entries; aligned to
+ * their natural 8 bytes, or gcc pads 32-byte objects apart and the array has holes.
+ */
 #define DEFINE_PROC_ENTRY(var, name_, mode_, show_, write_)                      \
-	static const struct proc_dir_entry var __used __section(".proc_entries") = { \
+	static const struct proc_dir_entry var __used __aligned(8)                 \
+		__section(".proc_entries") = {                                      \
 		.name = name_, .mode = mode_, .show = show_, .write = write_,           \
 	}
 

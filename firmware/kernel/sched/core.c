@@ -147,6 +147,24 @@ void schedule_tail(struct task_struct *prev)
 	finish_task_switch(prev);
 }
 
+static notrace int cpu_is_idle(int cpu)
+{
+	return pcpu_hot[cpu].current_task == pcpu_hot[cpu].idle;
+}
+
+/* The idle CPU to kick for p: its last CPU if idle, else the first idle one, else -1. */
+static notrace int select_task_rq(struct task_struct *p)
+{
+	int cpu = p->cpu < nr_cpus_online ? p->cpu : 0;
+
+	if (cpu_is_idle(cpu))
+		return cpu;
+	for (cpu = 0; cpu < nr_cpus_online; cpu++)
+		if (cpu_is_idle(cpu))
+			return cpu;
+	return -1;
+}
+
 /* Make p runnable; kick an idle CPU to run it. Returns 1 if p was woken. */
 int wake_up_state(struct task_struct *p, unsigned int state)
 {
@@ -158,12 +176,9 @@ int wake_up_state(struct task_struct *p, unsigned int state)
 		woken = 1;
 		if (!p->on_cpu) {
 			enqueue_task(p);
-			for (cpu = 0; cpu < nr_cpus_online; cpu++) {
-				if (pcpu_hot[cpu].current_task == pcpu_hot[cpu].idle) {
-					resched_cpu(cpu);
-					break;
-				}
-			}
+			cpu = select_task_rq(p);
+			if (cpu >= 0)
+				resched_cpu(cpu);
 		}
 	}
 	raw_spin_unlock_irqrestore(&runqueue.lock, flags);

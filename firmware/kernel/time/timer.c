@@ -6,6 +6,8 @@
 #include <linux/errno.h>
 
 volatile unsigned long jiffies;
+/* Length of a tick; the machine reads it to place timer interrupts. */
+const unsigned long tick_nsec = 1000000000UL / HZ;
 static raw_spinlock_t timer_lock = __RAW_SPIN_LOCK_UNLOCKED;
 static LIST_HEAD(timer_list_head);
 

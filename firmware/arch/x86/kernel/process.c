@@ -31,6 +31,7 @@ notrace void copy_thread(struct task_struct *p, int (*fn)(void *), void *arg,
 		regs->orig_ax = -1;
 	}
 	memset(frame, 0, sizeof(*frame));
+	frame->bp = (unsigned long)regs | 1; /* encode_frame_pointer(): the walk ends at these regs */
 	frame->bx = (unsigned long)fn;
 	frame->r12 = (unsigned long)arg;
 	frame->ret_addr = (unsigned long)ret_from_fork_asm;

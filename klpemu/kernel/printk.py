@@ -1,0 +1,58 @@
+"""The kernel log: reading the guest's printk ring as dmesg, and adding the host's own lines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..machine.machine import Machine
+
+LOGLEVEL_ALERT = 1
+LOGLEVEL_WARNING = 4
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    seq: int
+    ts_nsec: int
+    caller_id: int
+    level: int
+    text: str
+
+    def dmesg_line(self) -> str:
+        sec, ns = divmod(self.ts_nsec, 1_000_000_000)
+        return f"[{sec:5d}.{ns // 1000:06d}] {self.text}"
+
+
+def records(machine: "Machine", since_seq: int = 0) -> list[LogRecord]:
+    rb = machine.var("printk_rb")
+    ring = rb.records
+    n = len(ring)
+    next_seq = rb.next_seq
+    out = []
+    for seq in range(max(since_seq, next_seq - n, 0), next_seq):
+        r = ring[seq % n]
+        text = machine.mem.read(r.addr_of("text"), r.text_len).decode("utf-8", "replace")
+        out.append(LogRecord(r.seq, r.ts_nsec, r.caller_id, r.level, text))
+    return out
+
+
+def dmesg(machine: "Machine") -> str:
+    return "".join(rec.dmesg_line() + "\n" for rec in records(machine))
+
+
+def log_store(machine: "Machine", text: str, level: int = LOGLEVEL_WARNING, caller_id: int = 0) -> None:
+    """Append a record exactly as the guest's log_store does, for lines the host prints as the kernel."""
+    rb = machine.var("printk_rb")
+    ring = rb.records
+    seq = rb.next_seq
+    r = ring[seq % len(ring)]
+    data = text.encode()[: r.type.member("text")[1].size]
+    r.seq = seq
+    r.ts_nsec = machine.now
+    r.caller_id = caller_id
+    r.level = level
+    r.text_len = len(data)
+    machine.mem.write(r.addr_of("text"), data)
+    rb.next_seq = seq + 1

@@ -1,0 +1,1 @@
+"""The hardware: CPUs, memory and page tables, interrupts, hypercalls, the kernel image."""

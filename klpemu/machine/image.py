@@ -1,0 +1,186 @@
+"""The kernel image: loadable segments, kallsyms-style symbols and the fentry site list."""
+
+from __future__ import annotations
+
+import bisect
+import struct
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
+
+from ..errors import KlpemuError
+
+PF_X, PF_W = 1, 2
+
+
+@dataclass(frozen=True)
+class Segment:
+    vaddr: int
+    memsz: int
+    data: bytes
+    writable: bool
+    executable: bool
+
+    @property
+    def user(self) -> bool:
+        return self.vaddr < (1 << 47)
+
+
+@dataclass(frozen=True)
+class Symbol:
+    name: str
+    addr: int
+    size: int
+    kind: str  # "func", "object" or "label"
+    local: bool
+    sympos: int  # 1-based position among symbols of the same name, in address order
+
+    def contains(self, addr: int) -> bool:
+        return self.addr <= addr < self.addr + self.size
+
+
+class KernelImage:
+    """An ELF kernel image read with pyelftools. Holds no machine state."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            self._raw = self.path.read_bytes()
+        except OSError as e:
+            raise KlpemuError(f"cannot read kernel image {self.path}: {e.strerror}", e.errno or 0)
+        import io
+
+        try:
+            self.elf = ELFFile(io.BytesIO(self._raw))
+        except Exception as e:  # pyelftools raises several types for a malformed file
+            raise KlpemuError(f"{self.path}: not a valid ELF image ({e})", 8)  # ENOEXEC
+        if self.elf["e_machine"] != "EM_X86_64":
+            raise KlpemuError(f"{self.path}: not an x86_64 image", 8)
+        self.segments = [
+            Segment(s["p_vaddr"], s["p_memsz"], s.data(), bool(s["p_flags"] & PF_W), bool(s["p_flags"] & PF_X))
+            for s in self.elf.iter_segments()
+            if s["p_type"] == "PT_LOAD"
+        ]
+        self._load_symbols()
+
+    def _load_symbols(self) -> None:
+        symtab = self.elf.get_section_by_name(".symtab")
+        if not isinstance(symtab, SymbolTableSection):
+            raise KlpemuError(f"{self.path}: no symbol table", 8)
+        raw = []
+        for s in symtab.iter_symbols():
+            st_type = s["st_info"]["type"]
+            if not s.name or st_type in ("STT_FILE", "STT_SECTION") or s["st_shndx"] == "SHN_UNDEF":
+                continue
+            kind = {"STT_FUNC": "func", "STT_OBJECT": "object"}.get(st_type, "label")
+            raw.append((s["st_value"], s.name, s["st_size"], kind, s["st_info"]["bind"] == "STB_LOCAL"))
+        raw.sort()
+        seen: dict[str, int] = {}
+        self.symbols: list[Symbol] = []
+        for addr, name, size, kind, local in raw:
+            seen[name] = seen.get(name, 0) + 1
+            self.symbols.append(Symbol(name, addr, size, kind, local, seen[name]))
+        self.by_name: dict[str, list[Symbol]] = {}
+        for sym in self.symbols:
+            self.by_name.setdefault(sym.name, []).append(sym)
+        self.text_start = self.addr("_stext")
+        self.text_end = self.addr("_etext")
+        # Text symbols for symbolization: functions, plus asm labels sized up to the next symbol.
+        text = [s for s in self.symbols if self.text_start <= s.addr < self.text_end and s.kind != "object"]
+        self._text_syms = text
+        self._text_addrs = [s.addr for s in text]
+
+    # --- lookups -------------------------------------------------------------------------------
+
+    def addr(self, name: str, sympos: int = 0) -> int:
+        return self.lookup(name, sympos).addr
+
+    def lookup(self, name: str, sympos: int = 0) -> Symbol:
+        """Find a symbol as livepatch does: sympos 0 means the name must be unique."""
+        syms = self.by_name.get(name)
+        if not syms:
+            raise KlpemuError(f"symbol '{name}' not found", 22)
+        if sympos == 0:
+            if len(syms) > 1:
+                raise KlpemuError(f"unresolvable ambiguity for symbol '{name}': {len(syms)} matches", 22)
+            return syms[0]
+        if sympos > len(syms):
+            raise KlpemuError(f"symbol '{name}' position {sympos} not found ({len(syms)} matches)", 22)
+        return syms[sympos - 1]
+
+    def has(self, name: str) -> bool:
+        return name in self.by_name
+
+    def functions(self) -> list[Symbol]:
+        return [s for s in self.symbols if s.kind == "func"]
+
+    def function_at(self, addr: int) -> Symbol | None:
+        """The function containing addr, or the asm label before it (sized to the next symbol)."""
+        i = bisect.bisect_right(self._text_addrs, addr) - 1
+        best = None
+        while i >= 0:
+            s = self._text_syms[i]
+            if s.kind == "func" and s.contains(addr):
+                return s
+            if best is None and s.kind == "label":
+                best = s
+            if addr - s.addr > 0x10000:
+                break
+            i -= 1
+        if best is None:
+            return None
+        j = bisect.bisect_right(self._text_addrs, best.addr)
+        nxt = self._text_addrs[j] if j < len(self._text_addrs) else self.text_end
+        if addr >= nxt:
+            return None
+        return Symbol(best.name, best.addr, nxt - best.addr, "label", best.local, best.sympos)
+
+    def symbolize(self, addr: int) -> str:
+        """`func+0xoff/0xsize`, as %pS prints it; a bare hex address when nothing matches."""
+        sym = self.function_at(addr)
+        if sym is None:
+            return f"0x{addr:x}"
+        return f"{sym.name}+0x{addr - sym.addr:x}/0x{sym.size:x}"
+
+    def symbolize_return(self, addr: int) -> str:
+        """%pB: a return address is looked up one byte back, since a call to a noreturn
+        function can be the last instruction of its caller."""
+        sym = self.function_at(addr - 1)
+        if sym is None:
+            return f"0x{addr:x}"
+        return f"{sym.name}+0x{addr - sym.addr:x}/0x{sym.size:x}"
+
+    def is_kernel_text(self, addr: int) -> bool:
+        return self.text_start <= addr < self.text_end
+
+    # --- sections ------------------------------------------------------------------------------
+
+    @cached_property
+    def mcount_loc(self) -> list[int]:
+        """Every fentry call site, from the __mcount_loc section, sorted as ftrace sorts them."""
+        sec = self.elf.get_section_by_name("__mcount_loc")
+        if sec is None:
+            return []
+        data = sec.data()
+        return sorted(struct.unpack_from(f"<{len(data) // 8}Q", data))
+
+    def section_bytes(self, name: str) -> tuple[int, bytes]:
+        sec = self.elf.get_section_by_name(name)
+        if sec is None:
+            raise KlpemuError(f"{self.path}: no section {name}", 8)
+        return sec["sh_addr"], sec.data()
+
+    def read_static(self, addr: int, size: int) -> bytes:
+        """Bytes of the image as built (before boot changed anything)."""
+        for seg in self.segments:
+            if seg.vaddr <= addr and addr + size <= seg.vaddr + len(seg.data):
+                off = addr - seg.vaddr
+                return seg.data[off : off + size]
+        raise KlpemuError(f"0x{addr:x} is not in a loaded segment of the image", 14)
+
+    @property
+    def dwarf(self):
+        return self.elf.get_dwarf_info()

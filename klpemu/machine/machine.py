@@ -1,0 +1,430 @@
+"""The machine: a kernel image running on N emulated CPUs in one Unicorn instance.
+
+CPUs are interleaved in rounds; each round gives every CPU a slice of instructions whose
+length, like the order of the CPUs, comes from a seeded generator, so a seed fixes the whole
+execution. Emulated time advances one nanosecond per instruction slot (a 1 GHz, one
+instruction per cycle clock) and jumps to the next timer tick when every CPU is halted.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+from unicorn import UC_ARCH_X86, UC_HOOK_CODE, UC_HOOK_INSN, UC_HOOK_INTR, UC_MODE_64, Uc, UcError
+from unicorn import x86_const as x
+
+from ..errors import KlpemuError
+from .cpu import CPU, EFLAGS_IF, InterruptError, deliver_interrupt, live_regs
+from .image import KernelImage
+from .memory import PTE_RW, PTE_USER, GuestMemory
+from .oops import Oops
+from .types import TypeInfo, View
+
+DEFAULT_CMDLINE = "console=ttyS0 root=/dev/vda ro quiet"
+NS_PER_SEC = 1_000_000_000
+FOREVER = 1 << 62
+
+
+def shipped_image() -> Path:
+    return Path(str(resources.files("klpemu") / "images" / "vmlinux"))
+
+
+@dataclass
+class MachineConfig:
+    image: str | Path | None = None
+    cpus: int = 2
+    seed: int = 0
+    cmdline: str = DEFAULT_CMDLINE
+    mem_mb: int = 64
+    slice_insns: int = 2000  # mean slice; each slice is drawn from [slice/2, 3*slice/2]
+    insn_ns: int = 1
+    watchdog_thresh_ns: int = 10 * NS_PER_SEC  # hard lockup after this, soft lockup after twice
+
+
+class GuestStopped(KlpemuError):
+    """Raised by operations that need a running machine after an oops stopped it."""
+
+
+class Machine:
+    def __init__(self, config: MachineConfig | None = None, **overrides):
+        self.config = config = config or MachineConfig(**overrides)
+        if config.cpus < 1 or config.cpus > 8:
+            raise KlpemuError(f"cpus must be between 1 and 8, not {config.cpus}", 22)
+        self.image = KernelImage(config.image or shipped_image())
+        self.types = TypeInfo(self.image.dwarf)
+        self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
+        self.mem = GuestMemory(self.uc, config.mem_mb << 20)
+        self.rng = random.Random(config.seed)
+        self.now = 0  # emulated nanoseconds
+        self.insns = 0  # instruction slots handed out
+        self.booted = False
+        self.oops: Oops | None = None
+        self.cpus = [CPU(i) for i in range(config.cpus)]
+        self._running: CPU | None = None
+        self._fault: tuple[int, int] | None = None  # (vector, rip) of an exception in the last slice
+        self._halting = False
+        self._syscall_trap = False
+        self._hypercall_stop: str | None = None
+        self._sym = self.image.addr
+        self._load()
+        self.tick_ns = self.read_var_int("tick_nsec")
+        self.next_tick = self.tick_ns
+        self.hypercalls = {
+            self.types.enum("HC_SEND_IPI"): self._hc_send_ipi,
+            self.types.enum("HC_START_CPU"): self._hc_start_cpu,
+            self.types.enum("HC_BOOT_DONE"): self._hc_boot_done,
+            self.types.enum("HC_PANIC"): self._hc_panic,
+        }
+        self._install_hooks()
+        self._start_boot_cpu()
+        self._observers: list[Callable[[Machine], None]] = []
+
+    # --- setting up ----------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        for seg in self.image.segments:
+            flags = 0
+            if seg.writable:
+                flags |= PTE_RW
+            if seg.user:
+                flags |= PTE_USER
+            self.mem.map_range(seg.vaddr, seg.memsz, flags, seg.data)
+        uc = self.uc
+        uc.reg_write(x.UC_X86_REG_CR3, self.mem.pml4)
+        uc.reg_write(x.UC_X86_REG_CR4, uc.reg_read(x.UC_X86_REG_CR4) | (1 << 5))  # PAE
+        uc.reg_write(x.UC_X86_REG_CR0, uc.reg_read(x.UC_X86_REG_CR0) | (1 << 31) | (1 << 16))  # PG, WP
+        uc.reg_write(x.UC_X86_REG_EFLAGS, 0x2)
+        self._reset_ctx = uc.context_save()
+        params = self.var("boot_params")
+        cmd = self.config.cmdline.encode()
+        limit = params.type.member("cmdline")[1].size - 1
+        if len(cmd) > limit:
+            raise KlpemuError(f"command line longer than {limit} bytes", 22)
+        self.mem.write(params.addr_of("cmdline"), cmd + b"\0")
+        params.mem_size = self.config.mem_mb << 20
+        params.nr_cpus = self.config.cpus
+        self.hlt_resume = self._sym("arch_cpu_idle_hlt") + 1
+
+    def _install_hooks(self) -> None:
+        uc = self.uc
+        uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, x.UC_X86_INS_OUT)
+        uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
+        hlt = self._sym("arch_cpu_idle_hlt")
+        uc.hook_add(UC_HOOK_CODE, self._on_hlt, None, hlt, hlt)
+
+    def _start_boot_cpu(self) -> None:
+        cpu0 = self.cpus[0]
+        stack_top = self.var_addr("task_stacks") + self.thread_size
+        ctx = self.uc.context_save()
+        ctx.reg_write(x.UC_X86_REG_RIP, self._sym("startup_64"))
+        ctx.reg_write(x.UC_X86_REG_RSP, stack_top - self.types.sizeof("pt_regs"))
+        ctx.reg_write(x.UC_X86_REG_RDI, 0)
+        cpu0.ctx = ctx
+        cpu0.online = True
+        # Unicorn installs its instruction-count hook lazily at the first counted run and keeps
+        # blocks translated before that uncounted: flush once after it (see unicorn facts, count=).
+        self._count_armed = False
+
+    # --- guest data ----------------------------------------------------------------------------
+
+    def var_addr(self, name: str) -> int:
+        return self._sym(name)
+
+    def var(self, name: str) -> View:
+        """A typed view of a global variable."""
+        try:
+            t = self.types.variables[name]
+        except KeyError:
+            raise KlpemuError(f"no variable {name} in the image's debug info", 22) from None
+        return View(self.mem, t, self._sym(name))
+
+    def struct(self, name: str, addr: int) -> View:
+        return View(self.mem, self.types.struct(name), addr)
+
+    def read_var_int(self, name: str) -> int:
+        t = self.types.variables[name]
+        return int.from_bytes(self.mem.read(self._sym(name), t.size), "little", signed=t.signed)
+
+    @property
+    def thread_size(self) -> int:
+        """THREAD_SIZE, from the type of the kernel's stack array."""
+        return self.types.variables["task_stacks"].target.size
+
+    def pcpu(self, cpu: int) -> View:
+        return self.var("pcpu_hot")[cpu]
+
+    # --- hooks (run inside emu_start) ------------------------------------------------------------
+
+    def _on_out(self, uc: Uc, port: int, size: int, value: int, _ud) -> None:
+        if port != 0xF4:
+            return
+        nr = uc.reg_read(x.UC_X86_REG_RAX)
+        handler = self.hypercalls.get(nr)
+        if handler is None:
+            self._hypercall_stop = f"bad hypercall {nr}"
+            uc.emu_stop()
+            return
+        args = [uc.reg_read(r) for r in (x.UC_X86_REG_RDI, x.UC_X86_REG_RSI, x.UC_X86_REG_RDX)]
+        ret = handler(*args)
+        uc.reg_write(x.UC_X86_REG_RAX, ret or 0)
+
+    def _on_interrupt(self, uc: Uc, intno: int, _ud) -> None:
+        if intno == 0x80:
+            # The system call gate: entered after the slice stops, since leaving user mode
+            # needs a context switch of the CPU state (see deliver_interrupt).
+            self._syscall_trap = True
+        else:
+            self._fault = (intno, uc.reg_read(x.UC_X86_REG_RIP))
+        uc.emu_stop()
+
+    def _on_hlt(self, uc: Uc, addr: int, size: int, _ud) -> None:
+        self._halting = True
+
+    def _hc_send_ipi(self, cpu: int, vector: int, _unused: int) -> int:
+        if cpu >= len(self.cpus) or not self.cpus[cpu].online:
+            return -22
+        self.cpus[cpu].pending.add(vector)
+        return 0
+
+    def _hc_start_cpu(self, cpu: int, entry: int, stack: int) -> int:
+        if not 0 < cpu < len(self.cpus) or self.cpus[cpu].online:
+            return -22
+        ctx = self.uc.context_save()  # a copy of the caller's paging state...
+        ctx.reg_write(x.UC_X86_REG_EFLAGS, 0x2)
+        for reg in (x.UC_X86_REG_RAX, x.UC_X86_REG_RBX, x.UC_X86_REG_RBP, x.UC_X86_REG_RSI, x.UC_X86_REG_RDX):
+            ctx.reg_write(reg, 0)
+        ctx.reg_write(x.UC_X86_REG_RIP, entry)  # ...started where CPU 0 asked, as INIT/SIPI would
+        ctx.reg_write(x.UC_X86_REG_RSP, stack)
+        ctx.reg_write(x.UC_X86_REG_RDI, cpu)
+        c = self.cpus[cpu]
+        c.ctx = ctx
+        c.online = True
+        c.last_progress_ns = self.now
+        return 0
+
+    def _hc_boot_done(self, *_args) -> int:
+        self.booted = True
+        return 0
+
+    def _hc_panic(self, msg: int, *_args) -> int:
+        self._hypercall_stop = "Kernel panic - not syncing: " + self.mem.read_cstr(msg, 256)
+        self.uc.emu_stop()
+        return 0
+
+    # --- running -------------------------------------------------------------------------------
+
+    @property
+    def stopped(self) -> bool:
+        return self.oops is not None
+
+    def _check_running(self) -> None:
+        if self.oops is not None:
+            raise GuestStopped("the machine stopped after an oops; it can be inspected but not run", 5)
+
+    def run(self, ns: int | None = None, *, until: Callable[[], bool] | None = None) -> bool:
+        """Run for ns of emulated time, or until `until()` holds. Returns whether it held."""
+        self._check_running()
+        deadline = self.now + ns if ns is not None else None
+        while deadline is None or self.now < deadline:
+            if until is not None and until():
+                return True
+            self._round(deadline)
+            if self.oops is not None:
+                return False
+        return until() if until is not None else True
+
+    def run_until(self, predicate: Callable[[], bool], timeout_ns: int) -> bool:
+        return self.run(timeout_ns, until=predicate)
+
+    def boot(self, timeout_ns: int = NS_PER_SEC) -> None:
+        """Run until the kernel reaches user space."""
+        if not self.run_until(lambda: self.booted, timeout_ns) and self.oops is None:
+            raise KlpemuError("the kernel did not finish booting", 110)  # ETIMEDOUT
+
+    def _round(self, deadline: int | None) -> None:
+        if self.now >= self.next_tick:
+            for cpu in self.cpus:
+                if cpu.online:
+                    cpu.pending.add(self.timer_vector)
+            self.next_tick += self.tick_ns
+            self._watchdog()
+        online = [c for c in self.cpus if c.online]
+        if all(c.halted and not c.pending for c in online):
+            # Nothing to run until the next tick: jump there, as a tickless idle machine would.
+            target = self.next_tick if deadline is None else min(self.next_tick, deadline)
+            self.now = max(self.now, target)
+            return
+        order = online[:]
+        self.rng.shuffle(order)
+        quantum = self.config.slice_insns
+        for cpu in order:
+            budget = self.rng.randint(quantum // 2, quantum + quantum // 2)
+            self._run_slice(cpu, budget)
+            if self.oops is not None:
+                return
+        self.now += quantum * self.config.insn_ns
+        self.insns += quantum * len(online)
+
+    @property
+    def timer_vector(self) -> int:
+        return 0xEC  # LOCAL_TIMER_VECTOR
+
+    def _run_slice(self, cpu: CPU, budget: int) -> None:
+        uc = self.uc
+        uc.context_restore(cpu.ctx)
+        if cpu.pending:
+            if uc.reg_read(x.UC_X86_REG_EFLAGS) & EFLAGS_IF:
+                vector = max(cpu.pending)  # the APIC serves the highest vector first
+                cpu.pending.discard(vector)
+                cpu.undelivered_since = None
+                if not self._deliver(cpu, vector):
+                    return
+                cpu.halted = False
+            elif cpu.undelivered_since is None:
+                cpu.undelivered_since = self.now
+        if cpu.halted:
+            return
+        self.pcpu(cpu.index).clock_ns = self.now
+        self._running = cpu
+        self._halting = False
+        self._syscall_trap = False
+        self._fault = None
+        self._hypercall_stop = None
+        rip = uc.reg_read(x.UC_X86_REG_RIP)
+        try:
+            uc.emu_start(rip, 0, count=budget)
+            error = None
+        except UcError as e:
+            error = e
+        if not self._count_armed:
+            uc.ctl_flush_tb()
+            self._count_armed = True
+        self._running = None
+        if error is not None or self._fault is not None or self._hypercall_stop is not None:
+            uc.context_update(cpu.ctx)
+            self._report_crash(cpu, error)
+            return
+        if self._syscall_trap and not self._deliver(cpu, 0x80, software=True):
+            return
+        uc.context_update(cpu.ctx)
+        if cpu.kernel_ctx is None and not cpu.user_mode and uc.reg_read(x.UC_X86_REG_TR)[0]:
+            cpu.kernel_ctx = uc.context_save()  # this CPU's GDT and TSS are loaded now
+        if self._halting and cpu.reg("rip") == self.hlt_resume:
+            cpu.halted = True
+
+    def _deliver(self, cpu: CPU, vector: int, software: bool = False) -> bool:
+        """Deliver an interrupt on the live state of cpu; on failure stop with an oops."""
+        try:
+            deliver_interrupt(self.uc, self.mem, vector, software=software, kernel_ctx=cpu.kernel_ctx)
+            return True
+        except InterruptError as e:
+            self.uc.context_update(cpu.ctx)
+            self._stop_with_oops(cpu, f"unexpected trap: {e}")
+            return False
+
+    # --- watchdogs and crashes ------------------------------------------------------------------
+
+    def _watchdog(self) -> None:
+        thresh = self.config.watchdog_thresh_ns
+        for cpu in self.cpus:
+            if not cpu.online:
+                continue
+            if cpu.undelivered_since is not None and self.now - cpu.undelivered_since > thresh:
+                self._stop_with_oops(cpu, f"watchdog: Watchdog detected hard LOCKUP on cpu {cpu.index}")
+                return
+            switches = self.pcpu(cpu.index).nr_switches
+            if cpu.halted or cpu.user_mode or switches != cpu.last_switches:
+                cpu.last_switches = switches
+                cpu.last_progress_ns = self.now
+            elif self.now - cpu.last_progress_ns > 2 * thresh:
+                task = self.task_on(cpu.index)
+                secs = (self.now - cpu.last_progress_ns) // NS_PER_SEC
+                self._stop_with_oops(
+                    cpu,
+                    f"watchdog: BUG: soft lockup - CPU#{cpu.index} stuck for {secs}s! [{task[1]}:{task[0]}]",
+                )
+                return
+
+    def task_on(self, cpu: int) -> tuple[int, str]:
+        t = self.struct("task_struct", self.pcpu(cpu).current_task)
+        return t.pid, t.comm.decode()
+
+    def _report_crash(self, cpu: CPU, error: UcError | None) -> None:
+        from . import crash
+
+        self.oops = crash.build_oops(self, cpu, error, self._fault, self._hypercall_stop)
+
+    def _stop_with_oops(self, cpu: CPU, reason: str) -> None:
+        from . import crash
+
+        self.oops = crash.build_oops(self, cpu, None, None, reason)
+
+    # --- host calls ----------------------------------------------------------------------------
+
+    def call(self, func: int | str, *args: int, cpu: int = 0, budget: int = 50_000_000) -> int:
+        """Run a guest function to completion with interrupts off, as CPU `cpu` would; returns rax.
+
+        The function runs on the host-call stack in the context of the task current on that CPU.
+        Other CPUs do not run meanwhile. A function that does not return within `budget`
+        instructions is a runaway: the machine stops with an oops.
+        """
+        self._check_running()
+        if isinstance(func, str):
+            func = self._sym(func)
+        if len(args) > 6:
+            raise KlpemuError("at most six arguments", 22)
+        uc = self.uc
+        uc.context_restore(self._hostcall_ctx(cpu))
+        sp = self._sym("hostcall_stack_top") - 8
+        ret = self._sym("hostcall_return")
+        self.mem.write_u64(sp, ret)
+        uc.reg_write(x.UC_X86_REG_RSP, sp)
+        uc.reg_write(x.UC_X86_REG_RBP, 0)
+        for reg, value in zip((x.UC_X86_REG_RDI, x.UC_X86_REG_RSI, x.UC_X86_REG_RDX,
+                               x.UC_X86_REG_RCX, x.UC_X86_REG_R8, x.UC_X86_REG_R9), args):
+            uc.reg_write(reg, value & (2**64 - 1))
+        self._fault = None
+        self._hypercall_stop = None
+        fake = self.cpus[cpu]
+        try:
+            uc.emu_start(func, ret, count=budget)
+            error = None
+        except UcError as e:
+            error = e
+        if not self._count_armed:
+            uc.ctl_flush_tb()
+            self._count_armed = True
+        if error is None and self._fault is None and self._hypercall_stop is None:
+            if uc.reg_read(x.UC_X86_REG_RIP) == ret:
+                return uc.reg_read(x.UC_X86_REG_RAX)
+            self._hypercall_stop = f"host call of {self.image.symbolize(func)} ran away ({budget} instructions)"
+        saved = fake.ctx
+        fake.ctx = uc.context_save()
+        try:
+            self._report_crash(fake, error)
+        finally:
+            fake.ctx = saved
+        raise GuestStopped(str(self.oops.lines[0]), 5)
+
+    def _hostcall_ctx(self, cpu: int):
+        ctx = self.uc.context_save()
+        src = self.cpus[cpu].ctx
+        for reg in (x.UC_X86_REG_CS, x.UC_X86_REG_SS, x.UC_X86_REG_GS_BASE):
+            ctx.reg_write(reg, src.reg_read(reg))
+        ctx.reg_write(x.UC_X86_REG_EFLAGS, 0x2)
+        return ctx
+
+    # --- interrupts from devices ---------------------------------------------------------------
+
+    def raise_irq(self, cpu: int, vector: int) -> None:
+        self.cpus[cpu].pending.add(vector)
+
+    def is_kernel_text(self, addr: int) -> bool:
+        return self.image.is_kernel_text(addr)
+
+    def live_regs(self) -> dict[str, int]:
+        return live_regs(self.uc)

@@ -1,0 +1,205 @@
+"""Guest types from the image's DWARF: struct layouts, enums, globals, and typed views.
+
+The host never hard-codes an offset: it asks this module where `task_struct.patch_state`
+lives, the way drgn reads a live kernel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import KlpemuError
+
+if TYPE_CHECKING:
+    from .memory import GuestMemory
+
+
+@dataclass
+class Type:
+    kind: str  # base, pointer, array, struct, enum, void, func
+    size: int
+    name: str = ""
+    signed: bool = False
+    target: "Type | None" = None  # pointee or element
+    count: int = 0  # array length
+    members: dict[str, tuple[int, "Type"]] = field(default_factory=dict)
+
+    def member(self, name: str) -> tuple[int, "Type"]:
+        """Offset and type of a member; `a.b` walks into nested structs."""
+        offset, t = 0, self
+        for part in name.split("."):
+            if t.kind != "struct" or part not in t.members:
+                raise KlpemuError(f"struct {t.name or '?'} has no member '{part}'", 22)
+            off, t = t.members[part]
+            offset += off
+        return offset, t
+
+
+VOID = Type("void", 0, "void")
+_UNRESOLVED = object()
+
+
+class TypeInfo:
+    """All struct, enum and global-variable types of an image, read once at load."""
+
+    def __init__(self, dwarf):
+        self.structs: dict[str, Type] = {}
+        self.enums: dict[str, int] = {}
+        self.variables: dict[str, Type] = {}
+        self._cache: dict[int, Type] = {}
+        for cu in dwarf.iter_CUs():
+            # Top-level DIEs only: sibling links skip function bodies, which are most of the data.
+            for die in cu.get_top_DIE().iter_children():
+                tag = die.tag
+                if tag == "DW_TAG_structure_type" and "DW_AT_name" in die.attributes:
+                    if "DW_AT_declaration" in die.attributes:
+                        continue
+                    name = die.attributes["DW_AT_name"].value.decode()
+                    if name not in self.structs:
+                        self.structs[name] = self._type(die)
+                elif tag == "DW_TAG_enumeration_type":
+                    self._type(die)
+                elif tag == "DW_TAG_variable" and "DW_AT_name" in die.attributes and "DW_AT_type" in die.attributes:
+                    name = die.attributes["DW_AT_name"].value.decode()
+                    if name not in self.variables or "DW_AT_location" in die.attributes:
+                        self.variables[name] = self._type(die.get_DIE_from_attribute("DW_AT_type"))
+                elif tag == "DW_TAG_typedef":
+                    pass
+
+    def _type(self, die) -> Type:
+        key = die.offset
+        if key in self._cache:
+            return self._cache[key]
+        attrs = die.attributes
+        tag = die.tag
+        name = attrs["DW_AT_name"].value.decode() if "DW_AT_name" in attrs else ""
+        size = attrs["DW_AT_byte_size"].value if "DW_AT_byte_size" in attrs else 0
+        if tag == "DW_TAG_base_type":
+            enc = attrs["DW_AT_encoding"].value
+            t = Type("base", size, name, signed=enc in (5, 6, 13))  # DW_ATE_signed(_char)
+        elif tag == "DW_TAG_pointer_type":
+            t = Type("pointer", 8, name)
+            self._cache[key] = t
+            t.target = self._type(die.get_DIE_from_attribute("DW_AT_type")) if "DW_AT_type" in attrs else VOID
+            return t
+        elif tag in ("DW_TAG_typedef", "DW_TAG_const_type", "DW_TAG_volatile_type", "DW_TAG_restrict_type"):
+            t = self._type(die.get_DIE_from_attribute("DW_AT_type")) if "DW_AT_type" in attrs else VOID
+        elif tag == "DW_TAG_structure_type" or tag == "DW_TAG_union_type":
+            t = Type("struct", size, name)
+            self._cache[key] = t
+            if "DW_AT_declaration" in attrs and name in self.structs:
+                return self.structs[name]
+            for child in die.iter_children():
+                if child.tag != "DW_TAG_member" or "DW_AT_name" not in child.attributes:
+                    continue
+                loc = child.attributes.get("DW_AT_data_member_location")
+                off = loc.value if loc is not None and isinstance(loc.value, int) else 0
+                t.members[child.attributes["DW_AT_name"].value.decode()] = (
+                    off,
+                    self._type(child.get_DIE_from_attribute("DW_AT_type")),
+                )
+            return t
+        elif tag == "DW_TAG_array_type":
+            elem = self._type(die.get_DIE_from_attribute("DW_AT_type"))
+            dims = []
+            for sub in die.iter_children():
+                if sub.tag == "DW_TAG_subrange_type":
+                    if "DW_AT_count" in sub.attributes:
+                        dims.append(sub.attributes["DW_AT_count"].value)
+                    elif "DW_AT_upper_bound" in sub.attributes:
+                        dims.append(sub.attributes["DW_AT_upper_bound"].value + 1)
+                    else:
+                        dims.append(0)
+            t = elem
+            for n in reversed(dims or [0]):
+                t = Type("array", t.size * n, "", target=t, count=n)
+        elif tag == "DW_TAG_enumeration_type":
+            t = Type("enum", size, name, signed=True)
+            for child in die.iter_children():
+                if child.tag == "DW_TAG_enumerator":
+                    self.enums[child.attributes["DW_AT_name"].value.decode()] = child.attributes[
+                        "DW_AT_const_value"
+                    ].value
+        elif tag == "DW_TAG_subroutine_type":
+            t = Type("func", 0, name)
+        else:
+            t = VOID
+        self._cache[key] = t
+        return t
+
+    def struct(self, name: str) -> Type:
+        try:
+            return self.structs[name]
+        except KeyError:
+            raise KlpemuError(f"no struct {name} in the image's debug info", 22) from None
+
+    def enum(self, name: str) -> int:
+        try:
+            return self.enums[name]
+        except KeyError:
+            raise KlpemuError(f"no enumerator {name} in the image's debug info", 22) from None
+
+    def offsetof(self, struct: str, member: str) -> int:
+        return self.struct(struct).member(member)[0]
+
+    def sizeof(self, struct: str) -> int:
+        return self.struct(struct).size
+
+
+def decode_scalar(t: Type, raw: bytes) -> int:
+    return int.from_bytes(raw, "little", signed=t.signed and t.kind in ("base", "enum"))
+
+
+class View:
+    """A typed window on guest memory: `task.pid`, `task.thread.sp`, `pcpu.current_task`.
+
+    Scalars and pointers read as ints; char arrays as bytes up to the NUL; nested structs and
+    other arrays as further views. Assigning to a scalar member writes guest memory.
+    """
+
+    __slots__ = ("_mem", "_type", "addr")
+
+    def __init__(self, mem: "GuestMemory", t: Type, addr: int):
+        object.__setattr__(self, "_mem", mem)
+        object.__setattr__(self, "_type", t)
+        object.__setattr__(self, "addr", addr)
+
+    def _read(self, off: int, t: Type) -> Any:
+        addr = self.addr + off
+        if t.kind in ("base", "enum", "pointer"):
+            return decode_scalar(t, self._mem.read(addr, t.size))
+        if t.kind == "array" and t.target and t.target.kind == "base" and t.target.size == 1:
+            return self._mem.read(addr, t.size).split(b"\0", 1)[0]
+        return View(self._mem, t, addr)
+
+    def __getattr__(self, name: str) -> Any:
+        off, t = self._type.member(name)
+        return self._read(off, t)
+
+    def __setattr__(self, name: str, value: int) -> None:
+        off, t = self._type.member(name)
+        if t.kind not in ("base", "enum", "pointer"):
+            raise KlpemuError(f"cannot assign to non-scalar member {name}", 22)
+        self._mem.write(self.addr + off, int(value).to_bytes(t.size, "little", signed=value < 0))
+
+    def __getitem__(self, index: int) -> Any:
+        t = self._type
+        if t.kind == "pointer":
+            return self._read(0, t.target)  # only [0] is meaningful on a pointer view
+        if t.kind != "array" or not 0 <= index < t.count:
+            raise IndexError(index)
+        return self._read(index * t.target.size, t.target)
+
+    def __len__(self) -> int:
+        return self._type.count
+
+    def addr_of(self, member: str) -> int:
+        return self.addr + self._type.member(member)[0]
+
+    @property
+    def type(self) -> Type:
+        return self._type
+
+    def __repr__(self) -> str:
+        return f"<{self._type.kind} {self._type.name or '?'} at 0x{self.addr:x}>"
