@@ -68,7 +68,6 @@ static struct task_struct *new_task(const char *name, unsigned int flags)
 	unsigned long irqflags = local_irq_save();
 
 	p->flags = flags;
-	p->cpu = p->pid % NR_CPUS; /* spread first placements; select_task_rq folds it to online CPUs */
 	p->__state = TASK_UNINTERRUPTIBLE;
 	klp_copy_process(p);
 	list_add_tail(&p->tasks, &task_list);

@@ -152,16 +152,19 @@ static notrace int cpu_is_idle(int cpu)
 	return pcpu_hot[cpu].current_task == pcpu_hot[cpu].idle;
 }
 
-/* The idle CPU to kick for p: its last CPU if idle, else the first idle one, else -1. */
+/*
+ * The idle CPU to kick for p, or -1. Tasks have a home CPU (pid modulo the CPU count) that is
+ * tried first, which spreads the load the way Linux's balancing would, only simpler.
+ */
 static notrace int select_task_rq(struct task_struct *p)
 {
-	int cpu = p->cpu < nr_cpus_online ? p->cpu : 0;
+	int i, cpu;
 
-	if (cpu_is_idle(cpu))
-		return cpu;
-	for (cpu = 0; cpu < nr_cpus_online; cpu++)
+	for (i = 0; i < nr_cpus_online; i++) {
+		cpu = (p->pid + i) % nr_cpus_online;
 		if (cpu_is_idle(cpu))
 			return cpu;
+	}
 	return -1;
 }
 
