@@ -25,6 +25,7 @@ const char linux_banner[] = "klpemu kernel version 1.0 (gcc version " __VERSION_
 
 extern char _text[], _end[];
 extern int kthreadd(void *), worker_thread(void *), watchdog(void *), recurse_thread(void *);
+extern int busy_thread(void *);
 extern void init_main(void), sysmon_main(void), sh_main(void);
 void smp_init(int nr_cpus);
 
@@ -83,6 +84,8 @@ void __noreturn start_kernel(void)
 	kthread_create(worker_thread, NULL, "kworker/0:1");
 	kthread_create(watchdog, NULL, "khungtaskd");
 	kthread_create(recurse_thread, NULL, "krecurse");
+	if (cmdline_get_long("kbusy", 0))
+		kthread_create(busy_thread, NULL, "kbusy");
 	start_user(sysmon_main, 1, "sysmon");
 	start_user(sh_main, 2, "sh");
 

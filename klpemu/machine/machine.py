@@ -271,7 +271,7 @@ class Machine:
 
     @property
     def timer_vector(self) -> int:
-        return 0xEC  # LOCAL_TIMER_VECTOR
+        return self.types.enum("LOCAL_TIMER_VECTOR")
 
     def _run_slice(self, cpu: CPU, budget: int) -> None:
         uc = self.uc

@@ -18,15 +18,19 @@
 #define X86_EFLAGS_IF 0x200
 #define X86_EFLAGS_FIXED 0x2
 
-/* Interrupt vectors. */
-#define X86_TRAP_DE 0
-#define X86_TRAP_BP 3
-#define X86_TRAP_UD 6
-#define X86_TRAP_GP 13
-#define X86_TRAP_PF 14
-#define LOCAL_TIMER_VECTOR 0xec
-#define CONSOLE_VECTOR 0x24
-#define RESCHEDULE_VECTOR 0xfd
-#define IA32_SYSCALL_VECTOR 0x80
+#ifndef __ASSEMBLY__
+/* Interrupt vectors; an enum so the machine reads them from the image's debug info. */
+enum irq_vector {
+	X86_TRAP_DE = 0,
+	X86_TRAP_BP = 3,
+	X86_TRAP_UD = 6,
+	X86_TRAP_GP = 13,
+	X86_TRAP_PF = 14,
+	CONSOLE_VECTOR = 0x24,
+	IA32_SYSCALL_VECTOR = 0x80,
+	LOCAL_TIMER_VECTOR = 0xec,
+	RESCHEDULE_VECTOR = 0xfd,
+};
+#endif
 
 #endif

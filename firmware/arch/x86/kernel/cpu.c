@@ -47,7 +47,7 @@ static notrace u64 segment_desc(int code, int dpl)
 	return 0xffffULL | (access << 40) | (0xfULL << 48) | (flags << 52);
 }
 
-static notrace void set_intr_gate(int vector, void *handler, int dpl)
+static notrace void set_intr_gate(enum irq_vector vector, void *handler, int dpl)
 {
 	unsigned long addr = (unsigned long)handler;
 	struct gate_struct *g = &idt_table[vector];

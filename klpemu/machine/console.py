@@ -1,0 +1,57 @@
+"""The console device: how the shell asks the guest's `sh` process to read or write a file.
+
+The host writes a request into the guest's console_mbox and raises the console interrupt;
+`sh`, asleep in the console_wait system call, wakes and does the work with ordinary system
+calls (open, read, write), so a `cat /proc/cmdline` runs in a real task like Linux's `cat`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import KlpemuError
+
+if TYPE_CHECKING:
+    from .machine import Machine
+
+NS_PER_SEC = 1_000_000_000
+
+
+class Console:
+    def __init__(self, machine: "Machine"):
+        self.m = machine
+
+    def _request(self, op: str, path: str, data: bytes, timeout_ns: int) -> bytes:
+        m = self.m
+        m._check_running()
+        mbox = m.var("console_mbox")
+        req = mbox.req
+        path_b = path.encode()
+        path_max = req.type.member("path")[1].size
+        data_max = req.type.member("data")[1].size
+        if len(path_b) >= path_max:
+            raise KlpemuError(f"{path}: File name too long", 36)
+        if len(data) > data_max:
+            raise KlpemuError(f"write of {len(data)} bytes is more than the console carries ({data_max})", 7)
+        req.op = m.types.enum(op)
+        req.len = len(data)
+        m.mem.write(req.addr_of("path"), path_b + b"\0")
+        m.mem.write(req.addr_of("data"), data)
+        mbox.done = 0
+        mbox.pending = 1
+        m.raise_irq(0, m.types.enum("CONSOLE_VECTOR"))
+        if not m.run_until(lambda: mbox.done == 1, timeout_ns):
+            if m.oops is not None:
+                raise KlpemuError(f"{path}: the machine crashed:\n{m.oops}", 5)
+            raise KlpemuError(f"{path}: no answer from the guest within {timeout_ns / NS_PER_SEC:g}s", 110)
+        status = mbox.status
+        out = m.mem.read(mbox.addr_of("out"), mbox.out_len)
+        if status < 0:
+            raise KlpemuError(path, -status)
+        return out
+
+    def read_file(self, path: str, timeout_ns: int = 5 * NS_PER_SEC) -> str:
+        return self._request("CONSOLE_READ_FILE", path, b"", timeout_ns).decode("utf-8", "replace")
+
+    def write_file(self, path: str, data: str, timeout_ns: int = 5 * NS_PER_SEC) -> None:
+        self._request("CONSOLE_WRITE_FILE", path, data.encode(), timeout_ns)
