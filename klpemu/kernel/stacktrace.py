@@ -91,7 +91,10 @@ class Unwinder:
             return self.from_regs(c.reg("rip"), c.reg("rsp"), c.reg("rbp"), lo, hi)
         frame = m.struct("inactive_task_frame", task.view.thread.sp)
         trace = StackTrace()
-        self._walk(trace, frame.ret_addr, frame.bp, task.view.thread.sp, lo, hi, exact=False, sp=None)
+        # A task that never ran "returns" to the start of ret_from_fork_asm, not after a call.
+        first_is_entry = frame.ret_addr == m.image.addr("ret_from_fork_asm")
+        self._walk(trace, frame.ret_addr, frame.bp, task.view.thread.sp, lo, hi, exact=False, sp=None,
+                   first_kind="ip" if first_is_entry else "call")
         return trace
 
     def from_regs(self, ip: int, sp: int, bp: int, lo: int, hi: int) -> StackTrace:
@@ -131,7 +134,7 @@ class Unwinder:
         return None
 
     def _walk(self, trace: StackTrace, ip: int, bp: int, floor: int, lo: int, hi: int,
-              *, exact: bool, sp: int | None) -> None:
+              *, exact: bool, sp: int | None, first_kind: str = "call") -> None:
         m = self.m
         regs_size = m.types.sizeof("pt_regs")
         top_regs = hi - regs_size
@@ -146,7 +149,7 @@ class Unwinder:
                 if kernel_entries > MAX_STACK_ENTRIES:
                     trace.unreliable(f"more than {MAX_STACK_ENTRIES} frames")
 
-        add(ip, "ip" if exact else "call")
+        add(ip, "ip" if exact else first_kind)
         if exact and sp is not None:
             caller = self._caller_before_frame(ip, sp)
             if caller is not None:

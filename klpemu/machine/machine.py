@@ -263,7 +263,7 @@ class Machine:
         quantum = self.config.slice_insns
         for cpu in order:
             budget = self.rng.randint(quantum // 2, quantum + quantum // 2)
-            self._run_slice(cpu, budget)
+            self._execute(cpu, budget)
             if self.oops is not None:
                 return
         self.now += quantum * self.config.insn_ns
@@ -273,21 +273,16 @@ class Machine:
     def timer_vector(self) -> int:
         return self.types.enum("LOCAL_TIMER_VECTOR")
 
-    def _run_slice(self, cpu: CPU, budget: int) -> None:
+    def _execute(self, cpu: CPU, budget: int) -> list[str]:
+        """Run cpu for up to budget instructions; returns what happened besides execution
+        (interrupts delivered, the system call gate, halting, a crash)."""
         uc = self.uc
         uc.context_restore(cpu.ctx)
-        if cpu.pending:
-            if uc.reg_read(x.UC_X86_REG_EFLAGS) & EFLAGS_IF:
-                vector = max(cpu.pending)  # the APIC serves the highest vector first
-                cpu.pending.discard(vector)
-                cpu.undelivered_since = None
-                if not self._deliver(cpu, vector):
-                    return
-                cpu.halted = False
-            elif cpu.undelivered_since is None:
-                cpu.undelivered_since = self.now
+        events = self._deliver_pending(cpu)
+        if "oops" in events:
+            return events
         if cpu.halted:
-            return
+            return events + ["halted"]
         self.pcpu(cpu.index).clock_ns = self.now
         self._running = cpu
         self._halting = False
@@ -307,14 +302,61 @@ class Machine:
         if error is not None or self._fault is not None or self._hypercall_stop is not None:
             uc.context_update(cpu.ctx)
             self._report_crash(cpu, error)
-            return
-        if self._syscall_trap and not self._deliver(cpu, 0x80, software=True):
-            return
+            return events + ["oops"]
+        if self._syscall_trap:
+            if not self._deliver(cpu, 0x80, software=True):
+                return events + ["oops"]
+            events.append("system call gate")
         uc.context_update(cpu.ctx)
         if cpu.kernel_ctx is None and not cpu.user_mode and uc.reg_read(x.UC_X86_REG_TR)[0]:
             cpu.kernel_ctx = uc.context_save()  # this CPU's GDT and TSS are loaded now
         if self._halting and cpu.reg("rip") == self.hlt_resume:
             cpu.halted = True
+            events.append("halted")
+        return events
+
+    def _deliver_pending(self, cpu: CPU) -> list[str]:
+        """Deliver the highest pending interrupt to cpu (whose context is live) if IF allows."""
+        if not cpu.pending:
+            return []
+        if not self.uc.reg_read(x.UC_X86_REG_EFLAGS) & EFLAGS_IF:
+            if cpu.undelivered_since is None:
+                cpu.undelivered_since = self.now
+            return []
+        vector = max(cpu.pending)  # the APIC serves the highest vector first
+        cpu.pending.discard(vector)
+        cpu.undelivered_since = None
+        if not self._deliver(cpu, vector):
+            return ["oops"]
+        cpu.halted = False
+        return [f"interrupt 0x{vector:x}"]
+
+    def step(self, cpu_index: int, count: int = 1, *, wake_timeout_ns: int = NS_PER_SEC):
+        """Execute count instructions on one CPU, yielding (addr, regs_before, regs_after, events)
+        for each, and (None, None, None, events) when an interrupt is delivered; the other CPUs
+        wait. A halted CPU is first run to its next interrupt."""
+        self._check_running()
+        if not 0 <= cpu_index < len(self.cpus) or not self.cpus[cpu_index].online:
+            raise KlpemuError(f"no CPU {cpu_index} online", 22)
+        cpu = self.cpus[cpu_index]
+        for _ in range(count):
+            if cpu.halted and not cpu.pending:
+                if not self.run_until(lambda: bool(cpu.pending), wake_timeout_ns):
+                    raise KlpemuError(f"cpu{cpu_index} stays halted", 11)
+            self.uc.context_restore(cpu.ctx)
+            delivered = self._deliver_pending(cpu)
+            self.uc.context_update(cpu.ctx)
+            if delivered:
+                yield None, None, None, delivered
+                if self.oops is not None:
+                    return
+            before = cpu.regs()
+            events = self._execute(cpu, 1)
+            after = cpu.regs()
+            self.now += self.config.insn_ns
+            yield before["rip"], before, after, events
+            if self.oops is not None:
+                return
 
     def _deliver(self, cpu: CPU, vector: int, software: bool = False) -> bool:
         """Deliver an interrupt on the live state of cpu; on failure stop with an oops."""

@@ -1,0 +1,130 @@
+"""A small virtual filesystem: directories and files with Linux's modes, resolved by path.
+
+Files are read and written through callables, so every read shows the machine's state at that
+moment. Directories may be dynamic (one per task under /proc).
+"""
+
+from __future__ import annotations
+
+import stat
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..errors import KlpemuError
+
+ENOENT, ENOTDIR, EISDIR, EACCES, EINVAL = 2, 20, 21, 13, 22
+
+
+@dataclass
+class File:
+    name: str
+    mode: int  # permission bits, e.g. 0o444
+    read: Callable[[], str] | None = None
+    write: Callable[[str], None] | None = None
+
+    @property
+    def st_mode(self) -> int:
+        return stat.S_IFREG | self.mode
+
+
+@dataclass
+class Dir:
+    name: str
+    mode: int = 0o555
+    entries: dict[str, "File | Dir"] = field(default_factory=dict)
+    dynamic: Callable[[], dict[str, "File | Dir"]] | None = None
+
+    @property
+    def st_mode(self) -> int:
+        return stat.S_IFDIR | self.mode
+
+    def children(self) -> dict[str, "File | Dir"]:
+        out = dict(self.entries)
+        if self.dynamic is not None:
+            out.update(self.dynamic())
+        return out
+
+    def add(self, node: "File | Dir") -> "File | Dir":
+        self.entries[node.name] = node
+        return node
+
+    def mkdir(self, name: str, mode: int = 0o555) -> "Dir":
+        existing = self.entries.get(name)
+        if isinstance(existing, Dir):
+            return existing
+        return self.add(Dir(name, mode))  # type: ignore[return-value]
+
+
+Node = File | Dir
+
+
+def split(path: str) -> list[str]:
+    return [p for p in path.split("/") if p and p != "."]
+
+
+class VFS:
+    def __init__(self) -> None:
+        self.root = Dir("")
+
+    def makedirs(self, path: str, mode: int = 0o555) -> Dir:
+        d = self.root
+        for part in split(path):
+            d = d.mkdir(part, mode)
+        return d
+
+    def add_file(self, path: str, node: File) -> None:
+        parts = split(path)
+        self.makedirs("/".join(parts[:-1])).add(node)
+
+    def lookup(self, path: str) -> Node:
+        if not path.startswith("/"):
+            raise KlpemuError(f"{path}: paths are absolute here", EINVAL)
+        node: Node = self.root
+        parts: list[str] = []
+        for part in split(path):
+            if part == "..":
+                parts = parts[:-1]
+                continue
+            parts.append(part)
+        for part in parts:
+            if not isinstance(node, Dir):
+                raise KlpemuError(path, ENOTDIR)
+            child = node.children().get(part)
+            if child is None:
+                raise KlpemuError(path, ENOENT)
+            node = child
+        return node
+
+    def exists(self, path: str) -> bool:
+        try:
+            self.lookup(path)
+            return True
+        except KlpemuError:
+            return False
+
+    def read(self, path: str) -> str:
+        node = self.lookup(path)
+        if isinstance(node, Dir):
+            raise KlpemuError(path, EISDIR)
+        if node.read is None or not node.mode & 0o444:
+            raise KlpemuError(path, EACCES)
+        return node.read()
+
+    def write(self, path: str, data: str) -> None:
+        node = self.lookup(path)
+        if isinstance(node, Dir):
+            raise KlpemuError(path, EISDIR)
+        if node.write is None or not node.mode & 0o222:
+            raise KlpemuError(path, EACCES)
+        node.write(data)
+
+    def listdir(self, path: str) -> list[Node]:
+        node = self.lookup(path)
+        if not isinstance(node, Dir):
+            return [node]
+        return [node.children()[k] for k in sorted(node.children())]
+
+
+def mode_string(node: Node) -> str:
+    """`ls -l`'s first column, e.g. -r--r--r-- or dr-xr-xr-x."""
+    return stat.filemode(node.st_mode)

@@ -1,0 +1,264 @@
+"""`klpemu shell`: a Linux-like console over the running machine, interactive or scripted."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import sys
+from typing import Callable, TextIO
+
+from .disasm import disassemble_function, insn_at
+from .errors import KlpemuError
+from .fs.vfs import Dir, mode_string
+from .kernel.printk import dmesg
+from .kernel.tasks import all_tasks
+from .system import System
+
+CommandFn = Callable[["Shell", list[str]], int]
+COMMANDS: dict[str, tuple[CommandFn, str]] = {}
+
+
+def command(name: str, usage: str):
+    def register(fn: CommandFn) -> CommandFn:
+        COMMANDS[name] = (fn, usage)
+        return fn
+
+    return register
+
+
+class UsageError(Exception):
+    pass
+
+
+def split_commands(text: str) -> list[str]:
+    """Split a script on newlines and on `;` outside quotes; drop comments."""
+    out, cur, quote = [], [], None
+    for ch in text:
+        if quote:
+            cur.append(ch)
+            if ch == quote:
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+            cur.append(ch)
+        elif ch in ";\n":
+            out.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    out.append("".join(cur))
+    return [c.strip() for c in out if c.strip() and not c.strip().startswith("#")]
+
+
+def parse_duration_ns(text: str) -> int:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ns|us|ms|s)?", text)
+    if not m:
+        raise UsageError(f"invalid time interval '{text}'")
+    scale = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, None: 1_000_000_000}[m.group(2)]
+    return int(float(m.group(1)) * scale)
+
+
+class Shell:
+    def __init__(self, system: System, out: TextIO = sys.stdout, err: TextIO = sys.stderr):
+        self.system = system
+        self.machine = system.machine
+        self.out = out
+        self.err = err
+        self.status = 0
+        self._oops_shown = False
+
+    def error(self, msg: str) -> int:
+        self.out.flush()  # keep a script's output and its errors in order
+        print(msg, file=self.err)
+        self.err.flush()
+        return 1
+
+    def run_line(self, line: str) -> int:
+        for cmd in split_commands(line):
+            self.status = self.execute(cmd)
+        return self.status
+
+    def execute(self, cmd: str) -> int:
+        try:
+            argv = shlex.split(cmd)
+        except ValueError as e:
+            return self.error(f"klpemu: syntax error: {e}")
+        if not argv:
+            return 0
+        entry = COMMANDS.get(argv[0])
+        if entry is None:
+            return self.error(f"klpemu: {argv[0]}: command not found")
+        try:
+            return entry[0](self, argv[1:])
+        except UsageError as e:
+            return self.error(f"{argv[0]}: {e}\nusage: {entry[1]}")
+        except KlpemuError as e:
+            if self.machine.oops is not None and not self._oops_shown:
+                self._oops_shown = True
+                return self.error(str(self.machine.oops))
+            return self.error(f"{argv[0]}: {self.describe(e)}")
+
+    @staticmethod
+    def describe(e: KlpemuError) -> str:
+        if e.errno and str(e).startswith("/"):
+            return f"{e}: {os.strerror(e.errno)}"
+        return str(e)
+
+    def interact(self, stdin: TextIO = sys.stdin) -> int:
+        interactive = stdin.isatty()
+        while True:
+            if interactive:
+                self.out.write("# ")
+                self.out.flush()
+            line = stdin.readline()
+            if not line:
+                break
+            if line.strip() in ("exit", "quit", "logout"):
+                break
+            self.run_line(line)
+        return self.status
+
+
+# --- commands --------------------------------------------------------------------------------
+
+
+@command("help", "help")
+def cmd_help(sh: Shell, args: list[str]) -> int:
+    for name in sorted(COMMANDS):
+        print(f"  {COMMANDS[name][1]}", file=sh.out)
+    return 0
+
+
+@command("ps", "ps")
+def cmd_ps(sh: Shell, args: list[str]) -> int:
+    """Tasks with state, CPU and livepatch state; kernel threads in brackets, as ps shows them."""
+    print(f"{'PID':>5} {'STATE':<5} {'CPU':>3} {'PATCH':>5} COMM", file=sh.out)
+    for t in all_tasks(sh.machine):
+        comm = f"[{t.comm}]" if t.is_kthread else t.comm
+        print(f"{t.pid:>5} {t.state_letter():<5} {t.cpu:>3} {t.patch_state:>5} {comm}", file=sh.out)
+    return 0
+
+
+@command("cat", "cat FILE...")
+def cmd_cat(sh: Shell, args: list[str]) -> int:
+    if not args:
+        raise UsageError("missing file operand")
+    status = 0
+    for path in args:
+        try:
+            sh.out.write(sh.system.vfs.read(path))
+        except KlpemuError as e:
+            status = sh.error(f"cat: {sh.describe(e)}")
+    return status
+
+
+@command("dmesg", "dmesg")
+def cmd_dmesg(sh: Shell, args: list[str]) -> int:
+    sh.out.write(dmesg(sh.machine))
+    return 0
+
+
+@command("echo", "echo [TEXT...] [> FILE]")
+def cmd_echo(sh: Shell, args: list[str]) -> int:
+    target = None
+    if ">" in args:
+        i = args.index(">")
+        if i + 1 >= len(args):
+            raise UsageError("syntax error near unexpected token `newline'")
+        target = args[i + 1]
+        args = args[:i] + args[i + 2 :]
+    elif args and args[-1].startswith(">") and len(args[-1]) > 1:
+        target = args[-1][1:]
+        args = args[:-1]
+    text = " ".join(args) + "\n"
+    if target is None:
+        sh.out.write(text)
+        return 0
+    try:
+        sh.system.vfs.write(target, text)
+    except KlpemuError as e:
+        if sh.machine.oops is not None:
+            raise
+        if e.errno in (2, 13, 21):  # the redirection itself failed, as bash reports it
+            return sh.error(f"klpemu: {target}: {os.strerror(e.errno)}")
+        return sh.error(f"echo: write error: {os.strerror(e.errno) if e.errno else e}")
+    return 0
+
+
+@command("ls", "ls [-l] [PATH...]")
+def cmd_ls(sh: Shell, args: list[str]) -> int:
+    long = "-l" in args
+    paths = [a for a in args if a != "-l"] or ["/"]
+    status = 0
+    for path in paths:
+        if len(paths) > 1:
+            print(f"{path}:", file=sh.out)
+        try:
+            nodes = sh.system.vfs.listdir(path)
+        except KlpemuError as e:
+            status = sh.error(f"ls: cannot access '{path}': {os.strerror(e.errno)}")
+            continue
+        for node in nodes:
+            if long:
+                links = 2 if isinstance(node, Dir) else 1
+                print(f"{mode_string(node)} {links} root root 0 Jan  1 00:00 {node.name}", file=sh.out)
+            else:
+                print(node.name, file=sh.out)
+    return status
+
+
+@command("sleep", "sleep DURATION (e.g. 10ms, 2s)")
+def cmd_sleep(sh: Shell, args: list[str]) -> int:
+    if len(args) != 1:
+        raise UsageError("missing operand")
+    sh.machine.run(parse_duration_ns(args[0]))
+    if sh.machine.oops is not None:
+        sh._oops_shown = True
+        return sh.error(str(sh.machine.oops))
+    return 0
+
+
+@command("disas", "disas FUNC[,SYMPOS]")
+def cmd_disas(sh: Shell, args: list[str]) -> int:
+    if len(args) != 1:
+        raise UsageError("one function name expected")
+    sh.out.write(disassemble_function(sh.machine, args[0]))
+    return 0
+
+
+def _reg_changes(before: dict[str, int], after: dict[str, int]) -> str:
+    return " ".join(f"{k}={after[k]:#x}" for k in after if k != "rip" and after[k] != before[k])
+
+
+@command("step", "step [N] [--cpu C]")
+def cmd_step(sh: Shell, args: list[str]) -> int:
+    """Execute N instructions on one CPU, each with the registers it changed."""
+    count, cpu = 1, 0
+    rest = list(args)
+    if "--cpu" in rest:
+        i = rest.index("--cpu")
+        try:
+            cpu = int(rest[i + 1])
+        except (IndexError, ValueError):
+            raise UsageError("--cpu needs a CPU number") from None
+        del rest[i : i + 2]
+    if rest:
+        try:
+            count = int(rest[0])
+        except ValueError:
+            raise UsageError(f"'{rest[0]}' is not a number") from None
+    m = sh.machine
+    for addr, before, after, events in m.step(cpu, count):
+        if addr is None:
+            print(f"cpu{cpu}  -- {', '.join(events)} --", file=sh.out)
+            continue
+        _, raw, text = insn_at(m, addr)
+        where = m.image.symbolize(addr) if m.image.function_at(addr) else "(user)"
+        note = f"  [{', '.join(events)}]" if events else ""
+        print(f"cpu{cpu} {addr:016x} {where:<36} {text:<40} {_reg_changes(before, after)}{note}".rstrip(),
+              file=sh.out)
+    if m.oops is not None:
+        sh._oops_shown = True
+        return sh.error(str(m.oops))
+    return 0

@@ -1,0 +1,28 @@
+"""A booted machine with its devices and file views: what the shell and the CLI work on."""
+
+from __future__ import annotations
+
+from .fs import guestfs, procfs, sysfs
+from .fs.vfs import VFS
+from .machine.console import Console
+from .machine.machine import Machine, MachineConfig
+
+
+class System:
+    """The machine, the console the shell talks through, and the /proc and /sys trees."""
+
+    def __init__(self, config: MachineConfig | None = None, **overrides):
+        self.machine = Machine(config, **overrides)
+        self.console = Console(self.machine)
+        self.vfs = VFS()
+        procfs.mount(self.vfs, self.machine)
+        sysfs.mount(self.vfs, self.machine)
+        guestfs.mount(self.vfs, self.machine, self.console)
+
+    def boot(self) -> "System":
+        """Boot, then run until the console's shell process waits for input, as a login would."""
+        m = self.machine
+        m.boot()
+        head = m.var_addr("console_wait") + m.types.offsetof("wait_queue_head", "head")
+        m.run_until(lambda: m.mem.read_u64(head) != head, 1_000_000_000)
+        return self
