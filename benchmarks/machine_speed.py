@@ -164,14 +164,12 @@ def bench_machine(calls: int, per_iter: int, repeat: int) -> list[dict]:
 def bench_bare(image: KernelImage, calls: int, per_iter: int, repeat: int) -> dict:
     g = BareGuest(image)
 
-    def run():
-        if g.call(LOOP, calls if run.warm else 1000) != (calls if run.warm else 1000):
+    def run(n: int) -> None:
+        if g.call(LOOP, n) != n:
             raise RuntimeError(f"{LOOP} returned the wrong value")
 
-    run.warm = False
-    run()
-    run.warm = True
-    return row("bare unicorn (emu_start)", calls, calls * per_iter, best_of(repeat, run))
+    run(1000)  # warm up
+    return row("bare unicorn (emu_start)", calls, calls * per_iter, best_of(repeat, lambda: run(calls)))
 
 
 def table(rows: list[dict]) -> str:

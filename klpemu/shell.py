@@ -262,3 +262,24 @@ def cmd_step(sh: Shell, args: list[str]) -> int:
         sh._oops_shown = True
         return sh.error(str(m.oops))
     return 0
+
+
+@command("unwind", "unwind PID")
+def cmd_unwind(sh: Shell, args: list[str]) -> int:
+    """A task's stack as the livepatch consistency check sees it, with the reliability verdict."""
+    from .kernel.stacktrace import unwind_task
+    from .kernel.tasks import find_task
+
+    if len(args) != 1 or not args[0].isdigit():
+        raise UsageError("one PID expected")
+    task = find_task(sh.machine, int(args[0]))
+    if task is None:
+        return sh.error(f"unwind: {args[0]}: No such process")
+    trace = unwind_task(sh.machine, task)
+    for f in trace.frames:
+        tag = {"regs": "  <- interrupted here", "user": ""}.get(f.kind, "")
+        print(f"  {f.symbol}{tag}", file=sh.out)
+    if trace.user_mode:
+        print("running in user mode: nothing on its kernel stack", file=sh.out)
+    print("reliable" if trace.reliable else f"unreliable: {trace.reason}", file=sh.out)
+    return 0

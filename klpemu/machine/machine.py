@@ -246,28 +246,28 @@ class Machine:
             raise KlpemuError("the kernel did not finish booting", 110)  # ETIMEDOUT
 
     def _round(self, deadline: int | None) -> None:
-        if self.now >= self.next_tick:
-            for cpu in self.cpus:
-                if cpu.online:
-                    cpu.pending.add(self.timer_vector)
-            self.next_tick += self.tick_ns
-            self._watchdog()
         online = [c for c in self.cpus if c.online]
         if all(c.halted and not c.pending for c in online):
             # Nothing to run until the next tick: jump there, as a tickless idle machine would.
             target = self.next_tick if deadline is None else min(self.next_tick, deadline)
             self.now = max(self.now, target)
-            return
-        order = online[:]
-        self.rng.shuffle(order)
-        quantum = self.config.slice_insns
-        for cpu in order:
-            budget = self.rng.randint(quantum // 2, quantum + quantum // 2)
-            self._execute(cpu, budget)
-            if self.oops is not None:
-                return
-        self.now += quantum * self.config.insn_ns
-        self.insns += quantum * len(online)
+        else:
+            order = online[:]
+            self.rng.shuffle(order)
+            quantum = self.config.slice_insns
+            for cpu in order:
+                budget = self.rng.randint(quantum // 2, quantum + quantum // 2)
+                self._execute(cpu, budget)
+                if self.oops is not None:
+                    return
+            self.now += quantum * self.config.insn_ns
+            self.insns += quantum * len(online)
+        if self.now >= self.next_tick:
+            # Queued here, delivered at each CPU's next slice: callers of run_until can see it.
+            for cpu in online:
+                cpu.pending.add(self.timer_vector)
+            self.next_tick += self.tick_ns
+            self._watchdog()
 
     @property
     def timer_vector(self) -> int:
