@@ -225,11 +225,17 @@ class Machine:
         if self.oops is not None:
             raise GuestStopped("the machine stopped after an oops; it can be inspected but not run", 5)
 
-    def run(self, ns: int | None = None, *, until: Callable[[], bool] | None = None) -> bool:
-        """Run for ns of emulated time, or until `until()` holds. Returns whether it held."""
+    def run(self, ns: int | None = None, *, insns: int | None = None,
+            until: Callable[[], bool] | None = None) -> bool:
+        """Run for ns of emulated time, or for insns instruction slots (summed over the CPUs
+        that ran), or until `until()` holds, whichever comes first. Returns whether `until`
+        held (True when there is no `until` and the run was not cut short by an oops)."""
         self._check_running()
+        if ns is None and insns is None and until is None:
+            raise KlpemuError("run needs a duration, an instruction count or a condition", 22)
         deadline = self.now + ns if ns is not None else None
-        while deadline is None or self.now < deadline:
+        insn_limit = self.insns + insns if insns is not None else None
+        while (deadline is None or self.now < deadline) and (insn_limit is None or self.insns < insn_limit):
             if until is not None and until():
                 return True
             self._round(deadline)
