@@ -314,8 +314,9 @@ class Machine:
                 return events + ["oops"]
             events.append("system call gate")
         uc.context_update(cpu.ctx)
-        if cpu.kernel_ctx is None and not cpu.user_mode and uc.reg_read(x.UC_X86_REG_TR)[0]:
-            cpu.kernel_ctx = uc.context_save()  # this CPU's GDT and TSS are loaded now
+        if cpu.kernel_ctx is None and not cpu.user_mode and \
+                uc.reg_read(x.UC_X86_REG_GS_BASE) == self.pcpu(cpu.index).addr:
+            cpu.kernel_ctx = uc.context_save()  # cpu_init is done: its GDT, TSS and %gs are loaded
         if self._halting and cpu.reg("rip") == self.hlt_resume:
             cpu.halted = True
             events.append("halted")
