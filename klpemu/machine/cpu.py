@@ -90,7 +90,6 @@ def deliver_interrupt(uc: Uc, mem: "GuestMemory", vector: int, *, software: bool
         raise InterruptError(f"no handler for vector 0x{vector:x}")
     handler = (lo & 0xFFFF) | ((lo >> 32) & 0xFFFF0000) | ((hi & 0xFFFFFFFF) << 32)
     gate_dpl = (bits >> 13) & 3
-    gate_cs = (lo >> 16) & 0xFFFF
     cs = uc.reg_read(x.UC_X86_REG_CS)
     cpl = cs & 3
     if software and gate_dpl < cpl:
@@ -105,7 +104,7 @@ def deliver_interrupt(uc: Uc, mem: "GuestMemory", vector: int, *, software: bool
         _, tss_base, _, _ = uc.reg_read(x.UC_X86_REG_TR)
         new_rsp = mem.read_u64(tss_base + 4)  # tss.sp0
         saved = [(rid, uc.reg_read(rid)) for name, rid in GPRS[:16] if name != "rsp"]
-        uc.context_restore(kernel_ctx)
+        uc.context_restore(kernel_ctx)  # its CS and SS are the gate's kernel selectors
         for rid, value in saved:
             uc.reg_write(rid, value)
     else:

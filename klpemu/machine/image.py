@@ -50,13 +50,13 @@ class KernelImage:
         try:
             self._raw = self.path.read_bytes()
         except OSError as e:
-            raise KlpemuError(f"cannot read kernel image {self.path}: {e.strerror}", e.errno or 0)
+            raise KlpemuError(f"cannot read kernel image {self.path}: {e.strerror}", e.errno or 0) from e
         import io
 
         try:
             self.elf = ELFFile(io.BytesIO(self._raw))
         except Exception as e:  # pyelftools raises several types for a malformed file
-            raise KlpemuError(f"{self.path}: not a valid ELF image ({e})", 8)  # ENOEXEC
+            raise KlpemuError(f"{self.path}: not a valid ELF image ({e})", 8) from e  # ENOEXEC
         if self.elf["e_machine"] != "EM_X86_64":
             raise KlpemuError(f"{self.path}: not an x86_64 image", 8)
         self.segments = [

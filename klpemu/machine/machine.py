@@ -81,7 +81,6 @@ class Machine:
         }
         self._install_hooks()
         self._start_boot_cpu()
-        self._observers: list[Callable[[Machine], None]] = []
 
     # --- setting up ----------------------------------------------------------------------------
 
@@ -434,7 +433,7 @@ class Machine:
         uc.reg_write(x.UC_X86_REG_RSP, sp)
         uc.reg_write(x.UC_X86_REG_RBP, 0)
         for reg, value in zip((x.UC_X86_REG_RDI, x.UC_X86_REG_RSI, x.UC_X86_REG_RDX,
-                               x.UC_X86_REG_RCX, x.UC_X86_REG_R8, x.UC_X86_REG_R9), args):
+                               x.UC_X86_REG_RCX, x.UC_X86_REG_R8, x.UC_X86_REG_R9), args, strict=False):
             uc.reg_write(reg, value & (2**64 - 1))
         self._fault = None
         self._hypercall_stop = None

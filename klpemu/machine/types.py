@@ -37,7 +37,6 @@ class Type:
 
 
 VOID = Type("void", 0, "void")
-_UNRESOLVED = object()
 
 
 class TypeInfo:
@@ -64,8 +63,6 @@ class TypeInfo:
                     name = die.attributes["DW_AT_name"].value.decode()
                     if name not in self.variables or "DW_AT_location" in die.attributes:
                         self.variables[name] = self._type(die.get_DIE_from_attribute("DW_AT_type"))
-                elif tag == "DW_TAG_typedef":
-                    pass
 
     def _type(self, die) -> Type:
         key = die.offset
