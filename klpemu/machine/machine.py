@@ -291,20 +291,9 @@ class Machine:
         self.pcpu(cpu.index).clock_ns = self.now
         self._running = cpu
         self._halting = False
-        self._syscall_trap = False
-        self._fault = None
-        self._hypercall_stop = None
-        rip = uc.reg_read(x.UC_X86_REG_RIP)
-        try:
-            uc.emu_start(rip, 0, count=budget)
-            error = None
-        except UcError as e:
-            error = e
-        if not self._count_armed:
-            uc.ctl_flush_tb()
-            self._count_armed = True
+        error = self._emulate(uc.reg_read(x.UC_X86_REG_RIP), 0, budget)
         self._running = None
-        if error is not None or self._fault is not None or self._hypercall_stop is not None:
+        if self._crashed(error):
             uc.context_update(cpu.ctx)
             self._report_crash(cpu, error)
             return events + ["oops"]
@@ -320,6 +309,24 @@ class Machine:
             cpu.halted = True
             events.append("halted")
         return events
+
+    def _emulate(self, begin: int, until: int, count: int) -> UcError | None:
+        """One emu_start; the hooks record faults, traps and hypercall stops meanwhile."""
+        self._syscall_trap = False
+        self._fault = None
+        self._hypercall_stop = None
+        try:
+            self.uc.emu_start(begin, until, count=count)
+            error = None
+        except UcError as e:
+            error = e
+        if not self._count_armed:
+            self.uc.ctl_flush_tb()
+            self._count_armed = True
+        return error
+
+    def _crashed(self, error: UcError | None) -> bool:
+        return error is not None or self._fault is not None or self._hypercall_stop is not None
 
     def _deliver_pending(self, cpu: CPU) -> list[str]:
         """Deliver the highest pending interrupt to cpu (whose context is live) if IF allows."""
@@ -435,18 +442,9 @@ class Machine:
         for reg, value in zip((x.UC_X86_REG_RDI, x.UC_X86_REG_RSI, x.UC_X86_REG_RDX,
                                x.UC_X86_REG_RCX, x.UC_X86_REG_R8, x.UC_X86_REG_R9), args, strict=False):
             uc.reg_write(reg, value & (2**64 - 1))
-        self._fault = None
-        self._hypercall_stop = None
         fake = self.cpus[cpu]
-        try:
-            uc.emu_start(func, ret, count=budget)
-            error = None
-        except UcError as e:
-            error = e
-        if not self._count_armed:
-            uc.ctl_flush_tb()
-            self._count_armed = True
-        if error is None and self._fault is None and self._hypercall_stop is None:
+        error = self._emulate(func, ret, budget)
+        if not self._crashed(error):
             if uc.reg_read(x.UC_X86_REG_RIP) == ret:
                 return uc.reg_read(x.UC_X86_REG_RAX)
             self._hypercall_stop = f"host call of {self.image.symbolize(func)} ran away ({budget} instructions)"
