@@ -8,4 +8,5 @@ void common(void)
 {
 	DEFINE(TASK_threadsp, offsetof(struct task_struct, thread.sp));
 	DEFINE(PTREGS_SIZE, sizeof(struct pt_regs));
+	DEFINE(PCPU_halting, offsetof(struct pcpu_hot, halting));
 }

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
-from unicorn import UC_ARCH_X86, UC_HOOK_CODE, UC_HOOK_INSN, UC_HOOK_INTR, UC_MODE_64, Uc, UcError
+from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_HOOK_INTR, UC_MODE_64, Uc, UcError
 from unicorn import x86_const as x
 
 from ..errors import KlpemuError
@@ -66,12 +66,14 @@ class Machine:
         self.cpus = [CPU(i) for i in range(config.cpus)]
         self._running: CPU | None = None
         self._fault: tuple[int, int] | None = None  # (vector, rip) of an exception in the last slice
-        self._halting = False
         self._syscall_trap = False
         self._hypercall_stop: str | None = None
         self._sym = self.image.addr
         self._load()
         self.tick_ns = self.read_var_int("tick_nsec")
+        # Written or read around every slice: keep their addresses rather than walk the types.
+        self._clock_phys = [self.mem.phys(self.pcpu(i).addr_of("clock_ns")) for i in range(config.cpus)]
+        self._halting_addr = [self.pcpu(i).addr_of("halting") for i in range(config.cpus)]
         self.next_tick = self.tick_ns
         self.hypercalls = {
             self.types.enum("HC_SEND_IPI"): self._hc_send_ipi,
@@ -112,8 +114,6 @@ class Machine:
         uc = self.uc
         uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, x.UC_X86_INS_OUT)
         uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
-        hlt = self._sym("arch_cpu_idle_hlt")
-        uc.hook_add(UC_HOOK_CODE, self._on_hlt, None, hlt, hlt)
 
     def _start_boot_cpu(self) -> None:
         cpu0 = self.cpus[0]
@@ -179,9 +179,6 @@ class Machine:
         else:
             self._fault = (intno, uc.reg_read(x.UC_X86_REG_RIP))
         uc.emu_stop()
-
-    def _on_hlt(self, uc: Uc, addr: int, size: int, _ud) -> None:
-        self._halting = True
 
     def _hc_send_ipi(self, cpu: int, vector: int, _unused: int) -> int:
         if cpu >= len(self.cpus) or not self.cpus[cpu].online:
@@ -288,9 +285,8 @@ class Machine:
             return events
         if cpu.halted:
             return events + ["halted"]
-        self.pcpu(cpu.index).clock_ns = self.now
+        uc.mem_write(self._clock_phys[cpu.index], self.now.to_bytes(8, "little"))
         self._running = cpu
-        self._halting = False
         error = self._emulate(uc.reg_read(x.UC_X86_REG_RIP), 0, budget)
         self._running = None
         if self._crashed(error):
@@ -305,7 +301,7 @@ class Machine:
         if cpu.kernel_ctx is None and not cpu.user_mode and \
                 uc.reg_read(x.UC_X86_REG_GS_BASE) == self.pcpu(cpu.index).addr:
             cpu.kernel_ctx = uc.context_save()  # cpu_init is done: its GDT, TSS and %gs are loaded
-        if self._halting and cpu.reg("rip") == self.hlt_resume:
+        if cpu.reg("rip") == self.hlt_resume and self.mem.read_u32(self._halting_addr[cpu.index]):
             cpu.halted = True
             events.append("halted")
         return events
@@ -339,9 +335,11 @@ class Machine:
         vector = max(cpu.pending)  # the APIC serves the highest vector first
         cpu.pending.discard(vector)
         cpu.undelivered_since = None
+        if cpu.halted:
+            self.mem.write(self._halting_addr[cpu.index], b"\0\0\0\0")
+            cpu.halted = False
         if not self._deliver(cpu, vector):
             return ["oops"]
-        cpu.halted = False
         return [f"interrupt 0x{vector:x}"]
 
     def step(self, cpu_index: int, count: int = 1, *, wake_timeout_ns: int = NS_PER_SEC):

@@ -109,6 +109,7 @@ struct pcpu_hot {
 	unsigned long clock_ns;	/* emulated time, written by the machine before each slice */
 	unsigned long nr_switches;
 	unsigned long irq_count;
+	int halting;		/* set just before hlt; the machine clears it when it wakes the CPU */
 };
 
 #define HARDIRQ_OFFSET 0x10000

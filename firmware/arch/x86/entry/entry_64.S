@@ -137,16 +137,19 @@ ret_from_fork_asm:
 	.size ret_from_fork_asm, . - ret_from_fork_asm
 
 /*
- * The idle instruction. The machine recognises a halted CPU by its stop just
- * after this hlt and wakes it with the next interrupt.
+ * The idle instruction. The machine knows a CPU halted when it stops just
+ * after this hlt with pcpu_hot.halting set; waking the CPU clears the flag,
+ * so returning here from the wake-up interrupt never looks like a halt.
  */
 	.text
 	.globl arch_cpu_idle
 	.type arch_cpu_idle, @function
 arch_cpu_idle:
+	movl	$1, %gs:PCPU_halting
 	sti
 	.globl arch_cpu_idle_hlt
 arch_cpu_idle_hlt:
 	hlt
+	movl	$0, %gs:PCPU_halting
 	ret
 	.size arch_cpu_idle, . - arch_cpu_idle
