@@ -1,0 +1,49 @@
+"""Helpers shared by the machine tests (imported by conftest.py and the test modules)."""
+
+from __future__ import annotations
+
+from klpemu.kernel.tasks import all_tasks
+from klpemu.machine.machine import DEFAULT_CMDLINE, Machine
+
+MS = 1_000_000  # emulated nanoseconds
+
+# Tasks that spend their life asleep; `settle` waits until all of them are.
+SLEEPERS = ("khungtaskd", "krecurse", "kworker/0:1", "init", "sysmon", "sh")
+
+
+def task_by_comm(m: Machine, comm: str):
+    matches = [t for t in all_tasks(m) if t.comm == comm and not t.is_idle]
+    assert len(matches) == 1, f"expected one task {comm!r}, found {matches}"
+    return matches[0]
+
+
+def is_asleep(task) -> bool:
+    return task.running_on is None and task.state != 0
+
+
+def settle(m: Machine, comms=SLEEPERS, timeout_ns: int = 300 * MS, *, cpus_halted: bool = False) -> None:
+    """Run until every task in comms is off its CPU and sleeping (and, if asked, every CPU halted)."""
+    tasks = [task_by_comm(m, c) for c in comms]
+
+    def done() -> bool:
+        if cpus_halted and not all(c.halted for c in m.cpus if c.online):
+            return False
+        return all(is_asleep(t) for t in tasks)
+
+    assert m.run_until(done, timeout_ns), (
+        f"tasks did not all fall asleep: {[(t.comm, t.state_letter(), t.running_on) for t in tasks]}, "
+        f"halted CPUs: {[c.index for c in m.cpus if c.halted]}"
+    )
+
+
+def make_machine(extra: str = "", *, boot: bool = True, settle_tasks: bool = False, **config) -> Machine:
+    """A new Machine; extra is appended to the command line; booted, and settled if asked."""
+    if extra:
+        config["cmdline"] = f"{config.get('cmdline', DEFAULT_CMDLINE)} {extra}"
+    m = Machine(**config)
+    if boot:
+        m.boot()
+        assert m.booted and m.oops is None
+    if settle_tasks:
+        settle(m, cpus_halted=True)
+    return m
