@@ -117,9 +117,6 @@ def test_stopped_machine_is_still_readable(sysrq_crashed):
 # --- lkdtm ---------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="firmware bug: gcc deletes the body of lkdtm_EXCEPTION's NULL "
-                   "store (the Makefile lacks Linux's -fno-delete-null-pointer-checks), so direct_entry "
-                   "returns without faulting")
 def test_lkdtm_exception_is_a_null_pointer_oops(make_machine):
     m = make_machine()
     crash(m, LKDTM, "EXCEPTION")
@@ -201,7 +198,7 @@ def test_host_call_that_never_returns_is_a_runaway(make_machine):
     assert "ran away" in m.oops.reason and "busy_thread" in m.oops.reason
     assert "(100000 instructions)" in m.oops.reason
     assert str(e.value) == m.oops.lines[0]
-    assert line_starting(m.oops, "RIP: 0010:").startswith("RIP: 0010:busy_thread+")
+    assert line_starting(m.oops, "RIP: 0010:").startswith(("RIP: 0010:busy_thread+", "RIP: 0010:busy_step+"))
     assert m.oops.lines[0] in dmesg(m)
     with pytest.raises(GuestStopped):
         m.run(MS)
@@ -216,9 +213,6 @@ def test_host_call_that_faults_reports_the_oops(make_machine):
     assert line_starting(m.oops, "RIP: 0010:").startswith("RIP: 0010:sysrq_handle_crash+")
 
 
-@pytest.mark.xfail(strict=True, reason="machine bug: Machine.call copies CS/SS from the CPU's saved "
-                   "context, so on a CPU interrupted in user mode the kernel function runs with the user "
-                   "CS (0x33, CPL 3) and faults on its first access to kernel memory")
 def test_host_call_on_a_cpu_in_user_mode_runs_in_the_kernel(make_machine):
     m = make_machine(cpus=1)
     assert m.run_until(lambda: m.cpus[0].user_mode, 50 * MS)

@@ -8,6 +8,7 @@
 #include <linux/sched.h>
 
 unsigned long busy_rounds;
+unsigned long busy_value = 1;
 
 static noinline unsigned long busy_step(unsigned long x)
 {
@@ -16,11 +17,9 @@ static noinline unsigned long busy_step(unsigned long x)
 
 int busy_thread(void *unused)
 {
-	unsigned long x = 1;
-
 	for (;;) {
-		x = busy_step(x);
-		busy_rounds++;
+		WRITE_ONCE(busy_value, busy_step(READ_ONCE(busy_value)));
+		WRITE_ONCE(busy_rounds, busy_rounds + 1);
 	}
 	return 0;
 }

@@ -79,7 +79,9 @@ def build_oops(machine: "Machine", cpu: "CPU", error: UcError | None,
             lo = m.var_addr("hostcall_stack")
             hi = m.var_addr("hostcall_stack_top")
         trace = Unwinder(m).from_regs(regs["rip"], regs["rsp"], regs["rbp"], lo, hi)
-        backtrace = [f.symbol for f in trace.frames[1:] if f.kind != "user"]
+        sentinel = m.var_addr("hostcall_return")
+        backtrace = [("<host call>" if f.addr == sentinel else f.symbol)
+                     for f in trace.frames[1:] if f.kind != "user"]
         lines.append("Call Trace:")
         lines.append(" <TASK>")
         lines += [f" {s}" for s in backtrace]

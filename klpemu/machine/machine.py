@@ -455,10 +455,10 @@ class Machine:
         raise GuestStopped(str(self.oops.lines[0]), 5)
 
     def _hostcall_ctx(self, cpu: int):
+        """A ring-0 state of that CPU (its GDT, TSS and %gs), whatever mode the CPU is in now."""
+        c = self.cpus[cpu]
+        self.uc.context_restore(c.kernel_ctx if c.kernel_ctx is not None else c.ctx)
         ctx = self.uc.context_save()
-        src = self.cpus[cpu].ctx
-        for reg in (x.UC_X86_REG_CS, x.UC_X86_REG_SS, x.UC_X86_REG_GS_BASE):
-            ctx.reg_write(reg, src.reg_read(reg))
         ctx.reg_write(x.UC_X86_REG_EFLAGS, 0x2)
         return ctx
 

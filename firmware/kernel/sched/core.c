@@ -117,6 +117,7 @@ void __sched schedule(void)
 	} while (need_resched());
 }
 
+/* Every task enters __schedule with a preemption count of one; the idle task already has it. */
 void __sched schedule_idle(void)
 {
 	do {
@@ -142,9 +143,11 @@ void __sched cond_resched(void)
 		schedule();
 }
 
+/* A new task's first switch: drop the preemption count its predecessor entered __schedule with. */
 void schedule_tail(struct task_struct *prev)
 {
 	finish_task_switch(prev);
+	preempt_enable_no_resched();
 }
 
 static notrace int cpu_is_idle(int cpu)

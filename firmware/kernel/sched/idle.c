@@ -20,9 +20,11 @@ static void do_idle(void)
 	schedule_idle();
 }
 
+/* The idle task runs with preemption disabled, as in Linux: it reschedules when it sees the flag. */
 void __noreturn cpu_startup_entry(void)
 {
 	current->flags |= PF_IDLE;
+	preempt_disable();
 	local_irq_enable();
 	for (;;)
 		do_idle();
