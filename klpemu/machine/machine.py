@@ -167,7 +167,8 @@ class Machine:
             self._hypercall_stop = f"bad hypercall {nr}"
             uc.emu_stop()
             return
-        args = [uc.reg_read(r) for r in (x.UC_X86_REG_RDI, x.UC_X86_REG_RSI, x.UC_X86_REG_RDX)]
+        args = [uc.reg_read(r) for r in (x.UC_X86_REG_RDI, x.UC_X86_REG_RSI, x.UC_X86_REG_RDX,
+                                         x.UC_X86_REG_RCX)]
         ret = handler(*args)
         uc.reg_write(x.UC_X86_REG_RAX, ret or 0)
 
@@ -180,13 +181,13 @@ class Machine:
             self._fault = (intno, uc.reg_read(x.UC_X86_REG_RIP))
         uc.emu_stop()
 
-    def _hc_send_ipi(self, cpu: int, vector: int, _unused: int) -> int:
+    def _hc_send_ipi(self, cpu: int, vector: int, *_unused: int) -> int:
         if cpu >= len(self.cpus) or not self.cpus[cpu].online:
             return -22
         self.cpus[cpu].pending.add(vector)
         return 0
 
-    def _hc_start_cpu(self, cpu: int, entry: int, stack: int) -> int:
+    def _hc_start_cpu(self, cpu: int, entry: int, stack: int, *_unused: int) -> int:
         if not 0 < cpu < len(self.cpus) or self.cpus[cpu].online:
             return -22
         ctx = self.uc.context_save()  # a copy of the caller's paging state...

@@ -14,6 +14,8 @@ enum klpemu_hypercall {
 	HC_BOOT_DONE = 3,	/* () the kernel reached user space */
 	HC_PANIC = 4,		/* (message) */
 	HC_HOSTCALL_RETURN = 5,	/* (value) a host call into the guest returned */
+	HC_FTRACE_INIT = 6,	/* () convert the fentry sites, build the records (ftrace_init) */
+	HC_FTRACE_CALLBACK = 7,	/* (op, ip, parent_ip, fregs in rcx) an ops whose handler is Python */
 	HC_NR,
 };
 
@@ -25,6 +27,18 @@ hypercall(long nr, long a0, long a1, long a2)
 	__asm__ __volatile__("outb %%al, %[port]"
 			     : "=a"(ret)
 			     : "a"(nr), "D"(a0), "S"(a1), "d"(a2), [port] "i"(HYPERCALL_PORT)
+			     : "memory");
+	return ret;
+}
+
+static inline __attribute__((no_instrument_function)) long
+hypercall4(long nr, long a0, long a1, long a2, long a3)
+{
+	long ret;
+	register long rcx __asm__("rcx") = a3;
+	__asm__ __volatile__("outb %%al, %[port]"
+			     : "=a"(ret)
+			     : "a"(nr), "D"(a0), "S"(a1), "d"(a2), "r"(rcx), [port] "i"(HYPERCALL_PORT)
 			     : "memory");
 	return ret;
 }
