@@ -2,7 +2,7 @@
 """Guest instructions per second of the machine on a call loop, beside bare Unicorn.
 
 The workload is the firmware's bench_call_loop(N) (firmware/kernel/bench.c): N calls of the
-traceable bench_leaf(), whose fentry site at boot is still `call __fentry__` (a bare `ret`).
+traceable bench_leaf(), whose fentry site boot has turned into a NOP5 (no tracer attached).
 
 1. Instructions per loop iteration are counted once, exactly, with UC_HOOK_CODE counters
    bounded to bench_call_loop, bench_leaf and __fentry__ on a bare Unicorn, for two loop
@@ -35,6 +35,7 @@ from unicorn import UC_ARCH_X86, UC_HOOK_CODE, UC_MODE_64, Uc
 from unicorn import x86_const as x
 
 from klpemu.machine.console import Console
+from klpemu.kernel.text_poke import NOP5
 from klpemu.machine.image import KernelImage
 from klpemu.machine.machine import FOREVER, NS_PER_SEC, Machine, MachineConfig, shipped_image
 from klpemu.machine.memory import PTE_RW, PTE_USER, GuestMemory
@@ -58,6 +59,8 @@ class BareGuest:
         for seg in image.segments:
             flags = (PTE_RW if seg.writable else 0) | (PTE_USER if seg.user else 0)
             self.mem.map_range(seg.vaddr, seg.memsz, flags, seg.data)
+        for ip in image.mcount_loc:  # as ftrace_init does at boot, so both run the same code
+            self.mem.write(ip, NOP5)
         uc.reg_write(x.UC_X86_REG_CR3, self.mem.pml4)
         uc.reg_write(x.UC_X86_REG_CR4, uc.reg_read(x.UC_X86_REG_CR4) | (1 << 5))  # PAE
         uc.reg_write(x.UC_X86_REG_CR0, uc.reg_read(x.UC_X86_REG_CR0) | (1 << 31) | (1 << 16))  # PG, WP

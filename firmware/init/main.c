@@ -4,6 +4,7 @@
 #include <linux/sched.h>
 #include <linux/string.h>
 #include <linux/mm.h>
+#include <linux/ftrace.h>
 #include <klpemu/hypercall.h>
 
 #define COMMAND_LINE_SIZE 512
@@ -76,6 +77,7 @@ void __noreturn start_kernel(void)
 	pr_notice("Command line: %s\n", boot_command_line);
 	pr_info("Memory: %luK total, %luK kernel image\n", totalram_pages << 2,
 		kernel_image_pages << 2);
+	ftrace_init();
 	for (cpu = 1; cpu < nr_cpus && cpu < NR_CPUS; cpu++)
 		idle_task_create(cpu);
 

@@ -19,6 +19,7 @@ from unicorn import x86_const as x
 
 from ..errors import KlpemuError
 from .cpu import CPU, EFLAGS_IF, InterruptError, deliver_interrupt, live_regs
+from .heap import GuestHeap
 from .image import KernelImage
 from .memory import PTE_RW, PTE_USER, GuestMemory
 from .oops import Oops
@@ -58,6 +59,7 @@ class Machine:
         self.types = TypeInfo(self.image.dwarf)
         self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
         self.mem = GuestMemory(self.uc, config.mem_mb << 20)
+        self.heap = GuestHeap(self.mem)
         self.rng = random.Random(config.seed)
         self.now = 0  # emulated nanoseconds
         self.insns = 0  # instruction slots handed out
@@ -66,11 +68,13 @@ class Machine:
         self.cpus = [CPU(i) for i in range(config.cpus)]
         self._running: CPU | None = None
         self._fault: tuple[int, int] | None = None  # (vector, rip) of an exception in the last slice
-        self._syscall_trap = False
+        self._soft_trap: int | None = None
         self._hypercall_stop: str | None = None
         self._sym = self.image.addr
         self._load()
         self.tick_ns = self.read_var_int("tick_nsec")
+        # Software interrupts with gates in the guest's IDT: the system call gate and int3.
+        self.software_vectors = (self.types.enum("IA32_SYSCALL_VECTOR"), self.types.enum("X86_TRAP_BP"))
         # Written or read around every slice: keep their addresses rather than walk the types.
         self._clock_phys = [self.mem.phys(self.pcpu(i).addr_of("clock_ns")) for i in range(config.cpus)]
         self._halting_addr = [self.pcpu(i).addr_of("halting") for i in range(config.cpus)]
@@ -83,6 +87,9 @@ class Machine:
         }
         self._install_hooks()
         self._start_boot_cpu()
+        from ..kernel.core import Kernel  # the control plane the firmware calls into
+
+        self.kernel = Kernel(self)
 
     # --- setting up ----------------------------------------------------------------------------
 
@@ -173,12 +180,21 @@ class Machine:
         uc.reg_write(x.UC_X86_REG_RAX, ret or 0)
 
     def _on_interrupt(self, uc: Uc, intno: int, _ud) -> None:
-        if intno == 0x80:
-            # The system call gate: entered after the slice stops, since leaving user mode
-            # needs a context switch of the CPU state (see deliver_interrupt).
-            self._syscall_trap = True
-        else:
-            self._fault = (intno, uc.reg_read(x.UC_X86_REG_RIP))
+        if intno in self.software_vectors:
+            if uc.reg_read(x.UC_X86_REG_CS) & 3 == 0:
+                # From kernel mode the gate is entered right here, without stopping.
+                try:
+                    deliver_interrupt(uc, self.mem, intno, software=True)
+                    return
+                except InterruptError:
+                    pass
+            else:
+                # From user mode it is entered after the slice stops, since leaving user mode
+                # needs a context switch of the CPU state (see deliver_interrupt).
+                self._soft_trap = intno
+                uc.emu_stop()
+                return
+        self._fault = (intno, uc.reg_read(x.UC_X86_REG_RIP))
         uc.emu_stop()
 
     def _hc_send_ipi(self, cpu: int, vector: int, *_unused: int) -> int:
@@ -294,10 +310,10 @@ class Machine:
             uc.context_update(cpu.ctx)
             self._report_crash(cpu, error)
             return events + ["oops"]
-        if self._syscall_trap:
-            if not self._deliver(cpu, 0x80, software=True):
+        if self._soft_trap is not None:
+            if not self._deliver(cpu, self._soft_trap, software=True):
                 return events + ["oops"]
-            events.append("system call gate")
+            events.append("system call gate" if self._soft_trap == 0x80 else f"trap 0x{self._soft_trap:x}")
         uc.context_update(cpu.ctx)
         if cpu.kernel_ctx is None and not cpu.user_mode and \
                 uc.reg_read(x.UC_X86_REG_GS_BASE) == self.pcpu(cpu.index).addr:
@@ -309,7 +325,7 @@ class Machine:
 
     def _emulate(self, begin: int, until: int, count: int) -> UcError | None:
         """One emu_start; the hooks record faults, traps and hypercall stops meanwhile."""
-        self._syscall_trap = False
+        self._soft_trap = None
         self._fault = None
         self._hypercall_stop = None
         try:

@@ -64,6 +64,31 @@ IDTENTRY_IRQ asm_sysvec_apic_timer_interrupt sysvec_apic_timer_interrupt
 IDTENTRY_IRQ asm_sysvec_reschedule_ipi sysvec_reschedule_ipi
 IDTENTRY_IRQ asm_console_interrupt console_interrupt
 
+/*
+ * int3. From kernel mode the five-word hardware frame (and orig_ax) is copied
+ * six words lower first, leaving a gap below the interrupted stack: emulating
+ * a call there (text_poke) pushes a return address into the gap instead of
+ * over the live frame, as Linux's int3 entry does.
+ */
+	.globl asm_exc_int3
+	.type asm_exc_int3, @function
+asm_exc_int3:
+	pushq	$-1			/* orig_ax */
+	testb	$3, 16(%rsp)		/* cs of the interrupted context */
+	jnz	1f
+	.rept 6
+	pushq	5*8(%rsp)
+	.endr
+1:
+	PUSH_REGS
+	leaq	1(%rsp), %rbp		/* ENCODE_FRAME_POINTER */
+	movq	%rsp, %rdi
+	call	do_int3
+	POP_REGS
+	addq	$8, %rsp
+	iretq
+	.size asm_exc_int3, . - asm_exc_int3
+
 	.globl common_interrupt_return
 	.type common_interrupt_return, @function
 common_interrupt_return:

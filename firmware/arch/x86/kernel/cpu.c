@@ -37,7 +37,7 @@ static u64 gdt_page[NR_CPUS][GDT_ENTRIES] __aligned(64);
 static struct gate_struct idt_table[256] __aligned(4096);
 
 extern char asm_sysvec_apic_timer_interrupt[], asm_sysvec_reschedule_ipi[];
-extern char asm_console_interrupt[], entry_INT80_64[];
+extern char asm_console_interrupt[], entry_INT80_64[], asm_exc_int3[];
 
 /* Flat 64-bit code (L=1) or data segment with the given privilege level. */
 static notrace u64 segment_desc(int code, int dpl)
@@ -66,6 +66,7 @@ static notrace void idt_setup(void)
 	set_intr_gate(RESCHEDULE_VECTOR, asm_sysvec_reschedule_ipi, 0);
 	set_intr_gate(CONSOLE_VECTOR, asm_console_interrupt, 0);
 	set_intr_gate(IA32_SYSCALL_VECTOR, entry_INT80_64, 3);
+	set_intr_gate(X86_TRAP_BP, asm_exc_int3, 3);
 }
 
 /* Load this CPU's GDT, TSS and the IDT, and point %gs at its per-CPU data. */

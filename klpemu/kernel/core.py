@@ -1,0 +1,19 @@
+"""The kernel's control plane: the subsystems the host runs for the firmware kernel."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .ftrace import Ftrace
+from .text_poke import TextPoke
+
+if TYPE_CHECKING:
+    from ..machine.machine import Machine
+
+
+class Kernel:
+    """Holds one instance of each subsystem; each registers the hypercalls it serves."""
+
+    def __init__(self, machine: "Machine"):
+        self.text_poke = TextPoke(machine)
+        self.ftrace = Ftrace(machine, self.text_poke)

@@ -1,0 +1,84 @@
+"""Guest memory the host hands out: kmalloc-like data and executable text (trampolines, modules).
+
+Structures the host builds for machine code to read (ftrace ops and hashes, klp_ops, private
+trampolines) live here, in guest memory, so there is one copy of them. The data region is
+writable by the guest; the text region is not (like kernel text, only the host writes it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..errors import KlpemuError
+from .memory import PTE_RW
+
+if TYPE_CHECKING:
+    from .memory import GuestMemory
+
+VMALLOC_START = 0xFFFFC90000000000  # data
+MODULES_VADDR = 0xFFFFFFFFA0000000  # text: trampolines and modules, within ±2 GiB of the kernel
+ALIGN = 16
+
+
+@dataclass
+class Region:
+    base: int
+    size: int
+    free: list[tuple[int, int]] = field(default_factory=list)  # (addr, size), sorted by addr
+
+    def __post_init__(self) -> None:
+        self.free = [(self.base, self.size)]
+
+    def alloc(self, size: int) -> int:
+        size = (max(size, 1) + ALIGN - 1) & ~(ALIGN - 1)
+        for i, (addr, avail) in enumerate(self.free):
+            if avail >= size:
+                if avail == size:
+                    del self.free[i]
+                else:
+                    self.free[i] = (addr + size, avail - size)
+                return addr
+        raise KlpemuError(f"guest memory region at 0x{self.base:x} is full", 12)
+
+    def release(self, addr: int, size: int) -> None:
+        size = (max(size, 1) + ALIGN - 1) & ~(ALIGN - 1)
+        self.free.append((addr, size))
+        self.free.sort()
+        merged: list[tuple[int, int]] = []
+        for a, s in self.free:
+            if merged and merged[-1][0] + merged[-1][1] == a:
+                merged[-1] = (merged[-1][0], merged[-1][1] + s)
+            else:
+                merged.append((a, s))
+        self.free = merged
+
+
+class GuestHeap:
+    def __init__(self, mem: "GuestMemory", data_size: int = 1 << 20, text_size: int = 1 << 20):
+        self.mem = mem
+        mem.map_range(VMALLOC_START, data_size, PTE_RW)
+        mem.map_range(MODULES_VADDR, text_size, 0)
+        self.data = Region(VMALLOC_START, data_size)
+        self.text = Region(MODULES_VADDR, text_size)
+        self._sizes: dict[int, int] = {}
+
+    def kzalloc(self, size: int) -> int:
+        addr = self.data.alloc(size)
+        self._sizes[addr] = size
+        self.mem.write(addr, bytes(size))
+        return addr
+
+    def alloc_text(self, size: int) -> int:
+        addr = self.text.alloc(size)
+        self._sizes[addr] = size
+        self.mem.write(addr, b"\xcc" * size)
+        return addr
+
+    def free(self, addr: int) -> None:
+        size = self._sizes.pop(addr)
+        region = self.text if addr >= MODULES_VADDR else self.data
+        region.release(addr, size)
+
+    def is_text(self, addr: int) -> bool:
+        return self.text.base <= addr < self.text.base + self.text.size
