@@ -95,7 +95,7 @@ def test_idle_tasks_unwind_from_their_cpu_registers(machine):
     for cpu in machine.cpus:
         assert cpu.halted
         idle = machine.struct("task_struct", machine.pcpu(cpu.index).idle)
-        task = Task(machine, idle.addr)
+        task = Task(machine, idle.addr_of())
         assert task.running_on == cpu.index
         trace = unwind_task(machine, task)
         assert trace.reliable, trace.reason

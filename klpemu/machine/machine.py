@@ -316,7 +316,7 @@ class Machine:
             events.append("system call gate" if self._soft_trap == 0x80 else f"trap 0x{self._soft_trap:x}")
         uc.context_update(cpu.ctx)
         if cpu.kernel_ctx is None and not cpu.user_mode and \
-                uc.reg_read(x.UC_X86_REG_GS_BASE) == self.pcpu(cpu.index).addr:
+                uc.reg_read(x.UC_X86_REG_GS_BASE) == self.pcpu(cpu.index).addr_of():
             cpu.kernel_ctx = uc.context_save()  # cpu_init is done: its GDT, TSS and %gs are loaded
         if cpu.reg("rip") == self.hlt_resume and self.mem.read_u32(self._halting_addr[cpu.index]):
             cpu.halted = True

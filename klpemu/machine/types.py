@@ -152,18 +152,19 @@ class View:
     """A typed window on guest memory: `task.pid`, `task.thread.sp`, `pcpu.current_task`.
 
     Scalars and pointers read as ints; char arrays as bytes up to the NUL; nested structs and
-    other arrays as further views. Assigning to a scalar member writes guest memory.
+    other arrays as further views. Assigning to a scalar member writes guest memory. The view's
+    own address is `addr_of()`, so no member name (Linux has plenty called `addr`) is shadowed.
     """
 
-    __slots__ = ("_mem", "_type", "addr")
+    __slots__ = ("_mem", "_type", "_address")
 
     def __init__(self, mem: "GuestMemory", t: Type, addr: int):
         object.__setattr__(self, "_mem", mem)
         object.__setattr__(self, "_type", t)
-        object.__setattr__(self, "addr", addr)
+        object.__setattr__(self, "_address", addr)
 
     def _read(self, off: int, t: Type) -> Any:
-        addr = self.addr + off
+        addr = self._address + off
         if t.kind in ("base", "enum", "pointer"):
             return decode_scalar(t, self._mem.read(addr, t.size))
         if t.kind == "array" and t.target and t.target.kind == "base" and t.target.size == 1:
@@ -178,7 +179,7 @@ class View:
         off, t = self._type.member(name)
         if t.kind not in ("base", "enum", "pointer"):
             raise KlpemuError(f"cannot assign to non-scalar member {name}", 22)
-        self._mem.write(self.addr + off, int(value).to_bytes(t.size, "little", signed=value < 0))
+        self._mem.write(self._address + off, int(value).to_bytes(t.size, "little", signed=value < 0))
 
     def __getitem__(self, index: int) -> Any:
         t = self._type
@@ -191,12 +192,15 @@ class View:
     def __len__(self) -> int:
         return self._type.count
 
-    def addr_of(self, member: str) -> int:
-        return self.addr + self._type.member(member)[0]
+    def addr_of(self, member: str | None = None) -> int:
+        """The address of a member, or of the whole view."""
+        if member is None:
+            return self._address
+        return self._address + self._type.member(member)[0]
 
     @property
     def type(self) -> Type:
         return self._type
 
     def __repr__(self) -> str:
-        return f"<{self._type.kind} {self._type.name or '?'} at 0x{self.addr:x}>"
+        return f"<{self._type.kind} {self._type.name or '?'} at 0x{self._address:x}>"
