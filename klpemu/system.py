@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .fs import guestfs, procfs, sysfs
+from .fs import guestfs, procfs, sysctl, sysfs
 from .fs.vfs import VFS
 from .machine.console import Console
 from .machine.machine import Machine, MachineConfig
@@ -17,6 +17,7 @@ class System:
         self.vfs = VFS()
         procfs.mount(self.vfs, self.machine)
         sysfs.mount(self.vfs, self.machine)
+        sysctl.mount(self.vfs, self.machine)
         guestfs.mount(self.vfs, self.machine, self.console)
 
     def boot(self) -> "System":

@@ -1,18 +1,27 @@
-"""ftrace on the host: boot-time conversion of the fentry sites, and the records' state.
+"""ftrace on the host (kernel/trace/ftrace.c): boot conversion, ops, records, code updates.
 
-ftrace_init in the guest asks for this through HC_FTRACE_INIT, from start_kernel, as Linux's
-ftrace_init runs there: every __mcount_loc site must hold `call __fentry__`; each becomes a
-NOP5 and gets a record. A site that does not match is reported as ftrace_bug reports it, and
+ftrace_init in the guest asks for the conversion through HC_FTRACE_INIT, from start_kernel, as
+Linux's ftrace_init runs there: every __mcount_loc site must hold `call __fentry__`; each becomes
+a NOP5 and gets a record. A site that does not match is reported as ftrace_bug reports it, and
 ftrace is disabled for good (later registrations fail with -ENODEV).
+
+Registering or unregistering an ops, or changing an enabled ops' filter, recomputes every
+record's wanted state (the count of enabled ops that trace the site, REGS, TRAMP, IPMODIFY) the
+way __ftrace_hash_rec_update leaves it, then rewrites the sites whose bytes must change, in one
+text_poke batch; the call slot of the shared trampolines follows update_ftrace_function.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import fnmatch
+from typing import TYPE_CHECKING, Iterable
 
+from ...errors import KlpemuError
 from ..printk import log_store
-from ..text_poke import NOP5, TextPoke, call_insn
+from ..text_poke import NOP5, TextPoke, call_insn, decode_target
+from .ops import FL, FtraceOps, PyHandler
 from .records import Records
+from .trampoline import Trampolines
 
 if TYPE_CHECKING:
     from ...machine.machine import Machine
@@ -20,7 +29,16 @@ if TYPE_CHECKING:
 LOGLEVEL_INFO = 6
 LOGLEVEL_WARNING = 4
 ENTRIES_PER_PAGE = 4096 // 16
-EINVAL, EFAULT = 22, 14
+ENOENT, EFAULT, EBUSY, ENODEV, EINVAL = 2, 14, 16, 19, 22
+
+# struct dyn_ftrace.flags (Linux's bits)
+REC = {
+    "ENABLED": 1 << 31, "REGS": 1 << 30, "REGS_EN": 1 << 29, "TRAMP": 1 << 28, "TRAMP_EN": 1 << 27,
+    "IPMODIFY": 1 << 26, "DISABLED": 1 << 25, "DIRECT": 1 << 24, "DIRECT_EN": 1 << 23,
+    "CALL_OPS": 1 << 22, "CALL_OPS_EN": 1 << 21, "TOUCHED": 1 << 20, "MODIFIED": 1 << 19,
+}
+REF_MASK = (1 << 19) - 1
+STICKY = REC["TOUCHED"] | REC["MODIFIED"] | REC["DISABLED"]
 
 
 def _ins(data: bytes) -> str:
@@ -32,7 +50,14 @@ class Ftrace:
         self.m = machine
         self.text_poke = text_poke
         self.records = Records(machine)
+        self.ops: list[FtraceOps] = []  # enabled ops, in the guest list's order (newest first)
+        self._by_addr: dict[int, FtraceOps] = {}
+        self._tramps: Trampolines | None = None
+        self.sysctl_enabled = True  # /proc/sys/kernel/ftrace_enabled
+        # Policy: give each ops its own trampoline for the sites it alone traces (Linux on x86).
+        self.private_trampolines = True
         machine.hypercalls[machine.types.enum("HC_FTRACE_INIT")] = self._hc_init
+        machine.hypercalls[machine.types.enum("HC_FTRACE_CALLBACK")] = self._hc_callback
 
     # --- state kept in the guest -----------------------------------------------------------------
 
@@ -95,3 +120,268 @@ class Ftrace:
         self._log("------------[ cut here ]------------", LOGLEVEL_WARNING)
         self._log("WARNING: CPU: 0 PID: 0 at kernel/trace/ftrace.c ftrace_bug", LOGLEVEL_WARNING)
         self._kill()
+
+    # --- trampolines and the redirect policy ---------------------------------------------------
+
+    @property
+    def tramps(self) -> Trampolines:
+        if self._tramps is None:
+            self._tramps = Trampolines(self.m)
+        return self._tramps
+
+    @property
+    def caller_can_redirect(self) -> bool:
+        """Mainline (5.11+, WITH_ARGS): a handler called from ftrace_caller may change regs->ip.
+        False is the older rule, where only ftrace_regs_caller could redirect."""
+        return bool(self.m.read_var_int("ftrace_caller_can_redirect"))
+
+    @caller_can_redirect.setter
+    def caller_can_redirect(self, value: bool) -> None:
+        self.m.mem.write(self.m.var_addr("ftrace_caller_can_redirect"), int(value).to_bytes(4, "little"))
+
+    # --- making ops --------------------------------------------------------------------------
+
+    def _new_ops(self, name: str, func: int, flags: int, kind: str, handler: PyHandler | None) -> FtraceOps:
+        m = self.m
+        addr = m.heap.kzalloc(m.types.sizeof("ftrace_ops"))
+        view = m.struct("ftrace_ops", addr)
+        view.func = func
+        view.flags = flags
+        view.callback_id = addr
+        ops = FtraceOps(name, addr, kind, handler)
+        self._by_addr[addr] = ops
+        return ops
+
+    def ops_native(self, name: str, func: str | int, flags: int = 0) -> FtraceOps:
+        """An ops whose handler is a guest function (machine code, no host on its path)."""
+        addr = self.m.image.addr(func) if isinstance(func, str) else func
+        return self._new_ops(name, addr, flags, "native", None)
+
+    def ops_python(self, name: str, handler: PyHandler, flags: int = 0) -> FtraceOps:
+        """An ops whose handler is a Python callable, reached by a hypercall from the trampoline."""
+        return self._new_ops(name, self.m.image.addr("ftrace_host_func"), flags, "python", handler)
+
+    def ops_stub(self, name: str, flags: int = 0) -> FtraceOps:
+        return self._new_ops(name, self.m.image.addr("ftrace_stub"), flags, "stub", None)
+
+    def static_ops(self, name: str, symbol: str) -> FtraceOps:
+        """An ops that is kernel core data (like the function tracer's): never DYNAMIC."""
+        addr = self.m.var_addr(symbol)
+        if addr not in self._by_addr:
+            self._by_addr[addr] = FtraceOps(name, addr, "native", None, owned=False)
+        return self._by_addr[addr]
+
+    def flags(self, ops: FtraceOps) -> int:
+        return self.m.struct("ftrace_ops", ops.addr).flags
+
+    def _set_flags(self, ops: FtraceOps, flags: int) -> None:
+        self.m.struct("ftrace_ops", ops.addr).flags = flags
+
+    def _hc_callback(self, op: int, ip: int, parent_ip: int, fregs: int) -> int:
+        ops = self._by_addr.get(op)
+        if ops is None or ops.handler is None:
+            return -EINVAL
+        ops.handler(ip, parent_ip, self.m.struct("pt_regs", fregs))
+        return 0
+
+    # --- filters -------------------------------------------------------------------------------
+
+    def symbol_of(self, ip: int) -> str:
+        sym = self.m.image.function_at(ip)
+        return sym.name if sym is not None else f"0x{ip:x}"
+
+    def resolve(self, patterns: Iterable[int | str]) -> set[int]:
+        """Function addresses for ips, names or globs; each must name at least one ftrace location."""
+        ips: set[int] = set()
+        names = None
+        for pat in patterns:
+            if isinstance(pat, int):
+                if self.records.find(pat) is None:
+                    raise KlpemuError(f"0x{pat:x} is not an ftrace location", EINVAL)
+                ips.add(pat)
+                continue
+            if names is None:
+                names = [(self.symbol_of(ip), ip) for ip in self.records.ips()]
+            hits = {ip for name, ip in names if fnmatch.fnmatchcase(name, pat)}
+            if not hits:
+                raise KlpemuError(f"{pat}: no traceable function matches", EINVAL)
+            ips |= hits
+        return ips
+
+    def _write_hash(self, ips: set[int]) -> int:
+        if not ips:
+            return 0
+        m = self.m
+        addr = m.heap.kzalloc(8 + 8 * len(ips))
+        m.mem.write_u64(addr, len(ips))
+        m.mem.write(addr + 8, b"".join(ip.to_bytes(8, "little") for ip in sorted(ips)))
+        return addr
+
+    def _install_hash(self, ops: FtraceOps, member: str, ips: set[int]) -> None:
+        view = self.m.struct("ftrace_ops", ops.addr)
+        old = getattr(view, member)
+        setattr(view, member, self._write_hash(ips))  # one 8-byte store: readers see old or new
+        if old:
+            self.m.heap.free(old)
+
+    def set_filter(self, ops: FtraceOps, patterns: Iterable[int | str], *, reset: bool = True,
+                   remove: bool = False, notrace: bool = False) -> None:
+        """ftrace_set_filter(_ip) / ftrace_set_notrace: edit a hash; an enabled ops takes effect now."""
+        current = ops.notrace if notrace else ops.filter
+        ips = self.resolve(patterns)
+        if remove:
+            missing = ips - current
+            if missing:
+                raise KlpemuError(f"0x{min(missing):x} is not in the {'notrace' if notrace else 'filter'} hash",
+                                  ENOENT)
+            new = current - ips
+        else:
+            new = ips if reset else current | ips
+        if ops in self.ops and not notrace and self.flags(ops) & FL["IPMODIFY"]:
+            self._check_ipmodify(ops, new)
+        if notrace:
+            ops.notrace = new
+        else:
+            ops.filter = new
+        self._install_hash(ops, "notrace_hash" if notrace else "filter_hash", new)
+        if ops in self.ops:
+            self._update()
+
+    def _check_ipmodify(self, ops: FtraceOps, new_filter: set[int]) -> None:
+        """__ftrace_hash_update_ipmodify: one IPMODIFY ops per function, and never all functions."""
+        if not new_filter:
+            raise KlpemuError(f"{ops.name}: an IPMODIFY ops must have a filter", EINVAL)
+        for other in self.ops:
+            if other is ops or not self.flags(other) & FL["IPMODIFY"]:
+                continue
+            clash = {ip for ip in new_filter if ip not in ops.notrace and other.matches(ip)}
+            if clash:
+                ip = min(clash)
+                raise KlpemuError(f"{self.symbol_of(ip)} already has an IPMODIFY ops ({other.name})", EBUSY)
+
+    # --- registering ---------------------------------------------------------------------------
+
+    def register(self, ops: FtraceOps) -> None:
+        """register_ftrace_function: all checks first, so a failure changes nothing."""
+        if self.disabled:
+            raise KlpemuError("ftrace is disabled", ENODEV)
+        flags = self.flags(ops)
+        if flags & FL["DELETED"]:
+            raise KlpemuError(f"{ops.name}: ops was deleted", EINVAL)
+        if flags & FL["ENABLED"] or ops in self.ops:
+            raise KlpemuError(f"{ops.name}: already registered", EBUSY)
+        if not self.sysctl_enabled and flags & FL["PERMANENT"]:
+            raise KlpemuError(f"{ops.name}: PERMANENT ops while ftrace_enabled is 0", EBUSY)
+        if flags & FL["IPMODIFY"]:
+            self._check_ipmodify(ops, ops.filter)
+        if ops.owned:
+            flags |= FL["DYNAMIC"]
+        view = self.m.struct("ftrace_ops", ops.addr)
+        if self.private_trampolines and not view.trampoline:
+            view.trampoline, view.trampoline_size = self.tramps.create(ops, flags)
+            flags |= FL["ALLOC_TRAMP"]
+        self._set_flags(ops, flags | FL["ENABLED"] | FL["INITIALIZED"])
+        view.next = self.m.read_var_int("ftrace_ops_list")
+        self.m.mem.write_u64(self.m.var_addr("ftrace_ops_list"), ops.addr)  # pushed at the head
+        self.ops.insert(0, ops)
+        self._update()
+
+    def unregister(self, ops: FtraceOps) -> None:
+        if self.disabled:
+            raise KlpemuError("ftrace is disabled", ENODEV)
+        if ops not in self.ops:
+            raise KlpemuError(f"{ops.name}: not registered", EBUSY)
+        self.ops.remove(ops)
+        prev = self.m.var_addr("ftrace_ops_list")
+        node = self.m.mem.read_u64(prev)
+        next_off = self.m.types.offsetof("ftrace_ops", "next")
+        while node != ops.addr:
+            prev = node + next_off
+            node = self.m.mem.read_u64(prev)
+        self.m.mem.write_u64(prev, self.m.struct("ftrace_ops", ops.addr).next)
+        self._set_flags(ops, self.flags(ops) & ~FL["ENABLED"])
+        self._update()
+        view = self.m.struct("ftrace_ops", ops.addr)
+        if view.trampoline:  # no site calls it any more
+            self.m.heap.free(view.trampoline)
+            view.trampoline = 0
+            view.trampoline_size = 0
+            self._set_flags(ops, self.flags(ops) & ~FL["ALLOC_TRAMP"])
+
+    def set_sysctl_enabled(self, value: bool) -> None:
+        """/proc/sys/kernel/ftrace_enabled; 0 is refused while a PERMANENT ops is registered."""
+        if not value and any(self.flags(o) & FL["PERMANENT"] for o in self.ops):
+            raise KlpemuError("a PERMANENT ops is registered", EBUSY)
+        if value != self.sysctl_enabled:
+            self.sysctl_enabled = value
+            self._update()
+
+    # --- the code update -----------------------------------------------------------------------
+
+    def _slot_function(self) -> tuple[int, int]:
+        """update_ftrace_function: what the shared trampolines' slot calls, and function_trace_op."""
+        img = self.m.image
+        end = self.m.var_addr("ftrace_list_end")
+        if not self.ops or not self.sysctl_enabled:
+            return img.addr("ftrace_stub"), end
+        if len(self.ops) == 1:
+            ops = self.ops[0]
+            flags = self.flags(ops)
+            if flags & (FL["DYNAMIC"] | FL["RCU"]):
+                return img.addr("ftrace_ops_list_func"), end
+            return self.tramps.handler_of(ops, flags), ops.addr
+        return img.addr("ftrace_ops_list_func"), end
+
+    def wanted(self, ip: int, current: int) -> tuple[int, int | None]:
+        """The record flags and trampoline a site should have now (None: a NOP)."""
+        users = [o for o in self.ops if o.matches(ip)]
+        flags = (current & STICKY) | len(users)
+        if not users:
+            return flags, None
+        ofl = [self.flags(o) for o in users]
+        flags |= REC["TOUCHED"]
+        if any(f & FL["SAVE_REGS"] for f in ofl):
+            flags |= REC["REGS"]
+        if any(f & FL["IPMODIFY"] for f in ofl):
+            flags |= REC["IPMODIFY"] | REC["MODIFIED"]
+        tramp = self.m.struct("ftrace_ops", users[0].addr).trampoline if len(users) == 1 else 0
+        if tramp:
+            flags |= REC["TRAMP"]
+        if not self.sysctl_enabled:
+            return flags, None
+        flags |= REC["ENABLED"]
+        if tramp:
+            flags |= REC["TRAMP_EN"] | (REC["REGS_EN"] if flags & REC["REGS"] else 0)
+            return flags, tramp
+        if flags & REC["REGS"]:
+            return flags | REC["REGS_EN"], self.tramps.regs_caller
+        return flags, self.tramps.caller
+
+    def _update(self) -> None:
+        """ftrace_modify_all_code: slot to the list function if it changes, sites, final slot."""
+        m = self.m
+        final, op = self._slot_function()
+        slots = self.tramps.slots
+        current = decode_target(slots[0], m.mem.read(slots[0], 5))
+        list_func = m.image.addr("ftrace_ops_list_func")
+        tp = self.text_poke
+        if current != final:
+            # The list function handles any mix of ops: use it while sites change.
+            tp.batch([(s, call_insn(s, list_func)) for s in slots])
+        m.mem.write_u64(m.var_addr("function_trace_op"), op)
+        pokes = []
+        for i, ip in enumerate(self.records.ips()):
+            cur = self.records.flags(i)
+            flags, target = self.wanted(ip, cur)
+            insn = NOP5 if target is None else call_insn(ip, target)
+            if m.mem.read(ip, 5) != insn:
+                pokes.append((ip, insn))
+            if flags != cur:
+                self.records.set_flags(i, flags)
+        tp.batch(pokes)
+        if final != list_func:
+            tp.batch([(s, call_insn(s, final)) for s in slots])
+
+    def site_target(self, ip: int) -> int | None:
+        """The trampoline a site calls now, or None when it is a NOP."""
+        return decode_target(ip, self.m.mem.read(ip, 5))

@@ -1,0 +1,40 @@
+"""struct ftrace_ops on the host side: a handle on the guest struct, its hashes and its kind.
+
+The guest struct (func, next, flags, filter/notrace hashes, trampoline) is what machine code
+reads; this class keeps what only the host needs: a name, the Python callback if the handler is
+on the host, and the filter as a set for quick membership tests when records are recomputed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+FL = {
+    "ENABLED": 1 << 0, "DYNAMIC": 1 << 1, "SAVE_REGS": 1 << 2, "SAVE_REGS_IF_SUPPORTED": 1 << 3,
+    "RECURSION": 1 << 4, "STUB": 1 << 5, "INITIALIZED": 1 << 6, "DELETED": 1 << 7,
+    "ADDING": 1 << 8, "REMOVING": 1 << 9, "MODIFYING": 1 << 10, "ALLOC_TRAMP": 1 << 11,
+    "IPMODIFY": 1 << 12, "PID": 1 << 13, "RCU": 1 << 14, "TRACE_ARRAY": 1 << 15,
+    "PERMANENT": 1 << 16, "DIRECT": 1 << 17,
+}
+
+# A Python handler: (ip, parent_ip, regs) -> None, where regs is a typed view of the saved
+# pt_regs (writable: setting regs.ip redirects, as a native handler would).
+PyHandler = Callable[[int, int, object], None]
+
+
+@dataclass(eq=False)
+class FtraceOps:
+    name: str
+    addr: int  # the guest struct ftrace_ops
+    kind: str  # "native" (a guest function), "python" (a host callback), "stub"
+    handler: PyHandler | None = None
+    filter: set[int] = field(default_factory=set)  # empty: every function
+    notrace: set[int] = field(default_factory=set)
+    owned: bool = True  # allocated by the host (freed on release), not kernel core data
+
+    def matches(self, ip: int) -> bool:
+        return (not self.filter or ip in self.filter) and ip not in self.notrace
+
+    def __repr__(self) -> str:
+        return f"<ftrace_ops {self.name} at 0x{self.addr:x}>"
