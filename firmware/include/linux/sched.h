@@ -96,6 +96,7 @@ struct task_struct {
 	struct timer_list timer;
 	struct file files[NR_OPEN];
 	struct thread_struct thread;
+	unsigned long trace_recursion;	/* ftrace recursion bits, <linux/trace_recursion.h> */
 };
 
 /* Per-CPU data, reached through %gs. The host reads it through DWARF. */
