@@ -159,24 +159,28 @@ def cmd_dmesg(sh: Shell, args: list[str]) -> int:
     return 0
 
 
-@command("echo", "echo [TEXT...] [> FILE]")
+@command("echo", "echo [TEXT...] [> FILE | >> FILE]")
 def cmd_echo(sh: Shell, args: list[str]) -> int:
-    target = None
-    if ">" in args:
-        i = args.index(">")
-        if i + 1 >= len(args):
-            raise UsageError("syntax error near unexpected token `newline'")
-        target = args[i + 1]
-        args = args[:i] + args[i + 2 :]
-    elif args and args[-1].startswith(">") and len(args[-1]) > 1:
-        target = args[-1][1:]
-        args = args[:-1]
+    target, append = None, False
+    for op in (">>", ">"):
+        if op in args:
+            i = args.index(op)
+            if i + 1 >= len(args):
+                raise UsageError("syntax error near unexpected token `newline'")
+            target, append = args[i + 1], op == ">>"
+            args = args[:i] + args[i + 2 :]
+            break
+    else:
+        if args and args[-1].startswith(">") and len(args[-1]) > 1:
+            append = args[-1].startswith(">>")
+            target = args[-1][2:] if append else args[-1][1:]
+            args = args[:-1]
     text = " ".join(args) + "\n"
     if target is None:
         sh.out.write(text)
         return 0
     try:
-        sh.system.vfs.write(target, text)
+        sh.system.vfs.write(target, text, append=append)
     except KlpemuError as e:
         if sh.machine.oops is not None:
             raise

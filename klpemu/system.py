@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .fs import guestfs, procfs, sysctl, sysfs
+from .fs import guestfs, procfs, sysctl, sysfs, tracefs
 from .fs.vfs import VFS
 from .machine.console import Console
 from .machine.machine import Machine, MachineConfig
@@ -18,6 +18,7 @@ class System:
         procfs.mount(self.vfs, self.machine)
         sysfs.mount(self.vfs, self.machine)
         sysctl.mount(self.vfs, self.machine)
+        tracefs.mount(self.vfs, self.machine)
         guestfs.mount(self.vfs, self.machine, self.console)
 
     def boot(self) -> "System":

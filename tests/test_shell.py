@@ -75,7 +75,7 @@ def test_ls_l_shows_linux_modes(system):
     modes = {line.split()[-1]: line.split()[0] for line in out.splitlines()}
     assert modes == {"comm": "-rw-r--r--", "patch_state": "-r--r--r--", "stack": "-r--------", "status": "-r--r--r--"}
     _, out, _ = run(system, "ls /sys/kernel")
-    assert out.split() == ["debug", "livepatch"]
+    assert out.split() == ["debug", "livepatch", "tracing"]
 
 
 def test_patch_state_file(system):

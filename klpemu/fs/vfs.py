@@ -110,12 +110,19 @@ class VFS:
             raise KlpemuError(path, EACCES)
         return node.read()
 
-    def write(self, path: str, data: str) -> None:
+    def write(self, path: str, data: str, append: bool = False) -> None:
+        """Write data; append (a `>>` redirection) matters only to files that take it."""
         node = self.lookup(path)
         if isinstance(node, Dir):
             raise KlpemuError(path, EISDIR)
         if node.write is None or not node.mode & 0o222:
             raise KlpemuError(path, EACCES)
+        if append:
+            try:
+                node.write(data, append=True)  # type: ignore[call-arg]
+                return
+            except TypeError:
+                pass
         node.write(data)
 
     def listdir(self, path: str) -> list[Node]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .ftrace import Ftrace
+from .ftrace.function_tracer import FunctionTracer
 from .text_poke import TextPoke
 
 if TYPE_CHECKING:
@@ -17,3 +18,4 @@ class Kernel:
     def __init__(self, machine: "Machine"):
         self.text_poke = TextPoke(machine)
         self.ftrace = Ftrace(machine, self.text_poke)
+        self.function_tracer = FunctionTracer(machine, self.ftrace)

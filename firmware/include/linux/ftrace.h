@@ -49,7 +49,7 @@ enum ftrace_ops_flag_bits {
 	FTRACE_OPS_FL_DYNAMIC = 1UL << 1,
 	FTRACE_OPS_FL_SAVE_REGS = 1UL << 2,
 	FTRACE_OPS_FL_SAVE_REGS_IF_SUPPORTED = 1UL << 3,
-	FTRACE_OPS_FL_RECURSION = 1UL << 4,	/* the ops protects itself from recursion */
+	FTRACE_OPS_FL_RECURSION = 1UL << 4,	/* the ops wants ftrace's recursion protection (the assist) */
 	FTRACE_OPS_FL_STUB = 1UL << 5,
 	FTRACE_OPS_FL_INITIALIZED = 1UL << 6,
 	FTRACE_OPS_FL_DELETED = 1UL << 7,

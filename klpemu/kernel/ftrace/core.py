@@ -385,3 +385,39 @@ class Ftrace:
     def site_target(self, ip: int) -> int | None:
         """The trampoline a site calls now, or None when it is a NOP."""
         return decode_target(ip, self.m.mem.read(ip, 5))
+
+    # --- what enabled_functions and touched_functions show -------------------------------------
+
+    def record_line(self, i: int) -> str:
+        """t_show: `name (count) R I D O M` and, for a private trampoline, whose it is."""
+        m = self.m
+        ip, flags = self.records.ip(i), self.records.flags(i)
+        line = (f"{self.symbol_of(ip)} ({flags & REF_MASK})"
+                f"{' R' if flags & REC['REGS'] else '  '}{' I' if flags & REC['IPMODIFY'] else '  '}"
+                f"{' D' if flags & REC['DIRECT'] else '  '}{' O' if flags & REC['CALL_OPS'] else '  '}"
+                f"{' M ' if flags & REC['MODIFIED'] else '   '}")
+        target = self.site_target(ip)
+        if target is None:
+            return line
+        if flags & REC["TRAMP_EN"]:
+            owner = next((o for o in self.ops
+                          if m.struct("ftrace_ops", o.addr).trampoline == target), None)
+            if owner is not None:
+                view = m.struct("ftrace_ops", owner.addr)
+                callee = self.tramps.handler_of(owner, self.flags(owner))
+                return (f"{line}\ttramp: 0x{target:x} ({m.image.symbolize(view.func)}) "
+                        f"->{m.image.symbolize(callee)} [{owner.name}]")
+            return f"{line}\ttramp: ERROR!"
+        slot = self.tramps.slots[0]
+        return f"{line}\ttramp: {self.tramps.owner_name(target)} ->{m.image.symbolize(self.site_target(slot))}"
+
+    def enabled_functions(self) -> str:
+        return "".join(self.record_line(i) + "\n" for i in range(len(self.records))
+                       if self.records.flags(i) & REF_MASK)
+
+    def touched_functions(self) -> str:
+        return "".join(self.record_line(i) + "\n" for i in range(len(self.records))
+                       if self.records.flags(i) & REC["TOUCHED"])
+
+    def available_filter_functions(self) -> str:
+        return "".join(self.symbol_of(ip) + "\n" for ip in self.records.ips())

@@ -42,10 +42,11 @@ class Trampolines:
         return f"0x{addr:x}"
 
     def handler_of(self, ops: FtraceOps, flags: int) -> int:
-        """ftrace_ops_get_func: the handler itself, or the recursion-guarding assist around it."""
-        if flags & FL["RECURSION"]:
-            return self.m.struct("ftrace_ops", ops.addr).func
-        return self.m.image.addr("ftrace_ops_assist_func")
+        """ftrace_ops_get_func: an ops that asks for recursion protection (RECURSION) or RCU
+        gets the assist around its handler; any other is called directly."""
+        if flags & (FL["RECURSION"] | FL["RCU"]):
+            return self.m.image.addr("ftrace_ops_assist_func")
+        return self.m.struct("ftrace_ops", ops.addr).func
 
     def create(self, ops: FtraceOps, flags: int) -> tuple[int, int]:
         """A private trampoline for ops: (address, size). Written before any site calls it."""

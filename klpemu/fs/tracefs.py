@@ -1,0 +1,42 @@
+"""/sys/kernel/tracing: ftrace's files, with Linux's names, modes and text."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import KlpemuError
+from .vfs import VFS, File
+
+if TYPE_CHECKING:
+    from ..machine.machine import Machine
+
+
+def _bool01(data: str, what: str) -> bool:
+    value = data.strip()
+    if value not in ("0", "1"):
+        raise KlpemuError(f"{what} takes 0 or 1", 22)
+    return value == "1"
+
+
+def mount(vfs: VFS, machine: "Machine") -> None:
+    ft = machine.kernel.ftrace
+    tracer = machine.kernel.function_tracer
+    d = vfs.makedirs("/sys/kernel/tracing", 0o700)
+
+    def write_tracer(data: str) -> None:
+        tracer.set_tracer(data.strip())
+
+    def write_tracing_on(data: str) -> None:
+        tracer.tracing_on = _bool01(data, "tracing_on")
+
+    d.add(File("available_tracers", 0o444, lambda: " ".join(("function", "nop")) + "\n"))
+    d.add(File("current_tracer", 0o644, lambda: tracer.current + "\n", write_tracer))
+    d.add(File("available_filter_functions", 0o444, ft.available_filter_functions))
+    d.add(File("set_ftrace_filter", 0o644, lambda: tracer.filter_text(),
+               lambda data, append=False: tracer.set_filter(data, append=append)))
+    d.add(File("set_ftrace_notrace", 0o644, lambda: tracer.filter_text(notrace=True),
+               lambda data, append=False: tracer.set_filter(data, append=append, notrace=True)))
+    d.add(File("tracing_on", 0o644, lambda: f"{int(tracer.tracing_on)}\n", write_tracing_on))
+    d.add(File("trace", 0o644, tracer.text, lambda data, append=False: tracer.reset()))
+    d.add(File("enabled_functions", 0o444, ft.enabled_functions))
+    d.add(File("touched_functions", 0o444, ft.touched_functions))
