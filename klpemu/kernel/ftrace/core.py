@@ -129,6 +129,20 @@ class Ftrace:
             self._tramps = Trampolines(self.m)
         return self._tramps
 
+    REDIRECT_POLICIES = ("mainline", "pre-5.11")
+
+    @property
+    def redirect_policy(self) -> str:
+        """Who may redirect by writing regs->ip: "mainline" (any handler, since 5.11's
+        DYNAMIC_FTRACE_WITH_ARGS) or "pre-5.11" (only handlers called from ftrace_regs_caller)."""
+        return "mainline" if self.caller_can_redirect else "pre-5.11"
+
+    @redirect_policy.setter
+    def redirect_policy(self, name: str) -> None:
+        if name not in self.REDIRECT_POLICIES:
+            raise KlpemuError(f"redirect policy must be one of {', '.join(self.REDIRECT_POLICIES)}", EINVAL)
+        self.caller_can_redirect = name == "mainline"
+
     @property
     def caller_can_redirect(self) -> bool:
         """Mainline (5.11+, WITH_ARGS): a handler called from ftrace_caller may change regs->ip.
