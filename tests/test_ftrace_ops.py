@@ -224,3 +224,19 @@ def test_python_callback_ops_sees_the_call_and_can_redirect(m):
     assert con.read_file("/proc/cmdline") == con.read_file("/proc/version")
     assert seen and seen[0][0] == m.image.addr(FUNC)
     assert seen[0][1] == "seq_read_iter"
+
+
+def test_a_python_handler_that_raises_stops_the_machine_with_an_oops(m):
+    ft = m.kernel.ftrace
+
+    def broken(ip, parent_ip, regs):
+        raise ValueError("handler bug")
+
+    ops = ft.ops_python("broken", broken)
+    ft.set_filter(ops, [FUNC])
+    ft.register(ops)
+    with pytest.raises(KlpemuError):
+        Console(m).read_file("/proc/cmdline")
+    assert m.oops is not None
+    assert m.oops.lines[0] == "hypercall 7 failed in the host: ValueError: handler bug"
+    assert "ftrace_host_func" in "\n".join(m.oops.lines)

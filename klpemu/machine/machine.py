@@ -176,8 +176,13 @@ class Machine:
             return
         args = [uc.reg_read(r) for r in (x.UC_X86_REG_RDI, x.UC_X86_REG_RSI, x.UC_X86_REG_RDX,
                                          x.UC_X86_REG_RCX)]
-        ret = handler(*args)
-        uc.reg_write(x.UC_X86_REG_RAX, ret or 0)
+        try:
+            ret = handler(*args)
+        except Exception as e:  # a host handler's bug (a user's Python ops, say) stops the machine
+            self._hypercall_stop = f"hypercall {nr} failed in the host: {type(e).__name__}: {e}"
+            uc.emu_stop()
+            return
+        uc.reg_write(x.UC_X86_REG_RAX, (ret or 0) & (2**64 - 1))
 
     def _on_interrupt(self, uc: Uc, intno: int, _ud) -> None:
         if intno in self.software_vectors:
