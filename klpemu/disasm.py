@@ -32,6 +32,9 @@ def _annotate(machine: "Machine", mnemonic: str, op_str: str) -> str:
         if sym is not None:
             off = addr - sym.addr
             text += f" <{sym.name}{'+0x%x' % off if off else ''}>"
+        elif (tramp := machine.kernel.ftrace.trampoline_at(addr)) is not None:
+            ops, off = tramp
+            text += f" <ftrace_trampoline{'+0x%x' % off if off else ''} [{ops.name}]>"
     return text
 
 

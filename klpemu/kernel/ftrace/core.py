@@ -396,6 +396,14 @@ class Ftrace:
         if final != list_func:
             tp.batch([(s, call_insn(s, final)) for s in slots])
 
+    def trampoline_at(self, addr: int) -> tuple[FtraceOps, int] | None:
+        """The ops whose private trampoline contains addr, and the offset into it."""
+        for ops in self.ops:
+            view = self.m.struct("ftrace_ops", ops.addr)
+            if view.trampoline <= addr < view.trampoline + view.trampoline_size:
+                return ops, addr - view.trampoline
+        return None
+
     def site_target(self, ip: int) -> int | None:
         """The trampoline a site calls now, or None when it is a NOP."""
         return decode_target(ip, self.m.mem.read(ip, 5))
