@@ -14,6 +14,7 @@ from .fs.vfs import Dir, mode_string
 from .kernel.printk import dmesg
 from .kernel.tasks import all_tasks
 from .system import System
+from .trace_call import TraceCallError, trace_call
 
 CommandFn = Callable[["Shell", list[str]], int]
 COMMANDS: dict[str, tuple[CommandFn, str]] = {}
@@ -286,4 +287,46 @@ def cmd_unwind(sh: Shell, args: list[str]) -> int:
     if trace.user_mode:
         print("running in user mode: nothing on its kernel stack", file=sh.out)
     print("reliable" if trace.reliable else f"unreliable: {trace.reason}", file=sh.out)
+    return 0
+
+
+@command("trace-call", "trace-call FUNC [--cpu C] [--seq-file] [--arg VALUE ...]")
+def cmd_trace_call(sh: Shell, args: list[str]) -> int:
+    """One call of FUNC, every instruction labelled by its part of ftrace (site, trampoline,
+    list function, handlers, body, return), with a per-part summary. --seq-file passes a fresh
+    struct seq_file first (for *_proc_show functions) and prints what the call wrote into it."""
+    func, cpu, seq_file, values = None, 0, False, []
+    rest = list(args)
+    while rest:
+        a = rest.pop(0)
+        if a == "--cpu":
+            try:
+                cpu = int(rest.pop(0))
+            except (IndexError, ValueError):
+                raise UsageError("--cpu needs a CPU number") from None
+        elif a == "--seq-file":
+            seq_file = True
+        elif a == "--arg":
+            if not rest:
+                raise UsageError("--arg needs a value")
+            v = rest.pop(0)
+            try:
+                values.append(int(v, 0))
+            except ValueError:
+                values.append(sh.machine.image.addr(v))  # a symbol's address
+        elif a.startswith("-"):
+            raise UsageError(f"unknown option '{a}'")
+        elif func is None:
+            func = a
+        else:
+            raise UsageError("one function name expected")
+    if func is None:
+        raise UsageError("missing function name")
+    try:
+        result = trace_call(sh.machine, func, values, cpu=cpu, seq_file=seq_file)
+    except TraceCallError as e:
+        sh.out.write(e.result.format())
+        sh._oops_shown = True
+        return sh.error(e.result.oops or str(e))
+    sh.out.write(result.format())
     return 0
