@@ -47,3 +47,14 @@ def make_machine(extra: str = "", *, boot: bool = True, settle_tasks: bool = Fal
     if settle_tasks:
         settle(m, cpus_halted=True)
     return m
+
+
+def shell_run(system, cmd):
+    """Run shell commands on a System; returns (status, stdout, stderr)."""
+    import io
+
+    from klpemu.shell import Shell
+
+    out, err = io.StringIO(), io.StringIO()
+    status = Shell(system, out=out, err=err).run_line(cmd)
+    return status, out.getvalue(), err.getvalue()

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import io
 import re
 import subprocess
 import sys
 
 import pytest
 
-from klpemu.shell import Shell, split_commands
+from klpemu.shell import split_commands
 from klpemu.system import System
+from machine_util import shell_run
 
 
 @pytest.fixture(scope="module")
@@ -18,10 +18,7 @@ def system():
     return System().boot()
 
 
-def run(system, cmd):
-    out, err = io.StringIO(), io.StringIO()
-    status = Shell(system, out=out, err=err).run_line(cmd)
-    return status, out.getvalue(), err.getvalue()
+run = shell_run
 
 
 def test_split_commands_respects_quotes_and_comments():

@@ -10,6 +10,7 @@ from klpemu.errors import KlpemuError
 from klpemu.kernel.ftrace.ops import FL
 from klpemu.shell import Shell
 from klpemu.system import System
+from machine_util import shell_run
 from klpemu.trace_call import TraceCallError, trace_call
 
 FUNC = "cmdline_proc_show"
@@ -44,10 +45,7 @@ def system():
     return System().boot()
 
 
-def shell(system, cmd):
-    out, err = io.StringIO(), io.StringIO()
-    status = Shell(system, out=out, err=err).run_line(cmd)
-    return status, out.getvalue(), err.getvalue()
+shell = shell_run
 
 
 def redirect_ops(m):

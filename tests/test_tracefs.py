@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import re
 
 import pytest
 
 from klpemu.errors import KlpemuError
 from klpemu.kernel.ftrace.ops import FL
-from klpemu.shell import Shell
 from klpemu.system import System
+from machine_util import shell_run
 
 T = "/sys/kernel/tracing"
 HEADER = """\
@@ -35,10 +34,7 @@ def system():
     return System().boot()
 
 
-def sh(system, cmd):
-    out, err = io.StringIO(), io.StringIO()
-    status = Shell(system, out=out, err=err).run_line(cmd)
-    return status, out.getvalue(), err.getvalue()
+sh = shell_run
 
 
 def read(system, name):
