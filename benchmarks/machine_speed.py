@@ -27,65 +27,19 @@ import argparse
 import json
 import platform
 import sys
-import time
 from pathlib import Path
 
 import unicorn
-from unicorn import UC_ARCH_X86, UC_HOOK_CODE, UC_MODE_64, Uc
-from unicorn import x86_const as x
+from unicorn import UC_HOOK_CODE
 
+from klpemu.bench import BareGuest, best_of, format_table
 from klpemu.machine.console import Console
-from klpemu.kernel.text_poke import NOP5
 from klpemu.machine.image import KernelImage
-from klpemu.machine.machine import FOREVER, NS_PER_SEC, Machine, MachineConfig, shipped_image
-from klpemu.machine.memory import PTE_RW, PTE_USER, GuestMemory
+from klpemu.machine.machine import NS_PER_SEC, Machine, shipped_image
 
 CALL_LOOP_FILE = "/sys/kernel/debug/klpemu/call_loop"
 LOOP, LEAF, FENTRY = "bench_call_loop", "bench_leaf", "__fentry__"
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "machine_speed.json"
-ARG_REGS = (x.UC_X86_REG_RDI, x.UC_X86_REG_RSI, x.UC_X86_REG_RDX)
-
-
-class BareGuest:
-    """The kernel image alone on a fresh Uc: mapped and paged as Machine._load does, never booted.
-
-    No hooks. Good for functions that touch nothing but their stack and the image.
-    """
-
-    def __init__(self, image: KernelImage, mem_mb: int = MachineConfig.mem_mb):
-        self.image = image
-        self.uc = uc = Uc(UC_ARCH_X86, UC_MODE_64)
-        self.mem = GuestMemory(uc, mem_mb << 20)
-        for seg in image.segments:
-            flags = (PTE_RW if seg.writable else 0) | (PTE_USER if seg.user else 0)
-            self.mem.map_range(seg.vaddr, seg.memsz, flags, seg.data)
-        for ip in image.mcount_loc:  # as ftrace_init does at boot, so both run the same code
-            self.mem.write(ip, NOP5)
-        uc.reg_write(x.UC_X86_REG_CR3, self.mem.pml4)
-        uc.reg_write(x.UC_X86_REG_CR4, uc.reg_read(x.UC_X86_REG_CR4) | (1 << 5))  # PAE
-        uc.reg_write(x.UC_X86_REG_CR0, uc.reg_read(x.UC_X86_REG_CR0) | (1 << 31) | (1 << 16))  # PG, WP
-        uc.reg_write(x.UC_X86_REG_EFLAGS, 0x2)
-        self.ctx = uc.context_save()
-        self.sp = image.addr("hostcall_stack_top") - 8
-        self.sentinel = image.addr("hostcall_return")
-        self._flushed = False
-
-    def call(self, func: str, *args: int) -> int:
-        uc = self.uc
-        uc.context_restore(self.ctx)
-        self.mem.write_u64(self.sp, self.sentinel)
-        uc.reg_write(x.UC_X86_REG_RSP, self.sp)
-        uc.reg_write(x.UC_X86_REG_RBP, 0)
-        for reg, value in zip(ARG_REGS, args):
-            uc.reg_write(reg, value)
-        uc.emu_start(self.image.addr(func), self.sentinel, count=FOREVER)
-        if not self._flushed:  # as the machine does: see unicorn facts, the count= pitfall
-            uc.ctl_flush_tb()
-            self._flushed = True
-        rip = uc.reg_read(x.UC_X86_REG_RIP)
-        if rip != self.sentinel:
-            raise RuntimeError(f"{func} stopped at {self.image.symbolize(rip)}")
-        return uc.reg_read(x.UC_X86_REG_RAX)
 
 
 def count_insns(image: KernelImage, n: int) -> dict[str, int]:
@@ -119,15 +73,6 @@ def insns_per_iteration(image: KernelImage, n: int = 100) -> dict:
         raise RuntimeError(f"instructions outside {LOOP}, {LEAF} and {FENTRY}: {per}")
     return {"per_iter": per["total"], "by_function": {k: per[k] for k in (LOOP, LEAF, FENTRY)},
             "fixed": a["total"] - n * per["total"]}
-
-
-def best_of(repeat: int, fn) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def row(name: str, calls: int, insns: int, seconds: float, **extra) -> dict:
@@ -177,11 +122,8 @@ def bench_bare(image: KernelImage, calls: int, per_iter: int, repeat: int) -> di
 
 def table(rows: list[dict]) -> str:
     head = ("configuration", "calls", "instructions", "wall s", "insns/s", "ns/call")
-    body = [(r["config"], f"{r['calls']:,}", f"{r['instructions']:,}", f"{r['seconds']:.4f}",
-             f"{r['insns_per_sec'] / 1e6:.1f} M", f"{r['ns_per_call']:.1f}") for r in rows]
-    widths = [max(len(line[i]) for line in [head, *body]) for i in range(len(head))]
-    fmt = lambda line: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
-    return "\n".join([fmt(head), fmt(["-" * w for w in widths]), *map(fmt, body)])
+    return format_table(head, [(r["config"], f"{r['calls']:,}", f"{r['instructions']:,}", f"{r['seconds']:.4f}",
+                                f"{r['insns_per_sec'] / 1e6:.1f} M", f"{r['ns_per_call']:.1f}") for r in rows])
 
 
 def main(argv: list[str] | None = None) -> int:

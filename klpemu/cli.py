@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 
+from . import bench
 from .errors import KlpemuError
 from .kernel.printk import dmesg
 from .machine.machine import DEFAULT_CMDLINE, MachineConfig
@@ -56,6 +57,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(_system(args))
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    return bench.run(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="klpemu", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -70,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("demo", help="a guided tour of the machine")
     _machine_args(p)
     p.set_defaults(fn=cmd_demo)
+    p = sub.add_parser("bench", help="the handler overhead of each ftrace configuration, beside bare Unicorn")
+    bench.add_arguments(p)
+    p.set_defaults(fn=cmd_bench)
     args = parser.parse_args(argv)
     try:
         return args.fn(args)

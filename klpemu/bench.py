@@ -1,0 +1,690 @@
+"""Benchmarks of the machine beside bare Unicorn, shared by benchmarks/*.py and `klpemu bench`.
+
+BareGuest runs guest code on a fresh Unicorn with no hooks at all: either the kernel image mapped
+as the machine maps it (never booted), or a byte copy of a running machine's memory. The rest is
+the handler-overhead benchmark (benchmarks/handler_overhead.py and `klpemu bench`): what one
+traced call costs under each ftrace configuration, along the axes of Linux's
+samples/ftrace/ftrace-ops.c.
+
+The workload is bench_call_loop(n) (firmware/kernel/bench.c): a notrace loop calling the
+traceable bench_leaf(x) = x + 1 n times. Each configuration is applied to one booted machine
+through the ftrace control plane, measured, and undone:
+
+  (a) the loop's `call bench_leaf` retargeted to bench_leaf+5, past the site (notrace)
+  (b) the fentry site as boot left it: a 5-byte NOP, no ops
+  (c) one ops (ftrace_empty_func) on its own trampoline, a copy of ftrace_caller
+  (d) the same ops with private trampolines off: the shared ftrace_caller, whose slot calls
+      the list function, since a single DYNAMIC ops is not called straight from a shared
+      slot (as Linux's update_ftrace_function)
+  (e) one SAVE_REGS ops on its own trampoline, a copy of ftrace_regs_caller
+  (f) R relevant + I irrelevant ops: ftrace_caller and the list function
+  (g) ftrace_redirect_func (IPMODIFY) sending bench_leaf to ftrace_selftest_leaf
+  (h) a Python ops (ft.ops_python) doing the same redirect, via HC_FTRACE_CALLBACK
+  (i) no ftrace: a Python UC_HOOK_CODE bounded to bench_leaf's entry writes RIP
+
+The knobs of ftrace-ops.c, and why each one moves the cost:
+  nr_ops_relevant    one ops on a site gets a trampoline of its own whose call slot calls its
+                     handler directly; a second ops on the same site sends the site to the
+                     shared ftrace_caller, whose slot calls the list function, which tests and
+                     calls every ops on ftrace_ops_list in turn.
+  nr_ops_irrelevant  ops filtered to other functions still sit on ftrace_ops_list. A site that
+                     goes through the list function tests each of them (a filter hash lookup)
+                     on every call; a site on its own trampoline never looks at them.
+  save_regs          FTRACE_OPS_FL_SAVE_REGS picks ftrace_regs_caller, which saves a full
+                     pt_regs (flags, callee-saved registers, cs, ss) instead of the argument
+                     registers alone, and restores them afterwards.
+
+What is measured, per configuration:
+  1. Guest instructions per call, exactly: a UC_HOOK_CODE counter on the machine's Uc (with
+     ctl_flush_tb, since a hook applies only to blocks translated after it), around m.call of
+     the loop for n and 2n calls; the difference over n. Counted apart from any timing. The
+     hypercalls made per call are counted the same way, by wrapping m.hypercalls.
+  2. Wall time per call: m.call(bench_call_loop, N), the machine's own Uc with its hooks, one
+     emu_start, no slicing; best of R runs after a warm-up run.
+  3. Bare Unicorn in the same run: a fresh Uc holding a byte copy of the machine's RAM taken
+     after the configuration was applied (page tables, patched sites, private trampolines,
+     ops and hashes), with CPU 0's control registers and %gs base, no hooks, the same
+     emu_start(count=...) call. For (a)-(g) it runs exactly the machine's instruction stream.
+     What the host does cannot be copied: in (h) the hypercall's `out` reaches no handler, so
+     nothing redirects and the call returns into bench_leaf's body (one instruction fewer,
+     the replacement's own NOP5 site); in (i) there is no hook, so bare runs (b). The ratio
+     is machine calls/s over bare calls/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import struct
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import unicorn
+from capstone import CS_ARCH_X86, CS_MODE_64, Cs
+from unicorn import UC_ARCH_X86, UC_HOOK_CODE, UC_MODE_64, Uc
+from unicorn import x86_const as x
+
+from .errors import KlpemuError
+from .kernel.ftrace.ops import FL, FtraceOps
+from .kernel.text_poke import MCOUNT_INSN_SIZE, NOP5, call_insn
+from .machine.image import KernelImage
+from .machine.machine import FOREVER, Machine, MachineConfig
+from .machine.memory import PTE_RW, PTE_USER, GuestMemory
+
+ARG_REGS = (x.UC_X86_REG_RDI, x.UC_X86_REG_RSI, x.UC_X86_REG_RDX)
+# Written in this order: paging goes on (CR0.PG) only once CR3 and CR4.PAE hold.
+CPU_STATE_REGS = (x.UC_X86_REG_CR3, x.UC_X86_REG_CR4, x.UC_X86_REG_CR0, x.UC_X86_REG_GS_BASE,
+                  x.UC_X86_REG_FS_BASE)
+
+
+def _enable_paging(uc: Uc, pml4: int) -> None:
+    uc.reg_write(x.UC_X86_REG_CR3, pml4)
+    uc.reg_write(x.UC_X86_REG_CR4, uc.reg_read(x.UC_X86_REG_CR4) | (1 << 5))  # PAE
+    uc.reg_write(x.UC_X86_REG_CR0, uc.reg_read(x.UC_X86_REG_CR0) | (1 << 31) | (1 << 16))  # PG, WP
+
+
+class BareGuest:
+    """Guest code on a fresh Uc with no hooks: the image alone (mapped and paged as
+    Machine._load does, never booted), or a copy of a machine's memory (copy_of).
+
+    Good for functions that touch nothing but their stack and guest memory.
+    """
+
+    def __init__(self, image: KernelImage, mem_mb: int = MachineConfig.mem_mb):
+        uc = Uc(UC_ARCH_X86, UC_MODE_64)
+        mem = GuestMemory(uc, mem_mb << 20)
+        for seg in image.segments:
+            flags = (PTE_RW if seg.writable else 0) | (PTE_USER if seg.user else 0)
+            mem.map_range(seg.vaddr, seg.memsz, flags, seg.data)
+        for ip in image.mcount_loc:  # as ftrace_init does at boot, so both run the same code
+            mem.write(ip, NOP5)
+        _enable_paging(uc, mem.pml4)
+        self.mem = mem
+        self._setup(image, uc, mem.phys)
+
+    @classmethod
+    def copy_of(cls, machine: Machine, cpu: int = 0) -> BareGuest:
+        """A byte copy of the machine's RAM (so its page tables, live text, heap and data) on a
+        fresh Uc, with the control registers and %fs/%gs bases of that CPU in kernel mode."""
+        self = cls.__new__(cls)
+        size = machine.config.mem_mb << 20
+        uc = Uc(UC_ARCH_X86, UC_MODE_64)
+        uc.mem_map(0, size)
+        uc.mem_write(0, bytes(machine.uc.mem_read(0, size)))
+        c = machine.cpus[cpu]
+        ctx = c.kernel_ctx if c.kernel_ctx is not None else c.ctx
+        for reg in CPU_STATE_REGS:
+            uc.reg_write(reg, ctx.reg_read(reg))
+        self.mem = None  # the copy's virtual-to-physical map is the machine's
+        self._setup(machine.image, uc, machine.mem.phys)
+        return self
+
+    def _setup(self, image: KernelImage, uc: Uc, phys: Callable[[int], int]) -> None:
+        self.image = image
+        self.uc = uc
+        uc.reg_write(x.UC_X86_REG_EFLAGS, 0x2)
+        self.ctx = uc.context_save()
+        self.sp = image.addr("hostcall_stack_top") - 8
+        self.sentinel = image.addr("hostcall_return")
+        self._ret_slot = phys(self.sp)
+        self._flushed = False
+
+    def call(self, func: str | int, *args: int) -> int:
+        uc = self.uc
+        uc.context_restore(self.ctx)
+        uc.mem_write(self._ret_slot, struct.pack("<Q", self.sentinel))
+        uc.reg_write(x.UC_X86_REG_RSP, self.sp)
+        uc.reg_write(x.UC_X86_REG_RBP, 0)
+        for reg, value in zip(ARG_REGS, args):
+            uc.reg_write(reg, value)
+        start = self.image.addr(func) if isinstance(func, str) else func
+        uc.emu_start(start, self.sentinel, count=FOREVER)
+        if not self._flushed:  # as the machine does: see unicorn facts, the count= pitfall
+            uc.ctl_flush_tb()
+            self._flushed = True
+        rip = uc.reg_read(x.UC_X86_REG_RIP)
+        if rip != self.sentinel:
+            raise RuntimeError(f"{self.image.symbolize(start)} stopped at {self.image.symbolize(rip)}")
+        return uc.reg_read(x.UC_X86_REG_RAX)
+
+
+def best_of(repeat: int, fn: Callable[[], object]) -> float:
+    """The shortest wall time of repeat calls of fn, in seconds."""
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def format_table(head: tuple[str, ...], body: list[tuple[str, ...]]) -> str:
+    """A plain text table: the first column left-aligned, the others right-aligned."""
+    widths = [max(len(line[i]) for line in [head, *body]) for i in range(len(head))]
+
+    def fmt(line) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
+
+    return "\n".join([fmt(head), fmt(tuple("-" * w for w in widths)), *map(fmt, body)])
+
+
+# --- the handler-overhead benchmark --------------------------------------------------------------
+
+LOOP, LEAF = "bench_call_loop", "bench_leaf"
+# Where the redirecting configurations send bench_leaf: a traced function with the same code
+# (x + 1, byte for byte) and, like a livepatch's replacement, its own fentry site (a NOP5).
+REPLACEMENT = "ftrace_selftest_leaf"
+# What the irrelevant ops trace (ftrace-ops.c's tracee_irrelevant): never called by the loop.
+IRRELEVANT = "cmdline_proc_show"
+COUNT_N = 100  # the counting runs make COUNT_N and 2 * COUNT_N calls
+WARM_UP_CALLS = 1000
+HOST_CALLS_DIVISOR = 20  # (h) and (i) enter Python on every call: time N / 20 calls
+DEFAULT_CALLS = 200_000
+DEFAULT_REPEAT = 5
+
+# Real hardware, for the README and the JSON (shared/reference interfaces-and-anchors §3a):
+# Mark Rutland's ftrace-ops.ko, x86 2 GHz Xeon E5-2660 in QEMU+KVM, 100k calls of an empty function.
+ANCHORS_NS = {
+    "one ops, own trampoline (c)": 16,
+    "one ops, own trampoline, 5 irrelevant ops": 16,
+    "2 relevant ops, list function (f)": 119,
+    "one ops, save_regs (e)": 44,
+}
+
+
+@dataclass
+class Applied:
+    """A configuration in place: how the traced call goes, and what the host does on it."""
+
+    path: str
+    skipped: frozenset[int] = frozenset()  # hooked addresses whose instruction a PC write skips
+
+
+@dataclass(frozen=True)
+class Config:
+    key: str
+    name: str
+    apply: Callable[[HandlerBench], AbstractContextManager[Applied]]
+    host: bool = False  # the host runs on every call: fewer calls are timed
+
+
+@dataclass
+class Count:
+    """Exact counts for one call (one loop iteration)."""
+
+    insns: int  # guest instructions executed
+    counted: int  # what Unicorn counts: also a hooked instruction a PC write skipped
+    by_function: dict[str, int]
+    hypercalls: dict[str, int] = field(default_factory=dict)
+    fixed: int = 0  # instructions of one bench_call_loop call outside its iterations
+
+    @property
+    def host_entries(self) -> int:
+        """Times per call the host runs: hypercalls and redirecting code hooks."""
+        return sum(self.hypercalls.values()) + self.counted - self.insns
+
+
+class HandlerBench:
+    """The configurations, applied one at a time to one booted machine."""
+
+    def __init__(self, machine: Machine, relevant: int = 2, irrelevant: int = 5):
+        if relevant < 0 or irrelevant < 0:
+            raise KlpemuError("the numbers of relevant and irrelevant ops must not be negative", 22)
+        self.m = machine
+        self.ft = machine.kernel.ftrace
+        self.relevant, self.irrelevant = relevant, irrelevant
+        sym = machine.image.addr
+        self.loop, self.leaf, self.replacement = sym(LOOP), sym(LEAF), sym(REPLACEMENT)
+        self.loop_call = self._call_site()
+        if machine.mem.read(self.leaf, 5) != NOP5:
+            raise KlpemuError(f"{LEAF}'s fentry site is not a NOP5: is something tracing it?", 16)
+
+    def _call_site(self) -> int:
+        """The address of the loop's `call bench_leaf`."""
+        sym = self.m.image.lookup(LOOP)
+        cs = Cs(CS_ARCH_X86, CS_MODE_64)
+        calls = [i.address for i in cs.disasm(self.m.mem.read(sym.addr, sym.size), sym.addr)
+                 if i.mnemonic == "call" and i.op_str == f"0x{self.leaf:x}"]
+        if len(calls) != 1:
+            raise KlpemuError(f"expected one call of {LEAF} in {LOOP}, found {len(calls)}", 22)
+        return calls[0]
+
+    # --- describing a path ---------------------------------------------------------------------
+
+    def _name(self, addr: int) -> str:
+        sym = self.m.image.function_at(addr)
+        return sym.name if sym is not None else f"0x{addr:x}"
+
+    def path(self) -> str:
+        """Where bench_leaf's site goes now, as `site -> trampoline -> handler`."""
+        ft = self.ft
+        target = ft.site_target(self.leaf)
+        if target is None:
+            return "NOP5 site"
+        hit = ft.trampoline_at(target)
+        if hit is not None:
+            ops = hit[0]
+            flags = ft.flags(ops)
+            template = "ftrace_regs_caller" if flags & FL["SAVE_REGS"] else "ftrace_caller"
+            handler = self._name(ft.tramps.handler_of(ops, flags))
+            return f"own trampoline (copy of {template}) -> {handler}" + self._host_note(handler)
+        slot = ft.tramps.slots[0 if target == ft.tramps.caller else 1]
+        handler = self._name(ft.site_target(slot))
+        note = f" (tests {len(ft.ops)} ops)" if handler == "ftrace_ops_list_func" else self._host_note(handler)
+        return f"{ft.tramps.owner_name(target)} -> {handler}{note}"
+
+    @staticmethod
+    def _host_note(handler: str) -> str:
+        return " -> HC_FTRACE_CALLBACK (Python)" if handler == "ftrace_host_func" else ""
+
+    # --- the configurations --------------------------------------------------------------------
+
+    def _ops(self, name: str, func: str = "ftrace_empty_func", flags: int = 0, tracee: str = LEAF) -> FtraceOps:
+        ops = self.ft.ops_native(name, func, flags)
+        self.ft.set_filter(ops, [tracee])
+        return ops
+
+    def _redirect_ops(self, ops: FtraceOps) -> FtraceOps:
+        self.m.struct("ftrace_ops", ops.addr).private = self.replacement
+        self.ft.set_filter(ops, [LEAF])
+        return ops
+
+    @contextmanager
+    def _registered(self, ops_list: list[FtraceOps], private: bool = True) -> Iterator[Applied]:
+        ft = self.ft
+        saved = ft.private_trampolines
+        ft.private_trampolines = private  # the policy applies when an ops registers
+        done: list[FtraceOps] = []
+        try:
+            for ops in ops_list:
+                ft.register(ops)
+                done.append(ops)
+            yield Applied(self.path())
+        finally:
+            for ops in reversed(done):
+                ft.unregister(ops)
+            ft.private_trampolines = saved
+
+    @contextmanager
+    def notrace(self) -> Iterator[Applied]:
+        # The loop calls the leaf past its site: the same function, byte for byte, without
+        # the NOP5, so (b) - (a) is exactly what a disabled site costs. Calling a notrace leaf
+        # instead would change more than the site: gcc gives notrace leaves no frame at all.
+        tp = self.m.kernel.text_poke
+        old = self.m.mem.read(self.loop_call, 5)
+        tp.batch([(self.loop_call, call_insn(self.loop_call, self.leaf + MCOUNT_INSN_SIZE))])
+        try:
+            yield Applied(f"{LOOP} calls {LEAF}+{MCOUNT_INSN_SIZE}: the leaf without its site")
+        finally:
+            tp.batch([(self.loop_call, old)])
+
+    @contextmanager
+    def nop5(self) -> Iterator[Applied]:
+        yield Applied(self.path())
+
+    def own_trampoline(self) -> AbstractContextManager[Applied]:
+        return self._registered([self._ops("bench-own")])
+
+    def ftrace_caller(self) -> AbstractContextManager[Applied]:
+        return self._registered([self._ops("bench-shared")], private=False)
+
+    def save_regs(self) -> AbstractContextManager[Applied]:
+        return self._registered([self._ops("bench-regs", flags=FL["SAVE_REGS"])])
+
+    def list_func(self, relevant: int | None = None, irrelevant: int | None = None) -> AbstractContextManager[Applied]:
+        # As ftrace-ops.c: the relevant ops first, then the irrelevant ones (the list is
+        # newest first, so the list function meets the irrelevant ones first).
+        r = self.relevant if relevant is None else relevant
+        i = self.irrelevant if irrelevant is None else irrelevant
+        ops = [self._ops(f"bench-relevant{k}") for k in range(r)]
+        ops += [self._ops(f"bench-irrelevant{k}", tracee=IRRELEVANT) for k in range(i)]
+        return self._registered(ops)
+
+    def redirect(self) -> AbstractContextManager[Applied]:
+        return self._registered([self._redirect_ops(self.ft.ops_native("bench-redirect", "ftrace_redirect_func",
+                                                                       FL["IPMODIFY"]))])
+
+    def python(self) -> AbstractContextManager[Applied]:
+        target = self.replacement
+
+        def redirect(_ip: int, _parent_ip: int, regs) -> None:
+            regs.ip = target
+
+        return self._registered([self._redirect_ops(self.ft.ops_python("bench-python", redirect, FL["IPMODIFY"]))])
+
+    @contextmanager
+    def code_hook(self) -> Iterator[Applied]:
+        # What one would write without ftrace. Unicorn 2.1.4 honours a RIP write made inside a
+        # code hook at once: the hooked instruction (bench_leaf's NOP5) does not execute and
+        # emulation goes on at the new RIP within the same emu_start, so no emu_stop and
+        # restart is needed. Unicorn still counts the skipped instruction (count= budgets,
+        # UC_HOOK_CODE counters); the counts below take it out again.
+        uc, target, leaf = self.m.uc, self.replacement, self.leaf
+
+        def redirect(uc: Uc, _addr: int, _size: int, _ud) -> None:
+            uc.reg_write(x.UC_X86_REG_RIP, target)
+
+        h = uc.hook_add(UC_HOOK_CODE, redirect, None, leaf, leaf)
+        uc.ctl_remove_cache(leaf, leaf + 1)  # the leaf's block was translated without the hook
+        try:
+            yield Applied(f"UC_HOOK_CODE at {LEAF} (Python) writes RIP = {REPLACEMENT}", frozenset({leaf}))
+        finally:
+            uc.hook_del(h)
+            uc.ctl_remove_cache(leaf, leaf + 1)
+
+    # --- counting ------------------------------------------------------------------------------
+
+    @contextmanager
+    def _counting_hypercalls(self) -> Iterator[Counter]:
+        hc = self.m.hypercalls
+        seen: Counter = Counter()
+        saved = dict(hc)
+
+        def counted(nr: int, fn):
+            def wrapper(*args):
+                seen[nr] += 1
+                return fn(*args)
+
+            return wrapper
+
+        for nr, fn in saved.items():
+            hc[nr] = counted(nr, fn)
+        try:
+            yield seen
+        finally:
+            hc.update(saved)
+
+    def _label(self, addr: int) -> str:
+        sym = self.m.image.function_at(addr)
+        if sym is not None:
+            return sym.name
+        hit = self.ft.trampoline_at(addr)
+        if hit is not None:
+            template = "ftrace_regs_caller" if self.ft.flags(hit[0]) & FL["SAVE_REGS"] else "ftrace_caller"
+            return f"{template} (own copy)"
+        return f"0x{addr:x}"
+
+    def count(self, applied: Applied, n: int = COUNT_N) -> Count:
+        """Exact per-call counts on the machine, for the configuration in place."""
+        m = self.m
+        hc_names = {v: k for k, v in m.types.enums.items() if k.startswith("HC_")}
+        with self._counting_hypercalls() as seen:
+            runs = _count_runs(m.uc, lambda k: m.call(LOOP, k), n, seen)
+        per_addr, hyper, fixed = _per_call(runs, n)
+        skipped = sum(per_addr.get(a, 0) for a in applied.skipped)
+        by_function: dict[str, int] = {}
+        for addr, c in per_addr.items():
+            if addr not in applied.skipped:
+                label = self._label(addr)
+                by_function[label] = by_function.get(label, 0) + c
+        counted = sum(per_addr.values())
+        return Count(counted - skipped, counted, by_function,
+                     {hc_names.get(nr, str(nr)): c for nr, c in hyper.items() if c}, fixed)
+
+    # --- one configuration, counted and timed --------------------------------------------------
+
+    def measure(self, config: Config, calls: int, repeat: int, tick: Callable[[], None] = lambda: None) -> dict:
+        m = self.m
+        with config.apply(self) as applied:
+            count = self.count(applied)
+            tick()
+            bare = BareGuest.copy_of(m)
+            bare_count = count_bare(bare)  # deletes its hook and flushes: the timed runs have none
+            tick()
+            budget = calls * count.counted + 10 * count.fixed + 10_000
+            machine_s, bare_s = _time_pair(lambda n: m.call(LOOP, n, budget=budget), lambda n: bare.call(LOOP, n),
+                                           calls, repeat, tick)
+        if m.mem.read(self.leaf, 5) != NOP5 or m.mem.read(self.loop_call, 5) != call_insn(self.loop_call, self.leaf):
+            raise KlpemuError(f"configuration {config.key} was not undone", 5)
+        return {
+            "key": config.key, "config": config.name.format(relevant=self.relevant, irrelevant=self.irrelevant),
+            "path": applied.path, "calls": calls,
+            "insns_per_call": count.insns, "unicorn_counted_per_call": count.counted,
+            "by_function": count.by_function, "hypercalls_per_call": count.hypercalls,
+            "host_entries_per_call": count.host_entries, "fixed_insns": count.fixed,
+            "seconds": machine_s, "ns_per_call": machine_s * 1e9 / calls, "calls_per_sec": calls / machine_s,
+            "insns_per_sec": calls * count.insns / machine_s,
+            "bare": {"insns_per_call": bare_count, "seconds": bare_s, "ns_per_call": bare_s * 1e9 / calls,
+                     "calls_per_sec": calls / bare_s},
+            "ratio": bare_s / machine_s,  # machine calls/s over bare calls/s
+        }
+
+    def list_scaling(self) -> dict:
+        """Instructions each more relevant, and each more irrelevant, ops adds on the list path."""
+        r = max(self.relevant, 2)  # at least two, or the site has its own trampoline
+        i = self.irrelevant
+
+        def insns(rel: int, irr: int) -> int:
+            with self.list_func(rel, irr) as applied:
+                return self.count(applied).insns
+
+        base = insns(r, i)
+        return {"relevant": r, "irrelevant": i, "insns_per_call": base,
+                "per_relevant_ops": insns(r + 1, i) - base, "per_irrelevant_ops": insns(r, i + 1) - base}
+
+
+def _count_runs(uc: Uc, run: Callable[[int], int], n: int, hypercalls: Counter | None = None):
+    """Executions per address (and hypercalls) for run(n) and run(2n), with a counting hook."""
+    hits: Counter = Counter()
+
+    def hook(_uc, addr: int, _size: int, _ud) -> None:
+        hits[addr] += 1
+
+    h = uc.hook_add(UC_HOOK_CODE, hook)
+    uc.ctl_flush_tb()  # a hook applies only to blocks translated after it was added
+    runs = []
+    try:
+        for k in (n, 2 * n):
+            hits.clear()
+            if hypercalls is not None:
+                hypercalls.clear()
+            if run(k) != k:
+                raise KlpemuError(f"{LOOP}({k}) returned the wrong value", 5)
+            runs.append((Counter(hits), Counter(hypercalls or ())))
+    finally:
+        uc.hook_del(h)
+        uc.ctl_flush_tb()
+    return runs
+
+
+def _per_call(runs, n: int) -> tuple[dict[int, int], dict[int, int], int]:
+    (a, ha), (b, hb) = runs
+
+    def diff(x1: Counter, x2: Counter) -> dict:
+        out = {}
+        for key in x2.keys() | x1.keys():
+            d, rem = divmod(x2[key] - x1[key], n)
+            if rem:
+                raise KlpemuError(f"non-integral count per call at {key}", 5)
+            out[key] = d
+        return out
+
+    order = {addr: i for i, addr in enumerate(b)}  # first execution in the longer run
+    per_addr = {k: v for k, v in sorted(diff(a, b).items(), key=lambda kv: order.get(kv[0], -1)) if v}
+    per_call = sum(per_addr.values())
+    return per_addr, diff(ha, hb), sum(a.values()) - n * per_call
+
+
+def count_bare(bare: BareGuest, n: int = COUNT_N) -> int:
+    """Guest instructions per call of the loop on a bare Uc (which then keeps no hook)."""
+    per_addr, _, _ = _per_call(_count_runs(bare.uc, lambda k: bare.call(LOOP, k), n), n)
+    return sum(per_addr.values())
+
+
+def _time_pair(machine_run: Callable[[int], int], bare_run: Callable[[int], int], calls: int, repeat: int,
+               tick: Callable[[], None]) -> tuple[float, float]:
+    """Best wall times of machine_run(calls) and bare_run(calls), alternating, after warming up."""
+    for run in (machine_run, bare_run):
+        if run(WARM_UP_CALLS) != WARM_UP_CALLS:  # translation is not timed
+            raise KlpemuError(f"{LOOP} returned the wrong value", 5)
+    best = [math.inf, math.inf]
+    for _ in range(repeat):
+        for side, run in enumerate((machine_run, bare_run)):
+            t = time.perf_counter()
+            result = run(calls)
+            best[side] = min(best[side], time.perf_counter() - t)
+            if result != calls:
+                raise KlpemuError(f"{LOOP}({calls}) returned {result}", 5)
+            tick()
+    return best[0], best[1]
+
+
+CONFIGS = (
+    Config("a", "notrace (site skipped)", HandlerBench.notrace),
+    Config("b", "NOP5 site, no ops", HandlerBench.nop5),
+    Config("c", "one ops, own trampoline", HandlerBench.own_trampoline),
+    Config("d", "one ops via ftrace_caller", HandlerBench.ftrace_caller),
+    Config("e", "one SAVE_REGS ops, own trampoline", HandlerBench.save_regs),
+    Config("f", "list function, {relevant} relevant + {irrelevant} irrelevant", HandlerBench.list_func),
+    Config("g", "native redirect (IPMODIFY)", HandlerBench.redirect),
+    Config("h", "Python ops redirect", HandlerBench.python, host=True),
+    Config("i", "no ftrace: UC_HOOK_CODE writes RIP", HandlerBench.code_hook, host=True),
+)
+
+
+def host_calls(calls: int) -> int:
+    return max(WARM_UP_CALLS, calls // HOST_CALLS_DIVISOR)
+
+
+def run_handler_overhead(machine: Machine, *, calls: int = DEFAULT_CALLS, repeat: int = DEFAULT_REPEAT,
+                         relevant: int = 2, irrelevant: int = 5, progress: bool = True) -> dict:
+    """Every configuration, counted and timed; the result as written to the JSON file."""
+    bench = HandlerBench(machine, relevant, irrelevant)
+    steps_per_config = 2 + 2 * repeat
+    bar = _progress(len(CONFIGS) * steps_per_config + 1, progress)
+    rows = []
+    try:
+        for config in CONFIGS:
+            bar.set_description(f"({config.key}) {config.name}")
+            rows.append(bench.measure(config, host_calls(calls) if config.host else calls, repeat,
+                                      lambda: bar.update(1)))
+        bar.set_description("list function scaling")
+        scaling = bench.list_scaling()
+        bar.update(1)
+    finally:
+        bar.close()
+    base = rows[0]
+    for r in rows:
+        r["insns_over_notrace"] = r["insns_per_call"] - base["insns_per_call"]
+        r["ns_over_notrace"] = r["ns_per_call"] - base["ns_per_call"]
+    return {
+        "unicorn": unicorn.__version__, "python": platform.python_version(), "platform": platform.platform(),
+        "calls": calls, "host_calls": host_calls(calls), "repeat": repeat,
+        "relevant": relevant, "irrelevant": irrelevant,
+        "workload": f"{LOOP}(N) calling traced {LEAF}; redirects go to {REPLACEMENT}; "
+                    f"irrelevant ops trace {IRRELEVANT}",
+        "rows": rows, "list_scaling": scaling, "anchors_ns_real_hardware": ANCHORS_NS,
+    }
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="step", disable=not enabled, leave=False, file=sys.stderr)
+
+
+# --- output --------------------------------------------------------------------------------------
+
+def table(result: dict) -> str:
+    head = ("config", "insns/call", "vs (a)", "host/call", "ns/call", "calls/s", "bare ns/call", "ratio")
+    body = [(f"({r['key']}) {r['config']}", str(r["insns_per_call"]), f"{r['insns_over_notrace']:+d}",
+             str(r["host_entries_per_call"]), f"{r['ns_per_call']:,.0f}", _si(r["calls_per_sec"]),
+             f"{r['bare']['ns_per_call']:,.0f}", f"{r['ratio']:.3f}") for r in result["rows"]]
+    return format_table(head, body)
+
+
+def _si(v: float) -> str:
+    return f"{v / 1e6:.2f} M" if v >= 1e6 else f"{v / 1e3:.1f} k"
+
+
+def report(result: dict) -> str:
+    head = (f"unicorn {result['unicorn']}, python {result['python']}; {result['calls']:,} calls per run "
+            f"({result['host_calls']:,} for (h) and (i)), best of {result['repeat']}")
+    lines = [head, "", "paths:"]
+    for r in result["rows"]:
+        extra = ""
+        if r["unicorn_counted_per_call"] != r["insns_per_call"]:
+            extra = f"  [Unicorn counts {r['unicorn_counted_per_call']}: the hooked NOP5 is skipped, not run]"
+        if r["bare"]["insns_per_call"] != r["insns_per_call"]:
+            extra += f"  [bare runs {r['bare']['insns_per_call']}/call]"
+        lines.append(f"  ({r['key']}) {r['path']}{extra}")
+    lines += ["", table(result), ""]
+    s = result["list_scaling"]
+    lines.append(f"list function ({s['relevant']} relevant + {s['irrelevant']} irrelevant = {s['insns_per_call']} "
+                 f"insns/call): +{s['per_relevant_ops']} per relevant ops, +{s['per_irrelevant_ops']} per "
+                 f"irrelevant ops")
+    lines.append("ratio = machine calls/s / bare Unicorn calls/s (bare: a copy of the machine's memory, no hooks)")
+    return "\n".join(lines)
+
+
+def plot(result: dict, path: Path) -> None:
+    """Two panels: guest instructions per call, and wall ns per call beside bare Unicorn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"][::-1]  # (a) on top
+    labels = [f"({r['key']}) {r['config']}" for r in rows]
+    y = range(len(rows))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 0.55 * len(rows) + 1.8), sharey=True,
+                                      gridspec_kw={"width_ratios": [1, 1.4]})
+    insns = [r["insns_per_call"] for r in rows]
+    left.barh(y, insns, color="#4c72b0")
+    for yi, v in zip(y, insns):
+        left.text(v, yi, f" {v}", va="center", fontsize=8)
+    left.set_yticks(list(y), labels, fontsize=9)
+    left.set_xlabel("guest instructions per call (exact)")
+    left.set_xlim(0, max(insns) * 1.18)
+    h = 0.38
+    ns = [r["ns_per_call"] for r in rows]
+    bare = [r["bare"]["ns_per_call"] for r in rows]
+    right.barh([v + h / 2 for v in y], ns, h, label="machine (m.call)", color="#dd8452")
+    right.barh([v - h / 2 for v in y], bare, h, label="bare Unicorn, same code", color="#8c8c8c")
+    for yi, v in zip(y, ns):
+        right.text(v, yi + h / 2, f" {v:,.0f}", va="center", fontsize=8)
+    right.set_xscale("log")
+    right.set_xlabel("wall ns per call (log scale)")
+    right.set_xlim(min(bare + ns) / 1.5, max(ns) * 4)
+    right.legend(loc="upper right", fontsize=8)
+    fig.suptitle(f"ftrace handler overhead in klpemu (unicorn {result['unicorn']}, "
+                 f"{result['calls']:,} calls, best of {result['repeat']})", fontsize=11)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- command line (benchmarks/handler_overhead.py and `klpemu bench`) -----------------------------
+
+def add_arguments(ap: argparse.ArgumentParser, results: Path = Path("benchmarks/results")) -> None:
+    ap.add_argument("--calls", type=int, default=DEFAULT_CALLS,
+                    help=f"calls per timed run (default {DEFAULT_CALLS}; (h) and (i) run 1/{HOST_CALLS_DIVISOR})")
+    ap.add_argument("--repeat", type=int, default=DEFAULT_REPEAT,
+                    help=f"timed runs per configuration; the best counts (default {DEFAULT_REPEAT})")
+    ap.add_argument("--json", type=Path, default=results / "handler_overhead.json", help="result file")
+    ap.add_argument("--plot", type=Path, default=results / "handler_overhead.png", help="PNG plot")
+    ap.add_argument("--relevant", type=int, default=2, help="relevant ops in (f) (default 2)")
+    ap.add_argument("--irrelevant", type=int, default=5, help="irrelevant ops in (f) (default 5)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.calls < 1 or args.repeat < 1:
+        raise KlpemuError("--calls and --repeat must be positive", 22)
+    m = Machine()
+    m.boot()
+    result = run_handler_overhead(m, calls=args.calls, repeat=args.repeat, relevant=args.relevant,
+                                  irrelevant=args.irrelevant)
+    print(report(result))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    plot(result, args.plot)
+    print(f"wrote {args.json} and {args.plot}")
+    return 0
