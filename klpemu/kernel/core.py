@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from .ftrace import Ftrace
 from .ftrace.function_tracer import FunctionTracer
+from .livepatch.patch import KlpPatchLayer
 from .text_poke import TextPoke
 
 if TYPE_CHECKING:
@@ -19,3 +20,4 @@ class Kernel:
         self.text_poke = TextPoke(machine)
         self.ftrace = Ftrace(machine, self.text_poke)
         self.function_tracer = FunctionTracer(machine, self.ftrace)
+        self.klp_patch = KlpPatchLayer(machine)

@@ -178,6 +178,26 @@ class Ftrace:
     def ops_stub(self, name: str, flags: int = 0) -> FtraceOps:
         return self._new_ops(name, self.m.image.addr("ftrace_stub"), flags, "stub", None)
 
+    def ops_at(self, name: str, addr: int, func: int, flags: int) -> FtraceOps:
+        """Wrap a struct ftrace_ops embedded in a bigger guest struct (livepatch's klp_ops)."""
+        view = self.m.struct("ftrace_ops", addr)
+        view.func = func
+        view.flags = flags
+        ops = FtraceOps(name, addr, "native", None)
+        self._by_addr[addr] = ops
+        return ops
+
+    def forget(self, ops: FtraceOps) -> None:
+        """Drop an unregistered ops and free what the host allocated for it."""
+        if ops in self.ops:
+            raise KlpemuError(f"{ops.name}: still registered", EBUSY)
+        view = self.m.struct("ftrace_ops", ops.addr)
+        for member in ("filter_hash", "notrace_hash"):
+            if getattr(view, member):
+                self.m.heap.free(getattr(view, member))
+                setattr(view, member, 0)
+        self._by_addr.pop(ops.addr, None)
+
     def static_ops(self, name: str, symbol: str) -> FtraceOps:
         """An ops that is kernel core data (like the function tracer's): never DYNAMIC."""
         addr = self.m.var_addr(symbol)

@@ -1,0 +1,56 @@
+"""struct list_head in guest memory, manipulated by the host as list.h does in the guest."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterator
+
+if TYPE_CHECKING:
+    from ..machine.memory import GuestMemory
+
+
+class GuestList:
+    """Operations on lists whose heads and nodes live in guest memory. The one 8-byte store
+    that publishes a node comes last, so machine code walking the list sees it whole."""
+
+    def __init__(self, mem: "GuestMemory"):
+        self.mem = mem
+
+    def init(self, head: int) -> None:
+        self.mem.write_u64(head, head)
+        self.mem.write_u64(head + 8, head)
+
+    def next(self, node: int) -> int:
+        return self.mem.read_u64(node)
+
+    def prev(self, node: int) -> int:
+        return self.mem.read_u64(node + 8)
+
+    def _link(self, node: int, prev: int, nxt: int) -> None:
+        self.mem.write_u64(node, nxt)
+        self.mem.write_u64(node + 8, prev)
+        self.mem.write_u64(nxt + 8, node)
+        self.mem.write_u64(prev, node)  # publish
+
+    def add(self, node: int, head: int) -> None:
+        """list_add: at the head."""
+        self._link(node, head, self.next(head))
+
+    def add_tail(self, node: int, head: int) -> None:
+        self._link(node, self.prev(head), head)
+
+    def delete(self, node: int) -> None:
+        """list_del_init."""
+        nxt, prev = self.next(node), self.prev(node)
+        self.mem.write_u64(nxt + 8, prev)
+        self.mem.write_u64(prev, nxt)
+        self.init(node)
+
+    def empty(self, head: int) -> bool:
+        return self.next(head) == head
+
+    def nodes(self, head: int, limit: int = 1 << 16) -> Iterator[int]:
+        node = self.next(head)
+        while node != head and limit:
+            yield node
+            node = self.next(node)
+            limit -= 1

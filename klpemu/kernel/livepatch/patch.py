@@ -1,0 +1,96 @@
+"""klp_ops and their func stacks (kernel/livepatch/patch.c): attaching a klp_func to its
+function's ftrace ops, newest first, and taking it off again.
+
+The klp_ops and every klp_func live in guest memory, where klp_ftrace_handler reads them; the
+host keeps only a map from the old function to its klp_ops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ...errors import KlpemuError
+from ..ftrace.ops import FL, FtraceOps
+from ..guestlist import GuestList
+
+if TYPE_CHECKING:
+    from ...machine.machine import Machine
+
+EINVAL = 22
+KLP_FOPS_FLAGS = FL["DYNAMIC"] | FL["IPMODIFY"] | FL["PERMANENT"]  # WITH_ARGS: no SAVE_REGS
+
+
+@dataclass(eq=False)
+class KlpOps:
+    addr: int  # the guest struct klp_ops
+    old_func: int
+    fops: FtraceOps
+
+
+class KlpPatchLayer:
+    def __init__(self, machine: "Machine"):
+        self.m = machine
+        self.list = GuestList(machine.mem)
+        self.ops: dict[int, KlpOps] = {}  # old_func -> klp_ops (klp_find_ops)
+        self._stack_off = machine.types.offsetof("klp_ops", "func_stack")
+        self._node_off = machine.types.offsetof("klp_func", "stack_node")
+
+    def func(self, addr: int):
+        return self.m.struct("klp_func", addr)
+
+    def func_stack(self, old_func: int) -> list[int]:
+        """The klp_funcs stacked on old_func, newest (the active one) first."""
+        ops = self.ops.get(old_func)
+        if ops is None:
+            return []
+        return [n - self._node_off for n in self.list.nodes(ops.addr + self._stack_off)]
+
+    def patch_func(self, func_addr: int) -> None:
+        """klp_patch_func: put the func on top of its function's stack, making the ops if needed."""
+        m = self.m
+        func = self.func(func_addr)
+        if not func.old_func or func.patched:
+            raise KlpemuError("klp_patch_func: function not set up or already patched", EINVAL)
+        old = func.old_func
+        ops = self.ops.get(old)
+        if ops is None:
+            ft = m.kernel.ftrace
+            if ft.records.find(old) is None:
+                raise KlpemuError(f"failed to find location for function '{m.image.symbolize(old)}'", EINVAL)
+            addr = m.heap.kzalloc(m.types.sizeof("klp_ops"))
+            self.list.init(addr + self._stack_off)
+            fops = ft.ops_at(f"livepatch:{m.image.function_at(old).name}",
+                             addr + m.types.offsetof("klp_ops", "fops"),
+                             m.image.addr("klp_ftrace_handler"), KLP_FOPS_FLAGS)
+            self.list.add(func_addr + self._node_off, addr + self._stack_off)
+            try:
+                ft.set_filter(fops, [old])
+                ft.register(fops)
+            except KlpemuError:
+                self.list.delete(func_addr + self._node_off)
+                ft.forget(fops)
+                m.heap.free(addr)
+                raise
+            self.ops[old] = KlpOps(addr, old, fops)
+        else:
+            self.list.add(func_addr + self._node_off, ops.addr + self._stack_off)  # newest wins
+        func.patched = 1
+
+    def unpatch_func(self, func_addr: int) -> None:
+        """klp_unpatch_func: the last func takes the ftrace ops with it."""
+        m = self.m
+        func = self.func(func_addr)
+        if not func.patched:
+            raise KlpemuError("klp_unpatch_func: function not patched", EINVAL)
+        ops = self.ops[func.old_func]
+        if self.func_stack(ops.old_func) == [func_addr]:
+            ft = m.kernel.ftrace
+            ft.unregister(ops.fops)
+            ft.forget(ops.fops)
+            self.list.delete(func_addr + self._node_off)
+            del self.ops[ops.old_func]
+            m.heap.free(ops.addr)
+        else:
+            self.list.delete(func_addr + self._node_off)
+        func.patched = 0
