@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from .ftrace import Ftrace
 from .ftrace.function_tracer import FunctionTracer
+from .livepatch.core import Livepatch
 from .livepatch.patch import KlpPatchLayer
 from .text_poke import TextPoke
 
@@ -21,3 +22,4 @@ class Kernel:
         self.ftrace = Ftrace(machine, self.text_poke)
         self.function_tracer = FunctionTracer(machine, self.ftrace)
         self.klp_patch = KlpPatchLayer(machine)
+        self.livepatch = Livepatch(machine, self.klp_patch)

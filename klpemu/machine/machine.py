@@ -66,6 +66,8 @@ class Machine:
         self.booted = False
         self.oops: Oops | None = None
         self.cpus = [CPU(i) for i in range(config.cpus)]
+        self._host_work: list[tuple[int, int, Callable[[], None]]] = []  # (due ns, seq, fn)
+        self._host_work_seq = 0
         self._running: CPU | None = None
         self._fault: tuple[int, int] | None = None  # (vector, rip) of an exception in the last slice
         self._soft_trap: int | None = None
@@ -254,6 +256,7 @@ class Machine:
         deadline = self.now + ns if ns is not None else None
         insn_limit = self.insns + insns if insns is not None else None
         while (deadline is None or self.now < deadline) and (insn_limit is None or self.insns < insn_limit):
+            self._run_host_work()
             if until is not None and until():
                 return True
             self._round(deadline)
@@ -269,11 +272,28 @@ class Machine:
         if not self.run_until(lambda: self.booted, timeout_ns) and self.oops is None:
             raise KlpemuError("the kernel did not finish booting", 110)  # ETIMEDOUT
 
+    def schedule_host_work(self, delay_ns: int, fn: Callable[[], None]) -> None:
+        """Run fn on the host once emulated time reaches now + delay_ns, between rounds (the
+        machine's delayed work, e.g. livepatch's once-a-second transition retry)."""
+        import heapq
+
+        self._host_work_seq += 1
+        heapq.heappush(self._host_work, (self.now + delay_ns, self._host_work_seq, fn))
+
+    def _run_host_work(self) -> None:
+        import heapq
+
+        while self._host_work and self._host_work[0][0] <= self.now and self.oops is None:
+            _, _, fn = heapq.heappop(self._host_work)
+            fn()
+
     def _round(self, deadline: int | None) -> None:
         online = [c for c in self.cpus if c.online]
         if all(c.halted and not c.pending for c in online):
             # Nothing to run until the next tick: jump there, as a tickless idle machine would.
             target = self.next_tick if deadline is None else min(self.next_tick, deadline)
+            if self._host_work:
+                target = min(target, max(self.now, self._host_work[0][0]))
             self.now = max(self.now, target)
         else:
             order = online[:]

@@ -16,6 +16,7 @@ enum klpemu_hypercall {
 	HC_HOSTCALL_RETURN = 5,	/* (value) a host call into the guest returned */
 	HC_FTRACE_INIT = 6,	/* () convert the fentry sites, build the records (ftrace_init) */
 	HC_FTRACE_CALLBACK = 7,	/* (op, ip, parent_ip, fregs in rcx) an ops whose handler is Python */
+	HC_KLP_ENABLE_PATCH = 8,	/* (patch) klp_enable_patch, from a livepatch module's init */
 	HC_NR,
 };
 

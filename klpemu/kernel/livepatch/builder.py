@@ -1,0 +1,68 @@
+"""Building a livepatch from Python: the same guest structs a livepatch module's C declares.
+
+    b = KlpBuilder(machine)
+    patch = b.patch("livepatch_sample", [b.object(None, [b.func("cmdline_proc_show", "version_proc_show")])])
+    machine.kernel.livepatch.enable(patch)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ...machine.machine import Machine
+
+
+@dataclass
+class FuncSpec:
+    old_name: str
+    new_func: int
+    old_sympos: int = 0
+
+
+@dataclass
+class ObjectSpec:
+    name: str | None
+    funcs: list[FuncSpec]
+
+
+class KlpBuilder:
+    def __init__(self, machine: "Machine"):
+        self.m = machine
+
+    def cstring(self, text: str) -> int:
+        data = text.encode() + b"\0"
+        addr = self.m.heap.kzalloc(len(data))
+        self.m.mem.write(addr, data)
+        return addr
+
+    def func(self, old_name: str, new_func: str | int, old_sympos: int = 0) -> FuncSpec:
+        addr = self.m.image.addr(new_func) if isinstance(new_func, str) else new_func
+        return FuncSpec(old_name, addr, old_sympos)
+
+    def object(self, name: str | None, funcs: list[FuncSpec]) -> ObjectSpec:
+        return ObjectSpec(name, funcs)
+
+    def patch(self, name: str, objects: list[ObjectSpec], replace: bool = False) -> int:
+        """A struct klp_patch (with its zero-terminated object and func arrays); returns its address.
+        `name` is what Linux takes from the module: the patch's sysfs directory."""
+        m, t = self.m, self.m.types
+        fsize, osize = t.sizeof("klp_func"), t.sizeof("klp_object")
+        objs = m.heap.kzalloc(osize * (len(objects) + 1))
+        for i, spec in enumerate(objects):
+            funcs = m.heap.kzalloc(fsize * (len(spec.funcs) + 1))
+            for j, f in enumerate(spec.funcs):
+                view = m.struct("klp_func", funcs + j * fsize)
+                view.old_name = self.cstring(f.old_name)
+                view.new_func = f.new_func
+                view.old_sympos = f.old_sympos
+            obj = m.struct("klp_object", objs + i * osize)
+            obj.name = self.cstring(spec.name) if spec.name else 0
+            obj.funcs = funcs
+        patch = m.heap.kzalloc(t.sizeof("klp_patch"))
+        view = m.struct("klp_patch", patch)
+        view.objs = objs
+        view.replace = int(replace)
+        m.kernel.livepatch.names[patch] = name
+        return patch

@@ -1,0 +1,210 @@
+"""The per-task consistency model (kernel/livepatch/transition.c).
+
+A task switches to the target state once its stack holds none of the functions being changed
+(checked here, by the host's reliable unwinder, for tasks that are not running), or by itself
+on its way out to user mode or in the idle loop (klp_update_patch_state in the guest, driven by
+TIF_PATCH_PENDING). Tasks that do not make it are retried once a second; from the 15th retry on,
+every 15 retries, they get a fake signal; `force` switches them all.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..printk import log_store
+from ..stacktrace import unwind_task
+from ..tasks import Task, all_tasks
+
+if TYPE_CHECKING:
+    from ...machine.machine import Machine
+    from .core import Livepatch
+
+IDLE, UNPATCHED, PATCHED = -1, 0, 1
+TIF_PATCH_PENDING = 13
+TIF_NEED_RESCHED = 3
+RETRY_NS = 1_000_000_000  # round_jiffies_relative(HZ)
+SIGNALS_EVERY = 15
+EBUSY, EINVAL, EADDRINUSE = 16, 22, 98
+PF_KTHREAD = 0x00200000
+TASK_INTERRUPTIBLE = 1
+
+
+class Transition:
+    def __init__(self, machine: "Machine", lp: "Livepatch"):
+        self.m = machine
+        self.lp = lp
+        self.patch: int | None = None  # klp_transition_patch
+        self.signals_cnt = 0
+        self.why: dict[int, str] = {}  # task -> why it has not switched (pr_debug in Linux)
+
+    # --- guest state ---------------------------------------------------------------------------
+
+    @property
+    def target(self) -> int:
+        return self.m.read_var_int("klp_target_state")
+
+    @target.setter
+    def target(self, value: int) -> None:
+        self.m.mem.write(self.m.var_addr("klp_target_state"), value.to_bytes(4, "little", signed=True))
+
+    def _tasks(self) -> list[Task]:
+        return all_tasks(self.m)
+
+    def _flag(self, task: Task, bit: int, on: bool) -> None:
+        view = task.view
+        flags = view.thread_info.flags
+        view.thread_info.flags = flags | (1 << bit) if on else flags & ~(1 << bit)
+
+    def pending(self, task: Task) -> bool:
+        return bool(task.view.thread_info.flags >> TIF_PATCH_PENDING & 1)
+
+    # --- the phases ----------------------------------------------------------------------------
+
+    def init(self, patch: int, state: int) -> None:
+        """klp_init_transition: every task starts in the opposite state; every func is marked."""
+        name = self.lp.name(patch)
+        log_store(self.m, f"livepatch: '{name}': initializing {self._verb(state)} transition", 7)
+        self.patch = patch
+        self.target = state
+        for t in self._tasks():
+            t.view.patch_state = UNPATCHED if state == PATCHED else PATCHED
+        for func in self.lp.all_funcs(patch):
+            self.m.struct("klp_func", func).transition = 1
+
+    def start(self) -> None:
+        """klp_start_transition: flag every task that still has to switch."""
+        name = self.lp.name(self.patch)
+        log_store(self.m, f"livepatch: '{name}': starting {self._verb(self.target)} transition", 6)
+        for t in self._tasks():
+            if t.patch_state != self.target:
+                self._flag(t, TIF_PATCH_PENDING, True)
+        self.signals_cnt = 0
+
+    @staticmethod
+    def _verb(state: int) -> str:
+        return "patching" if state == PATCHED else "unpatching"
+
+    def try_complete(self) -> bool:
+        """klp_try_complete_transition: switch what can be switched; complete or retry in 1 s."""
+        if self.patch is None:
+            return True
+        done = True
+        self.why.clear()
+        for t in self._tasks():
+            if not self.try_switch(t):
+                done = False
+        if not done:
+            if self.signals_cnt and self.signals_cnt % SIGNALS_EVERY == 0:
+                self.send_signals()
+            self.signals_cnt += 1
+            self.m.schedule_host_work(RETRY_NS, self._retry)
+            return False
+        self.complete()
+        return True
+
+    def _retry(self) -> None:
+        if self.patch is not None:
+            self.try_complete()
+
+    def try_switch(self, task: Task) -> bool:
+        """klp_try_switch_task: a task not on a CPU, whose stack is reliable and holds none of
+        the functions being changed, switches now."""
+        if task.patch_state == self.target:
+            return True
+        cpu = task.running_on
+        if cpu is not None:
+            self.why[task.addr] = f"is running on cpu{cpu}"
+            if task.is_idle:
+                self._wake_up_if_idle(cpu)
+            return False
+        trace = unwind_task(self.m, task)
+        if not trace.reliable:
+            self.why[task.addr] = f"has an unreliable stack ({trace.reason})"
+            return False
+        hit = self.check_stack(trace)
+        if hit is not None:
+            self.why[task.addr] = f"is sleeping on function {hit}"
+            return False
+        self._flag(task, TIF_PATCH_PENDING, False)
+        task.view.patch_state = self.target
+        return True
+
+    def check_stack(self, trace) -> str | None:
+        """klp_check_stack_func for every patched func: the name of a function in the way."""
+        m = self.m
+        addrs = [f.addr for f in trace.frames if f.kind != "user"]
+        for func in self.lp.all_funcs(self.patch):
+            f = m.struct("klp_func", func)
+            if not f.patched and not f.transition:
+                continue
+            if self.target == UNPATCHED:
+                lo, size = f.new_func, f.new_size
+            else:
+                stack = self.lp.patch_layer.func_stack(f.old_func)
+                below = stack[stack.index(func) + 1] if func in stack and stack.index(func) + 1 < len(stack) else None
+                if below is None:
+                    lo, size = f.old_func, f.old_size
+                else:
+                    prev = m.struct("klp_func", below)
+                    lo, size = prev.new_func, prev.new_size
+            if any(lo <= a < lo + size for a in addrs):
+                return m.mem.read_cstr(f.old_name, 512)
+        return None
+
+    def _wake_up_if_idle(self, cpu: int) -> None:
+        """An idle CPU switches its idle task at the end of an idle-loop pass: make it take one."""
+        task = Task(self.m, self.m.pcpu(cpu).current_task)
+        if task.is_idle:
+            self._flag(task, TIF_NEED_RESCHED, True)
+            self.m.raise_irq(cpu, self.m.types.enum("RESCHEDULE_VECTOR"))
+
+    def send_signals(self) -> None:
+        """klp_send_signals: kthreads are woken; user tasks get a fake signal."""
+        if self.signals_cnt == SIGNALS_EVERY:
+            log_store(self.m, "livepatch: signaling remaining tasks", 5)
+        for t in self._tasks():
+            if t.is_idle or t.patch_state == self.target or not self.pending(t):
+                continue
+            if t.flags & PF_KTHREAD:
+                self.m.call("wake_up_state", t.addr, TASK_INTERRUPTIBLE)
+            else:
+                self.m.call("signal_wake_up", t.addr)
+
+    def force(self) -> None:
+        """klp_force_transition: every remaining task switches, unchecked."""
+        log_store(self.m, "livepatch: forcing remaining tasks to the patched state", 4)
+        for t in self._tasks():
+            if self.pending(t):
+                self._flag(t, TIF_PATCH_PENDING, False)
+                t.view.patch_state = self.target
+        self.lp.mark_forced(self.patch)
+
+    def complete(self) -> None:
+        """klp_complete_transition."""
+        patch, target = self.patch, self.target
+        name = self.lp.name(patch)
+        log_store(self.m, f"livepatch: '{name}': completing {self._verb(target)} transition", 7)
+        if target == UNPATCHED:
+            self.lp.unpatch_objects(patch)
+        for func in self.lp.all_funcs(patch):
+            self.m.struct("klp_func", func).transition = 0
+        for t in self._tasks():
+            self._flag(t, TIF_PATCH_PENDING, False)
+            t.view.patch_state = IDLE
+        log_store(self.m, f"livepatch: '{name}': {self._verb(target)} complete", 6)
+        self.target = IDLE
+        self.patch = None
+        self.why.clear()
+        self.lp.transition_done(patch, target)
+
+    def reverse(self) -> None:
+        """klp_reverse_transition: the other way, from where each task is now."""
+        name = self.lp.name(self.patch)
+        old = self.target
+        log_store(self.m, f"livepatch: '{name}': reversing transition from {self._verb(old)} to "
+                          f"{self._verb(1 - old)}", 6)
+        for t in self._tasks():
+            self._flag(t, TIF_PATCH_PENDING, False)
+        self.target = 1 - old
+        self.lp.set_enabled(self.patch, self.target == PATCHED)
+        self.start()
