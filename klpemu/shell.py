@@ -330,3 +330,55 @@ def cmd_trace_call(sh: Shell, args: list[str]) -> int:
         return sh.error(e.result.oops or str(e))
     sh.out.write(result.format())
     return 0
+
+
+@command("blocking", "blocking [-v|-vv]")
+def cmd_blocking(sh: Shell, args: list[str]) -> int:
+    """The tasks holding up a livepatch transition and the exact reason, like `kgr blocking`;
+    -v adds the command line, -vv each task's stack."""
+    from .kernel.stacktrace import unwind_task
+
+    verbose = 2 if "-vv" in args else 1 if "-v" in args else 0
+    lp = sh.machine.kernel.livepatch
+    tr = lp.transition
+    if tr.patch is None:
+        print("no transition in progress", file=sh.out)
+        return 0
+    print(f"'{lp.name(tr.patch)}': {tr._verb(tr.target)} transition, "
+          f"attempt {tr.signals_cnt + 1}", file=sh.out)
+    for task, reason in tr.blockers():
+        comm = f"[{task.comm}]" if task.is_kthread else task.comm
+        print(f"{task.pid:>5} {comm:<16} {reason}", file=sh.out)
+        if verbose >= 2:
+            for f in unwind_task(sh.machine, task).kernel_frames:
+                print(f"        {f.symbol}", file=sh.out)
+    return 0
+
+
+@command("wait", "wait PATH VALUE [TIMEOUT] | wait --gone PATH [TIMEOUT]")
+def cmd_wait(sh: Shell, args: list[str]) -> int:
+    """Run the machine until a file reads VALUE (or a path is gone), as the selftests poll;
+    the timeout (default 15s) is emulated time."""
+    gone = bool(args) and args[0] == "--gone"
+    rest = args[1:] if gone else args
+    need = 1 if gone else 2
+    if len(rest) not in (need, need + 1):
+        raise UsageError("wrong number of arguments")
+    path = rest[0]
+    timeout = parse_duration_ns(rest[need]) if len(rest) > need else 15_000_000_000
+    vfs = sh.system.vfs
+
+    def holds() -> bool:
+        if gone:
+            return not vfs.exists(path)
+        try:
+            return vfs.read(path).strip() == rest[1]
+        except KlpemuError:
+            return False
+
+    if sh.machine.run_until(holds, timeout):
+        return 0
+    if sh.machine.oops is not None:
+        raise KlpemuError("the machine crashed while waiting", 5)
+    what = "still exists" if gone else f"did not read '{rest[1]}'"
+    return sh.error(f"wait: {path} {what} after {timeout / 1e9:g}s")

@@ -156,3 +156,34 @@ def test_one_transition_at_a_time_and_sysfs_rules(system):
     with pytest.raises(KlpemuError) as e:
         vfs.write(f"{LP}/blocked/force", "1")  # not in transition any more
     assert e.value.errno == 22
+
+
+def test_blocking_names_the_task_and_its_function(system):
+    from machine_util import shell_run
+
+    m = system.machine
+    m.kernel.livepatch.enable(make_patch(m, "blocked", "watchdog", "version_proc_show"))
+    m.run(2 * SEC)  # the idle CPUs have switched by now
+    status, out, _ = shell_run(system, "blocking")
+    lines = out.splitlines()
+    assert status == 0 and lines[0].startswith("'blocked': patching transition, attempt ")
+    khung = next(t for t in all_tasks(m) if t.comm == "khungtaskd")
+    assert lines[1:] == [f"{khung.pid:>5} {'[khungtaskd]':<16} sleeping in function watchdog"]
+    _, out, _ = shell_run(system, "blocking -vv")
+    assert "        watchdog+0x" in out and "        __schedule+0x" in out
+
+
+def test_wait_and_kmsg_as_the_selftests_use_them(system):
+    from machine_util import shell_run
+
+    m = system.machine
+    m.kernel.livepatch.enable(make_patch(m))
+    status, _, err = shell_run(system, "echo '=== marker' > /dev/kmsg; "
+                                       f"wait {LP}/livepatch_sample/transition 0; "
+                                       f"echo 0 > {LP}/livepatch_sample/enabled; "
+                                       f"wait --gone {LP}/livepatch_sample")
+    assert status == 0, err
+    assert [r.text for r in records(m)].index("=== marker") < len(records(m)) - 1
+    m.kernel.livepatch.enable(make_patch(m, "blocked", "watchdog", "version_proc_show"))
+    status, _, err = shell_run(system, f"wait {LP}/blocked/transition 0 2s")
+    assert status == 1 and err == f"wait: {LP}/blocked/transition did not read '0' after 2s\n"

@@ -55,6 +55,11 @@ def mount(vfs: VFS, machine: "Machine") -> None:
     vfs.makedirs("/sys/kernel", 0o755)
     vfs.makedirs("/sys/kernel/livepatch", 0o755).dynamic = lambda: _livepatch_dirs(machine)
     vfs.makedirs("/sys/kernel/debug", 0o700)
+    from ..kernel.printk import log_store
+
+    # /dev/kmsg: what a process writes there becomes a kernel log line (the selftests' markers).
+    vfs.makedirs("/dev", 0o755).add(File("kmsg", 0o644, None, lambda data: [
+        log_store(machine, line, 4) for line in data.splitlines() if line]))
     cpus = vfs.makedirs("/sys/devices/system/cpu", 0o755)
     cpus.add(File("online", 0o444, lambda: _cpu_list([c.index for c in machine.cpus if c.online])))
     cpus.add(File("possible", 0o444, lambda: _cpu_list([c.index for c in machine.cpus])))

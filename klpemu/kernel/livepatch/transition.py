@@ -106,6 +106,27 @@ class Transition:
         if self.patch is not None:
             self.try_complete()
 
+    def blockers(self) -> list[tuple[Task, str]]:
+        """Each task that has not switched yet and why, checked now without switching anyone:
+        what the kernel keeps in pr_debug, and `kgr blocking` shows."""
+        if self.patch is None:
+            return []
+        out = []
+        for t in self._tasks():
+            if t.patch_state == self.target:
+                continue
+            cpu = t.running_on
+            if cpu is not None:
+                out.append((t, f"running on cpu{cpu}"))
+                continue
+            trace = unwind_task(self.m, t)
+            if not trace.reliable:
+                out.append((t, f"unreliable stack: {trace.reason}"))
+                continue
+            hit = self.check_stack(trace)
+            out.append((t, f"sleeping in function {hit}" if hit else "can switch at the next attempt"))
+        return out
+
     def try_switch(self, task: Task) -> bool:
         """klp_try_switch_task: a task not on a CPU, whose stack is reliable and holds none of
         the functions being changed, switches now."""
