@@ -15,6 +15,10 @@ TASK_UNINTERRUPTIBLE = 2
 TASK_DEAD = 0x80
 PF_KTHREAD = 0x00200000
 PF_IDLE = 0x00000002
+# thread_info.flags bit numbers
+TIF_SIGPENDING = 2
+TIF_NEED_RESCHED = 3
+TIF_PATCH_PENDING = 13
 
 
 @dataclass(frozen=True)

@@ -13,20 +13,15 @@ from typing import TYPE_CHECKING
 
 from ..printk import log_store
 from ..stacktrace import unwind_task
-from ..tasks import Task, all_tasks
+from ..tasks import PF_KTHREAD, TASK_INTERRUPTIBLE, TIF_NEED_RESCHED, TIF_PATCH_PENDING, Task, all_tasks
 
 if TYPE_CHECKING:
     from ...machine.machine import Machine
     from .core import Livepatch
 
 IDLE, UNPATCHED, PATCHED = -1, 0, 1
-TIF_PATCH_PENDING = 13
-TIF_NEED_RESCHED = 3
 RETRY_NS = 1_000_000_000  # round_jiffies_relative(HZ)
 SIGNALS_EVERY = 15
-EBUSY, EINVAL, EADDRINUSE = 16, 22, 98
-PF_KTHREAD = 0x00200000
-TASK_INTERRUPTIBLE = 1
 
 
 class Transition:
