@@ -61,6 +61,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench.run(args)
 
 
+def cmd_build_module(args: argparse.Namespace) -> int:
+    from .modbuild import NO_GCC, build_module
+
+    try:
+        out = build_module(args.source, args.output)
+    except KlpemuError as e:
+        if str(e) != NO_GCC:
+            raise
+        print(NO_GCC, file=sys.stderr)
+        return 1
+    print(f"  CC [M]  {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="klpemu", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -78,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("bench", help="the handler overhead of each ftrace configuration, beside bare Unicorn")
     bench.add_arguments(p)
     p.set_defaults(fn=cmd_bench)
+    p = sub.add_parser("build-module", help="compile a module's C file against the kernel's headers (needs gcc)")
+    p.add_argument("source", help="the module's C file")
+    p.add_argument("-o", dest="output", help="the .ko to write (default: next to the source)")
+    p.set_defaults(fn=cmd_build_module)
     args = parser.parse_args(argv)
     try:
         return args.fn(args)

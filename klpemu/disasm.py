@@ -57,7 +57,9 @@ def disassemble_function(machine: "Machine", name: str) -> str:
     if sym.size == 0:
         raise KlpemuError(f"{func}: no size recorded, cannot disassemble", 22)
     code = machine.mem.read(sym.addr, sym.size)
-    lines = [f"Dump of {sym.name} ({'sympos ' + str(sym.sympos) + ', ' if len(machine.image.by_name[sym.name]) > 1 else ''}0x{sym.size:x} bytes):"]
+    dups = sym.sympos > 1 or len(machine.image.by_name.get(sym.name, ())) > 1
+    where = f" [{sym.module}]" if sym.module else ""
+    lines = [f"Dump of {sym.name}{where} ({'sympos ' + str(sym.sympos) + ', ' if dups else ''}0x{sym.size:x} bytes):"]
     end = 0
     for insn in _cs.disasm(code, sym.addr):
         raw = " ".join(f"{b:02x}" for b in insn.bytes)

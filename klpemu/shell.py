@@ -382,3 +382,54 @@ def cmd_wait(sh: Shell, args: list[str]) -> int:
         raise KlpemuError("the machine crashed while waiting", 5)
     what = "still exists" if gone else f"did not read '{rest[1]}'"
     return sh.error(f"wait: {path} {what} after {timeout / 1e9:g}s")
+
+
+# --- modules ---------------------------------------------------------------------------------
+
+
+@command("insmod", "insmod FILE|NAME [param=value ...]")
+def cmd_insmod(sh: Shell, args: list[str]) -> int:
+    """Load a module: a .ko file on the host, or the name of a module shipped with klpemu."""
+    from .kernel.module import ModuleError, mod_strerror, shipped_module
+
+    if not args:
+        return sh.error("insmod: ERROR: missing filename.")
+    target, params = args[0], args[1:]
+    path = target if os.path.isfile(target) else shipped_module(target)
+    if path is None:
+        return sh.error(f"insmod: ERROR: could not load module {target}: No such file or directory")
+    try:
+        sh.machine.kernel.modules.load(path, params)
+    except ModuleError as e:
+        return sh.error(f"insmod: ERROR: could not insert module {target}: {mod_strerror(e.errno)}")
+    return 0
+
+
+@command("rmmod", "rmmod NAME...")
+def cmd_rmmod(sh: Shell, args: list[str]) -> int:
+    from .kernel.module import ModuleError
+
+    if not args:
+        return sh.error("rmmod: ERROR: missing module name.")
+    status = 0
+    for arg in args:
+        name = os.path.basename(arg).removesuffix(".ko")
+        try:
+            sh.machine.kernel.modules.unload(name.replace("-", "_"))
+        except ModuleError as e:
+            status = sh.error(f"rmmod: ERROR: {e}")
+    return status
+
+
+@command("lsmod", "lsmod")
+def cmd_lsmod(sh: Shell, args: list[str]) -> int:
+    """Module, Size (its core memory) and Used by (the reference count, then the holders)."""
+    mods = sh.machine.kernel.modules
+    print("Module                  Size  Used by", file=sh.out)
+    for mod in mods.list():
+        if mods.state(mod) == "MODULE_STATE_UNFORMED":
+            continue
+        holders = ",".join(h.name for h in mod.holders)
+        print(f"{mod.name:<19} {mod.core_size:>8}  {mods.refcount(mod)}{' ' + holders if holders else ''}",
+              file=sh.out)
+    return 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .fs import guestfs, procfs, sysctl, sysfs, tracefs
+from .fs import guestfs, modulefs, procfs, sysctl, sysfs, tracefs
 from .fs.vfs import VFS
 from .machine.console import Console
 from .machine.machine import Machine, MachineConfig
@@ -19,6 +19,7 @@ class System:
         sysfs.mount(self.vfs, self.machine)
         sysctl.mount(self.vfs, self.machine)
         tracefs.mount(self.vfs, self.machine)
+        modulefs.mount(self.vfs, self.machine)
         guestfs.mount(self.vfs, self.machine, self.console)
 
     def boot(self) -> "System":

@@ -45,6 +45,12 @@ USER void sh_main(void)
 		case CONSOLE_WRITE_FILE:
 			status = sh_echo(sh_req.path, sh_req.data, sh_req.len);
 			break;
+		case CONSOLE_INIT_MODULE:	/* insmod: the host has loaded it; run its init here */
+			status = syscall3(__NR_init_module, *(long *)sh_req.data, 0, 0);
+			break;
+		case CONSOLE_DELETE_MODULE:	/* rmmod */
+			status = syscall3(__NR_delete_module, (long)sh_req.data, 0, 0);
+			break;
 		default:
 			status = -22;
 		}

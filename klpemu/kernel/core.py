@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from .ftrace import Ftrace
 from .ftrace.function_tracer import FunctionTracer
+from .module import Modules
 from .livepatch.core import Livepatch
 from .livepatch.patch import KlpPatchLayer
 from .text_poke import TextPoke
@@ -21,5 +22,6 @@ class Kernel:
         self.text_poke = TextPoke(machine)
         self.ftrace = Ftrace(machine, self.text_poke)
         self.function_tracer = FunctionTracer(machine, self.ftrace)
+        self.modules = Modules(machine, self.ftrace)
         self.klp_patch = KlpPatchLayer(machine)
         self.livepatch = Livepatch(machine, self.klp_patch)

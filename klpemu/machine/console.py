@@ -3,6 +3,8 @@
 The host writes a request into the guest's console_mbox and raises the console interrupt;
 `sh`, asleep in the console_wait system call, wakes and does the work with ordinary system
 calls (open, read, write), so a `cat /proc/cmdline` runs in a real task like Linux's `cat`.
+insmod and rmmod go the same way: sh calls init_module or delete_module, so a module's init
+and exit run in sh's context.
 """
 
 from __future__ import annotations
@@ -22,6 +24,14 @@ class Console:
         self.m = machine
 
     def _request(self, op: str, path: str, data: bytes, timeout_ns: int) -> bytes:
+        status, out = self._exchange(op, path, data, timeout_ns)
+        if status < 0:
+            raise KlpemuError(path, -status)
+        return out
+
+    def _exchange(self, op: str, path: str, data: bytes, timeout_ns: int, what: str = "") -> tuple[int, bytes]:
+        """One request: (the status sh reported, what it wrote to stdout)."""
+        what = what or path
         m = self.m
         m._check_running()
         mbox = m.var("console_mbox")
@@ -42,16 +52,25 @@ class Console:
         m.raise_irq(0, m.types.enum("CONSOLE_VECTOR"))
         if not m.run_until(lambda: mbox.done == 1, timeout_ns):
             if m.oops is not None:
-                raise KlpemuError(f"{path}: the machine crashed:\n{m.oops}", 5)
-            raise KlpemuError(f"{path}: no answer from the guest within {timeout_ns / NS_PER_SEC:g}s", 110)
-        status = mbox.status
-        out = m.mem.read(mbox.addr_of("out"), mbox.out_len)
-        if status < 0:
-            raise KlpemuError(path, -status)
-        return out
+                raise KlpemuError(f"{what}: the machine crashed:\n{m.oops}", 5)
+            raise KlpemuError(f"{what}: no answer from the guest within {timeout_ns / NS_PER_SEC:g}s", 110)
+        return mbox.status, m.mem.read(mbox.addr_of("out"), mbox.out_len)
 
     def read_file(self, path: str, timeout_ns: int = 5 * NS_PER_SEC) -> str:
         return self._request("CONSOLE_READ_FILE", path, b"", timeout_ns).decode("utf-8", "replace")
 
     def write_file(self, path: str, data: str, timeout_ns: int = 5 * NS_PER_SEC) -> None:
         self._request("CONSOLE_WRITE_FILE", path, data.encode(), timeout_ns)
+
+    def init_module(self, mod: int, name: str, timeout_ns: int = 5 * NS_PER_SEC) -> int:
+        """sh calls init_module(2) on the struct module at mod, which the host has loaded, so the
+        module's init runs in a process as under insmod. Returns the result: 0 or -errno."""
+        status, _ = self._exchange("CONSOLE_INIT_MODULE", "", mod.to_bytes(8, "little"), timeout_ns,
+                                   f"init_module {name}")
+        return status
+
+    def delete_module(self, name: str, timeout_ns: int = 5 * NS_PER_SEC) -> int:
+        """sh calls delete_module(2) with the module's name, as rmmod does; returns 0 or -errno."""
+        status, _ = self._exchange("CONSOLE_DELETE_MODULE", "", name.encode() + b"\0", timeout_ns,
+                                   f"delete_module {name}")
+        return status

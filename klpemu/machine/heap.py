@@ -1,8 +1,13 @@
-"""Guest memory the host hands out: kmalloc-like data and executable text (trampolines, modules).
+"""Guest memory the host hands out: kmalloc-like data, executable text (trampolines, modules) and
+module data.
 
 Structures the host builds for machine code to read (ftrace ops and hashes, klp_ops, private
 trampolines) live here, in guest memory, so there is one copy of them. The data region is
 writable by the guest; the text region is not (like kernel text, only the host writes it).
+The module data region holds loaded modules' data, rodata and struct module: writable, and
+16 MiB above the text region, inside the top 2 GiB, so the 32-bit sign-extended and
+PC-relative relocations of -mcmodel=kernel code reach it (the kmalloc-like data region at
+VMALLOC_START does not).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ if TYPE_CHECKING:
 
 VMALLOC_START = 0xFFFFC90000000000  # data
 MODULES_VADDR = 0xFFFFFFFFA0000000  # text: trampolines and modules, within ±2 GiB of the kernel
+MODULES_DATA_VADDR = MODULES_VADDR + (16 << 20)  # module data: reachable by 32-bit relocations
 ALIGN = 16
 
 
@@ -30,16 +36,23 @@ class Region:
     def __post_init__(self) -> None:
         self.free = [(self.base, self.size)]
 
-    def alloc(self, size: int) -> int:
+    def alloc(self, size: int, align: int = ALIGN) -> int:
+        """The lowest free block of size bytes starting at a multiple of align (a power of two)."""
         size = (max(size, 1) + ALIGN - 1) & ~(ALIGN - 1)
+        align = max(align, ALIGN)
         for i, (addr, avail) in enumerate(self.free):
-            if avail >= size:
-                if avail == size:
-                    del self.free[i]
-                else:
-                    self.free[i] = (addr + size, avail - size)
-                return addr
+            start = (addr + align - 1) & ~(align - 1)
+            pad = start - addr
+            if avail >= pad + size:
+                pieces = [(addr, pad)] if pad else []
+                if avail > pad + size:
+                    pieces.append((start + size, avail - pad - size))
+                self.free[i : i + 1] = pieces
+                return start
         raise KlpemuError(f"guest memory region at 0x{self.base:x} is full", 12)
+
+    def contains(self, addr: int) -> bool:
+        return self.base <= addr < self.base + self.size
 
     def release(self, addr: int, size: int) -> None:
         size = (max(size, 1) + ALIGN - 1) & ~(ALIGN - 1)
@@ -55,12 +68,15 @@ class Region:
 
 
 class GuestHeap:
-    def __init__(self, mem: "GuestMemory", data_size: int = 1 << 20, text_size: int = 1 << 20):
+    def __init__(self, mem: "GuestMemory", data_size: int = 1 << 20, text_size: int = 1 << 20,
+                 module_data_size: int = 1 << 20):
         self.mem = mem
         mem.map_range(VMALLOC_START, data_size, PTE_RW)
         mem.map_range(MODULES_VADDR, text_size, 0)
+        mem.map_range(MODULES_DATA_VADDR, module_data_size, PTE_RW)
         self.data = Region(VMALLOC_START, data_size)
         self.text = Region(MODULES_VADDR, text_size)
+        self.module_data = Region(MODULES_DATA_VADDR, module_data_size)
         self._sizes: dict[int, int] = {}
 
     def kzalloc(self, size: int) -> int:
@@ -69,15 +85,22 @@ class GuestHeap:
         self.mem.write(addr, bytes(size))
         return addr
 
-    def alloc_text(self, size: int) -> int:
-        addr = self.text.alloc(size)
+    def alloc_text(self, size: int, align: int = ALIGN) -> int:
+        addr = self.text.alloc(size, align)
         self._sizes[addr] = size
         self.mem.write(addr, b"\xcc" * size)
         return addr
 
+    def alloc_module_data(self, size: int, align: int = ALIGN) -> int:
+        """Zeroed, guest-writable memory within reach of -mcmodel=kernel code (module data)."""
+        addr = self.module_data.alloc(size, align)
+        self._sizes[addr] = size
+        self.mem.write(addr, bytes(size))
+        return addr
+
     def free(self, addr: int) -> None:
         size = self._sizes.pop(addr)
-        region = self.text if addr >= MODULES_VADDR else self.data
+        region = next(r for r in (self.text, self.module_data, self.data) if r.contains(addr))
         region.release(addr, size)
 
     def is_text(self, addr: int) -> bool:

@@ -37,9 +37,15 @@ class Symbol:
     kind: str  # "func", "object" or "label"
     local: bool
     sympos: int  # 1-based position among symbols of the same name, in address order
+    module: str = ""  # the loaded module it belongs to; "" for vmlinux
 
     def contains(self, addr: int) -> bool:
         return self.addr <= addr < self.addr + self.size
+
+
+def _in_module(sym: Symbol) -> str:
+    """What %pS adds after a module's symbol: ` [hello]`."""
+    return f" [{sym.module}]" if sym.module else ""
 
 
 class KernelImage:
@@ -65,6 +71,10 @@ class KernelImage:
             if s["p_type"] == "PT_LOAD"
         ]
         self._load_symbols()
+        # kallsyms of the loaded modules, kept by the module loader (klpemu/kernel/module.py):
+        # lookups that vmlinux cannot answer ask them, as kallsyms asks module_address_lookup.
+        # Each has contains(addr), function_at(addr) and by_name (name -> [Symbol]).
+        self.module_kallsyms: list = []
 
     def _load_symbols(self) -> None:
         symtab = self.elf.get_section_by_name(".symtab")
@@ -101,6 +111,8 @@ class KernelImage:
     def lookup(self, name: str, sympos: int = 0) -> Symbol:
         """Find a symbol as livepatch does: sympos 0 means the name must be unique."""
         syms = self.by_name.get(name)
+        if not syms:  # not in vmlinux: a loaded module's symbol, if one has it
+            syms = [s for k in self.module_kallsyms for s in k.by_name.get(name, ())]
         if not syms:
             raise KlpemuError(f"symbol '{name}' not found", 22)
         if sympos == 0:
@@ -119,6 +131,9 @@ class KernelImage:
 
     def function_at(self, addr: int) -> Symbol | None:
         """The function containing addr, or the asm label before it (sized to the next symbol)."""
+        for k in self.module_kallsyms:
+            if k.contains(addr):
+                return k.function_at(addr)
         i = bisect.bisect_right(self._text_addrs, addr) - 1
         best = None
         while i >= 0:
@@ -143,7 +158,7 @@ class KernelImage:
         sym = self.function_at(addr)
         if sym is None:
             return f"0x{addr:x}"
-        return f"{sym.name}+0x{addr - sym.addr:x}/0x{sym.size:x}"
+        return f"{sym.name}+0x{addr - sym.addr:x}/0x{sym.size:x}{_in_module(sym)}"
 
     def symbolize_return(self, addr: int) -> str:
         """%pB: a return address is looked up one byte back, since a call to a noreturn
@@ -151,7 +166,7 @@ class KernelImage:
         sym = self.function_at(addr - 1)
         if sym is None:
             return f"0x{addr:x}"
-        return f"{sym.name}+0x{addr - sym.addr:x}/0x{sym.size:x}"
+        return f"{sym.name}+0x{addr - sym.addr:x}/0x{sym.size:x}{_in_module(sym)}"
 
     def is_kernel_text(self, addr: int) -> bool:
         return self.text_start <= addr < self.text_end

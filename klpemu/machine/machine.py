@@ -510,7 +510,8 @@ class Machine:
         self.cpus[cpu].pending.add(vector)
 
     def is_kernel_text(self, addr: int) -> bool:
-        return self.image.is_kernel_text(addr)
+        """vmlinux's text or a loaded module's (__kernel_text_address)."""
+        return self.image.is_kernel_text(addr) or any(k.contains(addr) for k in self.image.module_kallsyms)
 
     def live_regs(self) -> dict[str, int]:
         return live_regs(self.uc)

@@ -10,6 +10,8 @@
 #define __NR_nanosleep 35
 #define __NR_getpid 39
 #define __NR_exit 60
+#define __NR_init_module 175
+#define __NR_delete_module 176
 /* The console device the emulator's shell talks through. */
 #define __NR_console_wait 450
 #define __NR_console_done 451
@@ -23,6 +25,8 @@ enum console_op {
 	CONSOLE_IDLE = 0,
 	CONSOLE_READ_FILE = 1,	/* path: write the file's contents to stdout */
 	CONSOLE_WRITE_FILE = 2,	/* path, data: write data to the file */
+	CONSOLE_INIT_MODULE = 3,	/* data: the address of a loaded struct module (8 bytes): init_module */
+	CONSOLE_DELETE_MODULE = 4,	/* data: a module name, NUL-terminated: delete_module */
 };
 
 #define CONSOLE_PATH_MAX 256

@@ -224,6 +224,13 @@ class Ftrace:
         sym = self.m.image.function_at(ip)
         return sym.name if sym is not None else f"0x{ip:x}"
 
+    def symbol_ps(self, ip: int) -> str:
+        """%ps: the name, and ` [module]` for a module's function."""
+        sym = self.m.image.function_at(ip)
+        if sym is None:
+            return f"0x{ip:x}"
+        return f"{sym.name} [{sym.module}]" if sym.module else sym.name
+
     def resolve(self, patterns: Iterable[int | str]) -> set[int]:
         """Function addresses for ips, names or globs; each must name at least one ftrace location."""
         ips: set[int] = set()
@@ -434,7 +441,7 @@ class Ftrace:
         """t_show: `name (count) R I D O M` and, for a private trampoline, whose it is."""
         m = self.m
         ip, flags = self.records.ip(i), self.records.flags(i)
-        line = (f"{self.symbol_of(ip)} ({flags & REF_MASK})"
+        line = (f"{self.symbol_ps(ip)} ({flags & REF_MASK})"
                 f"{' R' if flags & REC['REGS'] else '  '}{' I' if flags & REC['IPMODIFY'] else '  '}"
                 f"{' D' if flags & REC['DIRECT'] else '  '}{' O' if flags & REC['CALL_OPS'] else '  '}"
                 f"{' M ' if flags & REC['MODIFIED'] else '   '}")
@@ -462,4 +469,57 @@ class Ftrace:
                        if self.records.flags(i) & REC["TOUCHED"])
 
     def available_filter_functions(self) -> str:
-        return "".join(self.symbol_of(ip) + "\n" for ip in self.records.ips())
+        return "".join(self.symbol_ps(ip) + "\n" for ip in self.records.ips())
+
+    # --- modules -------------------------------------------------------------------------------
+
+    def module_init(self, sites: Iterable[int]) -> list[int]:
+        """ftrace_module_init: every fentry site of a module just loaded (no CPU runs it yet) must
+        hold `call __fentry__`; each becomes a NOP5 (text_poke_early) and gets a record, in ip
+        order among the others. A site that does not match gets ftrace_bug's report and ftrace
+        is disabled; the module still loads, as in Linux. Returns the sites given records."""
+        m = self.m
+        if self.disabled:
+            return []
+        fentry = m.image.addr("__fentry__")
+        done = []
+        for ip in sorted(set(sites) - {0}):  # ftrace_process_locs skips NULL entries
+            expected = call_insn(ip, fentry)
+            if not (m.mem.is_mapped(ip) and m.mem.is_mapped(ip + 4)):
+                self._bug(-EFAULT, ip, None, expected)
+                break
+            actual = m.mem.read(ip, len(expected))
+            if actual != expected:
+                self._bug(-EINVAL, ip, actual, expected)
+                break
+            self.text_poke.write_early(ip, NOP5)
+            done.append(ip)
+        try:
+            self.records.insert(done)
+        except OverflowError:
+            raise KlpemuError(f"no room for {len(done)} more ftrace records", 12) from None  # ENOMEM
+        return done
+
+    def module_enable(self) -> None:
+        """ftrace_module_enable: enabled ops that trace a coming module's functions (an ops with
+        no filter traces every function) start tracing them before its init runs."""
+        if self.ops and not self.disabled:
+            self._update()
+
+    def release(self, start: int, end: int) -> list[int]:
+        """ftrace_release_mod / ftrace_free_mem: drop the records of [start, end) without writing
+        the code there, which is being freed. A dropped ip is cleared from every ops' filter as
+        clear_mod_from_hashes does (it stays as ip 0, so a filter that named only the module's
+        functions still matches nothing rather than everything) and removed from notrace hashes:
+        a function loaded later at the same address must not inherit it. Returns the dropped ips."""
+        gone = set(self.records.remove(start, end))
+        if not gone:
+            return []
+        for ops in self._by_addr.values():
+            if ops.filter & gone:
+                ops.filter = (ops.filter - gone) | {0}
+                self._install_hash(ops, "filter_hash", ops.filter)
+            if ops.notrace & gone:
+                ops.notrace = ops.notrace - gone
+                self._install_hash(ops, "notrace_hash", ops.notrace)
+        return sorted(gone)

@@ -90,13 +90,14 @@ class FunctionTracer:
         ops = self.ops
         current = ops.notrace if notrace else ops.filter
         if current:
-            self.ft.set_filter(ops, sorted(current), remove=True, notrace=notrace)
+            self.ft.set_filter(ops, [], notrace=notrace)
 
     def filter_text(self, notrace: bool = False) -> str:
         ips = self.ops.notrace if notrace else self.ops.filter
         if not ips:
             return "" if notrace else "#### all functions enabled ####\n"
-        return "".join(self.ft.symbol_of(ip) + "\n" for ip in sorted(ips))
+        # ip 0 is a function of a module that was removed (Ftrace.release): listed by nobody.
+        return "".join(self.ft.symbol_ps(ip) + "\n" for ip in sorted(ips) if ip)
 
     # --- the ring buffers ----------------------------------------------------------------------
 

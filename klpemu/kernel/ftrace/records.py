@@ -44,6 +44,37 @@ class Records:
         self._ips.append(ip)
         return n
 
+    def _rewrite_from(self, first: int, entries: list[tuple[int, int]], old_len: int) -> None:
+        """Write entries[first:] over the array from index first; clear slots past the new end."""
+        data = b"".join(ip.to_bytes(8, "little") + flags.to_bytes(8, "little") for ip, flags in entries[first:])
+        data += bytes(self.size * max(0, old_len - len(entries)))
+        if data:
+            self.m.mem.write(self._addr(first), data)
+        self.m.mem.write_u64(self.m.var_addr("ftrace_nr_records"), len(entries))
+        self._ips = [ip for ip, _ in entries]
+
+    def insert(self, ips: list[int], flags: int = 0) -> None:
+        """Records for new sites (a module's, as ftrace_process_locs adds them), kept sorted by ip."""
+        n = len(self)
+        if n + len(ips) > self.capacity:
+            raise OverflowError("ftrace_records is full")
+        if not ips:
+            return
+        entries = [(ip, self.flags(i)) for i, ip in enumerate(self._ips)] + [(ip, flags) for ip in ips]
+        entries.sort()
+        self._rewrite_from(bisect.bisect_left(self._ips, min(ips)), entries, n)
+
+    def remove(self, start: int, end: int) -> list[int]:
+        """Drop the records of [start, end) (ftrace_release_mod, ftrace_free_mem); returns their ips."""
+        lo, hi = bisect.bisect_left(self._ips, start), bisect.bisect_left(self._ips, end)
+        if lo == hi:
+            return []
+        n = len(self)
+        gone = self._ips[lo:hi]
+        entries = [(ip, self.flags(i)) for i, ip in enumerate(self._ips) if not lo <= i < hi]
+        self._rewrite_from(lo, entries, n)
+        return gone
+
     def find(self, ip: int) -> int | None:
         """The record index of an ftrace location (ftrace_location), or None."""
         i = bisect.bisect_left(self._ips, ip)

@@ -16,6 +16,8 @@ long sys_sched_yield(long a, long b, long c);
 long sys_nanosleep(long req, long rem, long unused);
 long sys_getpid(long a, long b, long c);
 long sys_exit(long code, long b, long c);
+long sys_init_module(long umod, long len, long uargs);
+long sys_delete_module(long name, long flags, long unused);
 long sys_console_wait(long req, long b, long c);
 long sys_console_done(long status, long b, long c);
 
@@ -28,6 +30,8 @@ static const sys_call_ptr_t sys_call_table[NR_syscalls] = {
 	[__NR_nanosleep] = sys_nanosleep,
 	[__NR_getpid] = sys_getpid,
 	[__NR_exit] = sys_exit,
+	[__NR_init_module] = sys_init_module,
+	[__NR_delete_module] = sys_delete_module,
 	[__NR_console_wait] = sys_console_wait,
 	[__NR_console_done] = sys_console_done,
 };

@@ -1,0 +1,48 @@
+/*
+ * Hypercalls: the few named crossings from the guest to the emulator. One
+ * instruction each (an out to HYPERCALL_PORT); number in rax, arguments in
+ * rdi, rsi, rdx, rcx, result in rax. The host reads these numbers from DWARF.
+ */
+#ifndef _KLPEMU_HYPERCALL_H
+#define _KLPEMU_HYPERCALL_H
+
+#define HYPERCALL_PORT 0xf4
+
+enum klpemu_hypercall {
+	HC_SEND_IPI = 1,	/* (cpu, vector) */
+	HC_START_CPU = 2,	/* (cpu, entry, stack top) */
+	HC_BOOT_DONE = 3,	/* () the kernel reached user space */
+	HC_PANIC = 4,		/* (message) */
+	HC_HOSTCALL_RETURN = 5,	/* (value) a host call into the guest returned */
+	HC_FTRACE_INIT = 6,	/* () convert the fentry sites, build the records (ftrace_init) */
+	HC_FTRACE_CALLBACK = 7,	/* (op, ip, parent_ip, fregs in rcx) an ops whose handler is Python */
+	HC_KLP_ENABLE_PATCH = 8,	/* (patch) klp_enable_patch, from a livepatch module's init */
+	HC_NR,
+};
+
+#ifndef __ASSEMBLY__
+static inline __attribute__((no_instrument_function)) long
+hypercall(long nr, long a0, long a1, long a2)
+{
+	long ret;
+	__asm__ __volatile__("outb %%al, %[port]"
+			     : "=a"(ret)
+			     : "a"(nr), "D"(a0), "S"(a1), "d"(a2), [port] "i"(HYPERCALL_PORT)
+			     : "memory");
+	return ret;
+}
+
+static inline __attribute__((no_instrument_function)) long
+hypercall4(long nr, long a0, long a1, long a2, long a3)
+{
+	long ret;
+	register long rcx __asm__("rcx") = a3;
+	__asm__ __volatile__("outb %%al, %[port]"
+			     : "=a"(ret)
+			     : "a"(nr), "D"(a0), "S"(a1), "d"(a2), "r"(rcx), [port] "i"(HYPERCALL_PORT)
+			     : "memory");
+	return ret;
+}
+#endif
+
+#endif

@@ -1,0 +1,91 @@
+/*
+ * ftrace's data plane in the guest: the trampolines' labels, the list
+ * function and the assist, the function tracer's per-CPU ring buffers and the
+ * native handlers the machine installs in call slots. Names follow Linux
+ * (arch/x86/kernel/ftrace_64.S, kernel/trace/{ftrace.c,trace.h,trace_functions.c}).
+ */
+#ifndef _LINUX_TRACE_H
+#define _LINUX_TRACE_H
+
+#include <linux/types.h>
+#include <linux/compiler.h>
+#include <linux/ftrace.h>
+#include <linux/sched.h>
+
+/*
+ * arch/x86/kernel/ftrace_64.S. Each [caller, caller_end) is a self-contained
+ * template, ret included: a copy runs anywhere once its two marked
+ * instructions are fixed up: *_op_ptr, a 7-byte `movq disp32(%rip), %rdx`
+ * (48 8b 15 disp32) that loads the ops, and the call slot ftrace_call /
+ * ftrace_regs_call, a 5-byte `call rel32` (e8 rel32) to the handler.
+ */
+extern char ftrace_caller[], ftrace_caller_op_ptr[], ftrace_call[], ftrace_caller_end[];
+extern char ftrace_regs_caller[], ftrace_regs_caller_op_ptr[], ftrace_regs_call[],
+	ftrace_regs_caller_jmp[], ftrace_regs_caller_end[];
+/* pt_regs (168 bytes) + the 5 frame-pointer words pushed before it (40) */
+#define MCOUNT_REG_SIZE (168 + 40)
+
+/*
+ * Whether ftrace_caller copies regs->ip back into its return slot: 1, the
+ * mainline rule since 5.11 (DYNAMIC_FTRACE_WITH_ARGS); 0, the older rule in
+ * which only ftrace_regs_caller can redirect. ftrace_regs_caller always can.
+ */
+extern int ftrace_caller_can_redirect;
+
+/* kernel/trace/ftrace_ops.c */
+bool ftrace_lookup_ip(struct ftrace_hash *hash, unsigned long ip);
+int ftrace_ops_test(struct ftrace_ops *ops, unsigned long ip, void *regs);
+void ftrace_ops_assist_func(unsigned long ip, unsigned long parent_ip, struct ftrace_ops *op,
+			    struct ftrace_regs *fregs);
+
+/*
+ * The function tracer: one struct trace_entry per traced call in the ring of
+ * the CPU that made it. The host reads the rings through DWARF and names the
+ * task from pid, as Linux's saved_cmdlines does.
+ */
+enum trace_flag_type {
+	TRACE_FLAG_IRQS_OFF = 0x01,
+	TRACE_FLAG_NEED_RESCHED = 0x04,
+	TRACE_FLAG_HARDIRQ = 0x08,
+	TRACE_FLAG_SOFTIRQ = 0x10,
+	TRACE_FLAG_PREEMPT_RESCHED = 0x20,
+	TRACE_FLAG_NMI = 0x40,
+};
+
+struct trace_entry {
+	u64 ts;			/* local_clock(), ns */
+	unsigned long ip;	/* the traced function */
+	unsigned long parent_ip;	/* its caller's return address */
+	int pid;
+	u16 cpu;
+	u8 flags;		/* enum trace_flag_type */
+	u8 preempt_count;	/* preempt depth at the traced call, as tracing_gen_ctx_dec() reports it */
+};
+
+#define TRACE_RING_ENTRIES 1024
+
+/* One CPU's ring, overwritten oldest first when full (Linux's default "overwrite" mode). */
+struct trace_array_cpu {
+	unsigned long entries;	/* written since the last reset ("entries-written") */
+	unsigned long overrun;	/* of those, overwritten before being read */
+	int disabled;		/* nonzero: this CPU records nothing */
+	struct trace_entry ring[TRACE_RING_ENTRIES];	/* entry n lives at ring[n % TRACE_RING_ENTRIES] */
+};
+
+extern struct trace_array_cpu trace_buffers[NR_CPUS];
+extern int tracing_on;
+extern struct ftrace_ops function_trace_ops;
+
+void function_trace_call(unsigned long ip, unsigned long parent_ip, struct ftrace_ops *op,
+			 struct ftrace_regs *fregs);
+/* Redirects the traced call to op->private (a function's entry address). */
+void ftrace_redirect_func(unsigned long ip, unsigned long parent_ip, struct ftrace_ops *op,
+			  struct ftrace_regs *fregs);
+/* Does nothing: the cost of a trampoline alone. */
+void ftrace_empty_func(unsigned long ip, unsigned long parent_ip, struct ftrace_ops *op,
+		       struct ftrace_regs *fregs);
+/* kernel/trace/ftrace_callback.c: HC_FTRACE_CALLBACK, for an ops whose handler is Python. */
+void ftrace_host_func(unsigned long ip, unsigned long parent_ip, struct ftrace_ops *op,
+		      struct ftrace_regs *fregs);
+
+#endif

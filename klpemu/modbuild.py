@@ -1,0 +1,53 @@
+"""`klpemu build-module`: compile a module's C file as the shipped modules are compiled.
+
+The flags are the kernel's code-generation flags (-mcmodel=kernel -pg -mfentry -mrecord-mcount
+and the rest), which `make -C firmware` installs as images/module.cflags together with a copy
+of firmware/include as images/include, so an installed klpemu builds modules without its
+sources. The result is a relocatable object (`gcc -c`), loaded by `insmod`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from importlib import resources
+from pathlib import Path
+
+from .errors import KlpemuError
+
+NO_GCC = "klpemu build-module needs gcc (not found on PATH); the shipped modules need no compiler"
+
+
+def images_dir() -> Path:
+    return Path(str(resources.files("klpemu") / "images"))
+
+
+def module_cflags() -> list[str]:
+    path = images_dir() / "module.cflags"
+    try:
+        return path.read_text().split()
+    except OSError as e:
+        raise KlpemuError(f"{path}: {e.strerror} (run `make -C firmware`)", e.errno or 2) from None
+
+
+def module_command(source: Path, output: Path, gcc: str = "gcc") -> list[str]:
+    """The gcc command line: the kernel's flags, the shipped headers, -DMODULE, and KBUILD_MODNAME
+    from the module's file name, as kbuild names a module (`my-mod.ko` is my_mod)."""
+    name = output.name.removesuffix(".ko").split(".")[0].replace("-", "_")
+    return [gcc, *module_cflags(), f"-I{images_dir() / 'include'}", "-DMODULE",
+            f'-DKBUILD_MODNAME="{name}"', "-c", "-o", str(output), str(source)]
+
+
+def build_module(source: str | Path, output: str | Path | None = None) -> Path:
+    """Compile source into a .ko (next to it unless output is given); gcc's messages go to stderr."""
+    src = Path(source)
+    if not src.is_file():
+        raise KlpemuError(f"{src}: No such file or directory", 2)
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        raise KlpemuError(NO_GCC, 2)
+    out = Path(output) if output is not None else src.with_suffix(".ko")
+    res = subprocess.run(module_command(src, out, gcc), check=False)
+    if res.returncode != 0:
+        raise KlpemuError(f"{src}: gcc failed (exit status {res.returncode})", 8)
+    return out
