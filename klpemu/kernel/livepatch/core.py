@@ -33,11 +33,25 @@ class Livepatch:
         machine.hypercalls[machine.types.enum("HC_KLP_ENABLE_PATCH")] = self._hc_enable
 
     def _hc_enable(self, patch: int, *_args) -> int:
+        """klp_enable_patch from a livepatch module's init: the patch is named after its
+        module, which stays pinned (try_module_get) while the patch exists."""
+        m = self.m
+        mod = m.struct("klp_patch", patch).mod if patch else 0
+        if not mod or not m.struct("module", mod).klp:
+            return -EINVAL  # not a livepatch module
+        self.names[patch] = m.struct("module", mod).name.decode()
+        self._module_get(mod, +1)
         try:
             self.enable(patch)
         except KlpemuError as e:
+            self._module_get(mod, -1)
+            del self.names[patch]
             return -(e.errno or EINVAL)
         return 0
+
+    def _module_get(self, mod: int, delta: int) -> None:
+        counter = self.m.struct("module", mod).refcnt
+        counter.counter = counter.counter + delta
 
     # --- walking the guest structs -------------------------------------------------------------
 
@@ -185,6 +199,9 @@ class Livepatch:
     def transition_done(self, patch: int, target: int) -> None:
         if target == UNPATCHED and patch in self.patches:
             self.patches.remove(patch)  # freed: its sysfs directory goes
+            mod = self.m.struct("klp_patch", patch).mod
+            if mod and patch not in self.forced:  # a forced patch keeps its module for good
+                self._module_get(mod, -1)
 
     # --- sysfs: /sys/kernel/livepatch/<patch>/enabled -------------------------------------------
 
