@@ -1,9 +1,9 @@
 """`klpemu build-module`: compile a module's C file as the shipped modules are compiled.
 
 The flags are the kernel's code-generation flags (-mcmodel=kernel -pg -mfentry -mrecord-mcount
-and the rest), which `make -C firmware` installs as images/module.cflags together with a copy
-of firmware/include as images/include, so an installed klpemu builds modules without its
-sources. The result is a relocatable object (`gcc -c`), loaded by `insmod`.
+and the rest), which `make -C firmware` installs as images/module.cflags; images/include is a
+symlink to firmware/include, which the wheel build turns into real files, so an installed
+klpemu builds modules without its sources. The result is a relocatable object (`gcc -c`), loaded by `insmod`.
 """
 
 from __future__ import annotations
