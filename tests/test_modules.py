@@ -397,7 +397,7 @@ def test_shipped_modules_are_package_data():
 
 
 def test_shipped_headers_match_the_sources():
-    """images/include is firmware/include as `make -C firmware` last copied it."""
+    """images/include (a symlink in the tree, files in a wheel) holds firmware/include."""
     src = Path(__file__).resolve().parent.parent / "firmware" / "include"
     if not src.is_dir():
         pytest.skip("no firmware sources here")

@@ -58,23 +58,21 @@ class Livepatch:
     def name(self, patch: int) -> str:
         return self.names.get(patch, f"patch@{patch:x}")
 
-    def objects(self, patch: int) -> list[int]:
-        m = self.m
-        size = m.types.sizeof("klp_object")
-        out, addr = [], m.struct("klp_patch", patch).objs
-        while addr and m.struct("klp_object", addr).funcs:
+    def _array(self, addr: int, struct: str, sentinel: str) -> list[int]:
+        """The entries of a zero-terminated array (klp_for_each_object_static and friends):
+        it ends at the first entry whose `sentinel` member is NULL."""
+        size = self.m.types.sizeof(struct)
+        out = []
+        while addr and getattr(self.m.struct(struct, addr), sentinel):
             out.append(addr)
             addr += size
         return out
 
+    def objects(self, patch: int) -> list[int]:
+        return self._array(self.m.struct("klp_patch", patch).objs, "klp_object", "funcs")
+
     def funcs(self, obj: int) -> list[int]:
-        m = self.m
-        size = m.types.sizeof("klp_func")
-        out, addr = [], m.struct("klp_object", obj).funcs
-        while addr and m.struct("klp_func", addr).old_name:
-            out.append(addr)
-            addr += size
-        return out
+        return self._array(self.m.struct("klp_object", obj).funcs, "klp_func", "old_name")
 
     def all_funcs(self, patch: int) -> list[int]:
         return [f for o in self.objects(patch) for f in self.funcs(o)]
