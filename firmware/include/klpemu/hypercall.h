@@ -17,6 +17,10 @@ enum klpemu_hypercall {
 	HC_FTRACE_INIT = 6,	/* () convert the fentry sites, build the records (ftrace_init) */
 	HC_FTRACE_CALLBACK = 7,	/* (op, ip, parent_ip, fregs in rcx) an ops whose handler is Python */
 	HC_KLP_ENABLE_PATCH = 8,	/* (patch) klp_enable_patch, from a livepatch module's init */
+	HC_KLP_CALLBACK_DONE = 9,	/* (ret) a callback the livepatch core asked for returned */
+	HC_KMALLOC = 10,	/* (size, gfp) kmalloc: memory from the machine's kernel heap */
+	HC_KFREE = 11,		/* (ptr) kfree */
+	/* 12-15: reserved for the livepatch core; 16-31: kprobes */
 	HC_NR,
 };
 

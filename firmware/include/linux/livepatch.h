@@ -10,6 +10,7 @@
 #include <linux/types.h>
 #include <linux/list.h>
 #include <linux/ftrace.h>
+#include <linux/gfp.h>
 
 #define KLP_TRANSITION_IDLE -1
 #define KLP_TRANSITION_UNPATCHED 0
@@ -89,5 +90,31 @@ struct klp_ops {
 };
 
 int klp_enable_patch(struct klp_patch *patch);
+
+/* Kept by the core (the machine) in guest memory: the enabled patches, oldest first, and the
+ * one in transition (NULL when none). */
+extern struct list_head klp_patches;
+extern struct klp_patch *klp_transition_patch;
+
+#define klp_for_each_object_static(patch, obj) \
+	for (obj = (patch)->objs; obj && obj->funcs; obj++)
+#define klp_for_each_func_static(obj, func) \
+	for (func = (obj)->funcs; func && func->old_name; func++)
+
+/* System states (kernel/livepatch/state.c). */
+struct klp_state *klp_get_state(struct klp_patch *patch, unsigned long id);
+struct klp_state *klp_get_prev_state(unsigned long id);
+
+/* Shadow variables (kernel/livepatch/shadow.c): data attached to an object by <obj, id>. */
+typedef int (*klp_shadow_ctor_t)(void *obj, void *shadow_data, void *ctor_data);
+typedef void (*klp_shadow_dtor_t)(void *obj, void *shadow_data);
+
+void *klp_shadow_get(void *obj, unsigned long id);
+void *klp_shadow_alloc(void *obj, unsigned long id, size_t size, gfp_t gfp_flags,
+		       klp_shadow_ctor_t ctor, void *ctor_data);
+void *klp_shadow_get_or_alloc(void *obj, unsigned long id, size_t size, gfp_t gfp_flags,
+			      klp_shadow_ctor_t ctor, void *ctor_data);
+void klp_shadow_free(void *obj, unsigned long id, klp_shadow_dtor_t dtor);
+void klp_shadow_free_all(unsigned long id, klp_shadow_dtor_t dtor);
 
 #endif

@@ -8,6 +8,9 @@
 #include <linux/livepatch.h>
 #include <klpemu/hypercall.h>
 
+LIST_HEAD(klp_patches);
+struct klp_patch *klp_transition_patch;
+
 int klp_enable_patch(struct klp_patch *patch)
 {
 	return hypercall(HC_KLP_ENABLE_PATCH, (long)patch, 0, 0);
