@@ -24,4 +24,4 @@ class Kernel:
         self.function_tracer = FunctionTracer(machine, self.ftrace)
         self.modules = Modules(machine, self.ftrace)
         self.klp_patch = KlpPatchLayer(machine)
-        self.livepatch = Livepatch(machine, self.klp_patch)
+        self.livepatch = Livepatch(machine, self.klp_patch, self.modules)

@@ -1,8 +1,11 @@
 """The livepatch core (kernel/livepatch/core.c): checking and initialising a patch, enabling and
-disabling it, the list of patches, and the /sys/kernel/livepatch view of them.
+disabling it, the objects of modules that come and go, and the list of patches.
 
 The patch, its objects and funcs are guest structs (built by a livepatch module, or from Python
-with KlpBuilder); the core fills their internal fields there.
+with KlpBuilder); the core fills their internal fields there, keeps klp_patches and
+klp_transition_patch in guest memory, and has the guest run the object callbacks (guestcall.py).
+The operations that may need a callback are generators; `enable`, `disable` and the sysfs
+writes run them from host context.
 """
 
 from __future__ import annotations
@@ -10,44 +13,63 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ...errors import KlpemuError
+from ..guestlist import GuestList
 from ..printk import log_store
+from . import callbacks
+from .guestcall import CallbackGen, GuestCalls
 from .patch import KlpPatchLayer
+from .replace import Nops
+from .state import is_patch_compatible
 from .transition import IDLE, PATCHED, UNPATCHED, Transition
 
 if TYPE_CHECKING:
     from ...machine.machine import Machine
+    from ..module import Module, Modules
 
-EINVAL, EBUSY, ENOENT = 22, 16, 2
+EINVAL, EBUSY, ENOENT, ENODEV = 22, 16, 2, 19
 KSYM_NAME_LEN = 512
 MODULE_NAME_LEN = 56
+LOGLEVEL_ERR, LOGLEVEL_WARNING, LOGLEVEL_NOTICE = 3, 4, 5
 
 
 class Livepatch:
-    def __init__(self, machine: "Machine", patch_layer: KlpPatchLayer):
+    def __init__(self, machine: "Machine", patch_layer: KlpPatchLayer, modules: "Modules"):
         self.m = machine
         self.patch_layer = patch_layer
+        self.modules = modules
+        self.calls = GuestCalls(machine)
         self.transition = Transition(machine, self)
-        self.patches: list[int] = []  # klp_patches, oldest first
-        self.names: dict[int, str] = {}
-        self.forced: set[int] = set()
+        self.nops = Nops(machine, self)
+        self.names: dict[int, str] = {}  # patches built from Python, which have no module
+        self.list = GuestList(machine.mem)
+        self._head = machine.var_addr("klp_patches")
+        self._list_off = machine.types.offsetof("klp_patch", "list")
         machine.hypercalls[machine.types.enum("HC_KLP_ENABLE_PATCH")] = self._hc_enable
+        modules.add_notifier(self.module_coming, self.module_going)
 
-    def _hc_enable(self, patch: int, *_args) -> int:
-        """klp_enable_patch from a livepatch module's init: the patch is named after its
-        module, which stays pinned (try_module_get) while the patch exists."""
-        m = self.m
-        mod = m.struct("klp_patch", patch).mod if patch else 0
-        if not mod or not m.struct("module", mod).klp:
-            return -EINVAL  # not a livepatch module
-        self.names[patch] = m.struct("module", mod).name.decode()
-        self._module_get(mod, +1)
-        try:
-            self.enable(patch)
-        except KlpemuError as e:
-            self._module_get(mod, -1)
-            del self.names[patch]
-            return -(e.errno or EINVAL)
-        return 0
+    def log(self, text: str, level: int) -> None:
+        log_store(self.m, f"livepatch: {text}", level)
+
+    # --- klp_patches, in guest memory ------------------------------------------------------------
+
+    @property
+    def patches(self) -> list[int]:
+        """klp_patches, oldest first: every patch from its init until it is freed."""
+        return [n - self._list_off for n in self.list.nodes(self._head)]
+
+    def _add_patch(self, patch: int) -> None:
+        self.list.add_tail(patch + self._list_off, self._head)
+
+    def _free_patch(self, patch: int) -> None:
+        """klp_free_patch: off the list (its sysfs directory goes), its nops freed, its module
+        reference dropped unless it was ever forced."""
+        self.list.delete(patch + self._list_off)
+        self.nops.free(patch)
+        view = self.m.struct("klp_patch", patch)
+        for obj in self.objects(patch):
+            self._free_object_loaded(obj)
+        if view.mod and not view.forced:
+            self._module_get(view.mod, -1)
 
     def _module_get(self, mod: int, delta: int) -> None:
         counter = self.m.struct("module", mod).refcnt
@@ -56,6 +78,9 @@ class Livepatch:
     # --- walking the guest structs -------------------------------------------------------------
 
     def name(self, patch: int) -> str:
+        mod = self.m.struct("klp_patch", patch).mod
+        if mod:
+            return self.m.struct("module", mod).name.decode()
         return self.names.get(patch, f"patch@{patch:x}")
 
     def _array(self, addr: int, struct: str, sentinel: str) -> list[int]:
@@ -69,10 +94,14 @@ class Livepatch:
         return out
 
     def objects(self, patch: int) -> list[int]:
-        return self._array(self.m.struct("klp_patch", patch).objs, "klp_object", "funcs")
+        """klp_for_each_object: the static ones in order, then those atomic replace added."""
+        static = self._array(self.m.struct("klp_patch", patch).objs, "klp_object", "funcs")
+        return static + self.nops.objects(patch)
 
     def funcs(self, obj: int) -> list[int]:
-        return self._array(self.m.struct("klp_object", obj).funcs, "klp_func", "old_name")
+        view = self.m.struct("klp_object", obj)
+        static = [] if view.dynamic else self._array(view.funcs, "klp_func", "old_name")
+        return static + self.nops.funcs(obj)
 
     def all_funcs(self, patch: int) -> list[int]:
         return [f for o in self.objects(patch) for f in self.funcs(o)]
@@ -81,147 +110,354 @@ class Livepatch:
         name = self.m.struct("klp_object", obj).name
         return self.m.mem.read_cstr(name, MODULE_NAME_LEN + 1) if name else "vmlinux"
 
+    def is_module(self, obj: int) -> bool:
+        return bool(self.m.struct("klp_object", obj).name)
+
+    def is_object_loaded(self, obj: int) -> bool:
+        return not self.is_module(obj) or bool(self.m.struct("klp_object", obj).mod)
+
+    def func_name(self, func: int) -> str:
+        return self.m.mem.read_cstr(self.m.struct("klp_func", func).old_name, KSYM_NAME_LEN + 1)
+
     def set_enabled(self, patch: int, value: bool) -> None:
         self.m.struct("klp_patch", patch).enabled = int(value)
 
-    def mark_forced(self, patch: int) -> None:
-        self.forced.add(patch)
-
     # --- klp_init_patch ------------------------------------------------------------------------
 
-    def _init_func(self, func: int, obj_name: str) -> None:
-        m = self.m
-        f = m.struct("klp_func", func)
-        old_name = m.mem.read_cstr(f.old_name, KSYM_NAME_LEN + 1)
+    def _check_func(self, func: int) -> None:
+        """klp_init_func's checks, made for every func before anything is touched."""
+        f = self.m.struct("klp_func", func)
+        if not f.old_name:
+            raise KlpemuError("a func has no old_name", EINVAL)
+        old_name = self.func_name(func)
         if not f.new_func and not f.nop:
             raise KlpemuError(f"new_func of '{old_name}' is NULL", EINVAL)
         if len(old_name) >= KSYM_NAME_LEN:
             raise KlpemuError(f"function name too long: {old_name[:32]}...", EINVAL)
-        syms = [s for s in m.image.by_name.get(old_name, []) if s.kind == "func"]
-        if not syms:
-            raise KlpemuError(f"symbol '{old_name}' not found in symbol table", EINVAL)
-        pos = f.old_sympos
-        if pos == 0 and len(syms) > 1:
-            raise KlpemuError(f"unresolvable ambiguity for symbol '{old_name}' in object '{obj_name}'", EINVAL)
-        if pos > len(syms):
-            raise KlpemuError(f"symbol position {pos} for symbol '{old_name}' in object '{obj_name}' not found",
-                              EINVAL)
-        sym = syms[max(pos, 1) - 1]
-        f.old_func = sym.addr
-        f.old_size = sym.size
-        if f.nop:
-            f.new_func = sym.addr
-            f.new_size = sym.size
-        else:
+
+    def _find_object_module(self, obj: int) -> None:
+        """klp_find_object_module: a module object is loaded if its module is, and may be patched."""
+        if not self.is_module(obj):
+            return
+        mod = self.modules.find(self.object_name(obj))
+        if mod is not None and self.m.struct("module", mod.addr).klp_alive:
+            self.m.struct("klp_object", obj).mod = mod.addr
+
+    def _init_object_loaded(self, obj: int) -> None:
+        """klp_init_object_loaded: each func's address and both sizes, from kallsyms."""
+        m = self.m
+        objname = self.object_name(obj)
+        for func in self.funcs(obj):
+            f = m.struct("klp_func", func)
+            old_name = self.func_name(func)
+            sym = self._find_object_symbol(objname, old_name, f.old_sympos)
+            f.old_func = sym.addr
+            f.old_size = sym.size
+            if f.nop:
+                f.new_func = sym.addr
+                f.new_size = sym.size
+                continue
             new = m.image.function_at(f.new_func)
             f.new_size = new.size if new is not None else 0
             if not f.new_size:
+                log_store(m, f"livepatch: size of new function '{old_name}' unknown", LOGLEVEL_ERR)
                 raise KlpemuError(f"size of new function for '{old_name}' unknown", ENOENT)
 
+    def _find_object_symbol(self, objname: str, name: str, sympos: int):
+        """klp_find_object_symbol, with its pr_err lines."""
+        if objname == "vmlinux":
+            syms = [s for s in self.m.image.by_name.get(name, []) if s.kind == "func"]
+        else:
+            mod = self.modules.find(objname)
+            syms = mod.kallsyms.by_name.get(name, []) if mod is not None else []
+        message = None
+        if not syms:
+            message = f"symbol '{name}' not found in symbol table"
+        elif sympos == 0 and len(syms) > 1:
+            message = f"unresolvable ambiguity for symbol '{name}' in object '{objname}'"
+        elif sympos > len(syms):
+            message = f"symbol position {sympos} for symbol '{name}' in object '{objname}' not found"
+        if message:
+            self.log(message, LOGLEVEL_ERR)
+            raise KlpemuError(message, EINVAL)
+        return syms[max(sympos, 1) - 1]
+
+    def _free_object_loaded(self, obj: int) -> None:
+        """klp_free_object_loaded: a module object forgets its module and the addresses in it."""
+        view = self.m.struct("klp_object", obj)
+        if not view.name:
+            return
+        view.mod = 0
+        for func in self.funcs(obj):
+            f = self.m.struct("klp_func", func)
+            f.old_func = 0
+            if f.nop:
+                f.new_func = 0
+
     def _init_patch(self, patch: int) -> None:
-        m = self.m
-        if not patch or not m.struct("klp_patch", patch).objs:
-            raise KlpemuError("patch or its objects are NULL", EINVAL)
-        objects = self.objects(patch)
-        if not objects:
-            raise KlpemuError("patch has no objects", EINVAL)
-        for obj in objects:
-            name = self.object_name(obj)
-            if name != "vmlinux":
-                raise KlpemuError(f"object '{name}': patching modules is not supported yet", EINVAL)
+        """klp_init_patch: checks, the nops of atomic replace, and the loaded objects' addresses.
+        On failure everything it set up is undone."""
+        for obj in self.objects(patch):
+            if len(self.object_name(obj)) >= MODULE_NAME_LEN:
+                raise KlpemuError(f"object name too long: {self.object_name(obj)}", EINVAL)
             for func in self.funcs(obj):
-                self._init_func(func, name)
-
-    # --- enable and disable --------------------------------------------------------------------
-
-    def enable(self, patch: int) -> None:
-        """klp_enable_patch: checks first, so that a failure leaves nothing behind."""
-        name = self.name(patch)
-        if self.transition.patch is not None:
-            raise KlpemuError("another patch is in transition", EBUSY)
-        if patch in self.patches:
-            raise KlpemuError(f"'{name}' is already enabled", EINVAL)
-        self._init_patch(patch)
-        log_store(self.m, f"livepatch: enabling patch '{name}'", 5)
-        self.patches.append(patch)
-        self.transition.init(patch, PATCHED)
-        patched: list[int] = []
+                self._check_func(func)
+        if self.m.struct("klp_patch", patch).replace:
+            self.nops.add(patch)
         try:
             for obj in self.objects(patch):
-                for func in self.funcs(obj):
-                    self.patch_layer.patch_func(func)
-                    patched.append(func)
-                self.m.struct("klp_object", obj).patched = 1
+                self._find_object_module(obj)
+                if self.is_object_loaded(obj):
+                    self._init_object_loaded(obj)
+        except KlpemuError:
+            for obj in self.objects(patch):
+                self._free_object_loaded(obj)
+            self.nops.free(patch)
+            raise
+
+    # --- klp_enable_patch ----------------------------------------------------------------------
+
+    def _hc_enable(self, patch: int, *_args) -> int:
+        """klp_enable_patch from a livepatch module's init; the callbacks run in the guest."""
+        return self.calls.start_in_guest(self._enable_from_module(patch))
+
+    def _enable_from_module(self, patch: int) -> CallbackGen:
+        m = self.m
+        mod = m.struct("klp_patch", patch).mod if patch else 0
+        if not mod or not m.struct("klp_patch", patch).objs:
+            return -EINVAL
+        if not m.struct("module", mod).klp:
+            return -EINVAL  # is_livepatch_module
+        try:
+            yield from self._enable(patch)
         except KlpemuError as e:
-            log_store(self.m, f"livepatch: failed to patch object '{self.object_name(obj)}'", 3)
-            log_store(self.m, "livepatch: failed to enable patch", 3)
-            for func in reversed(patched):
-                self.patch_layer.unpatch_func(func)
-            self._cancel(patch)
-            raise e
+            return -(e.errno or EINVAL)
+        return 0
+
+    def enable(self, patch: int) -> None:
+        """klp_enable_patch from host context (a patch built in Python, say)."""
+        self.calls.run(self._enable(patch))
+
+    def _enable(self, patch: int) -> CallbackGen:
+        """klp_enable_patch: every check before anything changes; then __klp_enable_patch."""
+        m = self.m
+        if not patch or not m.struct("klp_patch", patch).objs or not self.objects(patch):
+            raise KlpemuError("patch or its objects are NULL", EINVAL)
+        if patch in self.patches:
+            raise KlpemuError(f"'{self.name(patch)}' is already enabled", EINVAL)
+        name = self.name(patch)
+        if not is_patch_compatible(m, patch, self.patches):
+            message = f"Livepatch patch ({name}) is not compatible with the already installed livepatches."
+            self.log(message, LOGLEVEL_ERR)
+            raise KlpemuError(message, EINVAL)
+        mod = m.struct("klp_patch", patch).mod
+        if mod and m.struct("module", mod).state == m.types.enum("MODULE_STATE_GOING"):
+            raise KlpemuError(f"module of '{name}' is going away", ENODEV)  # try_module_get
+        if self.transition.patch is not None:
+            raise KlpemuError("another patch is in transition", EBUSY)
+        self._init_patch(patch)
+        if mod:
+            self._module_get(mod, +1)
+        self._add_patch(patch)
+        try:
+            yield from self._enable_patch(patch)
+        except KlpemuError:
+            self._free_patch(patch)
+            raise
+
+    def _enable_patch(self, patch: int) -> CallbackGen:
+        """__klp_enable_patch."""
+        name = self.name(patch)
+        self.log(f"enabling patch '{name}'", LOGLEVEL_NOTICE)
+        self.transition.init(patch, PATCHED)
+        for obj in self.objects(patch):
+            if not self.is_object_loaded(obj):
+                continue
+            ret = yield from callbacks.pre_patch(self.m, obj)
+            error = None
+            if ret:
+                self.log(f"pre-patch callback failed for object '{self.object_name(obj)}'", LOGLEVEL_WARNING)
+                error = KlpemuError(f"pre-patch callback failed for object '{self.object_name(obj)}'", -ret)
+            else:
+                try:
+                    self.patch_object(obj)
+                except KlpemuError as e:
+                    self.log(f"failed to patch object '{self.object_name(obj)}'", LOGLEVEL_WARNING)
+                    error = e
+            if error is not None:
+                self.log(f"failed to enable patch '{name}'", LOGLEVEL_WARNING)
+                yield from self.transition.cancel()
+                raise error
         self.transition.start()
         self.set_enabled(patch, True)
-        self.transition.try_complete()
+        yield from self.transition.try_complete()
+        return 0
 
-    def _cancel(self, patch: int) -> None:
-        """klp_cancel_transition before the start: undo as klp_complete_transition would."""
-        log_store(self.m, f"livepatch: '{self.name(patch)}': canceling patching transition, going to unpatch", 7)
-        for obj in self.objects(patch):
+    # --- objects -------------------------------------------------------------------------------
+
+    def patch_object(self, obj: int) -> None:
+        """klp_patch_object: every func on its stack, or none."""
+        done: list[int] = []
+        try:
+            for func in self.funcs(obj):
+                self.patch_layer.patch_func(func)
+                done.append(func)
+        except KlpemuError:
+            for func in reversed(done):
+                self.patch_layer.unpatch_func(func)
+            raise
+        self.m.struct("klp_object", obj).patched = 1
+
+    def unpatch_object(self, obj: int, nops_only: bool = False) -> None:
+        for func in self.funcs(obj):
+            f = self.m.struct("klp_func", func)
+            if f.patched and (f.nop or not nops_only):
+                self.patch_layer.unpatch_func(func)
+        if not nops_only or self.m.struct("klp_object", obj).dynamic:
             self.m.struct("klp_object", obj).patched = 0
-        for func in self.all_funcs(patch):
-            self.m.struct("klp_func", func).transition = 0
-        for t in self.transition._tasks():
-            t.view.patch_state = IDLE
-        self.transition.target = IDLE
-        self.transition.patch = None
-        self.patches.remove(patch)
+
+    def unpatch_objects(self, patch: int, nops_only: bool = False) -> None:
+        for obj in self.objects(patch):
+            if self.m.struct("klp_object", obj).patched:
+                self.unpatch_object(obj, nops_only)
+
+    # --- disable -------------------------------------------------------------------------------
 
     def disable(self, patch: int) -> None:
+        self.calls.run(self._disable(patch))
+
+    def _disable(self, patch: int) -> CallbackGen:
         """__klp_disable_patch (a 0 written to enabled)."""
         if patch not in self.patches or not self.m.struct("klp_patch", patch).enabled:
             raise KlpemuError(f"'{self.name(patch)}' is not enabled", EINVAL)
         if self.transition.patch is not None:
             raise KlpemuError("another patch is in transition", EBUSY)
         self.transition.init(patch, UNPATCHED)
+        for obj in self.objects(patch):
+            if self.m.struct("klp_object", obj).patched:
+                yield from callbacks.pre_unpatch(self.m, obj)
         self.transition.start()
         self.set_enabled(patch, False)
-        self.transition.try_complete()
+        yield from self.transition.try_complete()
+        return 0
 
-    def unpatch_objects(self, patch: int) -> None:
-        for obj in self.objects(patch):
-            for func in self.funcs(obj):
-                if self.m.struct("klp_func", func).patched:
-                    self.patch_layer.unpatch_func(func)
-            self.m.struct("klp_object", obj).patched = 0
+    def transition_done(self, patch: int) -> None:
+        """After klp_complete_transition: a disabled patch is freed, or the patches a replacing
+        one has replaced are."""
+        if not self.m.struct("klp_patch", patch).enabled:
+            self._free_patch(patch)
+        elif self.m.struct("klp_patch", patch).replace:
+            for old in self.patches:
+                if old == patch:
+                    break
+                self._free_patch(old)
 
-    def transition_done(self, patch: int, target: int) -> None:
-        if target == UNPATCHED and patch in self.patches:
-            self.patches.remove(patch)  # freed: its sysfs directory goes
-            mod = self.m.struct("klp_patch", patch).mod
-            if mod and patch not in self.forced:  # a forced patch keeps its module for good
-                self._module_get(mod, -1)
+    # --- modules coming and going --------------------------------------------------------------
 
-    # --- sysfs: /sys/kernel/livepatch/<patch>/enabled -------------------------------------------
+    def module_coming(self, mod: "Module") -> None:
+        self.calls.run(self._module_coming(mod))
+
+    def _module_coming(self, mod: "Module") -> CallbackGen:
+        """klp_module_coming: patch the new module with every patch that has an object for it."""
+        m = self.m
+        view = m.struct("module", mod.addr)
+        view.klp_alive = 1
+        for patch in self.patches:
+            for obj in self.objects(patch):
+                if not self.is_module(obj) or self.object_name(obj) != mod.name:
+                    continue
+                pname = self.name(patch)
+                m.struct("klp_object", obj).mod = mod.addr
+                try:
+                    self._init_object_loaded(obj)
+                except KlpemuError as e:
+                    self.log(f"failed to initialize patch '{pname}' for module '{mod.name}' (-{e.errno})",
+                             LOGLEVEL_WARNING)
+                    yield from self._refuse_module(mod, patch, obj, e)
+                self.log(f"applying patch '{pname}' to loading module '{mod.name}'", LOGLEVEL_NOTICE)
+                ret = yield from callbacks.pre_patch(m, obj)
+                if ret:
+                    self.log(f"pre-patch callback failed for object '{mod.name}'", LOGLEVEL_WARNING)
+                    yield from self._refuse_module(mod, patch, obj, KlpemuError("pre-patch callback failed", -ret))
+                try:
+                    self.patch_object(obj)
+                except KlpemuError as e:
+                    self.log(f"failed to apply patch '{pname}' to module '{mod.name}' (-{e.errno})",
+                             LOGLEVEL_WARNING)
+                    yield from callbacks.post_unpatch(m, obj)
+                    yield from self._refuse_module(mod, patch, obj, e)
+                if patch != self.transition.patch:
+                    yield from callbacks.post_patch(m, obj)
+                break
+        return 0
+
+    def _refuse_module(self, mod: "Module", patch: int, obj: int, error: KlpemuError) -> CallbackGen:
+        self.log(f"patch '{self.name(patch)}' failed for module '{mod.name}', refusing to load module "
+                 f"'{mod.name}'", LOGLEVEL_WARNING)
+        self.m.struct("module", mod.addr).klp_alive = 0
+        self._free_object_loaded(obj)
+        yield from self._cleanup_module_patches(mod, limit=patch)
+        raise error
+
+    def module_going(self, mod: "Module") -> None:
+        self.calls.run(self._module_going(mod))
+
+    def _module_going(self, mod: "Module") -> CallbackGen:
+        """klp_module_going: every patch lets go of the module's object."""
+        self.m.struct("module", mod.addr).klp_alive = 0
+        yield from self._cleanup_module_patches(mod, limit=None)
+        return 0
+
+    def _cleanup_module_patches(self, mod: "Module", limit: int | None) -> CallbackGen:
+        """klp_cleanup_module_patches_limited: the patches before `limit` (all if None)."""
+        m = self.m
+        for patch in self.patches:
+            if patch == limit:
+                break
+            for obj in self.objects(patch):
+                if not self.is_module(obj) or self.object_name(obj) != mod.name:
+                    continue
+                if not m.struct("klp_object", obj).mod:
+                    break
+                if patch != self.transition.patch:
+                    yield from callbacks.pre_unpatch(m, obj)
+                self.log(f"reverting patch '{self.name(patch)}' on unloading module '{mod.name}'",
+                         LOGLEVEL_NOTICE)
+                if m.struct("klp_object", obj).patched:
+                    self.unpatch_object(obj)
+                yield from callbacks.post_unpatch(m, obj)
+                self._free_object_loaded(obj)
+                break
+        return 0
+
+    # --- sysfs: /sys/kernel/livepatch/<patch>/enabled and force --------------------------------
 
     def write_enabled(self, patch: int, value: bool) -> None:
+        self.calls.run(self._write_enabled(patch, value))
+
+    def _write_enabled(self, patch: int, value: bool) -> CallbackGen:
+        """enabled_store."""
         enabled = bool(self.m.struct("klp_patch", patch).enabled)
         if value == enabled:
             raise KlpemuError("enabled already has that value", EINVAL)
         if self.transition.patch == patch:
             self.transition.reverse()
-            self.transition.try_complete()
+            yield from self.transition.try_complete()
         elif value:
             raise KlpemuError("a disabled patch cannot be re-enabled", EINVAL)
         else:
-            self.disable(patch)
+            yield from self._disable(patch)
+        return 0
 
     def write_force(self, patch: int, value: bool) -> None:
+        """force_store: the remaining tasks switch now; completion follows at the next attempt,
+        which the host runs at once."""
         if not value:
             return
         if self.transition.patch != patch:
             raise KlpemuError("patch is not in transition", EINVAL)
         self.transition.force()
-        self.transition.try_complete()
+        self.calls.run(self.transition.try_complete())
 
     def stack_order(self, patch: int) -> int:
         return self.patches.index(patch) + 1

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from ...errors import KlpemuError
 from ..ftrace.ops import FL, FtraceOps
 from ..guestlist import GuestList
+from ..printk import log_store
 
 if TYPE_CHECKING:
     from ...machine.machine import Machine
@@ -56,17 +57,28 @@ class KlpPatchLayer:
         ops = self.ops.get(old)
         if ops is None:
             ft = m.kernel.ftrace
+            name = m.mem.read_cstr(func.old_name, 512)
             if ft.records.find(old) is None:
+                log_store(m, f"livepatch: failed to find location for function '{name}'", 3)
                 raise KlpemuError(f"failed to find location for function '{m.image.symbolize(old)}'", EINVAL)
             addr = m.heap.kzalloc(m.types.sizeof("klp_ops"))
             self.list.init(addr + self._stack_off)
-            fops = ft.ops_at(f"livepatch:{m.image.function_at(old).name}",
+            fops = ft.ops_at(f"livepatch:{name}",
                              addr + m.types.offsetof("klp_ops", "fops"),
                              m.image.addr("klp_ftrace_handler"), KLP_FOPS_FLAGS)
             self.list.add(func_addr + self._node_off, addr + self._stack_off)
             try:
-                ft.set_filter(fops, [old])
-                ft.register(fops)
+                try:
+                    ft.set_filter(fops, [old])
+                except KlpemuError as e:
+                    log_store(m, f"livepatch: failed to set ftrace filter for function '{name}' ({-e.errno})", 4)
+                    raise
+                try:
+                    ft.register(fops)
+                except KlpemuError as e:
+                    log_store(m, f"livepatch: failed to register ftrace handler for function '{name}' "
+                                 f"({-e.errno})", 4)
+                    raise
             except KlpemuError:
                 self.list.delete(func_addr + self._node_off)
                 ft.forget(fops)

@@ -12,12 +12,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..printk import log_store
+from . import callbacks
 from ..stacktrace import unwind_task
 from ..tasks import PF_KTHREAD, TASK_INTERRUPTIBLE, TIF_NEED_RESCHED, TIF_PATCH_PENDING, Task, all_tasks
 
 if TYPE_CHECKING:
     from ...machine.machine import Machine
     from .core import Livepatch
+    from .guestcall import CallbackGen
 
 IDLE, UNPATCHED, PATCHED = -1, 0, 1
 RETRY_NS = 1_000_000_000  # round_jiffies_relative(HZ)
@@ -28,11 +30,19 @@ class Transition:
     def __init__(self, machine: "Machine", lp: "Livepatch"):
         self.m = machine
         self.lp = lp
-        self.patch: int | None = None  # klp_transition_patch
         self.signals_cnt = 0
         self.why: dict[int, str] = {}  # task -> why it has not switched (pr_debug in Linux)
 
     # --- guest state ---------------------------------------------------------------------------
+
+    @property
+    def patch(self) -> int | None:
+        """klp_transition_patch."""
+        return self.m.read_var_int("klp_transition_patch") or None
+
+    @patch.setter
+    def patch(self, value: int | None) -> None:
+        self.m.mem.write_u64(self.m.var_addr("klp_transition_patch"), value or 0)
 
     @property
     def target(self) -> int:
@@ -79,10 +89,11 @@ class Transition:
     def _verb(state: int) -> str:
         return "patching" if state == PATCHED else "unpatching"
 
-    def try_complete(self) -> bool:
+    def try_complete(self) -> "CallbackGen":
         """klp_try_complete_transition: switch what can be switched; complete or retry in 1 s."""
-        if self.patch is None:
-            return True
+        patch = self.patch
+        if patch is None:
+            return 1
         done = True
         self.why.clear()
         for t in self._tasks():
@@ -93,13 +104,14 @@ class Transition:
                 self.send_signals()
             self.signals_cnt += 1
             self.m.schedule_host_work(RETRY_NS, self._retry)
-            return False
-        self.complete()
-        return True
+            return 0
+        yield from self.complete()
+        self.lp.transition_done(patch)
+        return 1
 
     def _retry(self) -> None:
         if self.patch is not None:
-            self.try_complete()
+            self.lp.calls.run(self.try_complete())
 
     def blockers(self) -> list[tuple[Task, str]]:
         """Each task that has not switched yet and why, checked now without switching anyone:
@@ -149,10 +161,9 @@ class Transition:
         """klp_check_stack_func for every patched func: the name of a function in the way."""
         m = self.m
         addrs = [f.addr for f in trace.frames if f.kind != "user"]
-        for func in self.lp.all_funcs(self.patch):
+        patched_objs = [o for o in self.lp.objects(self.patch) if m.struct("klp_object", o).patched]
+        for func in [f for o in patched_objs for f in self.lp.funcs(o)]:
             f = m.struct("klp_func", func)
-            if not f.patched and not f.transition:
-                continue
             if self.target == UNPATCHED:
                 lo, size = f.new_func, f.new_size
             else:
@@ -193,25 +204,54 @@ class Transition:
             if self.pending(t):
                 self._flag(t, TIF_PATCH_PENDING, False)
                 t.view.patch_state = self.target
-        self.lp.mark_forced(self.patch)
+        # Forced patches keep their module for good: the one being removed, or those replaced.
+        if self.target == UNPATCHED:
+            self.m.struct("klp_patch", self.patch).forced = 1
+        elif self.m.struct("klp_patch", self.patch).replace:
+            for patch in self.lp.patches:
+                if patch != self.patch:
+                    self.m.struct("klp_patch", patch).forced = 1
 
-    def complete(self) -> None:
+    def cancel(self) -> "CallbackGen":
+        """klp_cancel_transition: a patch that failed before its transition started goes back."""
+        log_store(self.m, f"livepatch: '{self.lp.name(self.patch)}': canceling patching transition, "
+                          "going to unpatch", 7)
+        self.target = UNPATCHED
+        yield from self.complete()
+        return 0
+
+    def complete(self) -> "CallbackGen":
         """klp_complete_transition."""
+        m, lp = self.m, self.lp
         patch, target = self.patch, self.target
-        name = self.lp.name(patch)
-        log_store(self.m, f"livepatch: '{name}': completing {self._verb(target)} transition", 7)
+        name = lp.name(patch)
+        log_store(m, f"livepatch: '{name}': completing {self._verb(target)} transition", 7)
+        if target == PATCHED and m.struct("klp_patch", patch).replace:
+            for old in lp.patches:  # klp_unpatch_replaced_patches: no callbacks of theirs run
+                if old == patch:
+                    break
+                lp.set_enabled(old, False)
+                lp.unpatch_objects(old)
+            lp.nops.discard(patch)
         if target == UNPATCHED:
-            self.lp.unpatch_objects(patch)
-        for func in self.lp.all_funcs(patch):
-            self.m.struct("klp_func", func).transition = 0
+            lp.unpatch_objects(patch)
+        for func in lp.all_funcs(patch):
+            m.struct("klp_func", func).transition = 0
         for t in self._tasks():
             self._flag(t, TIF_PATCH_PENDING, False)
             t.view.patch_state = IDLE
-        log_store(self.m, f"livepatch: '{name}': {self._verb(target)} complete", 6)
+        for obj in lp.objects(patch):
+            if not lp.is_object_loaded(obj):
+                continue
+            if target == PATCHED:
+                yield from callbacks.post_patch(m, obj)
+            else:
+                yield from callbacks.post_unpatch(m, obj)
+        log_store(m, f"livepatch: '{name}': {self._verb(target)} complete", 6)
         self.target = IDLE
         self.patch = None
         self.why.clear()
-        self.lp.transition_done(patch, target)
+        return 0
 
     def reverse(self) -> None:
         """klp_reverse_transition: the other way, from where each task is now."""

@@ -1,0 +1,94 @@
+"""Atomic replace (kernel/livepatch/core.c: klp_add_nops, klp_discard_nops): a replacing patch
+gets a nop func for every function an installed patch changes and it does not, so that during
+its transition each task runs what its state says, and afterwards the original code.
+
+The nop funcs and the objects made to hold them are guest structs on the kernel heap, like
+Linux's dynamic ones; which patch and object own them is kept here, in the order they were
+added (after the static ones).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ...machine.machine import Machine
+    from .core import Livepatch
+
+
+def _same_sympos(a: int, b: int) -> bool:
+    """0 (the only one) and 1 (the first) name the same symbol when it is unique."""
+    return a == b or {a, b} == {0, 1}
+
+
+class Nops:
+    def __init__(self, machine: "Machine", lp: "Livepatch"):
+        self.m = machine
+        self.lp = lp
+        self._objects: dict[int, list[int]] = {}  # patch -> its dynamic klp_objects
+        self._funcs: dict[int, list[int]] = {}  # klp_object -> its nop klp_funcs
+
+    def objects(self, patch: int) -> list[int]:
+        return list(self._objects.get(patch, []))
+
+    def funcs(self, obj: int) -> list[int]:
+        return list(self._funcs.get(obj, []))
+
+    def _cstring(self, addr: int, limit: int) -> int:
+        """kstrdup: the dynamic structs must not point into a module that may go first."""
+        if not addr:
+            return 0
+        data = self.m.mem.read_cstr(addr, limit).encode() + b"\0"
+        copy = self.m.heap.kzalloc(len(data))
+        self.m.mem.write(copy, data)
+        return copy
+
+    def _find_object(self, patch: int, name: str) -> int | None:
+        return next((o for o in self.lp.objects(patch) if self.lp.object_name(o) == name), None)
+
+    def _has_func(self, obj: int, old_name: str, old_sympos: int) -> bool:
+        return any(self.lp.func_name(f) == old_name
+                   and _same_sympos(self.m.struct("klp_func", f).old_sympos, old_sympos)
+                   for f in self.lp.funcs(obj))
+
+    def add(self, patch: int) -> None:
+        """klp_add_nops: for each object and func of every installed patch."""
+        m = self.m
+        for old_patch in self.lp.patches:
+            for old_obj in self.lp.objects(old_patch):
+                name = self.lp.object_name(old_obj)
+                obj = self._find_object(patch, name)
+                if obj is None:
+                    obj = m.heap.kzalloc(m.types.sizeof("klp_object"))
+                    view = m.struct("klp_object", obj)
+                    view.name = self._cstring(m.struct("klp_object", old_obj).name, 64)
+                    view.dynamic = 1
+                    self._objects.setdefault(patch, []).append(obj)
+                for old_func in self.lp.funcs(old_obj):
+                    old = m.struct("klp_func", old_func)
+                    if self._has_func(obj, self.lp.func_name(old_func), old.old_sympos):
+                        continue
+                    func = m.heap.kzalloc(m.types.sizeof("klp_func"))
+                    view = m.struct("klp_func", func)
+                    view.old_name = self._cstring(old.old_name, 512)
+                    view.old_sympos = old.old_sympos
+                    view.nop = 1
+                    self._funcs.setdefault(obj, []).append(func)
+
+    def free(self, patch: int) -> None:
+        """klp_free_objects_dynamic: the nop funcs, then the objects made for them."""
+        m = self.m
+        for obj in self.lp.objects(patch):
+            for func in self._funcs.pop(obj, []):
+                m.heap.free(m.struct("klp_func", func).old_name)
+                m.heap.free(func)
+        for obj in self._objects.pop(patch, []):
+            name = m.struct("klp_object", obj).name
+            if name:
+                m.heap.free(name)
+            m.heap.free(obj)
+
+    def discard(self, patch: int) -> None:
+        """klp_discard_nops: once the replaced patches are gone, the nops have nothing to hide."""
+        self.lp.unpatch_objects(patch, nops_only=True)
+        self.free(patch)
