@@ -231,9 +231,13 @@ class Machine:
         return 0
 
     def _hc_panic(self, msg: int, *_args) -> int:
-        self._hypercall_stop = "Kernel panic - not syncing: " + self.mem.read_cstr(msg, 256)
-        self.uc.emu_stop()
+        self.stop_in_hypercall("Kernel panic - not syncing: " + self.mem.read_cstr(msg, 256))
         return 0
+
+    def stop_in_hypercall(self, reason: str) -> None:
+        """From a hypercall handler: the guest hit a bug; stop with an oops headed by reason."""
+        self._hypercall_stop = reason
+        self.uc.emu_stop()
 
     # --- running -------------------------------------------------------------------------------
 
@@ -483,6 +487,7 @@ class Machine:
                                x.UC_X86_REG_RCX, x.UC_X86_REG_R8, x.UC_X86_REG_R9), args, strict=False):
             uc.reg_write(reg, value & (2**64 - 1))
         fake = self.cpus[cpu]
+        uc.mem_write(self._clock_phys[cpu], self.now.to_bytes(8, "little"))  # its printk stamps read now
         error = self._emulate(func, ret, budget)
         if not self._crashed(error):
             if uc.reg_read(x.UC_X86_REG_RIP) == ret:
