@@ -1,4 +1,4 @@
-"""The consistency model under random enable / disable / reverse / force sequences.
+"""The consistency model under random enable / disable / reverse / force / replace sequences.
 
 Every switch of a task's patch_state is recorded, whether the host switches it after its stack
 check or the task switches itself (klp_update_patch_state, at kernel exit or in the idle loop),
@@ -99,14 +99,20 @@ def test_random_sequences_keep_the_consistency_model(seed):
     rec = Recorder(system)
     rng = random.Random(seed)
     b = KlpBuilder(m)
-    made = 0
-    for _ in range(25):
-        action = rng.choice(["enable", "enable", "disable", "reverse", "force", "run"])
+    made = replaced = 0
+    for _ in range(40):
+        action = rng.choice(["enable", "enable", "replace", "replace", "disable", "reverse", "force", "run"])
         tr = lp.transition
         if action == "enable" and tr.patch is None:
             old, new = rng.choice(POOL)
             made += 1
             lp.enable(b.patch(f"p{made}", [b.object(None, [b.func(old, new)])]))
+        elif action == "replace" and tr.patch is None:
+            # A cumulative patch: nops for whatever the installed patches change and it does not.
+            picks = rng.sample(POOL, rng.randint(1, 2))
+            made += 1
+            lp.enable(b.patch(f"p{made}", [b.object(None, [b.func(o, n) for o, n in picks])], replace=True))
+            replaced += 1
         elif action == "disable" and tr.patch is None and lp.patches:
             lp.disable(rng.choice(lp.patches))
         elif action == "reverse" and tr.patch is not None:
@@ -118,6 +124,7 @@ def test_random_sequences_keep_the_consistency_model(seed):
         m.run(rng.randint(1, 1500) * MS)
         assert m.oops is None
     assert rec.violations == []
+    assert replaced > 0
     assert len(rec.switches) > 10
     assert {w for _, _, w, _ in rec.switches} == {"host", "guest"}  # both paths were exercised
     # Whatever remains in transition can still be finished by force, leaving every task idle.

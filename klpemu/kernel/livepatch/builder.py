@@ -44,9 +44,11 @@ class KlpBuilder:
     def object(self, name: str | None, funcs: list[FuncSpec]) -> ObjectSpec:
         return ObjectSpec(name, funcs)
 
-    def patch(self, name: str, objects: list[ObjectSpec], replace: bool = False) -> int:
-        """A struct klp_patch (with its zero-terminated object and func arrays); returns its address.
-        `name` is what Linux takes from the module: the patch's sysfs directory."""
+    def patch(self, name: str, objects: list[ObjectSpec], replace: bool = False,
+              states: list[tuple[int, int]] = ()) -> int:
+        """A struct klp_patch (with its zero-terminated object, func and state arrays); returns its
+        address. `name` is what Linux takes from the module: the patch's sysfs directory.
+        `states` are (id, version) pairs."""
         m, t = self.m, self.m.types
         fsize, osize = t.sizeof("klp_func"), t.sizeof("klp_object")
         objs = m.heap.kzalloc(osize * (len(objects) + 1))
@@ -64,5 +66,12 @@ class KlpBuilder:
         view = m.struct("klp_patch", patch)
         view.objs = objs
         view.replace = int(replace)
+        if states:
+            ssize = t.sizeof("klp_state")
+            view.states = m.heap.kzalloc(ssize * (len(states) + 1))
+            for i, (state_id, version) in enumerate(states):
+                st = m.struct("klp_state", view.states + i * ssize)
+                st.id = state_id
+                st.version = version
         m.kernel.livepatch.names[patch] = name
         return patch

@@ -20,7 +20,7 @@ from .guestcall import CallbackGen, GuestCalls
 from .patch import KlpPatchLayer
 from .replace import Nops
 from .state import is_patch_compatible
-from .transition import IDLE, PATCHED, UNPATCHED, Transition
+from .transition import PATCHED, UNPATCHED, Transition
 
 if TYPE_CHECKING:
     from ...machine.machine import Machine

@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..printk import log_store
-from . import callbacks
 from ..stacktrace import unwind_task
 from ..tasks import PF_KTHREAD, TASK_INTERRUPTIBLE, TIF_NEED_RESCHED, TIF_PATCH_PENDING, Task, all_tasks
+from . import callbacks
 
 if TYPE_CHECKING:
     from ...machine.machine import Machine
