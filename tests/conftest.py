@@ -35,3 +35,13 @@ def make_machine():
 def machine() -> Machine:
     """A booted default machine (2 CPUs, seed 0) with its sleepers asleep. Read it, do not change it."""
     return _make(settle_tasks=True)
+
+
+@pytest.fixture
+def klp(tmp_path, monkeypatch):
+    """A booted System driven as Linux's livepatch selftests drive a kernel (tests/klp_selftest.py),
+    from a working directory whose test_modules/ holds the shipped modules."""
+    from klp_selftest import KlpSelftest, make_workdir
+
+    monkeypatch.chdir(make_workdir(tmp_path))
+    return KlpSelftest()

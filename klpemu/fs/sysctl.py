@@ -23,3 +23,26 @@ def mount(vfs: VFS, machine: "Machine") -> None:
     kernel = vfs.makedirs("/proc/sys/kernel", 0o555)
     kernel.add(File("ftrace_enabled", 0o644, lambda: f"{int(ft.sysctl_enabled)}\n",
                     lambda data: ft.set_sysctl_enabled(_parse_bool01(data))))
+    kernel.add(File("printk", 0o644, lambda: _read_printk(machine), lambda data: _write_printk(machine, data)))
+
+
+def _read_printk(machine: "Machine") -> str:
+    """console_loglevel, default_message_loglevel, minimum_console_loglevel and
+    default_console_loglevel, tab-separated as proc_dointvec prints them."""
+    levels = machine.var("console_printk")
+    return "\t".join(str(levels[i]) for i in range(4)) + "\n"
+
+
+def _write_printk(machine: "Machine", data: str) -> None:
+    """proc_dointvec: up to four integers, the first ones replaced; anything else is -EINVAL."""
+    words = data.split()
+    try:
+        values = [int(w) for w in words]
+    except ValueError:
+        raise KlpemuError("kernel.printk takes up to four integers", 22) from None
+    if not values or len(values) > 4 or any(not -2**31 <= v < 2**31 for v in values):
+        raise KlpemuError("kernel.printk takes up to four integers", 22)
+    levels = machine.var("console_printk")
+    size = levels.type.target.size
+    for i, v in enumerate(values):
+        machine.mem.write(levels.addr_of() + i * size, v.to_bytes(size, "little", signed=True))

@@ -4,6 +4,7 @@
  * timestamp, level and caller. The machine reads the ring as dmesg.
  */
 #include <linux/kernel.h>
+#include <linux/printk.h>
 #include <linux/sched.h>
 #include <linux/spinlock.h>
 #include <linux/string.h>
@@ -27,6 +28,15 @@ struct printk_ringbuffer {
 };
 
 struct printk_ringbuffer printk_rb;
+
+/* console_loglevel, default_message_loglevel, minimum_console_loglevel, default_console_loglevel */
+int console_printk[4] = {
+	CONSOLE_LOGLEVEL_DEFAULT,
+	MESSAGE_LOGLEVEL_DEFAULT,
+	CONSOLE_LOGLEVEL_MIN,
+	CONSOLE_LOGLEVEL_DEFAULT,
+};
+
 static raw_spinlock_t logbuf_lock = __RAW_SPIN_LOCK_UNLOCKED;
 
 static notrace void log_store(int level, const char *text, size_t len)
