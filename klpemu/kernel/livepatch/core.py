@@ -160,8 +160,8 @@ class Livepatch:
             new = m.image.function_at(f.new_func)
             f.new_size = new.size if new is not None else 0
             if not f.new_size:
-                log_store(m, f"livepatch: size of new function '{old_name}' unknown", LOGLEVEL_ERR)
-                raise KlpemuError(f"size of new function for '{old_name}' unknown", ENOENT)
+                self.log(f"kallsyms size lookup failed for '{old_name}' replacement", LOGLEVEL_ERR)
+                raise KlpemuError(f"kallsyms size lookup failed for '{old_name}' replacement", ENOENT)
 
     def _find_object_symbol(self, objname: str, name: str, sympos: int):
         """klp_find_object_symbol, with its pr_err lines."""
@@ -227,7 +227,8 @@ class Livepatch:
         if not mod or not m.struct("klp_patch", patch).objs:
             return -EINVAL
         if not m.struct("module", mod).klp:
-            return -EINVAL  # is_livepatch_module
+            self.log(f"module {self.name(patch)} is not marked as a livepatch module", LOGLEVEL_ERR)
+            return -EINVAL
         try:
             yield from self._enable(patch)
         except KlpemuError as e:
@@ -253,8 +254,6 @@ class Livepatch:
         mod = m.struct("klp_patch", patch).mod
         if mod and m.struct("module", mod).state == m.types.enum("MODULE_STATE_GOING"):
             raise KlpemuError(f"module of '{name}' is going away", ENODEV)  # try_module_get
-        if self.transition.patch is not None:
-            raise KlpemuError("another patch is in transition", EBUSY)
         self._init_patch(patch)
         if mod:
             self._module_get(mod, +1)
@@ -267,6 +266,8 @@ class Livepatch:
 
     def _enable_patch(self, patch: int) -> CallbackGen:
         """__klp_enable_patch."""
+        if self.transition.patch is not None:
+            raise KlpemuError("another patch is in transition", EBUSY)
         name = self.name(patch)
         self.log(f"enabling patch '{name}'", LOGLEVEL_NOTICE)
         self.transition.init(patch, PATCHED)
