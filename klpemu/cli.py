@@ -21,8 +21,12 @@ def _machine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image", default=None, help="kernel image (default: the shipped one)")
 
 
+def _config(args: argparse.Namespace) -> MachineConfig:
+    return MachineConfig(image=args.image, cpus=args.cpus, seed=args.seed, cmdline=args.cmdline)
+
+
 def _system(args: argparse.Namespace) -> System:
-    return System(MachineConfig(image=args.image, cpus=args.cpus, seed=args.seed, cmdline=args.cmdline)).boot()
+    return System(_config(args)).boot()
 
 
 def cmd_boot(args: argparse.Namespace) -> int:
@@ -54,7 +58,13 @@ def cmd_shell(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(_system(args))
+    return run_demo(_config(args))
+
+
+def cmd_kpatch(args: argparse.Namespace) -> int:
+    from .kpatch import Kpatch
+
+    return Kpatch(_system(args), sys.stdout, sys.stderr).main(args.args)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -86,9 +96,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-c", dest="command", help="run these commands (separated by ';') and exit")
     p.add_argument("--script", help="run the commands in this file and exit")
     p.set_defaults(fn=cmd_shell)
-    p = sub.add_parser("demo", help="a guided tour of the machine")
+    p = sub.add_parser("demo", help="the livepatch sample from insmod to rmmod, step by step")
     _machine_args(p)
     p.set_defaults(fn=cmd_demo)
+    p = sub.add_parser("kpatch", help="boot, then run one kpatch command (load, unload, list, info)")
+    _machine_args(p)
+    p.add_argument("args", nargs=argparse.REMAINDER, help="the kpatch command and its arguments")
+    p.set_defaults(fn=cmd_kpatch)
     p = sub.add_parser("bench", help="the handler overhead of each ftrace configuration, beside bare Unicorn")
     bench.add_arguments(p)
     p.set_defaults(fn=cmd_bench)

@@ -433,3 +433,33 @@ def cmd_lsmod(sh: Shell, args: list[str]) -> int:
         print(f"{mod.name:<19} {mod.core_size:>8}  {mods.refcount(mod)}{' ' + holders if holders else ''}",
               file=sh.out)
     return 0
+
+
+@command("modinfo", "modinfo FILE|NAME...")
+def cmd_modinfo(sh: Shell, args: list[str]) -> int:
+    """A module's .modinfo tags, as kmod's modinfo prints them: a .ko file on the host, or a
+    module shipped with klpemu by file or module name."""
+    from .modinfo import find_module_file, format_modinfo, module_name
+
+    if not args:
+        return sh.error("modinfo: ERROR: missing module or filename.")
+    status = 0
+    for arg in args:
+        f = find_module_file(arg)
+        if f is None:
+            status = sh.error(f"modinfo: ERROR: Module {arg} not found.")
+            continue
+        try:
+            sh.out.write(format_modinfo(f.shown, f.modinfo()))
+        except KlpemuError as e:
+            name = module_name(f.path.name)
+            status = sh.error(f"modinfo: ERROR: could not get modinfo from '{name}': {e.strerror}")
+    return status
+
+
+@command("kpatch", "kpatch load FILE.ko|NAME | unload NAME|--all | list | info NAME | signal")
+def cmd_kpatch(sh: Shell, args: list[str]) -> int:
+    """Livepatch modules managed as dynup/kpatch's kpatch utility does (klpemu/kpatch.py)."""
+    from .kpatch import Kpatch
+
+    return Kpatch(sh.system, sh.out, sh.err).main(args)
