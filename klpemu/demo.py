@@ -131,10 +131,11 @@ def part2(system: System, out: TextIO) -> int:
         f"thread krecurse sleeps {DEEP} calls deep, past the 100 frames the reliable unwinder accepts.",
         100, subsequent_indent="   "), file=out)
     since = _log_end(system)
-    tour.step("Load the sample again. Every task switches but krecurse, and `blocking` says why:",
-              "insmod livepatch-sample.ko", "ps", "blocking")
-    tour.step("Attempts come every emulated second; a kernel thread has no exit to user mode to "
-              "switch at, and its stack stays too deep, so nothing changes:",
+    tour.step("Load the sample again. Tasks asleep on a clean stack switch at once; `blocking` "
+              "lists the others and why:", "insmod livepatch-sample.ko", "ps", "blocking")
+    tour.step("Attempts come every emulated second, and a task that was running switches on its way "
+              "out of the kernel. krecurse is a kernel thread: it never leaves the kernel, and its "
+              "stack stays too deep, so it stays unpatched:",
               "sleep 3s", "blocking", f"cat /proc/{krecurse}/patch_state")
     tour.step("Writing 0 to `enabled` reverses the transition: the target is now the unpatched "
               "state, which krecurse never left; the others switch back:",
@@ -146,10 +147,11 @@ def part2(system: System, out: TextIO) -> int:
     return tour.status
 
 
-def run_demo(config: MachineConfig | None = None, out: TextIO = sys.stdout) -> int:
+def run_demo(config: MachineConfig | None = None, out: TextIO | None = None) -> int:
     config = config or MachineConfig()
-    print(textwrap.fill("klpemu demo: Linux livepatch on an emulated x86_64 kernel. Each step is a "
-                        "klpemu shell command (`# ...`) and its output.", 100), file=out)
+    out = out or sys.stdout
+    print("klpemu demo: Linux livepatch on an emulated x86_64 kernel.\n"
+          "Each step is a klpemu shell command (`# ...`) and its output.", file=out)
     status = part1(System(config).boot(), out)
     deep = replace(config, cmdline=f"{config.cmdline} krecurse.depth={DEEP}")
     status |= part2(System(deep).boot(), out)
