@@ -3,11 +3,10 @@ each case, through the script's filter, must be the script's expected text line 
 
 The one difference from the script: in "atomic replace livepatch" the script checks that
 /sys/kernel/livepatch holds three patches with a shell glob; here the directory is listed.
+test_klp_syscall patches sys_getpid, this kernel's name for Linux's __x64_sys_getpid.
 """
 
 from __future__ import annotations
-
-import pytest
 
 MOD_LIVEPATCH1 = "test_klp_livepatch"
 MOD_LIVEPATCH2 = "test_klp_syscall"
@@ -167,7 +166,6 @@ livepatch: '{MOD_REPLACE}': unpatching complete
     assert "live patched" not in klp.cat("/proc/meminfo")
 
 
-@pytest.mark.xfail(reason="test_klp_mod_target is not written yet: modules cannot create /proc files", strict=True)
 def test_module_function_patching(klp):
     """A patch of a function in a loaded module (test_klp_mod_target's /proc show function)."""
     klp.start_test("module function patching")
@@ -180,6 +178,7 @@ def test_module_function_patching(klp):
     klp.unload_lp(MOD_TARGET_PATCH)
     assert klp.cat(f"/proc/{MOD_TARGET}") == f"{MOD_TARGET}: original output\n"
     klp.unload_mod(MOD_TARGET)
+    assert not klp.vfs.exists(f"/proc/{MOD_TARGET}")  # the module's exit removed its file
 
     klp.check_result(f"""\
 % insmod test_modules/{MOD_TARGET}.ko
@@ -201,7 +200,6 @@ livepatch: '{MOD_TARGET_PATCH}': unpatching complete
 """)
 
 
-@pytest.mark.xfail(reason="test_klp_mod_target is not written yet: modules cannot create /proc files", strict=True)
 def test_module_function_patching_livepatch_first(klp):
     """The patch comes first; the module is patched as it loads (klp_module_coming)."""
     klp.start_test("module function patching (livepatch first)")

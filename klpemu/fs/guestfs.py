@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..machine.console import Console
-from .vfs import VFS, File
+from .vfs import VFS, Dir, File
 
 if TYPE_CHECKING:
     from ..machine.machine import Machine
@@ -23,14 +23,39 @@ def guest_entries(machine: "Machine") -> list[tuple[str, int]]:
     return out
 
 
+def dynamic_entries(machine: "Machine") -> list[tuple[str, int]]:
+    """(path, mode) of the entries made at run time (proc_create_single), from proc_dynamic."""
+    out = []
+    for e in machine.var("proc_dynamic"):
+        if e.de.name:
+            out.append((machine.mem.read_cstr(e.de.name, 256), e.de.mode))
+    return out
+
+
+def _file(console: Console, path: str, mode: int) -> File:
+    def read() -> str:
+        return console.read_file(path)
+
+    def write(data: str) -> None:
+        console.write_file(path, data)
+
+    return File(path.rsplit("/", 1)[-1], mode, read if mode & 0o444 else None, write if mode & 0o222 else None)
+
+
 def mount(vfs: VFS, machine: "Machine", console: Console) -> None:
     for path, mode in guest_entries(machine):
-        name = path.rsplit("/", 1)[-1]
+        vfs.add_file(path, _file(console, path, mode))
 
-        def read(p: str = path) -> str:
-            return console.read_file(p)
+    # Run-time entries appear in /proc as their modules make them (only /proc itself holds any).
+    proc = vfs.makedirs("/proc")
+    before = proc.dynamic
 
-        def write(data: str, p: str = path) -> None:
-            console.write_file(p, data)
+    def listing() -> dict[str, File | Dir]:
+        out: dict[str, File | Dir] = dict(before()) if before is not None else {}
+        for path, mode in dynamic_entries(machine):
+            parent, name = path.rsplit("/", 1)
+            if parent == "/proc":
+                out[name] = _file(console, path, mode)
+        return out
 
-        vfs.add_file(path, File(name, mode, read if mode & 0o444 else None, write if mode & 0o222 else None))
+    proc.dynamic = listing

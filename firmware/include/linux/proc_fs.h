@@ -24,4 +24,14 @@ struct proc_dir_entry {
 
 const struct proc_dir_entry *proc_lookup(const char *name);
 
+/*
+ * An entry made at run time, as a module makes its own: name under parent
+ * (NULL: /proc), mode 0 meaning 0444, reads run show. NULL if the name is
+ * taken or too long, or the table of such entries is full.
+ */
+struct proc_dir_entry *proc_create_single(const char *name, umode_t mode, struct proc_dir_entry *parent,
+					  int (*show)(struct seq_file *m, void *v));
+/* Removes an entry made by proc_create_single (NULL: nothing to do). */
+void proc_remove(struct proc_dir_entry *de);
+
 #endif
