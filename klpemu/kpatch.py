@@ -4,7 +4,7 @@ rmmod, /sys/kernel/livepatch/<patch>/{enabled,transition}, /proc/<pid>/patch_sta
 (emulated) seconds while a transition runs.
 
 What it adds to kpatch: a stalled task is listed with the reason it cannot switch (kpatch prints
-only its stack), `info` shows the patched objects and functions from sysfs after the modinfo, and
+only its stack; idle tasks, which have no /proc/<pid>, are listed too), `info` shows the patched objects and functions from sysfs after the modinfo, and
 it refuses modules that are not livepatch modules instead of loading or removing them anyway.
 """
 
@@ -25,6 +25,7 @@ from .modinfo import (
 )
 
 if TYPE_CHECKING:
+    from .kernel.module import Module
     from .system import System
 
 SYSFS = "/sys/kernel/livepatch"
@@ -125,7 +126,7 @@ class Kpatch:
     def transition_patch(self) -> str | None:
         return next((p for p in self.patches() if self.in_transition(p)), None)
 
-    def loaded(self, name: str):
+    def loaded(self, name: str) -> Module | None:
         mods = self.m.kernel.modules
         mod = mods.find(name)
         if mod is None or mods.state(mod) == "MODULE_STATE_UNFORMED":
