@@ -2,6 +2,7 @@
 /* vsnprintf with the conversions the kernel's messages use. */
 #include <linux/kernel.h>
 #include <linux/string.h>
+#include <linux/gfp.h>
 
 struct printf_spec {
 	int width;
@@ -63,6 +64,37 @@ static notrace size_t emit_number(char *buf, size_t size, size_t pos, unsigned l
 		pos = emit(buf, size, pos, tmp[n]);
 	while (padding-- > 0)
 		pos = emit(buf, size, pos, ' ');
+	return pos;
+}
+
+struct flag_name {
+	unsigned long mask;
+	const char *name;
+};
+
+static const struct flag_name gfpflag_names[] = { __def_gfpflag_names };
+
+/* %pGg: names joined by '|', the bits no name covers in hex, as lib/vsprintf.c's format_flags. */
+static notrace size_t emit_gfp_flags(char *buf, size_t size, size_t pos, unsigned long flags)
+{
+	struct printf_spec str = { .precision = -1, .pad = ' ' };
+	struct printf_spec hex = { .precision = -1, .pad = ' ' };
+	size_t i;
+
+	for (i = 0; flags && i < ARRAY_SIZE(gfpflag_names); i++) {
+		unsigned long mask = gfpflag_names[i].mask;
+
+		if ((flags & mask) != mask)
+			continue;
+		pos = emit_str(buf, size, pos, gfpflag_names[i].name, &str);
+		flags &= ~mask;
+		if (flags)
+			pos = emit(buf, size, pos, '|');
+	}
+	if (flags) {
+		pos = emit_str(buf, size, pos, "0x", &str);
+		pos = emit_number(buf, size, pos, flags, false, 16, false, &hex);
+	}
 	return pos;
 }
 
@@ -128,6 +160,11 @@ notrace int vsnprintf(char *buf, size_t size, const char *fmt, va_list args)
 		}
 		case 'p': {
 			unsigned long v = (unsigned long)va_arg(args, void *);
+			if (fmt[1] == 'G' && fmt[2] == 'g') {
+				fmt += 2;
+				pos = emit_gfp_flags(buf, size, pos, *(const gfp_t *)v);
+				break;
+			}
 			while (fmt[1] >= 'a' && fmt[1] <= 'z')
 				fmt++; /* %px, %pS: raw address */
 			spec.pad = '0';

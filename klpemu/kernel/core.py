@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from .ftrace import Ftrace
 from .ftrace.function_tracer import FunctionTracer
 from .module import Modules
+from .slab import Slab
 from .livepatch.core import Livepatch
 from .livepatch.patch import KlpPatchLayer
 from .text_poke import TextPoke
@@ -19,6 +20,7 @@ class Kernel:
     """Holds one instance of each subsystem; each registers the hypercalls it serves."""
 
     def __init__(self, machine: "Machine"):
+        self.slab = Slab(machine)
         self.text_poke = TextPoke(machine)
         self.ftrace = Ftrace(machine, self.text_poke)
         self.function_tracer = FunctionTracer(machine, self.ftrace)

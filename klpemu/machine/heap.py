@@ -85,6 +85,12 @@ class GuestHeap:
         self.mem.write(addr, bytes(size))
         return addr
 
+    def kmalloc(self, size: int) -> int:
+        """Data memory as its last user left it, the way kmalloc hands it out (no zeroing)."""
+        addr = self.data.alloc(size)
+        self._sizes[addr] = size
+        return addr
+
     def alloc_text(self, size: int, align: int = ALIGN) -> int:
         addr = self.text.alloc(size, align)
         self._sizes[addr] = size

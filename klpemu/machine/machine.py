@@ -483,6 +483,7 @@ class Machine:
         self.mem.write_u64(sp, ret)
         uc.reg_write(x.UC_X86_REG_RSP, sp)
         uc.reg_write(x.UC_X86_REG_RBP, 0)
+        uc.reg_write(x.UC_X86_REG_RAX, 0)  # not what the CPU's task last left there: calls repeat exactly
         for reg, value in zip((x.UC_X86_REG_RDI, x.UC_X86_REG_RSI, x.UC_X86_REG_RDX,
                                x.UC_X86_REG_RCX, x.UC_X86_REG_R8, x.UC_X86_REG_R9), args, strict=False):
             uc.reg_write(reg, value & (2**64 - 1))

@@ -5,6 +5,10 @@
 #include <linux/types.h>
 #include <linux/gfp.h>
 
+/* kmalloc(0) returns this: not NULL, yet any access faults; kfree accepts it. */
+#define ZERO_SIZE_PTR ((void *)16)
+#define ZERO_OR_NULL_PTR(x) ((unsigned long)(x) <= (unsigned long)ZERO_SIZE_PTR)
+
 void *kmalloc(size_t size, gfp_t flags);
 void kfree(const void *ptr);
 
