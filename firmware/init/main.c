@@ -5,6 +5,7 @@
 #include <linux/string.h>
 #include <linux/mm.h>
 #include <linux/ftrace.h>
+#include <linux/workqueue.h>
 #include <klpemu/hypercall.h>
 
 #define COMMAND_LINE_SIZE 512
@@ -25,10 +26,11 @@ unsigned long kernel_image_pages;
 const char linux_banner[] = "klpemu kernel version 1.0 (gcc version " __VERSION__ ") #1 SMP PREEMPT\n";
 
 extern char _text[], _end[];
-extern int kthreadd(void *), worker_thread(void *), watchdog(void *), recurse_thread(void *);
+extern int kthreadd(void *), watchdog(void *), recurse_thread(void *);
 extern int busy_thread(void *);
 extern void init_main(void), sysmon_main(void), sh_main(void);
 void smp_init(int nr_cpus);
+void init_mm_internals(void);
 
 static char user_stacks[NR_USER_STACKS][USER_STACK_SIZE]
 	__section(".user.bss") __aligned(16);
@@ -83,7 +85,7 @@ void __noreturn start_kernel(void)
 
 	start_user(init_main, 0, "init");
 	kthread_create(kthreadd, NULL, "kthreadd");
-	kthread_create(worker_thread, NULL, "kworker/0:1");
+	workqueue_init();
 	kthread_create(watchdog, NULL, "khungtaskd");
 	kthread_create(recurse_thread, NULL, "krecurse");
 	if (cmdline_get_long("kbusy", 0))
@@ -91,6 +93,7 @@ void __noreturn start_kernel(void)
 	start_user(sysmon_main, 1, "sysmon");
 	start_user(sh_main, 2, "sh");
 
+	init_mm_internals();
 	smp_init(nr_cpus);
 	pr_info("Run /sbin/init as init process\n");
 	hypercall(HC_BOOT_DONE, 0, 0, 0);

@@ -64,10 +64,12 @@ struct file {
 	char *buf; /* seq_file buffer, filled at the first read */
 };
 
+/* A timer: at expires, function runs in the timer interrupt, or (no function) task is woken. */
 struct timer_list {
 	struct list_head entry;
 	unsigned long expires;
 	struct task_struct *task;
+	void (*function)(struct timer_list *);
 };
 
 struct task_struct {

@@ -23,6 +23,19 @@ void prepare_to_wait(struct wait_queue_head *wq, struct wait_queue_entry *w, int
 void finish_wait(struct wait_queue_head *wq, struct wait_queue_entry *w);
 void wake_up(struct wait_queue_head *wq);
 
+/* Sleeps, deaf to signals, until cond holds. */
+#define wait_event(wq, cond)                                                   \
+	do {                                                                   \
+		struct wait_queue_entry __w = { .task = current };             \
+		for (;;) {                                                     \
+			prepare_to_wait(&(wq), &__w, TASK_UNINTERRUPTIBLE);    \
+			if (cond)                                              \
+				break;                                         \
+			schedule();                                            \
+		}                                                              \
+		finish_wait(&(wq), &__w);                                      \
+	} while (0)
+
 /* Returns 0 once cond holds, or -EINTR when a signal arrived first. */
 #define wait_event_interruptible(wq, cond)                                     \
 	({                                                                     \

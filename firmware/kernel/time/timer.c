@@ -4,6 +4,7 @@
 #include <linux/sched.h>
 #include <linux/spinlock.h>
 #include <linux/errno.h>
+#include <linux/timer.h>
 
 volatile unsigned long jiffies;
 /* Length of a tick; the machine reads it to place timer interrupts. */
@@ -22,7 +23,10 @@ notrace unsigned long msecs_to_jiffies(unsigned int msecs)
 	return (msecs * HZ + 999) / 1000;
 }
 
-/* Runs on CPU 0 in the timer interrupt: wake every task whose timer expired. */
+/*
+ * Runs on CPU 0 in the timer interrupt: run the function of every expired timer, or wake its
+ * task. Functions run under timer_lock, so once del_timer returns, its function is not running.
+ */
 notrace void run_timers(void)
 {
 	struct timer_list *t, *n;
@@ -31,19 +35,41 @@ notrace void run_timers(void)
 	list_for_each_entry_safe(t, n, &timer_list_head, entry) {
 		if ((long)(jiffies - t->expires) >= 0) {
 			list_del_init(&t->entry);
-			wake_up_process(t->task);
+			if (t->function)
+				t->function(t);
+			else
+				wake_up_process(t->task);
 		}
 	}
 	raw_spin_unlock(&timer_lock);
 }
 
-static notrace void del_timer(struct timer_list *t)
+void timer_setup(struct timer_list *t, void (*function)(struct timer_list *), unsigned int flags)
+{
+	INIT_LIST_HEAD(&t->entry);
+	t->task = NULL;
+	t->function = function;
+}
+
+/* Arm t to fire at t->expires; t must not be pending. */
+notrace void add_timer(struct timer_list *t)
 {
 	unsigned long flags = raw_spin_lock_irqsave(&timer_lock);
 
-	if (t->entry.next && !list_empty(&t->entry))
+	list_add_tail(&t->entry, &timer_list_head);
+	raw_spin_unlock_irqrestore(&timer_lock, flags);
+}
+
+/* Disarm t; 1 if it was pending. Its function is not running once this returns. */
+notrace int del_timer(struct timer_list *t)
+{
+	unsigned long flags = raw_spin_lock_irqsave(&timer_lock);
+	int pending = t->entry.next && !list_empty(&t->entry);
+
+	if (pending)
 		list_del_init(&t->entry);
 	raw_spin_unlock_irqrestore(&timer_lock, flags);
+	return pending;
 }
 
 /* Sleep in the state the caller set until woken or timeout jiffies pass. */
