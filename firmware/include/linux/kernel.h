@@ -37,6 +37,17 @@ long simple_strtol(const char *s, char **end, unsigned int base);
 
 #define BUG_ON(c) do { if (unlikely(c)) panic("BUG at %s:%d", __FILE__, __LINE__); } while (0)
 #define WARN_ON(c) ({ int __c = !!(c); if (unlikely(__c)) pr_warn("WARNING: at %s:%d\n", __FILE__, __LINE__); __c; })
+/* WARN(cond, fmt, ...): WARN_ON that says why, between the lines Linux's __warn prints. */
+#define WARN(c, fmt, ...)                                                               \
+	({                                                                              \
+		int __c = !!(c);                                                        \
+		if (unlikely(__c)) {                                                    \
+			printk(KERN_WARNING "------------[ cut here ]------------\n");  \
+			printk(KERN_WARNING fmt, ##__VA_ARGS__);                        \
+			printk(KERN_WARNING "WARNING: at %s:%d\n", __FILE__, __LINE__); \
+		}                                                                       \
+		__c;                                                                    \
+	})
 
 extern char boot_command_line[];
 const char *cmdline_get_param(const char *name);
