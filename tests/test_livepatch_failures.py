@@ -1,0 +1,84 @@
+"""A livepatch that fails half-way through klp_enable_patch leaves the machine as it found it."""
+
+from __future__ import annotations
+
+from machine_util import shell_run
+
+from klpemu.kernel.printk import records
+from klpemu.kernel.tasks import all_tasks
+from klpemu.system import System
+
+LP = "/sys/kernel/livepatch"
+
+
+def tree(node, prefix=""):
+    out = []
+    for name, child in sorted(node.children().items()):
+        out.append((prefix + name, child.st_mode))
+        if hasattr(child, "children"):
+            out += tree(child, prefix + name + "/")
+    return out
+
+
+def snapshot(system):
+    m = system.machine
+    ft, layer = m.kernel.ftrace, m.kernel.klp_patch
+    return {
+        "sites": [m.mem.read(ip, 5) for ip in ft.records.ips()],
+        "records": [(ft.records.ip(i), ft.records.flags(i)) for i in range(len(ft.records))],
+        "func_stacks": {old: layer.func_stack(old) for old in layer.ops},
+        "patches": list(m.kernel.livepatch.patches),
+        "sysfs": tree(system.vfs.lookup(LP)),
+        "modules": [(mod.name, m.kernel.modules.refcount(mod)) for mod in m.kernel.modules.list()],
+        "patch_state": [t.patch_state for t in all_tasks(m)],
+    }
+
+
+def test_a_failing_pre_patch_after_a_patched_object_undoes_everything():
+    system = System().boot()
+    m = system.machine
+    status, _, err = shell_run(system, f"insmod livepatch-sample.ko; wait {LP}/livepatch_sample/transition 0; "
+                                       "insmod test_klp_callbacks_mod.ko")
+    assert status == 0, err
+    before = snapshot(system)
+    start = len(records(m))
+    status, out, err = shell_run(system, "insmod test_klp_enable_failure.ko")
+    assert status == 1
+    assert err == "insmod: ERROR: could not insert module test_klp_enable_failure.ko: No such device\n"
+    lines = [r.text for r in records(m)[start:] if r.text.startswith(("livepatch:", "test_klp_enable"))
+             and "taint" not in r.text]
+    assert lines == [
+        "livepatch: enabling patch 'test_klp_enable_failure'",
+        "livepatch: 'test_klp_enable_failure': initializing patching transition",
+        "test_klp_enable_failure: pre_patch_ok: vmlinux",
+        "test_klp_enable_failure: pre_patch_refuse: test_klp_callbacks_mod -> -19",
+        "livepatch: pre-patch callback failed for object 'test_klp_callbacks_mod'",
+        "livepatch: failed to enable patch 'test_klp_enable_failure'",
+        "livepatch: 'test_klp_enable_failure': canceling patching transition, going to unpatch",
+        "livepatch: 'test_klp_enable_failure': completing unpatching transition",
+        # post_unpatch for the object whose pre_patch said yes, none for the one that refused
+        "test_klp_enable_failure: post_unpatch: vmlinux",
+        "livepatch: 'test_klp_enable_failure': unpatching complete",
+    ]
+    assert snapshot(system) == before
+    assert m.kernel.livepatch.transition.patch is None
+    _, out, _ = shell_run(system, "cat /proc/cmdline")
+    assert out == "this has been live patched\n"  # the sample's function is on top again
+
+
+def test_the_same_patch_loads_once_the_callback_agrees():
+    system = System().boot()
+    status, out, err = shell_run(system, "insmod test_klp_callbacks_mod.ko; "
+                                         "insmod test_klp_enable_failure.ko pre_patch_ret=0; "
+                                         f"wait {LP}/test_klp_enable_failure/transition 0; cat /proc/cmdline; "
+                                         f"cat {LP}/test_klp_enable_failure/test_klp_callbacks_mod/patched")
+    assert status == 0, err
+    assert out == "test_klp_enable_failure: this has been live patched\n1\n"
+    lines = [r.text for r in records(system.machine) if r.text.startswith("test_klp_enable_failure:")
+             and "taint" not in r.text]
+    assert lines == [
+        "test_klp_enable_failure: pre_patch_ok: vmlinux",
+        "test_klp_enable_failure: pre_patch_refuse: test_klp_callbacks_mod -> 0",
+        "test_klp_enable_failure: post_patch: vmlinux",
+        "test_klp_enable_failure: post_patch: test_klp_callbacks_mod",
+    ]
