@@ -66,3 +66,46 @@ def test_a_failing_pre_patch_refuses_the_target_module():
          "refusing to load module 'livepatch_callbacks_mod'"),
     ]
     assert not system.vfs.exists("/sys/module/livepatch_callbacks_mod")
+
+
+def test_a_busy_target_module_holds_the_transition_up():
+    """busymod's work item sleeps in busymod_work_func, which the demo replaces: the transition
+    waits for it. A target module loaded meanwhile gets its pre_patch but no post_patch, and
+    unloading it skips pre_unpatch; post_patch runs for all once the work item has left."""
+    system = System().boot()
+    log = run(system, "insmod livepatch-callbacks-busymod.ko sleep_secs=2; insmod livepatch-callbacks-demo.ko")
+    assert system.vfs.read(f"{LP}/transition") == "1\n"
+    log += run(system, "insmod livepatch-callbacks-mod.ko; rmmod livepatch_callbacks_mod")
+    assert system.vfs.read(f"{LP}/transition") == "1\n"
+    log += run(system, f"wait {LP}/transition 0 10s; echo 0 > {LP}/enabled; wait --gone {LP}; "
+                       f"rmmod livepatch_callbacks_demo; rmmod livepatch_callbacks_busymod")
+    busymod = "livepatch_callbacks_busymod"
+    assert log == [
+        f"{busymod}: livepatch_callbacks_mod_init",
+        f"{busymod}: busymod_work_func, sleeping 2 seconds ...",
+        f"livepatch: enabling patch '{DEMO}'",
+        f"livepatch: '{DEMO}': initializing patching transition",
+        f"{DEMO}: pre_patch_callback: vmlinux",
+        f"{DEMO}: pre_patch_callback: {busymod} -> {LIVE}",
+        f"livepatch: '{DEMO}': starting patching transition",
+        f"livepatch: applying patch '{DEMO}' to loading module 'livepatch_callbacks_mod'",
+        f"{DEMO}: pre_patch_callback: livepatch_callbacks_mod -> {COMING}",
+        "livepatch_callbacks_mod: livepatch_callbacks_mod_init",
+        "livepatch_callbacks_mod: livepatch_callbacks_mod_exit",
+        f"livepatch: reverting patch '{DEMO}' on unloading module 'livepatch_callbacks_mod'",
+        f"{DEMO}: post_unpatch_callback: livepatch_callbacks_mod -> [MODULE_STATE_GOING] Going away",
+        f"{busymod}: busymod_work_func exit",
+        f"livepatch: '{DEMO}': completing patching transition",
+        f"{DEMO}: post_patch_callback: vmlinux",
+        f"{DEMO}: post_patch_callback: {busymod} -> {LIVE}",
+        f"livepatch: '{DEMO}': patching complete",
+        f"livepatch: '{DEMO}': initializing unpatching transition",
+        f"{DEMO}: pre_unpatch_callback: vmlinux",
+        f"{DEMO}: pre_unpatch_callback: {busymod} -> {LIVE}",
+        f"livepatch: '{DEMO}': starting unpatching transition",
+        f"livepatch: '{DEMO}': completing unpatching transition",
+        f"{DEMO}: post_unpatch_callback: vmlinux",
+        f"{DEMO}: post_unpatch_callback: {busymod} -> {LIVE}",
+        f"livepatch: '{DEMO}': unpatching complete",
+        f"{busymod}: livepatch_callbacks_mod_exit",
+    ]

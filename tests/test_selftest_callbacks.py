@@ -4,8 +4,6 @@ patch come and go. Each case's log, through the script's filter, must be the scr
 
 from __future__ import annotations
 
-import pytest
-
 MOD_LIVEPATCH = "test_klp_callbacks_demo"
 MOD_LIVEPATCH2 = "test_klp_callbacks_demo2"
 MOD_TARGET = "test_klp_callbacks_mod"
@@ -15,11 +13,6 @@ SYSFS_KLP_DIR = "/sys/kernel/livepatch"
 LIVE = "[MODULE_STATE_LIVE] Normal state"
 COMING = "[MODULE_STATE_COMING] Full formed, running module_init"
 GOING = "[MODULE_STATE_GOING] Going away"
-
-needs_busy_module = pytest.mark.xfail(
-    reason="test_klp_callbacks_busy needs workqueues (linux/workqueue.h: DECLARE_WORK, schedule_work, "
-           "flush_work) and completions (linux/completion.h), which the kernel does not have yet",
-    strict=True)
 
 
 def test_target_module_before_livepatch(klp):
@@ -277,7 +270,6 @@ livepatch: '{MOD_LIVEPATCH}': unpatching complete
     assert not klp.vfs.exists(f"/sys/module/{MOD_TARGET}")
 
 
-@needs_busy_module
 def test_multiple_target_modules(klp):
     """A "busy" target module whose work function returns at once, the livepatch, then a second
     target module: every transition completes straight away."""
@@ -331,7 +323,6 @@ livepatch: '{MOD_LIVEPATCH}': unpatching complete
 """)
 
 
-@needs_busy_module
 def test_busy_target_module(klp):
     """The busy module's worker sits in busymod_work_func, which the patch replaces, so the
     transition stalls. A target module loaded meanwhile gets no post_patch, and on unloading no
