@@ -1,4 +1,5 @@
-"""A livepatch that fails half-way through klp_enable_patch leaves the machine as it found it."""
+"""Livepatches with module objects: a failure half-way through klp_enable_patch leaves the machine
+as it found it; a task asleep in a patched module function holds the transition until it leaves."""
 
 from __future__ import annotations
 
@@ -82,3 +83,24 @@ def test_the_same_patch_loads_once_the_callback_agrees():
         "test_klp_enable_failure: post_patch: vmlinux",
         "test_klp_enable_failure: post_patch: test_klp_callbacks_mod",
     ]
+
+
+def test_a_task_asleep_in_a_patched_module_function_holds_the_transition_until_it_leaves():
+    system = System().boot()
+    m = system.machine
+    lp = m.kernel.livepatch
+    status, _, err = shell_run(system, "insmod test_klp_callbacks_busy.ko block_transition=Y; "
+                                       "insmod test_klp_callbacks_demo.ko; sleep 3s")
+    assert status == 0, err
+    assert lp.transition.patch is not None
+    _, out, _ = shell_run(system, "blocking")
+    blockers = out.splitlines()[1:]
+    assert len(blockers) == 1 and blockers[0].split()[1].startswith("[kworker/")
+    assert blockers[0].endswith("sleeping in function busymod_work_func")
+    assert system.vfs.read(f"{LP}/test_klp_callbacks_demo/transition") == "1\n"
+    # The work function returns; the next attempt (within a second) switches the kworker.
+    status, _, err = shell_run(system, "echo N > /sys/module/test_klp_callbacks_busy/parameters/block_transition; "
+                                       f"wait {LP}/test_klp_callbacks_demo/transition 0 2s")
+    assert status == 0, err
+    assert lp.transition.patch is None and all(t.patch_state == -1 for t in all_tasks(m))
+    assert records(m)[-1].text == "livepatch: 'test_klp_callbacks_demo': patching complete"
