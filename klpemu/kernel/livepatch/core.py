@@ -154,7 +154,7 @@ class Livepatch:
                 self.m.struct("klp_object", obj).patched = 1
         except KlpemuError as e:
             log_store(self.m, f"livepatch: failed to patch object '{self.object_name(obj)}'", 3)
-            log_store(self.m, "livepatch: failed to enable patch", 3)
+            log_store(self.m, f"livepatch: failed to enable patch '{name}'", 4)
             for func in reversed(patched):
                 self.patch_layer.unpatch_func(func)
             self._cancel(patch)
@@ -172,9 +172,11 @@ class Livepatch:
             self.m.struct("klp_func", func).transition = 0
         for t in self.transition._tasks():
             t.view.patch_state = IDLE
+        log_store(self.m, f"livepatch: '{self.name(patch)}': completing unpatching transition", 7)
         self.transition.target = IDLE
         self.transition.patch = None
         self.patches.remove(patch)
+        log_store(self.m, f"livepatch: '{self.name(patch)}': unpatching complete", 5)
 
     def disable(self, patch: int) -> None:
         """__klp_disable_patch (a 0 written to enabled)."""

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from ...errors import KlpemuError
 from ..ftrace.ops import FL, FtraceOps
 from ..guestlist import GuestList
+from ..printk import log_store
 
 if TYPE_CHECKING:
     from ...machine.machine import Machine
@@ -64,10 +65,14 @@ class KlpPatchLayer:
                              addr + m.types.offsetof("klp_ops", "fops"),
                              m.image.addr("klp_ftrace_handler"), KLP_FOPS_FLAGS)
             self.list.add(func_addr + self._node_off, addr + self._stack_off)
+            step = "set ftrace filter"
             try:
                 ft.set_filter(fops, [old])
+                step = "register ftrace handler"
                 ft.register(fops)
-            except KlpemuError:
+            except KlpemuError as e:
+                log_store(m, f"livepatch: failed to {step} for function '{m.mem.read_cstr(func.old_name, 512)}' "
+                             f"({-(e.errno or EINVAL)})", 3)
                 self.list.delete(func_addr + self._node_off)
                 ft.forget(fops)
                 m.heap.free(addr)
