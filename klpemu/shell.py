@@ -446,12 +446,21 @@ def _parse_probe_point(sh: Shell, text: str) -> tuple[str, int]:
         raise UsageError(f"bad offset in '{text}'") from None
 
 
-@command("kprobe", "kprobe [-r [--maxactive N]] [--post] SYMBOL[+OFFSET] | kprobe -d SYMBOL[+OFFSET] | kprobe -l")
+@command("kprobe", "kprobe [-r [--maxactive N]] [--post] SYMBOL[+OFFSET] | kprobe -d SYMBOL[+OFFSET] | kprobe -l"
+                   " | kprobe --policy [mainline|legacy]")
 def cmd_kprobe(sh: Shell, args: list[str]) -> int:
     """Place a kprobe (-r: a kretprobe) whose Python handlers count their calls, as a module's
     register_kprobe would; --post gives it a post handler (at a fentry site: the IPMODIFY ops).
-    -d removes the shell's probe there; -l lists the shell's probes with their counts."""
+    -d removes the shell's probe there; -l lists the shell's probes with their counts.
+    --policy shows or sets which ftrace ops a probe at a fentry site takes: mainline (the
+    IPMODIFY one only with a post handler) or legacy (always, as before 5.4)."""
     kprobes = sh.machine.kernel.kprobes
+    if args[:1] == ["--policy"]:
+        if len(args) == 1:
+            print(kprobes.policy, file=sh.out)
+            return 0
+        kprobes.policy = args[1]
+        return 0
     ret = post = delete = listing = False
     maxactive = 0
     point = None
