@@ -4,11 +4,13 @@ the `legacy` policy flips the kretprobe outcome; refusals leave nothing behind."
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from machine_util import shell_run
 
-from klpemu.cli import main as cli_main
 from klpemu.errors import KlpemuError
 from klpemu.kernel.ftrace.ops import FL
 from klpemu.kernel.livepatch.builder import KlpBuilder
@@ -168,9 +170,14 @@ def test_shell_conflicts_and_json(system):
     assert rec["rule"] == "livepatch-kprobe-post" and rec["errno"] == -EBUSY and rec["site"] == m.image.addr(FUNC)
 
 
-def test_cli_shell_prints_the_records(capfd):
-    status = cli_main(["shell", "-c", f"kprobe -r {FUNC}; insmod livepatch-sample; kprobe --policy; conflicts"])
-    out = capfd.readouterr().out
-    assert status == 0
-    assert "kretprobe at cmdline_proc_show+0x0 [shell]" in out and "rule livepatch-kretprobe (mainline)" in out
+def test_cli_shell_prints_the_records():
+    # A process of its own: `klpemu shell -c` as a person runs it.
+    run = subprocess.run([sys.executable, "-m", "klpemu", "shell", "-c",
+                          f"kprobe -r {FUNC}; insmod livepatch-sample; kprobe --policy; conflicts"],
+                         capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+    assert run.returncode == 0, run.stderr
+    out = run.stdout
+    assert out.startswith("mainline\n")
+    assert "livepatch 'livepatch_sample' meets kretprobe at cmdline_proc_show+0x0 [shell]" in out
+    assert "rule livepatch-kretprobe (mainline)" in out
     assert "errno 0: both stay: the kretprobe's handler runs when the new function returns" in out
