@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from ..machine.machine import Machine
 
 
-def mount(vfs: VFS, machine: "Machine") -> None:
+def mount(vfs: VFS, machine: Machine) -> None:
     kprobes = machine.kernel.kprobes
     d = vfs.makedirs("/sys/kernel/debug/kprobes", 0o700)
 

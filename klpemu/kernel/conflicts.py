@@ -69,7 +69,7 @@ def _errname(errno: int) -> str:
 
 
 class Conflicts:
-    def __init__(self, machine: "Machine"):
+    def __init__(self, machine: Machine):
         self.m = machine
         self.records: list[Conflict] = []
 
@@ -78,7 +78,7 @@ class Conflicts:
     def _kprobes(self):
         return self.m.kernel.kprobes
 
-    def _patch_of(self, ops: "FtraceOps", ip: int) -> str | None:
+    def _patch_of(self, ops: FtraceOps, ip: int) -> str | None:
         """The livepatch behind a klp_ops' fops: the newest patch with a func for ip (the one
         being enabled counts: its ops registers before the patch is in effect)."""
         k = self.m.kernel
@@ -112,7 +112,7 @@ class Conflicts:
         post = ", post_handler" if v.post_handler else ""
         return f"kprobe at {where}{post} [{owner}]"
 
-    def owners(self, ops: "FtraceOps", ip: int) -> list[tuple[str, str]]:
+    def owners(self, ops: FtraceOps, ip: int) -> list[tuple[str, str]]:
         """(kind, description) of each user behind ops at ip."""
         name = self._patch_of(ops, ip)
         if name is not None:
@@ -167,7 +167,7 @@ class Conflicts:
                 return "livepatch-function-tracer"
         return "ipmodify" if refused else "shared-site"
 
-    def ipmodify_refused(self, ip: int, present: "FtraceOps", arriving: "FtraceOps") -> None:
+    def ipmodify_refused(self, ip: int, present: FtraceOps, arriving: FtraceOps) -> None:
         """ftrace refused arriving at ip: present already holds its IPMODIFY flag."""
         policy = self._kprobes().policy
         for pk, pd in self.owners(present, ip):
@@ -175,7 +175,7 @@ class Conflicts:
                 rule = self._rule({pk, ak}, policy, True)
                 self._record(ip, pd, ad, rule, -EBUSY, f"{ad} is refused; {pd} stays in effect")
 
-    def ops_attached(self, ops: "FtraceOps", ips: set[int], others: dict[int, list["FtraceOps"]]) -> None:
+    def ops_attached(self, ops: FtraceOps, ips: set[int], others: dict[int, list[FtraceOps]]) -> None:
         """ops now traces ips; others lists, per ip, the ops that were tracing it already."""
         policy = self._kprobes().policy
         for ip, present in sorted(others.items()):
@@ -214,7 +214,7 @@ class Conflicts:
                     self._record(v.addr, probe, patch, "kprobe-in-redirected-body", 0,
                                  f"warning: {probe} will not fire while {patch} redirects {sym.name}")
 
-    def kprobe_arrived(self, probe: "Probe") -> None:
+    def kprobe_arrived(self, probe: Probe) -> None:
         """A probe was registered: warn if it sits inside a body a livepatch redirects."""
         kprobes = self._kprobes()
         v = kprobes.view(probe.kp)

@@ -11,8 +11,9 @@ Hitting a probe runs machine code only (arch/x86/kernel/kprobes/ in the firmware
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from ...errors import KlpemuError
 from ..guestlist import GuestList
@@ -54,7 +55,7 @@ class Probe:
 
 
 class Kprobes:
-    def __init__(self, machine: "Machine"):
+    def __init__(self, machine: Machine):
         self.m = machine
         self.list = GuestList(machine.mem)
         self.probes: dict[int, Probe] = {}  # struct kprobe -> its record
@@ -62,7 +63,7 @@ class Kprobes:
         self._policy = "mainline"
         self._armed_on: dict[int, bool] = {}  # aggregate-or-single probe -> armed on the IPMODIFY ops?
         self._ftrace_users = {False: 0, True: 0}  # kprobe_ftrace_enabled, kprobe_ipmodify_enabled
-        self._ops: dict[bool, "FtraceOps"] = {}
+        self._ops: dict[bool, FtraceOps] = {}
         self._blacklist: list[tuple[int, int, str]] | None = None
         self.arming = 0  # the probe being armed, for the conflict record to name
         sym = machine.image.addr
@@ -303,13 +304,13 @@ class Kprobes:
 
     # --- arming --------------------------------------------------------------------------------
 
-    def _ftrace_ops(self, ipmodify: bool) -> "FtraceOps":
+    def _ftrace_ops(self, ipmodify: bool) -> FtraceOps:
         if ipmodify not in self._ops:
             name = "kprobe_ipmodify_ops" if ipmodify else "kprobe_ftrace_ops"
             self._ops[ipmodify] = self.m.kernel.ftrace.static_ops(name, name)
         return self._ops[ipmodify]
 
-    def ops_of(self, p: int) -> "FtraceOps | None":
+    def ops_of(self, p: int) -> FtraceOps | None:
         """The ftrace ops an armed ftrace probe (or aggregate) is on."""
         ipmodify = self._armed_on.get(p)
         return None if ipmodify is None else self._ftrace_ops(ipmodify)

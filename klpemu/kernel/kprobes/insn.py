@@ -10,8 +10,8 @@ and a RIP-relative operand whose copy could not reach its target is -EINVAL.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from capstone import CS_ARCH_X86, CS_MODE_64, Cs
 from capstone import x86_const as cx

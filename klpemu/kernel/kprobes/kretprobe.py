@@ -34,7 +34,7 @@ class KretprobeRecord:
 
 
 class Kretprobes:
-    def __init__(self, machine: "Machine", kprobes: "Kprobes"):
+    def __init__(self, machine: Machine, kprobes: Kprobes):
         self.m = machine
         self.kp = kprobes
         self.registered: dict[int, KretprobeRecord] = {}
@@ -55,7 +55,7 @@ class Kretprobes:
 
     # --- register / unregister -----------------------------------------------------------------
 
-    def register(self, rp: int, owner: str = "host", py: dict[str, "PyHandler"] | None = None) -> None:
+    def register(self, rp: int, owner: str = "host", py: dict[str, PyHandler] | None = None) -> None:
         m = self.m
         kp = self.kprobe_of(rp)
         addr = self.kp.kprobe_addr(kp)
@@ -169,7 +169,7 @@ class Kretprobes:
 
     # --- the unwinder's view -------------------------------------------------------------------
 
-    def instances_of(self, task: "Task") -> list:
+    def instances_of(self, task: Task) -> list:
         """The kretprobe instances a task's calls wait on, newest first."""
         out = []
         node = task.view.kretprobe_instances.first
