@@ -463,3 +463,104 @@ def cmd_kpatch(sh: Shell, args: list[str]) -> int:
     from .kpatch import Kpatch
 
     return Kpatch(sh.system, sh.out, sh.err).main(args)
+
+
+# --- kprobes and the conflict record ----------------------------------------------------------
+
+
+def _parse_probe_point(sh: Shell, text: str) -> tuple[str, int]:
+    name, _, off = text.partition("+")
+    try:
+        return name, int(off, 0) if off else 0
+    except ValueError:
+        raise UsageError(f"bad offset in '{text}'") from None
+
+
+@command("kprobe", "kprobe [-r [--maxactive N]] [--post] SYMBOL[+OFFSET] | kprobe -d SYMBOL[+OFFSET] | kprobe -l"
+                   " | kprobe --policy [mainline|legacy]")
+def cmd_kprobe(sh: Shell, args: list[str]) -> int:
+    """Place a kprobe (-r: a kretprobe) whose Python handlers count their calls, as a module's
+    register_kprobe would; --post gives it a post handler (at a fentry site: the IPMODIFY ops).
+    -d removes the shell's probe there; -l lists the shell's probes with their counts.
+    --policy shows or sets which ftrace ops a probe at a fentry site takes: mainline (the
+    IPMODIFY one only with a post handler) or legacy (always, as before 5.4)."""
+    kprobes = sh.machine.kernel.kprobes
+    if args[:1] == ["--policy"]:
+        if len(args) == 1:
+            print(kprobes.policy, file=sh.out)
+            return 0
+        kprobes.policy = args[1]
+        return 0
+    ret = post = delete = listing = False
+    maxactive = 0
+    point = None
+    rest = list(args)
+    while rest:
+        a = rest.pop(0)
+        if a == "-r":
+            ret = True
+        elif a == "--post":
+            post = True
+        elif a == "-d":
+            delete = True
+        elif a == "-l":
+            listing = True
+        elif a == "--maxactive":
+            try:
+                maxactive = int(rest.pop(0))
+            except (IndexError, ValueError):
+                raise UsageError("--maxactive needs a number") from None
+        elif a.startswith("-"):
+            raise UsageError(f"unknown option '{a}'")
+        elif point is None:
+            point = a
+        else:
+            raise UsageError("one probe point expected")
+    mine = {kp: p for kp, p in kprobes.probes.items() if p.owner == "shell"}
+    if listing:
+        for kp, p in mine.items():
+            v = kprobes.view(kp)
+            sym = sh.machine.image.function_at(v.addr)
+            where = f"{sym.name}+0x{v.addr - sym.addr:x}" if sym is not None else f"0x{v.addr:x}"
+            counts = " ".join(f"{role}={p.hits.get(role, 0)}" for role in p.py)
+            nmissed = kprobes.kretprobes.nmissed(p.rp) if p.kind == "r" else v.nmissed
+            print(f"{v.addr:016x}  {p.kind}  {where}  {counts} nmissed={nmissed}", file=sh.out)
+        return 0
+    if point is None:
+        raise UsageError("missing probe point")
+    name, offset = _parse_probe_point(sh, point)
+    if delete:
+        addr = kprobes.lookup_name(name)
+        for kp, p in mine.items():
+            if addr is not None and kprobes.view(kp).addr == addr + offset:
+                if p.kind == "r":
+                    kprobes.kretprobes.unregister(p.rp)
+                else:
+                    kprobes.unregister(kp)
+                return 0
+        return sh.error(f"kprobe: no probe of this shell at {point}")
+    try:
+        if ret:
+            if offset:
+                raise KlpemuError("a kretprobe must be at a function's entry", 22)
+            kprobes.kretprobes.add(name, handler=lambda ri, regs: 0, maxactive=maxactive, owner="shell")
+        else:
+            kprobes.add_kprobe(name, offset, pre_handler=lambda p, regs: 0,
+                               post_handler=(lambda p, regs, flags: None) if post else None, owner="shell")
+    except KlpemuError as e:
+        return sh.error(f"kprobe: {point}: {e} ({os.strerror(e.errno) if e.errno else 'error'})")
+    for c in sh.machine.kernel.conflicts.records:
+        if c.rule == "kprobe-in-redirected-body" and c.arriving.endswith("[shell]") and c.time_ns == sh.machine.now:
+            print(f"kprobe: {c.outcome}", file=sh.err)
+    return 0
+
+
+@command("conflicts", "conflicts [--json]")
+def cmd_conflicts(sh: Shell, args: list[str]) -> int:
+    """Every meeting of two users of one function: time, site, both users, the rule, the errno
+    and the outcome; --json for the records as JSON."""
+    if args not in ([], ["--json"]):
+        raise UsageError("only --json is accepted")
+    conflicts = sh.machine.kernel.conflicts
+    sh.out.write(conflicts.to_json() if args else conflicts.text())
+    return 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .fs import guestfs, modulefs, procfs, sysctl, sysfs, tracefs
+from .fs import guestfs, kprobesfs, modulefs, procfs, sysctl, sysfs, tracefs
 from .fs.vfs import VFS
 from .machine.console import Console
 from .machine.machine import Machine, MachineConfig
@@ -20,6 +20,7 @@ class System:
         sysctl.mount(self.vfs, self.machine)
         tracefs.mount(self.vfs, self.machine)
         modulefs.mount(self.vfs, self.machine)
+        kprobesfs.mount(self.vfs, self.machine)
         guestfs.mount(self.vfs, self.machine, self.console)
 
     def boot(self) -> "System":

@@ -21,6 +21,13 @@ recording is then labelled by the part of ftrace each instruction belongs to:
   python handler              ftrace_host_func: its hypercall runs the ops' Python callback
   traced function             the function's body and what it calls
   new function: NAME          where a redirect landed the call instead, and what it calls
+  kprobe int3 handler         kprobe_int3_handler and its helpers (an int3 kprobe was hit)
+  kprobe: out-of-line step    the probed instruction's copy, run from its slot, and its int3
+  kprobe pre handler: NAME    a probe's handlers, called from kprobe_ftrace_handler or the
+  kprobe post handler: NAME     int3 handler (pre_handler_kretprobe is a kretprobe's)
+  kretprobe trampoline        __kretprobe_trampoline, where a kretprobe'd call returns, and
+                              kretprobe_trampoline_handler finding the real return address
+  kretprobe handler: NAME     a kretprobe's handler, called from the trampoline's handler
   return                      the final ret, back to the caller (the host)
 
 Private trampolines are copies: an address in one maps back to the template it was copied from
@@ -59,6 +66,11 @@ _RDI = _REG_NAMES.index("rdi")
 LIST_FUNCS = ("ftrace_ops_list_func", "ftrace_ops_test", "ftrace_lookup_ip")
 ASSIST_FUNCS = ("ftrace_ops_assist_func",)
 INT3_FUNCS = ("asm_exc_int3", "do_int3", "poke_int3_handler", "int3_emulate_push")
+KPROBE_INT3_FUNCS = ("kprobe_int3_handler", "setup_singlestep", "resume_singlestep", "kprobe_post_process",
+                     "kprobe_emulate", "kprobe_emulate_push", "kprobe_cond_test")
+KRETPROBE_TRAMPOLINE = "__kretprobe_trampoline"
+HANDLER_ROLES = {"pre": "kprobe pre handler", "post": "kprobe post handler", "ret": "kretprobe handler",
+                 "entry": "kretprobe entry handler"}
 HOST_FUNC = "ftrace_host_func"
 DISPATCH = ("list function", "assist")
 NOP5 = bytes.fromhex("0f1f440000")
@@ -196,6 +208,25 @@ class _Map:
             name = img.function_at(start).name
             templates[end - start] = (name, op_ptr - start, call_slot - start)
             self.tramps.append(_Tramp(start, end, name, op_ptr - start, call_slot - start, None))
+        kprobes = m.kernel.kprobes
+        # The probes' handlers and out-of-line slots, so their steps can be named.
+        self.handler_roles: dict[int, str] = {}
+        self.slots: dict[int, int] = {}  # slot -> probed address
+        for kp, probe in kprobes.probes.items():
+            v = kprobes.view(kp)
+            if probe.kind == "r":
+                rp = m.struct("kretprobe", probe.rp)
+                for role, fn in (("ret", rp.handler), ("entry", rp.entry_handler)):
+                    if fn:
+                        self.handler_roles.setdefault(fn, role)
+            for role, fn in (("pre", v.pre_handler), ("post", v.post_handler)):
+                if fn and fn not in (kprobes.aggr_pre_handler, kprobes.aggr_post_handler):
+                    self.handler_roles.setdefault(fn, role)
+        for p in kprobes.table():
+            v = kprobes.view(p)
+            if v.ainsn.insn:
+                self.slots[v.ainsn.insn] = v.addr
+        self.kretprobe_trampoline = img.addr(KRETPROBE_TRAMPOLINE)
         self.ops_names: dict[int, str] = {}
         for ops in ft.ops:
             self.ops_names[ops.addr] = ops.name
@@ -204,6 +235,13 @@ class _Map:
                 name, op_ptr, call_slot = templates[view.trampoline_size - 8]
                 self.tramps.append(_Tramp(view.trampoline, view.trampoline + view.trampoline_size - 8,
                                           name, op_ptr, call_slot, ops.name))
+
+    def slot_at(self, addr: int) -> int | None:
+        """The probed address whose out-of-line copy (or its closing int3) is at addr."""
+        for slot, probed in self.slots.items():
+            if slot <= addr <= slot + 16:
+                return probed
+        return None
 
     def tramp_at(self, addr: int) -> _Tramp | None:
         for t in self.tramps:
@@ -299,9 +337,18 @@ def _label(mp: _Map, func: str, site: int, steps: list[Step], before: list[tuple
             elif name == HOST_FUNC:
                 label = "python handler"
                 detail = f"{HOST_FUNC} hands the call to the Python callback of ops '{mp.ops_name(regs[_RDX])}'"
+            elif st.addr in mp.handler_roles and not caller.startswith("trampoline"):
+                label = f"{HANDLER_ROLES[mp.handler_roles[st.addr]]}: {name}"
+                detail = f"called by {mp.name(prev.addr) if prev is not None else '?'}"
+            elif name in KPROBE_INT3_FUNCS:
+                label, detail = "kprobe int3 handler", "kprobe_int3_handler: the int3 was a kprobe's"
+                if caller == label:
+                    detail = frames[-1].detail
             elif name in INT3_FUNCS:
                 label = "int3 handler"
                 detail = "the site is being rewritten: the int3 handler emulates its new instruction"
+                if prev is not None and (m.kernel.kprobes.get_kprobe(prev.addr) or mp.slot_at(prev.addr)):
+                    detail = "a kprobe's int3: do_int3 passes it to kprobe_int3_handler"
                 if caller == "int3 handler":
                     detail = frames[-1].detail
             elif caller.startswith("trampoline") or caller in DISPATCH:
@@ -310,7 +357,14 @@ def _label(mp: _Map, func: str, site: int, steps: list[Step], before: list[tuple
                 label, detail = frames[-1].label, frames[-1].detail
             frames.append(_Frame(label, detail, rsp))
         top = frames[-1]
-        if len(frames) == 1:
+        probed = mp.slot_at(st.addr) if tramp is None else None
+        if len(frames) == 1 and tramp is None and name == KRETPROBE_TRAMPOLINE and top.label != "kretprobe trampoline":
+            top.label = "kretprobe trampoline"
+            top.detail = "the call returned into __kretprobe_trampoline, not to its caller"
+        if probed is not None:
+            st.label = "kprobe: out-of-line step"
+            st.detail = f"the copy of the instruction probed at {m.image.symbolize(probed)}, then an int3"
+        elif len(frames) == 1:
             if st.addr == site:
                 st.label = "site"
                 st.detail = f"{func}'s fentry site, {_site_kind(mp, st)}"
@@ -335,6 +389,8 @@ def _label(mp: _Map, func: str, site: int, steps: list[Step], before: list[tuple
                 dest = after[_RIP]
                 st.note = (f"back to {mp.where(dest)}, after the site" if m.kernel.ftrace.records.find(dest - 5)
                            is not None else f"to {mp.where(dest)}: regs->ip, where the handler redirected")
+        if st.label.startswith(tuple(HANDLER_ROLES.values())) and st.text.startswith("out"):
+            st.note = "hypercall: the probe's Python handler runs on the host during this instruction"
         if st.label == "python handler" and st.text.startswith("out"):
             st.note = (f"hypercall: the Python callback of ops '{mp.ops_name(regs[_RDI])}' runs on the host "
                        f"during this instruction")
@@ -342,6 +398,8 @@ def _label(mp: _Map, func: str, site: int, steps: list[Step], before: list[tuple
     if steps and final[_RIP] == hostcall_return and steps[-1].raw == b"\xc3" and len(frames) == 1:
         steps[-1].label = "return"
         steps[-1].detail = "to the caller (the host call's return address)"
+        if mp.name(steps[-1].addr) == KRETPROBE_TRAMPOLINE:
+            steps[-1].detail = "from __kretprobe_trampoline to the real return address (the host call's)"
 
 
 def _decode(raw: bytes, addr: int) -> str:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .conflicts import Conflicts
 from .ftrace import Ftrace
 from .ftrace.function_tracer import FunctionTracer
 from .module import Modules
 from .slab import Slab
 from .livepatch.core import Livepatch
 from .livepatch.patch import KlpPatchLayer
+from .kprobes import Kprobes
 from .text_poke import TextPoke
 
 if TYPE_CHECKING:
@@ -27,3 +29,6 @@ class Kernel:
         self.modules = Modules(machine, self.ftrace)
         self.klp_patch = KlpPatchLayer(machine)
         self.livepatch = Livepatch(machine, self.klp_patch, self.modules)
+        self.kprobes = Kprobes(machine)
+        self.conflicts = Conflicts(machine)
+        self.modules.add_notifier(lambda mod: None, self.kprobes.module_going)

@@ -270,9 +270,9 @@ def _kstrto(value: str, size: int, signed: bool) -> int:
 def _kstrtobool(value: str | None) -> bool:
     if value is None:  # a bool parameter named alone means true
         return True
-    if value[:1] in ("y", "Y", "1"):
+    if value[:1] in ("e", "E", "y", "Y", "t", "T", "1"):  # kstrtobool: enable, yes, true
         return True
-    if value[:1] in ("n", "N", "0"):
+    if value[:1] in ("d", "D", "n", "N", "f", "F", "0"):
         return False
     if value[:1] in ("o", "O") and value[1:2] in ("n", "N"):
         return True

@@ -74,6 +74,7 @@ def _prologue(code: bytes, start: int) -> tuple[int | None, int | None]:
 class Unwinder:
     def __init__(self, machine: "Machine"):
         self.m = machine
+        self._task = 0  # the task being walked: whose kretprobe instances recover return addresses
 
     # --- entry points --------------------------------------------------------------------------
 
@@ -81,6 +82,7 @@ class Unwinder:
         """Walk a task, from its CPU's registers if it is running, else from its saved context."""
         m = self.m
         lo, hi = task.stack_base, task.stack_top
+        self._task = task.addr
         cpu = task.running_on
         if cpu is not None:
             c = m.cpus[cpu]
@@ -100,8 +102,23 @@ class Unwinder:
     def from_regs(self, ip: int, sp: int, bp: int, lo: int, hi: int) -> StackTrace:
         """Walk from live registers (a running CPU, or a crash) on the stack [lo, hi)."""
         trace = StackTrace()
+        if not self._task:
+            from .tasks import all_tasks
+
+            self._task = next((t.addr for t in all_tasks(self.m) if t.stack_base == lo), 0)
         self._walk(trace, ip, bp, sp, lo, hi, exact=True, sp=sp)
         return trace
+
+    def _recover(self, trace: StackTrace, ret: int, slot: int) -> int | None:
+        """A return address a kretprobe replaced by its trampoline: the real one, from the task's
+        kretprobe instances (kretprobe_find_ret_addr). None if no instance has it: unreliable."""
+        kretprobes = self.m.kernel.kprobes.kretprobes
+        if ret != kretprobes.trampoline:
+            return ret
+        real = kretprobes.find_ret_addr(self._task, slot) if self._task else None
+        if real is None:
+            trace.unreliable(f"kretprobe trampoline at 0x{slot:x} with no instance to recover it")
+        return real
 
     # --- the walk ------------------------------------------------------------------------------
 
@@ -123,15 +140,17 @@ class Unwinder:
         code = m.mem.read(fn.addr, min(fn.size, 64))
         push, mov = _prologue(code, fn.addr)
         insn = next(_cs.disasm(m.mem.read(ip, 16), ip), None)
-        if insn is not None and insn.mnemonic == "ret":
-            return m.mem.try_read_u64(sp)
-        if push is None:  # frameless leaf: nothing was pushed
-            return m.mem.try_read_u64(sp)
-        if ip <= push:
-            return m.mem.try_read_u64(sp)
-        if mov is not None and ip <= mov:
-            return m.mem.try_read_u64(sp + 8)
-        return None
+        if (insn is not None and insn.mnemonic == "ret") or push is None or ip <= push:
+            slot = sp  # at entry, after a frameless leaf's pushes or before the ret: on top
+        elif mov is not None and ip <= mov:
+            slot = sp + 8
+        else:
+            return None
+        ret = m.mem.try_read_u64(slot)
+        if ret is None or ret != m.kernel.kprobes.kretprobes.trampoline:
+            return ret
+        real = m.kernel.kprobes.kretprobes.find_ret_addr(self._task, slot) if self._task else None
+        return real if real is not None else ret
 
     def _walk(self, trace: StackTrace, ip: int, bp: int, floor: int, lo: int, hi: int,
               *, exact: bool, sp: int | None, first_kind: str = "call") -> None:
@@ -191,7 +210,10 @@ class Unwinder:
                 trace.unreliable(f"frame pointer 0x{bp:x} does not move up the stack")
                 return
             next_bp = m.mem.read_u64(bp)
-            ret = m.mem.read_u64(bp + 8)
+            ret = self._recover(trace, m.mem.read_u64(bp + 8), bp + 8)
+            if ret is None:
+                add(m.mem.read_u64(bp + 8))
+                return
             add(ret)
             if not self._is_text(ret):
                 trace.unreliable(f"return address 0x{ret:x} outside kernel text")

@@ -80,6 +80,12 @@ class TextPoke:
         self.m.mem.write(addr, insn)
         self.m.uc.ctl_remove_cache(addr, addr + len(insn))
 
+    def poke(self, addr: int, data: bytes) -> None:
+        """text_poke + text_poke_sync for a write no CPU can see half done (one byte: a kprobe's
+        int3 going in, or the probed instruction's first byte coming back)."""
+        self.m.mem.write(addr, data)
+        self._sync([(addr, data)], "poke")
+
     def batch(self, updates: list[tuple[int, bytes]]) -> None:
         """Rewrite every (addr, new instruction) with the int3 protocol, as one batch."""
         if not updates:

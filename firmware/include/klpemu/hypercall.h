@@ -20,7 +20,14 @@ enum klpemu_hypercall {
 	HC_KLP_CALLBACK_DONE = 9,	/* (ret) a callback the livepatch core asked for returned */
 	HC_KMALLOC = 10,	/* (size, gfp) kmalloc: memory from the machine's kernel heap */
 	HC_KFREE = 11,		/* (ptr) kfree */
-	/* 12-15: reserved for the livepatch core; 16-31: kprobes */
+	/* 12-15: reserved for the livepatch core */
+	HC_KPROBE_REGISTER = 16,	/* (kprobe) register_kprobe */
+	HC_KPROBE_UNREGISTER = 17,	/* (kprobe) unregister_kprobe */
+	HC_KRETPROBE_REGISTER = 18,	/* (kretprobe) register_kretprobe */
+	HC_KRETPROBE_UNREGISTER = 19,	/* (kretprobe) unregister_kretprobe */
+	HC_KPROBE_CALLBACK = 20,	/* (which, probe, regs, arg) a kprobe handler that is Python */
+	HC_KPROBE_ENABLE = 21,		/* (kprobe, enable) enable_kprobe / disable_kprobe */
+	/* 22-31: reserved for kprobes */
 	HC_NR,
 };
 

@@ -4,6 +4,7 @@
 
 #include <linux/types.h>
 #include <linux/list.h>
+#include <linux/llist.h>
 #include <linux/compiler.h>
 #include <asm/ptrace.h>
 #include <asm/irqflags.h>
@@ -99,6 +100,7 @@ struct task_struct {
 	struct file files[NR_OPEN];
 	struct thread_struct thread;
 	unsigned long trace_recursion;	/* ftrace recursion bits, <linux/trace_recursion.h> */
+	struct llist_head kretprobe_instances;	/* calls a kretprobe waits on, newest first */
 };
 
 /* Per-CPU data, reached through %gs. The host reads it through DWARF. */

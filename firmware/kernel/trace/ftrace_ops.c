@@ -11,6 +11,7 @@
 #include <linux/ftrace.h>
 #include <linux/trace.h>
 #include <linux/trace_recursion.h>
+#include <linux/kprobes.h>
 
 struct ftrace_ops ftrace_list_end = {
 	.func = ftrace_stub,
@@ -100,3 +101,5 @@ notrace void ftrace_ops_assist_func(unsigned long ip, unsigned long parent_ip, s
 	op->func(ip, parent_ip, op, fregs);
 	trace_clear_recursion(bit);
 }
+NOKPROBE_SYMBOL(ftrace_ops_list_func);
+NOKPROBE_SYMBOL(ftrace_ops_assist_func);

@@ -287,6 +287,8 @@ class Ftrace:
         self._install_hash(ops, "notrace_hash" if notrace else "filter_hash", new)
         if ops in self.ops:
             self._update()
+            if not notrace:
+                self._report_meetings(ops, (new - current) if new and current else None)
 
     def _check_ipmodify(self, ops: FtraceOps, new_filter: set[int]) -> None:
         """__ftrace_hash_update_ipmodify: one IPMODIFY ops per function, and never all functions."""
@@ -298,6 +300,7 @@ class Ftrace:
             clash = {ip for ip in new_filter if ip not in ops.notrace and other.matches(ip)}
             if clash:
                 ip = min(clash)
+                self.m.kernel.conflicts.ipmodify_refused(ip, other, ops)
                 raise KlpemuError(f"{self.symbol_of(ip)} already has an IPMODIFY ops ({other.name})", EBUSY)
 
     # --- registering ---------------------------------------------------------------------------
@@ -326,6 +329,20 @@ class Ftrace:
         self.m.mem.write_u64(self.m.var_addr("ftrace_ops_list"), ops.addr)  # pushed at the head
         self.ops.insert(0, ops)
         self._update()
+        self._report_meetings(ops)
+
+    def _report_meetings(self, ops: FtraceOps, ips: set[int] | None = None) -> None:
+        """Tell the conflict record which sites ops now traces (ips: those it just started
+        tracing; all it traces by default) and which ops were there before it."""
+        if ips is None:
+            ips = set(ops.filter) if ops.filter else set(self.records.ips())
+        ips = {ip for ip in ips if ops.matches(ip) and self.records.find(ip) is not None}
+        others = {}
+        for ip in ips:
+            present = [o for o in self.ops if o is not ops and o.matches(ip)]
+            if present:
+                others[ip] = present
+        self.m.kernel.conflicts.ops_attached(ops, ips, others)
 
     def unregister(self, ops: FtraceOps) -> None:
         if self.disabled:

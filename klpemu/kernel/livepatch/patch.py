@@ -77,7 +77,7 @@ class KlpPatchLayer:
                     ft.register(fops)
                 except KlpemuError as e:
                     log_store(m, f"livepatch: failed to register ftrace handler for function '{name}' "
-                                 f"({-e.errno})", 4)
+                                 f"({-e.errno})", 3)
                     raise
             except KlpemuError:
                 self.list.delete(func_addr + self._node_off)

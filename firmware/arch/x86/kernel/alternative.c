@@ -8,6 +8,7 @@
  */
 #include <linux/kernel.h>
 #include <linux/sched.h>
+#include <linux/kprobes.h>
 #include <asm/ptrace.h>
 
 #define TP_VEC_MAX 256
@@ -97,10 +98,16 @@ out:
 	__atomic_sub_fetch(&text_poke_array.refs, 1, __ATOMIC_SEQ_CST);
 	return handled;
 }
+NOKPROBE_SYMBOL(text_poke_find);
+NOKPROBE_SYMBOL(int3_emulate_push);
+NOKPROBE_SYMBOL(poke_int3_handler);
 
 void do_int3(struct pt_regs *regs)
 {
 	if (poke_int3_handler(regs))
 		return;
+	if (kprobe_int3_handler(regs))
+		return;
 	panic("int3 at %px that no one claims", (void *)(regs->ip - 1));
 }
+NOKPROBE_SYMBOL(do_int3);

@@ -239,3 +239,8 @@ ftrace_regs_caller_jmp:
 	.globl ftrace_regs_caller_end
 ftrace_regs_caller_end:
 	.size ftrace_regs_caller, . - ftrace_regs_caller
+
+/* No kprobes on the trampolines: a probe's own handler runs through them (NOKPROBE_SYMBOL). */
+	.section _kprobe_blacklist, "a"
+	.balign 8
+	.quad __fentry__, ftrace_stub, ftrace_caller, ftrace_regs_caller

@@ -1,0 +1,654 @@
+"""Kprobes' control plane (kernel/kprobes.c): registering, arming and disarming probes.
+
+A probe is a guest struct kprobe (a module's, or one the host made for a Python probe). The
+host checks its address as check_kprobe_address_safe does, prepares its instruction
+(insn.py), links it into the guest's kprobe_table, and arms it: an int3 written through
+text_poke, or, at a fentry site, a filter entry of kprobe_ftrace_ops (kprobe_ipmodify_ops
+when the probe has a post handler; every ftrace probe under the `legacy` policy, as before
+5.4). Several probes at one address hang off one aggregate probe, whose handlers walk them.
+Hitting a probe runs machine code only (arch/x86/kernel/kprobes/ in the firmware).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ...errors import KlpemuError
+from ..guestlist import GuestList
+from ..printk import log_store
+from . import insn as x86
+
+if TYPE_CHECKING:
+    from ...machine.machine import Machine
+    from ..ftrace.ops import FtraceOps
+
+ENOENT, EINVAL, E2BIG = 2, 22, 7
+KPROBE_HASH_BITS = 6
+KPROBE_TABLE_SIZE = 1 << KPROBE_HASH_BITS
+FLAG = {"GONE": 1, "DISABLED": 2, "OPTIMIZED": 4, "FTRACE": 8}
+INT3 = 0xCC
+POLICIES = ("mainline", "legacy")
+LOGLEVEL_INFO = 6
+
+# A Python pre handler: (probe, regs view) -> int (nonzero: it set regs.ip, skip the step);
+# a post handler: (probe, regs view, flags) -> None.
+PyHandler = Callable[..., int | None]
+
+
+def kprobe_hash(addr: int) -> int:
+    return (addr ^ (addr >> KPROBE_HASH_BITS) ^ (addr >> (2 * KPROBE_HASH_BITS))) & (KPROBE_TABLE_SIZE - 1)
+
+
+@dataclass(eq=False)
+class Probe:
+    """What the host keeps about one registered struct kprobe (a kretprobe's embedded one too)."""
+
+    kp: int  # the guest struct kprobe
+    owner: str  # the module that registered it, or "host"
+    kind: str = "k"  # "k" a kprobe, "r" a kretprobe's entry probe
+    rp: int = 0  # the struct kretprobe, for kind "r"
+    py: dict[str, PyHandler] = field(default_factory=dict)  # Python handlers by role
+    allocations: list[int] = field(default_factory=list)  # host-made memory to free with it
+    hits: dict[str, int] = field(default_factory=dict)  # calls of each Python handler
+
+
+class Kprobes:
+    def __init__(self, machine: Machine):
+        self.m = machine
+        self.list = GuestList(machine.mem)
+        self.probes: dict[int, Probe] = {}  # struct kprobe -> its record
+        self.all_disarmed = False  # /sys/kernel/debug/kprobes/enabled = 0
+        self._policy = "mainline"
+        self._armed_on: dict[int, bool] = {}  # aggregate-or-single probe -> armed on the IPMODIFY ops?
+        self._ftrace_users = {False: 0, True: 0}  # kprobe_ftrace_enabled, kprobe_ipmodify_enabled
+        self._ops: dict[bool, FtraceOps] = {}
+        self._blacklist: list[tuple[int, int, str]] | None = None
+        self.arming = 0  # the probe being armed, for the conflict record to name
+        sym = machine.image.addr
+        self.pre_handler_kretprobe = sym("pre_handler_kretprobe")
+        self.aggr_pre_handler = sym("aggr_pre_handler")
+        self.aggr_post_handler = sym("aggr_post_handler")
+        self.host_handlers = {"pre": sym("kprobe_host_pre_handler"), "post": sym("kprobe_host_post_handler"),
+                              "ret": sym("kretprobe_host_handler"), "entry": sym("kretprobe_host_entry_handler")}
+        self._size = machine.types.sizeof("kprobe")
+        self._list_off = machine.types.offsetof("kprobe", "list")
+        self._table = machine.var_addr("kprobe_table")
+        t = machine.types.enum
+        machine.hypercalls[t("HC_KPROBE_REGISTER")] = self._hc_register
+        machine.hypercalls[t("HC_KPROBE_UNREGISTER")] = self._hc_unregister
+        machine.hypercalls[t("HC_KPROBE_CALLBACK")] = self._hc_callback
+        machine.hypercalls[t("HC_KPROBE_ENABLE")] = self._hc_enable
+        from .kretprobe import Kretprobes
+
+        self.kretprobes = Kretprobes(machine, self)
+
+    # --- policy --------------------------------------------------------------------------------
+
+    @property
+    def policy(self) -> str:
+        """Which ftrace ops a probe at a fentry site uses: "mainline" (the IPMODIFY one only with
+        a post handler, since 5.4) or "legacy" (always the IPMODIFY one: a kretprobe and a
+        livepatch on one function then exclude each other, as livepatch.rst still says)."""
+        return self._policy
+
+    @policy.setter
+    def policy(self, name: str) -> None:
+        if name not in POLICIES:
+            raise KlpemuError(f"kprobes policy must be one of {', '.join(POLICIES)}", EINVAL)
+        if self._ftrace_users[False] or self._ftrace_users[True]:
+            raise KlpemuError("kprobes policy cannot change while probes are armed through ftrace", 16)
+        self._policy = name
+
+    # --- guest structs -------------------------------------------------------------------------
+
+    def view(self, kp: int):
+        return self.m.struct("kprobe", kp)
+
+    def _bucket(self, addr: int) -> int:
+        return self._table + 8 * kprobe_hash(addr)
+
+    def get_kprobe(self, addr: int) -> int:
+        """The probe (an aggregate, if several) kprobe_table has at addr, or 0."""
+        mem = self.m.mem
+        p = mem.read_u64(self._bucket(addr))
+        while p:
+            if self.view(p).addr == addr:
+                return p
+            p = self.view(p).hlist_next
+        return 0
+
+    def _hash_add(self, p: int, addr: int) -> None:
+        bucket = self._bucket(addr)
+        self.view(p).hlist_next = self.m.mem.read_u64(bucket)
+        self.m.mem.write_u64(bucket, p)  # published last
+
+    def _hash_replace(self, old: int, new: int, addr: int) -> None:
+        self.view(new).hlist_next = self.view(old).hlist_next
+        self._hash_link_to(old, new, addr)
+
+    def _hash_del(self, p: int, addr: int) -> None:
+        self._hash_link_to(p, self.view(p).hlist_next, addr)
+
+    def _hash_link_to(self, old: int, new: int, addr: int) -> None:
+        """Make whatever points at old point at new."""
+        mem = self.m.mem
+        slot = self._bucket(addr)
+        while mem.read_u64(slot) != old:
+            slot = mem.read_u64(slot) + self.m.types.offsetof("kprobe", "hlist_next")
+        mem.write_u64(slot, new)
+
+    def children(self, ap: int) -> list[int]:
+        """The probes of an aggregate, in its list's order."""
+        return [n - self._list_off for n in self.list.nodes(ap + self._list_off)]
+
+    def is_aggregate(self, p: int) -> bool:
+        return self.view(p).pre_handler == self.aggr_pre_handler
+
+    def table(self) -> list[int]:
+        """Every probe in kprobe_table, bucket by bucket (aggregates, not their children)."""
+        out = []
+        for i in range(KPROBE_TABLE_SIZE):
+            p = self.m.mem.read_u64(self._table + 8 * i)
+            while p:
+                out.append(p)
+                p = self.view(p).hlist_next
+        return out
+
+    def location(self, kp: int) -> int:
+        """Where a registered probe is (its code address)."""
+        return self.view(kp).addr
+
+    # --- addresses -----------------------------------------------------------------------------
+
+    def lookup_name(self, name: str) -> int | None:
+        """kprobe_lookup_name: vmlinux's symbol, else a loaded module's (`mod:sym` names one)."""
+        img = self.m.image
+        if ":" in name:
+            mod_name, sym = name.split(":", 1)
+            mod = self.m.kernel.modules.find(mod_name)
+            hits = mod.kallsyms.by_name.get(sym, []) if mod is not None and mod.kallsyms else []
+            return hits[0].addr if hits else None
+        syms = [s for s in img.by_name.get(name, ()) if s.kind != "object" and img.is_kernel_text(s.addr)]
+        if not syms:
+            syms = [s for k in img.module_kallsyms for s in k.by_name.get(name, ()) if s.kind == "func"]
+        return syms[0].addr if syms else None
+
+    def kprobe_addr(self, kp: int) -> int:
+        """_kprobe_addr: the address from addr or symbol_name, plus offset."""
+        v = self.view(kp)
+        if bool(v.symbol_name) == bool(v.addr):
+            raise KlpemuError("a kprobe needs exactly one of addr and symbol_name", EINVAL)
+        addr = v.addr
+        if v.symbol_name:
+            name = self.m.mem.read_cstr(v.symbol_name, 512)
+            addr = self.lookup_name(name)
+            if addr is None:
+                raise KlpemuError(f"symbol '{name}' not found", ENOENT)
+        return (addr + v.offset) & (2**64 - 1)
+
+    @property
+    def blacklist(self) -> list[tuple[int, int, str]]:
+        """(start, end, name): the NOKPROBE_SYMBOL functions, then every function of the
+        .kprobes.text and .entry.text areas, as populate_kprobe_blacklist lists them."""
+        if self._blacklist is None:
+            m, img = self.m, self.m.image
+            out: list[tuple[int, int, str]] = []
+            start, stop = img.addr("__start_kprobe_blacklist"), img.addr("__stop_kprobe_blacklist")
+            for at in range(start, stop, 8):
+                sym = img.function_at(m.mem.read_u64(at))
+                if sym is not None:
+                    out.append((sym.addr, sym.addr + sym.size, sym.name))
+            for lo_name, hi_name in (("__kprobes_text_start", "__kprobes_text_end"),
+                                     ("__entry_text_start", "__entry_text_end")):
+                lo, hi = img.addr(lo_name), img.addr(hi_name)
+                at = lo
+                while at < hi:
+                    sym = img.function_at(at)
+                    if sym is None:
+                        at += 1
+                        continue
+                    end = min(sym.addr + sym.size, hi)
+                    out.append((sym.addr, end, sym.name))
+                    at = end
+            self._blacklist = out
+        return self._blacklist
+
+    def blacklisted(self, addr: int) -> str | None:
+        for start, end, name in self.blacklist:
+            if start <= addr < end:
+                return name
+        return None
+
+    def ftrace_location(self, addr: int) -> int | None:
+        """The fentry site whose 5 bytes hold addr, if any."""
+        records = self.m.kernel.ftrace.records
+        for ip in (addr - k for k in range(5)):
+            if records.find(ip) is not None:
+                return ip
+        return None
+
+    def check_address_safe(self, addr: int) -> int:
+        """check_kprobe_address_safe: returns the probe's flags to add (FTRACE at a fentry site)."""
+        m = self.m
+        flags = 0
+        site = self.ftrace_location(addr)
+        if site is not None:
+            if site != addr:
+                raise KlpemuError(f"0x{addr:x} is inside the fentry site at {m.image.symbolize(site)}", x86.EILSEQ)
+            flags |= FLAG["FTRACE"]
+        mod = m.kernel.modules.module_at(addr)
+        in_text = m.image.is_kernel_text(addr) or (mod is not None and any(lo <= addr < hi
+                                                                           for lo, hi in mod.text_ranges()))
+        if not in_text:
+            raise KlpemuError(f"0x{addr:x} is not kernel or module text", EINVAL)
+        black = self.blacklisted(addr)
+        if black is not None:
+            raise KlpemuError(f"{m.image.symbolize(addr)} is on the kprobe blacklist ({black})", EINVAL)
+        if mod is not None:
+            base, size = mod.mem.get("MOD_INIT_TEXT", (0, 0))
+            if base <= addr < base + size and m.kernel.modules.state(mod) != "MODULE_STATE_COMING":
+                raise KlpemuError(f"{mod.name}'s init text is gone", ENOENT)
+        return flags
+
+    # --- the instruction -----------------------------------------------------------------------
+
+    def original_bytes(self, addr: int, size: int) -> bytes:
+        """Text as it was before any kprobe's int3 (recover_probed_instruction)."""
+        data = bytearray(self.m.mem.read(addr, size))
+        for i in range(size):
+            if data[i] == INT3:
+                p = self.get_kprobe(addr + i)
+                if p and not self.view(p).flags & FLAG["FTRACE"]:
+                    data[i] = self.view(p).opcode
+        return bytes(data)
+
+    def _prepare(self, kp: int) -> None:
+        """arch_prepare_kprobe (or _ftrace): check the boundary, classify the instruction and
+        write its out-of-line copy, followed by an int3, to a fresh slot."""
+        m = self.m
+        v = self.view(kp)
+        addr = v.addr
+        if v.flags & FLAG["FTRACE"]:
+            v.ainsn.insn = 0
+            v.ainsn.size = 5
+            return
+        func = m.image.function_at(addr)
+        if func is None:
+            raise KlpemuError(f"no function at 0x{addr:x}", x86.EILSEQ)
+        x86.check_boundary(self.original_bytes, func.addr, addr)
+        code = self.original_bytes(addr, x86.MAX_INSN_SIZE)
+        slot = m.heap.alloc_text(x86.MAX_INSN_SIZE + 1)
+        try:
+            prep = x86.prepare(code, addr, slot)
+        except KlpemuError:
+            m.heap.free(slot)
+            raise
+        a = v.ainsn
+        a.size, a.emulate_op, a.opcode = prep.size, prep.emulate_op, prep.opcode
+        a.indirect_reg, a.rel32, a.ret_imm = prep.indirect_reg, prep.rel32, prep.ret_imm
+        v.opcode = code[0]
+        if prep.copy:
+            m.kernel.text_poke.write_early(slot, prep.copy + bytes([INT3]))  # nothing runs it yet
+            a.insn = slot
+        else:
+            m.heap.free(slot)
+            a.insn = 0
+
+    def _free_slot(self, kp: int) -> None:
+        v = self.view(kp)
+        if v.ainsn.insn:
+            self.m.heap.free(v.ainsn.insn)
+            v.ainsn.insn = 0
+
+    # --- arming --------------------------------------------------------------------------------
+
+    def _ftrace_ops(self, ipmodify: bool) -> FtraceOps:
+        if ipmodify not in self._ops:
+            name = "kprobe_ipmodify_ops" if ipmodify else "kprobe_ftrace_ops"
+            self._ops[ipmodify] = self.m.kernel.ftrace.static_ops(name, name)
+        return self._ops[ipmodify]
+
+    def ops_of(self, p: int) -> FtraceOps | None:
+        """The ftrace ops an armed ftrace probe (or aggregate) is on."""
+        ipmodify = self._armed_on.get(p)
+        return None if ipmodify is None else self._ftrace_ops(ipmodify)
+
+    def _arm(self, p: int) -> None:
+        self.arming = p
+        try:
+            self._arm_probe(p)
+        finally:
+            self.arming = 0
+
+    def _arm_probe(self, p: int) -> None:
+        v = self.view(p)
+        if v.flags & FLAG["FTRACE"]:
+            ft = self.m.kernel.ftrace
+            ipmodify = bool(v.post_handler) or self._policy == "legacy"
+            ops = self._ftrace_ops(ipmodify)
+            ft.set_filter(ops, [v.addr], reset=False)
+            if self._ftrace_users[ipmodify] == 0:
+                try:
+                    ft.register(ops)
+                except KlpemuError:
+                    ft.set_filter(ops, [v.addr], remove=True)
+                    raise
+            self._ftrace_users[ipmodify] += 1
+            self._armed_on[p] = ipmodify
+            return
+        self.m.kernel.text_poke.poke(v.addr, bytes([INT3]))
+        self._armed_on[p] = False
+
+    def _disarm(self, p: int) -> None:
+        ipmodify = self._armed_on.pop(p, None)
+        if ipmodify is None:
+            return
+        v = self.view(p)
+        if v.flags & FLAG["FTRACE"]:
+            ft = self.m.kernel.ftrace
+            ops = self._ftrace_ops(ipmodify)
+            if self._ftrace_users[ipmodify] == 1:
+                ft.unregister(ops)
+            self._ftrace_users[ipmodify] -= 1
+            ft.set_filter(ops, [v.addr], remove=True)
+            return
+        self.m.kernel.text_poke.poke(v.addr, bytes([v.opcode]))
+
+    def armed(self, p: int) -> bool:
+        return p in self._armed_on
+
+    # --- register / unregister -----------------------------------------------------------------
+
+    def register(self, kp: int, owner: str = "host", *, kind: str = "k", rp: int = 0,
+                 py: dict[str, PyHandler] | None = None) -> Probe:
+        """register_kprobe: every check before any change, and an arming failure undone."""
+        m = self.m
+        if kp in self.probes:
+            raise KlpemuError("this kprobe is already registered", EINVAL)
+        addr = self.kprobe_addr(kp)
+        v = self.view(kp)
+        extra = self.check_address_safe(addr)
+        v.addr = addr
+        v.flags = (v.flags & FLAG["DISABLED"]) | extra
+        v.nmissed = 0
+        self.list.init(kp + self._list_off)
+        probe = Probe(kp, owner, kind, rp, dict(py or {}))
+        self.probes[kp] = probe  # known while armed, so the conflict record can name it
+        try:
+            old = self.get_kprobe(addr)
+            if old:
+                self._register_aggr(old, kp)
+            else:
+                self._prepare(kp)
+                self._hash_add(kp, addr)
+                if not self.all_disarmed and not v.flags & FLAG["DISABLED"]:
+                    try:
+                        self._arm(kp)
+                    except KlpemuError:
+                        self._hash_del(kp, addr)
+                        self._free_slot(kp)
+                        raise
+        except KlpemuError:
+            del self.probes[kp]
+            raise
+        m.kernel.conflicts.kprobe_arrived(probe)
+        return probe
+
+    def _copy_kprobe(self, src: int, dst: int) -> None:
+        s, d = self.view(src), self.view(dst)
+        for name in ("size", "emulate_op", "opcode", "indirect_reg", "rel32", "ret_imm", "insn"):
+            setattr(d.ainsn, name, getattr(s.ainsn, name))
+        d.opcode = s.opcode
+        d.flags = (d.flags & ~FLAG["FTRACE"]) | (s.flags & FLAG["FTRACE"])
+
+    def _register_aggr(self, old: int, kp: int) -> None:
+        """register_aggr_kprobe: the second probe at an address makes an aggregate in its place."""
+        m = self.m
+        ap = old
+        if not self.is_aggregate(old):
+            ap = m.heap.kzalloc(self._size)
+            a, o = self.view(ap), self.view(old)
+            self._copy_kprobe(old, ap)
+            a.addr = o.addr
+            a.flags = o.flags & ~FLAG["OPTIMIZED"]
+            a.pre_handler = self.aggr_pre_handler
+            if o.post_handler and not o.flags & FLAG["GONE"]:
+                a.post_handler = self.aggr_post_handler
+            self.list.init(ap + self._list_off)
+            self.list.add_tail(old + self._list_off, ap + self._list_off)
+            self._hash_replace(old, ap, o.addr)
+            if old in self._armed_on:
+                self._armed_on[ap] = self._armed_on.pop(old)
+        self._copy_kprobe(ap, kp)
+        p, a = self.view(kp), self.view(ap)
+        self.list.add_tail(kp + self._list_off, ap + self._list_off)
+        if p.post_handler and not a.post_handler:
+            a.post_handler = self.aggr_post_handler
+        if a.flags & FLAG["DISABLED"] and not p.flags & FLAG["DISABLED"]:
+            a.flags = a.flags & ~FLAG["DISABLED"]
+            if not self.all_disarmed and not a.flags & FLAG["GONE"]:
+                try:
+                    self._arm(ap)
+                except KlpemuError:
+                    a.flags = a.flags | FLAG["DISABLED"]
+                    self.list.delete(kp + self._list_off)
+                    raise
+
+    def unregister(self, kp: int) -> None:
+        """unregister_kprobe: disarm when nothing else uses the address, then free."""
+        probe = self.probes.get(kp)
+        if probe is None:
+            raise KlpemuError("this kprobe is not registered", EINVAL)
+        m = self.m
+        addr = self.view(kp).addr
+        ap = self.get_kprobe(addr)
+        if ap == kp:
+            self._disarm(kp)
+            self._hash_del(kp, addr)
+            self._free_slot(kp)
+        else:
+            self.list.delete(kp + self._list_off)
+            rest = self.children(ap)
+            a = self.view(ap)
+            if not rest:
+                self._disarm(ap)
+                self._hash_del(ap, addr)
+                self._free_slot(ap)
+                m.heap.free(ap)
+            else:
+                a.post_handler = self.aggr_post_handler if any(self.view(c).post_handler for c in rest) else 0
+                if all(self.view(c).flags & FLAG["DISABLED"] for c in rest):
+                    self._disarm(ap)
+                    a.flags = a.flags | FLAG["DISABLED"]
+            self.view(kp).ainsn.insn = 0  # the slot is the aggregate's
+        del self.probes[kp]
+        for addr_ in probe.allocations:
+            m.heap.free(addr_)
+
+    def set_enabled(self, kp: int, enable: bool) -> None:
+        """enable_kprobe / disable_kprobe."""
+        if kp not in self.probes:
+            raise KlpemuError("this kprobe is not registered", EINVAL)
+        v = self.view(kp)
+        ap = self.get_kprobe(v.addr)
+        if enable:
+            if v.flags & FLAG["GONE"]:
+                raise KlpemuError("this kprobe's code is gone", EINVAL)
+            v.flags = v.flags & ~FLAG["DISABLED"]
+            a = self.view(ap)
+            if a.flags & FLAG["DISABLED"]:
+                a.flags = a.flags & ~FLAG["DISABLED"]
+                if not self.all_disarmed:
+                    try:
+                        self._arm(ap)
+                    except KlpemuError:
+                        a.flags = a.flags | FLAG["DISABLED"]
+                        v.flags = v.flags | FLAG["DISABLED"]
+                        raise
+            return
+        if v.flags & FLAG["DISABLED"]:
+            return
+        v.flags = v.flags | FLAG["DISABLED"]
+        if ap == kp or all(self.view(c).flags & FLAG["DISABLED"] for c in self.children(ap)):
+            if not self.all_disarmed:
+                self._disarm(ap)
+            self.view(ap).flags = self.view(ap).flags | FLAG["DISABLED"]
+
+    # --- all probes at once (/sys/kernel/debug/kprobes/enabled) --------------------------------
+
+    def arm_all(self) -> None:
+        if not self.all_disarmed:
+            return
+        self.all_disarmed = False
+        total = errors = 0
+        for p in self.table():
+            if not self.view(p).flags & (FLAG["DISABLED"] | FLAG["GONE"]):
+                total += 1
+                try:
+                    self._arm(p)
+                except KlpemuError:
+                    errors += 1
+        if errors:
+            log_store(self.m, f"Kprobes globally enabled, but failed to arm {errors} out of {total} probes", 4)
+        else:
+            log_store(self.m, "Kprobes globally enabled", LOGLEVEL_INFO)
+
+    def disarm_all(self) -> None:
+        if self.all_disarmed:
+            return
+        self.all_disarmed = True
+        for p in self.table():
+            if not self.view(p).flags & (FLAG["DISABLED"] | FLAG["GONE"]):
+                self._disarm(p)
+        log_store(self.m, "Kprobes globally disabled", LOGLEVEL_INFO)
+
+    # --- modules -------------------------------------------------------------------------------
+
+    def module_going(self, mod) -> None:
+        """kprobes_module_callback: probes on a going module's text are killed (GONE)."""
+        ranges = mod.text_ranges()
+        for p in self.table():
+            v = self.view(p)
+            if not any(lo <= v.addr < hi for lo, hi in ranges):
+                continue
+            v.flags = v.flags | FLAG["GONE"]
+            for c in self.children(p) if self.is_aggregate(p) else []:
+                self.view(c).flags = self.view(c).flags | FLAG["GONE"]
+            if v.flags & FLAG["FTRACE"]:
+                self._disarm(p)
+            else:
+                self._armed_on.pop(p, None)  # the text goes with the module: nothing to write back
+            self._free_slot(p)
+
+    # --- the host's own probes -----------------------------------------------------------------
+
+    def _handler_addr(self, role: str, handler, py: dict) -> int:
+        if handler is None:
+            return 0
+        if callable(handler):
+            py[role] = handler
+            return self.host_handlers[role]
+        return self.m.image.addr(handler) if isinstance(handler, str) else int(handler)
+
+    def add_kprobe(self, symbol: str | None = None, offset: int = 0, *, addr: int = 0, pre_handler=None,
+                   post_handler=None, disabled: bool = False, owner: str = "host") -> int:
+        """A struct kprobe made and registered by the host; handlers are guest functions (a name
+        or an address) or Python callables. Returns the struct's address."""
+        m = self.m
+        kp = m.heap.kzalloc(self._size)
+        allocations = [kp]
+        v = self.view(kp)
+        if symbol is not None:
+            name = m.heap.kzalloc(len(symbol) + 1)
+            m.mem.write(name, symbol.encode() + b"\0")
+            allocations.append(name)
+            v.symbol_name = name
+        v.addr = addr
+        v.offset = offset
+        py: dict[str, PyHandler] = {}
+        v.pre_handler = self._handler_addr("pre", pre_handler, py)
+        v.post_handler = self._handler_addr("post", post_handler, py)
+        v.flags = FLAG["DISABLED"] if disabled else 0
+        try:
+            probe = self.register(kp, owner, py=py)
+        except KlpemuError:
+            for a in allocations:
+                m.heap.free(a)
+            raise
+        probe.allocations = allocations
+        return kp
+
+    # --- hypercalls ----------------------------------------------------------------------------
+
+    def _caller(self, struct_addr: int) -> str:
+        mod = self.m.kernel.modules.module_at(struct_addr)
+        return mod.name if mod is not None else "vmlinux"
+
+    def _hc_register(self, kp: int, *_args) -> int:
+        try:
+            self.register(kp, self._caller(kp))
+        except KlpemuError as e:
+            return -(e.errno or EINVAL)
+        return 0
+
+    def _hc_unregister(self, kp: int, *_args) -> int:
+        try:
+            self.unregister(kp)
+        except KlpemuError:
+            self.view(kp).addr = 0  # as unregister_kprobes marks a probe it could not find
+        return 0
+
+    def _hc_enable(self, kp: int, enable: int, *_args) -> int:
+        try:
+            self.set_enabled(kp, bool(enable))
+        except KlpemuError as e:
+            return -(e.errno or EINVAL)
+        return 0
+
+    def _hc_callback(self, which: int, probe: int, regs: int, arg: int) -> int:
+        role = ("pre", "post", "ret", "entry")[which]
+        m = self.m
+        kp = probe + m.types.offsetof("kretprobe", "kp") if role in ("ret", "entry") else probe
+        rec = self.probes.get(kp)
+        fn = rec.py.get(role) if rec is not None else None
+        if fn is None:
+            return 0
+        rec.hits[role] = rec.hits.get(role, 0) + 1
+        if role in ("ret", "entry"):
+            return int(fn(m.struct("kretprobe_instance", arg), m.struct("pt_regs", regs)) or 0)
+        if role == "pre":
+            return int(fn(self.view(probe), m.struct("pt_regs", regs)) or 0)
+        fn(self.view(probe), m.struct("pt_regs", regs), arg)
+        return 0
+
+    # --- what debugfs shows --------------------------------------------------------------------
+
+    def _report(self, p: int, pp: int) -> str:
+        m = self.m
+        v = self.view(p)
+        kind = "r" if v.pre_handler == self.pre_handler_kretprobe else "k"
+        sym = m.image.function_at(v.addr)
+        flags = self.view(pp).flags
+        tail = ("[GONE]" if v.flags & FLAG["GONE"] else "") + \
+               ("[DISABLED]" if v.flags & FLAG["DISABLED"] and not v.flags & FLAG["GONE"] else "") + \
+               ("[OPTIMIZED]" if flags & FLAG["OPTIMIZED"] else "") + \
+               ("[FTRACE]" if flags & FLAG["FTRACE"] else "")
+        if sym is not None:
+            return f"{v.addr:016x}  {kind}  {sym.name}+0x{v.addr - sym.addr:x}  {sym.module or ' '} {tail}\n"
+        return f"{v.addr:016x}  {kind}  0x{v.addr:x} {tail}\n"
+
+    def list_text(self) -> str:
+        """/sys/kernel/debug/kprobes/list (show_kprobe_addr)."""
+        out = []
+        for p in self.table():
+            if self.is_aggregate(p):
+                out.extend(self._report(c, p) for c in self.children(p))
+            else:
+                out.append(self._report(p, p))
+        return "".join(out)
+
+    def blacklist_text(self) -> str:
+        ps = self.m.kernel.ftrace.symbol_ps
+        return "".join(f"0x{s:016x}-0x{e:016x}\t{ps(s)}\n" for s, e, _ in self.blacklist)

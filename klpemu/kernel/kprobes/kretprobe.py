@@ -1,0 +1,189 @@
+"""Kretprobes (kernel/kprobes.c, register_kretprobe and friends): an entry probe whose pre
+handler (pre_handler_kretprobe, machine code) swaps the caller's return address for
+__kretprobe_trampoline, keeping the real one in a kretprobe_instance on the task's list.
+
+The host preallocates `maxactive` instances (Linux's default when it is not set: max(10,
+2 * CPUs)); a call that finds none free is counted in `nmissed`. Unregistering frees the free
+instances; those still waiting on a task's stack are disowned (rp = NULL), so their return
+still works, and the guest hands them back on kretprobe_orphans for the host to free.
+
+find_ret_addr is kretprobe_find_ret_addr for the unwinder: the real return address of a
+frame whose return address is the trampoline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ...errors import KlpemuError
+
+if TYPE_CHECKING:
+    from ...machine.machine import Machine
+    from ..tasks import Task
+    from .core import Kprobes, PyHandler
+
+EINVAL, ENOENT, E2BIG = 22, 2, 7
+KRETPROBE_MAX_DATA_SIZE = 4096
+
+
+@dataclass(eq=False)
+class KretprobeRecord:
+    rp: int
+    instances: list[int]
+
+
+class Kretprobes:
+    def __init__(self, machine: Machine, kprobes: Kprobes):
+        self.m = machine
+        self.kp = kprobes
+        self.registered: dict[int, KretprobeRecord] = {}
+        self.trampoline = machine.image.addr("__kretprobe_trampoline")
+        self._kp_off = machine.types.offsetof("kretprobe", "kp")
+        t = machine.types.enum
+        machine.hypercalls[t("HC_KRETPROBE_REGISTER")] = self._hc_register
+        machine.hypercalls[t("HC_KRETPROBE_UNREGISTER")] = self._hc_unregister
+
+    def view(self, rp: int):
+        return self.m.struct("kretprobe", rp)
+
+    def kprobe_of(self, rp: int) -> int:
+        return rp + self._kp_off
+
+    def maxactive_default(self) -> int:
+        return max(10, 2 * len(self.m.cpus))
+
+    # --- register / unregister -----------------------------------------------------------------
+
+    def register(self, rp: int, owner: str = "host", py: dict[str, PyHandler] | None = None) -> None:
+        m = self.m
+        kp = self.kprobe_of(rp)
+        addr = self.kp.kprobe_addr(kp)
+        func = m.image.function_at(addr)
+        if func is None:
+            raise KlpemuError(f"0x{addr:x} is in no function", ENOENT)
+        if addr != func.addr:
+            raise KlpemuError(f"a kretprobe must be at a function's entry, not {m.image.symbolize(addr)}", EINVAL)
+        if kp in self.kp.probes:
+            raise KlpemuError("this kretprobe is already registered", EINVAL)
+        v = self.view(rp)
+        if v.data_size > KRETPROBE_MAX_DATA_SIZE:
+            raise KlpemuError(f"data_size {v.data_size} is over {KRETPROBE_MAX_DATA_SIZE}", E2BIG)
+        v.kp.pre_handler = self.kp.pre_handler_kretprobe
+        v.kp.post_handler = 0
+        if v.maxactive <= 0:
+            v.maxactive = self.maxactive_default()
+        size = m.types.sizeof("kretprobe_instance") + v.data_size
+        instances = [m.heap.kzalloc(size) for _ in range(v.maxactive)]
+        for ri, nxt in zip(instances, instances[1:] + [0], strict=True):
+            inst = m.struct("kretprobe_instance", ri)
+            inst.rp = rp
+            inst.llist.next = nxt
+        v.freelist.first = instances[0] if instances else 0
+        v.lock.locked = 0
+        v.nmissed = 0
+        try:
+            self.kp.register(kp, owner, kind="r", rp=rp, py=py)
+        except KlpemuError:
+            v.freelist.first = 0
+            for ri in instances:
+                m.heap.free(ri)
+            raise
+        self.registered[rp] = KretprobeRecord(rp, instances)
+
+    def unregister(self, rp: int) -> None:
+        rec = self.registered.pop(rp, None)
+        if rec is None:
+            raise KlpemuError("this kretprobe is not registered", EINVAL)
+        m = self.m
+        v = self.view(rp)
+        free = set()
+        node = v.freelist.first
+        while node:
+            free.add(node)
+            node = m.struct("kretprobe_instance", node).llist.next
+        v.freelist.first = 0
+        for ri in rec.instances:
+            if ri in free:
+                m.heap.free(ri)
+            else:
+                m.struct("kretprobe_instance", ri).rp = 0  # still on a task's stack
+        self.kp.unregister(self.kprobe_of(rp))  # frees a host-made rp: nothing reads it after
+        self.reap_orphans()
+
+    def reap_orphans(self) -> None:
+        """Free the disowned instances the guest has finished with."""
+        m = self.m
+        if m.read_var_int("kretprobe_orphans_lock"):
+            return
+        head = m.var("kretprobe_orphans")
+        node = head.first
+        head.first = 0
+        while node:
+            nxt = m.struct("kretprobe_instance", node).llist.next
+            m.heap.free(node)
+            node = nxt
+
+    def add(self, symbol: str, *, handler=None, entry_handler=None, maxactive: int = 0, data_size: int = 0,
+            owner: str = "host") -> int:
+        """A struct kretprobe made and registered by the host; handlers are guest functions (a
+        name or an address) or Python callables (ri view, regs view) -> int. Returns its address."""
+        m = self.m
+        rp = m.heap.kzalloc(m.types.sizeof("kretprobe"))
+        name = m.heap.kzalloc(len(symbol) + 1)
+        m.mem.write(name, symbol.encode() + b"\0")
+        v = self.view(rp)
+        v.kp.symbol_name = name
+        py: dict = {}
+        v.handler = self.kp._handler_addr("ret", handler, py)
+        v.entry_handler = self.kp._handler_addr("entry", entry_handler, py)
+        v.maxactive = maxactive
+        v.data_size = data_size
+        try:
+            self.register(rp, owner, py)
+        except KlpemuError:
+            m.heap.free(name)
+            m.heap.free(rp)
+            raise
+        self.kp.probes[self.kprobe_of(rp)].allocations = [name, rp]
+        return rp
+
+    def nmissed(self, rp: int) -> int:
+        return self.view(rp).nmissed
+
+    # --- hypercalls ----------------------------------------------------------------------------
+
+    def _hc_register(self, rp: int, *_args) -> int:
+        try:
+            self.register(rp, self.kp._caller(rp))
+        except KlpemuError as e:
+            return -(e.errno or EINVAL)
+        return 0
+
+    def _hc_unregister(self, rp: int, *_args) -> int:
+        try:
+            self.unregister(rp)
+        except KlpemuError:
+            pass
+        return 0
+
+    # --- the unwinder's view -------------------------------------------------------------------
+
+    def instances_of(self, task: Task) -> list:
+        """The kretprobe instances a task's calls wait on, newest first."""
+        out = []
+        node = task.view.kretprobe_instances.first
+        while node and len(out) < 4096:
+            out.append(self.m.struct("kretprobe_instance", node))
+            node = out[-1].llist.next
+        return out
+
+    def find_ret_addr(self, task_addr: int, slot: int) -> int | None:
+        """kretprobe_find_ret_addr: the real return address of the call whose return address,
+        at stack address slot, is the trampoline; None if no instance of the task has it."""
+        from ..tasks import Task
+
+        for ri in self.instances_of(Task(self.m, task_addr)):
+            if ri.fp == slot and ri.ret_addr != self.trampoline:
+                return ri.ret_addr
+        return None
