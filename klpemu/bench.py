@@ -142,7 +142,7 @@ class BareGuest:
         uc.mem_write(self._ret_slot, struct.pack("<Q", self.sentinel))
         uc.reg_write(x.UC_X86_REG_RSP, self.sp)
         uc.reg_write(x.UC_X86_REG_RBP, 0)
-        for reg, value in zip(ARG_REGS, args):
+        for reg, value in zip(ARG_REGS, args, strict=False):
             uc.reg_write(reg, value)
         start = self.image.addr(func) if isinstance(func, str) else func
         uc.emu_start(start, self.sentinel, count=FOREVER)
@@ -170,7 +170,8 @@ def format_table(head: tuple[str, ...], body: list[tuple[str, ...]]) -> str:
     widths = [max(len(line[i]) for line in [head, *body]) for i in range(len(head))]
 
     def fmt(line) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
+        cells = enumerate(zip(line, widths, strict=False))
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in cells)
 
     return "\n".join([fmt(head), fmt(tuple("-" * w for w in widths)), *map(fmt, body)])
 
@@ -638,7 +639,7 @@ def plot(result: dict, path: Path) -> None:
                                       gridspec_kw={"width_ratios": [1, 1.4]})
     insns = [r["insns_per_call"] for r in rows]
     left.barh(y, insns, color="#4c72b0")
-    for yi, v in zip(y, insns):
+    for yi, v in zip(y, insns, strict=True):
         left.text(v, yi, f" {v}", va="center", fontsize=8)
     left.set_yticks(list(y), labels, fontsize=9)
     left.set_xlabel("guest instructions per call (exact)")
@@ -648,7 +649,7 @@ def plot(result: dict, path: Path) -> None:
     bare = [r["bare"]["ns_per_call"] for r in rows]
     right.barh([v + h / 2 for v in y], ns, h, label="machine (m.call)", color="#dd8452")
     right.barh([v - h / 2 for v in y], bare, h, label="bare Unicorn, same code", color="#8c8c8c")
-    for yi, v in zip(y, ns):
+    for yi, v in zip(y, ns, strict=True):
         right.text(v, yi + h / 2, f" {v:,.0f}", va="center", fontsize=8)
     right.set_xscale("log")
     right.set_xlabel("wall ns per call (log scale)")

@@ -22,7 +22,7 @@ def _hex_immediates(op_str: str) -> str:
     return _BIG_DECIMAL.sub(lambda m: f"$0x{int(m.group(1)):x}", op_str)
 
 
-def _annotate(machine: "Machine", mnemonic: str, op_str: str) -> str:
+def _annotate(machine: Machine, mnemonic: str, op_str: str) -> str:
     op_str = _hex_immediates(op_str)
     text = f"{mnemonic:<7} {op_str}".rstrip()
     m = _HEX.search(op_str)
@@ -31,14 +31,14 @@ def _annotate(machine: "Machine", mnemonic: str, op_str: str) -> str:
         sym = machine.image.function_at(addr)
         if sym is not None:
             off = addr - sym.addr
-            text += f" <{sym.name}{'+0x%x' % off if off else ''}>"
+            text += f" <{sym.name}{f'+{off:#x}' if off else ''}>"
         elif (tramp := machine.kernel.ftrace.trampoline_at(addr)) is not None:
             ops, off = tramp
-            text += f" <ftrace_trampoline{'+0x%x' % off if off else ''} [{ops.name}]>"
+            text += f" <ftrace_trampoline{f'+{off:#x}' if off else ''} [{ops.name}]>"
     return text
 
 
-def insn_at(machine: "Machine", addr: int) -> tuple[int, bytes, str]:
+def insn_at(machine: Machine, addr: int) -> tuple[int, bytes, str]:
     """(size, bytes, text) of the instruction at addr, as it is in guest memory now."""
     code = machine.mem.read(addr, 16)
     insn = next(_cs.disasm(code, addr), None)
@@ -47,7 +47,7 @@ def insn_at(machine: "Machine", addr: int) -> tuple[int, bytes, str]:
     return insn.size, bytes(insn.bytes), _annotate(machine, insn.mnemonic, insn.op_str)
 
 
-def disassemble_function(machine: "Machine", name: str) -> str:
+def disassemble_function(machine: Machine, name: str) -> str:
     """The live bytes of a function, one instruction per line: address, offset, bytes, text."""
     func, _, pos = name.partition(",")
     try:

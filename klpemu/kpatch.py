@@ -4,8 +4,9 @@ rmmod, /sys/kernel/livepatch/<patch>/{enabled,transition}, /proc/<pid>/patch_sta
 (emulated) seconds while a transition runs.
 
 What it adds to kpatch: a stalled task is listed with the reason it cannot switch (kpatch prints
-only its stack; idle tasks, which have no /proc/<pid>, are listed too), `info` shows the patched objects and functions from sysfs after the modinfo, and
-it refuses modules that are not livepatch modules instead of loading or removing them anyway.
+only its stack; idle tasks, which have no /proc/<pid>, are listed too), `info` shows the patched
+objects and functions from sysfs after the modinfo, and it refuses modules that are not livepatch
+modules instead of loading or removing them anyway.
 """
 
 from __future__ import annotations

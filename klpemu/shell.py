@@ -6,7 +6,8 @@ import os
 import re
 import shlex
 import sys
-from typing import Callable, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
 from .disasm import disassemble_function, insn_at
 from .errors import KlpemuError

@@ -23,7 +23,7 @@ class System:
         kprobesfs.mount(self.vfs, self.machine)
         guestfs.mount(self.vfs, self.machine, self.console)
 
-    def boot(self) -> "System":
+    def boot(self) -> System:
         """Boot, then run until the console's shell process waits for input, as a login would."""
         m = self.machine
         m.boot()

@@ -163,7 +163,7 @@ class TraceCallError(KlpemuError):
 # --- seq_file ----------------------------------------------------------------------------------
 
 
-def make_seq_file(m: "Machine", size: int = SEQ_BUF_SIZE) -> int:
+def make_seq_file(m: Machine, size: int = SEQ_BUF_SIZE) -> int:
     """A zeroed struct seq_file in the guest heap with a zeroed buffer of size bytes."""
     addr = m.heap.kzalloc(m.types.sizeof("seq_file"))
     sf = m.struct("seq_file", addr)
@@ -172,12 +172,12 @@ def make_seq_file(m: "Machine", size: int = SEQ_BUF_SIZE) -> int:
     return addr
 
 
-def seq_file_text(m: "Machine", addr: int) -> str:
+def seq_file_text(m: Machine, addr: int) -> str:
     sf = m.struct("seq_file", addr)
     return m.mem.read(sf.buf, min(sf.count, sf.size)).decode(errors="replace")
 
 
-def free_seq_file(m: "Machine", addr: int) -> None:
+def free_seq_file(m: Machine, addr: int) -> None:
     m.heap.free(m.struct("seq_file", addr).buf)
     m.heap.free(addr)
 
@@ -198,7 +198,7 @@ class _Tramp:
 class _Map:
     """What the labeller needs to know about the kernel's ftrace state, taken before the call."""
 
-    def __init__(self, m: "Machine"):
+    def __init__(self, m: Machine):
         self.m = m
         ft = m.kernel.ftrace
         img = m.image
@@ -414,7 +414,7 @@ def _changes(a: tuple, b: tuple) -> list[tuple[str, int]]:
 # --- the call ------------------------------------------------------------------------------------
 
 
-def site_of(m: "Machine", func: str) -> int:
+def site_of(m: Machine, func: str) -> int:
     """The fentry site of func (its first bytes), or KlpemuError(EINVAL) if it is not traceable."""
     sym = m.image.lookup(func)
     ft = m.kernel.ftrace
@@ -425,7 +425,7 @@ def site_of(m: "Machine", func: str) -> int:
     raise KlpemuError(f"{func}: not traceable (no ftrace site at its entry: {why})", EINVAL)
 
 
-def trace_call(m: "Machine", func: str, args: list[int] | tuple[int, ...] = (), *, cpu: int = 0,
+def trace_call(m: Machine, func: str, args: list[int] | tuple[int, ...] = (), *, cpu: int = 0,
                seq_file: bool = False, max_insns: int = DEFAULT_MAX_INSNS) -> TraceCall:
     """Run one call of func on cpu, recording and labelling every instruction.
 

@@ -52,7 +52,7 @@ def test_same_seed_same_instruction_trace(runs):
     a, b = runs["a"], runs["b"]
     assert len(a.trace) > 10_000  # boot and 20 ms of ticks really ran through the hook
     assert len(a.trace) == len(b.trace)
-    first_diff = next((i for i, (x, y) in enumerate(zip(a.trace, b.trace)) if x != y), None)
+    first_diff = next((i for i, (x, y) in enumerate(zip(a.trace, b.trace, strict=False)) if x != y), None)
     assert first_diff is None, f"traces diverge at instruction {first_diff}"
     assert a.trace == b.trace
 

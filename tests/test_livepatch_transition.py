@@ -77,7 +77,7 @@ def test_a_task_sleeping_in_the_function_blocks_until_forced(system):
     assert blockers == {"khungtaskd": "is sleeping on function watchdog"}
     khung = next(t for t in all_tasks(m) if t.comm == "khungtaskd")
     assert khung.patch_state == 0 and khung.view.thread_info.flags >> 13 & 1
-    assert vfs.read("/proc/%d/patch_state" % khung.pid) == "0\n"
+    assert vfs.read(f"/proc/{khung.pid}/patch_state") == "0\n"
     vfs.write(f"{LP}/blocked/force", "1")
     assert lp.transition.patch is None
     assert "livepatch: forcing remaining tasks to the patched state" in klp_lines(m)

@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from machine_util import shell_run
 
 from klpemu.shell import split_commands
 from klpemu.system import System
-from machine_util import shell_run
 
 
 @pytest.fixture(scope="module")

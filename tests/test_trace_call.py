@@ -5,12 +5,12 @@ from __future__ import annotations
 import io
 
 import pytest
+from machine_util import shell_run
 
 from klpemu.errors import KlpemuError
 from klpemu.kernel.ftrace.ops import FL
 from klpemu.shell import Shell
 from klpemu.system import System
-from machine_util import shell_run
 from klpemu.trace_call import TraceCallError, trace_call
 
 FUNC = "cmdline_proc_show"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 
 import pytest
+from machine_util import shell_run
 
 from klpemu.errors import KlpemuError
 from klpemu.kernel.ftrace.ops import FL
 from klpemu.system import System
-from machine_util import shell_run
 
 T = "/sys/kernel/tracing"
 HEADER = """\

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from ..machine.machine import Machine
 
 
-def guest_entries(machine: "Machine") -> list[tuple[str, int]]:
+def guest_entries(machine: Machine) -> list[tuple[str, int]]:
     """(path, mode) of every entry between __start_proc_entries and __stop_proc_entries."""
     start = machine.image.addr("__start_proc_entries")
     stop = machine.image.addr("__stop_proc_entries")
@@ -23,7 +23,7 @@ def guest_entries(machine: "Machine") -> list[tuple[str, int]]:
     return out
 
 
-def dynamic_entries(machine: "Machine") -> list[tuple[str, int]]:
+def dynamic_entries(machine: Machine) -> list[tuple[str, int]]:
     """(path, mode) of the entries made at run time (proc_create_single), from proc_dynamic."""
     out = []
     for e in machine.var("proc_dynamic"):
@@ -42,7 +42,7 @@ def _file(console: Console, path: str, mode: int) -> File:
     return File(path.rsplit("/", 1)[-1], mode, read if mode & 0o444 else None, write if mode & 0o222 else None)
 
 
-def mount(vfs: VFS, machine: "Machine", console: Console) -> None:
+def mount(vfs: VFS, machine: Machine, console: Console) -> None:
     for path, mode in guest_entries(machine):
         vfs.add_file(path, _file(console, path, mode))
 

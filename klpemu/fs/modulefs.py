@@ -14,7 +14,7 @@ INITSTATE = {"MODULE_STATE_LIVE": "live", "MODULE_STATE_COMING": "coming", "MODU
 PROC_STATE = {"MODULE_STATE_LIVE": "Live", "MODULE_STATE_COMING": "Loading", "MODULE_STATE_GOING": "Unloading"}
 
 
-def proc_modules(mods: "Modules") -> str:
+def proc_modules(mods: Modules) -> str:
     """m_show: `name size refcount holders, state address (taints)`, newest first."""
     lines = []
     for mod in mods.list():
@@ -35,7 +35,7 @@ def proc_modules(mods: "Modules") -> str:
     return "".join(lines)
 
 
-def _param_file(mods: "Modules", mod: "Module", p: "Param") -> File:
+def _param_file(mods: Modules, mod: Module, p: Param) -> File:
     def read() -> str:
         return mods.param_get(mod, p)
 
@@ -45,7 +45,7 @@ def _param_file(mods: "Modules", mod: "Module", p: "Param") -> File:
     return File(p.name, p.perm & 0o777, read if p.perm & 0o444 else None, write if p.perm & 0o222 else None)
 
 
-def module_dir(mods: "Modules", mod: "Module") -> Dir:
+def module_dir(mods: Modules, mod: Module) -> Dir:
     d = Dir(mod.name, 0o755)
     d.add(File("coresize", 0o444, lambda: f"{mod.core_size}\n"))
     d.add(File("initsize", 0o444, lambda: f"{mod.init_size}\n"))
@@ -65,7 +65,7 @@ def module_dir(mods: "Modules", mod: "Module") -> Dir:
     return d
 
 
-def mount(vfs: VFS, machine: "Machine") -> None:
+def mount(vfs: VFS, machine: Machine) -> None:
     mods = machine.kernel.modules
     sysmod = vfs.makedirs("/sys/module", 0o755)
     sysmod.dynamic = lambda: {mod.name: module_dir(mods, mod) for mod in mods.list()

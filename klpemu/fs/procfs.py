@@ -28,7 +28,7 @@ def _status(task: Task) -> str:
     )
 
 
-def pid_dir(machine: "Machine", pid: int) -> Dir:
+def pid_dir(machine: Machine, pid: int) -> Dir:
     def task() -> Task:
         t = find_task(machine, pid)
         if t is None:
@@ -43,7 +43,7 @@ def pid_dir(machine: "Machine", pid: int) -> Dir:
     return d
 
 
-def mount(vfs: VFS, machine: "Machine") -> None:
+def mount(vfs: VFS, machine: Machine) -> None:
     proc = vfs.makedirs("/proc")
 
     def pids() -> dict[str, Dir]:

@@ -18,7 +18,7 @@ def _parse_bool01(data: str) -> bool:
     return value == "1"
 
 
-def mount(vfs: VFS, machine: "Machine") -> None:
+def mount(vfs: VFS, machine: Machine) -> None:
     ft = machine.kernel.ftrace
     kernel = vfs.makedirs("/proc/sys/kernel", 0o555)
     kernel.add(File("ftrace_enabled", 0o644, lambda: f"{int(ft.sysctl_enabled)}\n",
@@ -26,14 +26,14 @@ def mount(vfs: VFS, machine: "Machine") -> None:
     kernel.add(File("printk", 0o644, lambda: _read_printk(machine), lambda data: _write_printk(machine, data)))
 
 
-def _read_printk(machine: "Machine") -> str:
+def _read_printk(machine: Machine) -> str:
     """console_loglevel, default_message_loglevel, minimum_console_loglevel and
     default_console_loglevel, tab-separated as proc_dointvec prints them."""
     levels = machine.var("console_printk")
     return "\t".join(str(levels[i]) for i in range(4)) + "\n"
 
 
-def _write_printk(machine: "Machine", data: str) -> None:
+def _write_printk(machine: Machine, data: str) -> None:
     """proc_dointvec: up to four integers, the first ones replaced; anything else is -EINVAL."""
     words = data.split()
     try:

@@ -27,7 +27,7 @@ def kstrtobool(data: str) -> bool:
     raise KlpemuError(f"'{v}' is not a boolean", 22)
 
 
-def _livepatch_dirs(machine: "Machine") -> dict[str, Dir]:
+def _livepatch_dirs(machine: Machine) -> dict[str, Dir]:
     """/sys/kernel/livepatch/<patch>/: one directory per patch in klp_patches."""
     lp = machine.kernel.livepatch
     out: dict[str, Dir] = {}
@@ -51,7 +51,7 @@ def _livepatch_dirs(machine: "Machine") -> dict[str, Dir]:
     return out
 
 
-def mount(vfs: VFS, machine: "Machine") -> None:
+def mount(vfs: VFS, machine: Machine) -> None:
     vfs.makedirs("/sys/kernel", 0o755)
     vfs.makedirs("/sys/kernel/livepatch", 0o755).dynamic = lambda: _livepatch_dirs(machine)
     vfs.makedirs("/sys/kernel/debug", 0o700)

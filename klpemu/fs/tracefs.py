@@ -18,7 +18,7 @@ def _bool01(data: str, what: str) -> bool:
     return value == "1"
 
 
-def mount(vfs: VFS, machine: "Machine") -> None:
+def mount(vfs: VFS, machine: Machine) -> None:
     ft = machine.kernel.ftrace
     tracer = machine.kernel.function_tracer
     d = vfs.makedirs("/sys/kernel/tracing", 0o700)

@@ -7,8 +7,8 @@ moment. Directories may be dynamic (one per task under /proc).
 from __future__ import annotations
 
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ..errors import KlpemuError
 
@@ -31,24 +31,24 @@ class File:
 class Dir:
     name: str
     mode: int = 0o555
-    entries: dict[str, "File | Dir"] = field(default_factory=dict)
-    dynamic: Callable[[], dict[str, "File | Dir"]] | None = None
+    entries: dict[str, File | Dir] = field(default_factory=dict)
+    dynamic: Callable[[], dict[str, File | Dir]] | None = None
 
     @property
     def st_mode(self) -> int:
         return stat.S_IFDIR | self.mode
 
-    def children(self) -> dict[str, "File | Dir"]:
+    def children(self) -> dict[str, File | Dir]:
         out = dict(self.entries)
         if self.dynamic is not None:
             out.update(self.dynamic())
         return out
 
-    def add(self, node: "File | Dir") -> "File | Dir":
+    def add(self, node: File | Dir) -> File | Dir:
         self.entries[node.name] = node
         return node
 
-    def mkdir(self, name: str, mode: int = 0o555) -> "Dir":
+    def mkdir(self, name: str, mode: int = 0o555) -> Dir:
         existing = self.entries.get(name)
         if isinstance(existing, Dir):
             return existing

@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 from .conflicts import Conflicts
 from .ftrace import Ftrace
 from .ftrace.function_tracer import FunctionTracer
-from .module import Modules
-from .slab import Slab
+from .kprobes import Kprobes
 from .livepatch.core import Livepatch
 from .livepatch.patch import KlpPatchLayer
-from .kprobes import Kprobes
+from .module import Modules
+from .slab import Slab
 from .text_poke import TextPoke
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 class Kernel:
     """Holds one instance of each subsystem; each registers the hypercalls it serves."""
 
-    def __init__(self, machine: "Machine"):
+    def __init__(self, machine: Machine):
         self.slab = Slab(machine)
         self.text_poke = TextPoke(machine)
         self.ftrace = Ftrace(machine, self.text_poke)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..machine.memory import GuestMemory
@@ -12,7 +13,7 @@ class GuestList:
     """Operations on lists whose heads and nodes live in guest memory. The one 8-byte store
     that publishes a node comes last, so machine code walking the list sees it whole."""
 
-    def __init__(self, mem: "GuestMemory"):
+    def __init__(self, mem: GuestMemory):
         self.mem = mem
 
     def init(self, head: int) -> None:

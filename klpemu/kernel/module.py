@@ -23,10 +23,11 @@ from __future__ import annotations
 import io
 import shlex
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from elftools.common.exceptions import ELFError
 from elftools.construct.core import ConstructError
@@ -166,8 +167,8 @@ class Module:
     taints: int = 0
     kallsyms: ModuleKallsyms | None = None
     params: list[Param] = field(default_factory=list)
-    uses: list["Module"] = field(default_factory=list)  # modules whose symbols it uses
-    holders: list["Module"] = field(default_factory=list)  # modules that use its symbols
+    uses: list[Module] = field(default_factory=list)  # modules whose symbols it uses
+    holders: list[Module] = field(default_factory=list)  # modules that use its symbols
     records: list[int] = field(default_factory=list)  # ips of its ftrace records
     klp_info: KlpInfo | None = None  # for MODULE_INFO(livepatch, "Y") modules
     _charp: dict[int, int] = field(default_factory=dict)  # variable -> kzalloc'd string the loader owns
@@ -346,7 +347,7 @@ class _Layout:
 class Modules:
     """The loaded modules, newest first (the guest's `modules` list is the same list)."""
 
-    def __init__(self, machine: "Machine", ftrace: "Ftrace"):
+    def __init__(self, machine: Machine, ftrace: Ftrace):
         self.m = machine
         self.ft = ftrace
         self.loaded: dict[str, Module] = {}
@@ -976,7 +977,7 @@ class _Loading:
         return mod
 
 
-def _set_kallsyms(m: "Machine", mod: Module, init: bool) -> None:
+def _set_kallsyms(m: Machine, mod: Module, init: bool) -> None:
     """Publish mod's kallsyms: with its init symbols while init may run, without them after."""
     old = mod.kallsyms
     syms = [s[:5] for s in mod._symbols if init or s[5] not in INIT_TYPES]

@@ -25,7 +25,7 @@ class LogRecord:
         return f"[{sec:5d}.{ns // 1000:06d}] {self.text}"
 
 
-def records(machine: "Machine", since_seq: int = 0) -> list[LogRecord]:
+def records(machine: Machine, since_seq: int = 0) -> list[LogRecord]:
     rb = machine.var("printk_rb")
     ring = rb.records
     n = len(ring)
@@ -38,11 +38,11 @@ def records(machine: "Machine", since_seq: int = 0) -> list[LogRecord]:
     return out
 
 
-def dmesg(machine: "Machine") -> str:
+def dmesg(machine: Machine) -> str:
     return "".join(rec.dmesg_line() + "\n" for rec in records(machine))
 
 
-def log_store(machine: "Machine", text: str, level: int = LOGLEVEL_WARNING, caller_id: int = 0) -> None:
+def log_store(machine: Machine, text: str, level: int = LOGLEVEL_WARNING, caller_id: int = 0) -> None:
     """Append a record exactly as the guest's log_store does, for lines the host prints as the kernel."""
     rb = machine.var("printk_rb")
     ring = rb.records

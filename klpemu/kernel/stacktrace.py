@@ -72,13 +72,13 @@ def _prologue(code: bytes, start: int) -> tuple[int | None, int | None]:
 
 
 class Unwinder:
-    def __init__(self, machine: "Machine"):
+    def __init__(self, machine: Machine):
         self.m = machine
         self._task = 0  # the task being walked: whose kretprobe instances recover return addresses
 
     # --- entry points --------------------------------------------------------------------------
 
-    def task(self, task: "Task") -> StackTrace:
+    def task(self, task: Task) -> StackTrace:
         """Walk a task, from its CPU's registers if it is running, else from its saved context."""
         m = self.m
         lo, hi = task.stack_base, task.stack_top
@@ -227,5 +227,5 @@ class Unwinder:
             bp = next_bp
 
 
-def unwind_task(machine: "Machine", task: "Task") -> StackTrace:
+def unwind_task(machine: Machine, task: Task) -> StackTrace:
     return Unwinder(machine).task(task)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..machine.machine import Machine
@@ -25,11 +26,11 @@ TIF_PATCH_PENDING = 13
 class Task:
     """A snapshot handle on one guest task; fields are read live through `view`."""
 
-    machine: "Machine"
+    machine: Machine
     addr: int
 
     @property
-    def view(self) -> "View":
+    def view(self) -> View:
         return self.machine.struct("task_struct", self.addr)
 
     @property
@@ -102,7 +103,7 @@ class Task:
         return f"<task {self.pid} {self.comm}>"
 
 
-def idle_tasks(machine: "Machine") -> Iterator[Task]:
+def idle_tasks(machine: Machine) -> Iterator[Task]:
     for cpu in machine.cpus:
         if cpu.online:
             addr = machine.pcpu(cpu.index).idle
@@ -110,7 +111,7 @@ def idle_tasks(machine: "Machine") -> Iterator[Task]:
                 yield Task(machine, addr)
 
 
-def all_tasks(machine: "Machine") -> list[Task]:
+def all_tasks(machine: Machine) -> list[Task]:
     """Idle tasks first (pid 0, one per CPU), then the task list in creation order."""
     tasks = list(idle_tasks(machine))
     head = machine.var_addr("task_list")
@@ -124,7 +125,7 @@ def all_tasks(machine: "Machine") -> list[Task]:
     return tasks
 
 
-def find_task(machine: "Machine", pid: int) -> Task | None:
+def find_task(machine: Machine, pid: int) -> Task | None:
     for t in all_tasks(machine):
         if t.pid == pid and not t.is_idle:
             return t

@@ -13,7 +13,8 @@ so invalidating the written range once makes every CPU fetch the new bytes.
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..errors import KlpemuError
 
@@ -62,7 +63,7 @@ class TextPoke:
 
     STEPS = ("int3", "tail", "first byte", "done")
 
-    def __init__(self, machine: "Machine"):
+    def __init__(self, machine: Machine):
         self.m = machine
         self.syncs = 0
         # Called after each step with its name; tests use it to run other CPUs mid-patch.

@@ -20,7 +20,7 @@ NS_PER_SEC = 1_000_000_000
 
 
 class Console:
-    def __init__(self, machine: "Machine"):
+    def __init__(self, machine: Machine):
         self.m = machine
 
     def _request(self, op: str, path: str, data: bytes, timeout_ns: int) -> bytes:

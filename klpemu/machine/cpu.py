@@ -70,7 +70,7 @@ def live_regs(uc: Uc) -> dict[str, int]:
     return {name: uc.reg_read(rid) for name, rid in GPRS}
 
 
-def deliver_interrupt(uc: Uc, mem: "GuestMemory", vector: int, *, software: bool = False,
+def deliver_interrupt(uc: Uc, mem: GuestMemory, vector: int, *, software: bool = False,
                       kernel_ctx=None) -> int:
     """Enter the guest's handler for vector on the live CPU state; returns the handler address.
 

@@ -21,7 +21,7 @@ _cs = Cs(CS_ARCH_X86, CS_MODE_64)
 _cs.detail = True
 
 
-def _writes_memory(machine: "Machine", rip: int) -> bool:
+def _writes_memory(machine: Machine, rip: int) -> bool:
     try:
         insn = next(_cs.disasm(machine.mem.read(rip, 16), rip), None)
     except Exception:
@@ -31,7 +31,7 @@ def _writes_memory(machine: "Machine", rip: int) -> bool:
     return any(op.type == X86_OP_MEM and op.access & CS_AC_WRITE for op in insn.operands)
 
 
-def build_oops(machine: "Machine", cpu: "CPU", error: UcError | None,
+def build_oops(machine: Machine, cpu: CPU, error: UcError | None,
                fault: tuple[int, int] | None, reason: str | None) -> Oops:
     from ..kernel.printk import LOGLEVEL_ALERT, log_store
     from ..kernel.stacktrace import Unwinder

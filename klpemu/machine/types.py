@@ -21,11 +21,11 @@ class Type:
     size: int
     name: str = ""
     signed: bool = False
-    target: "Type | None" = None  # pointee or element
+    target: Type | None = None  # pointee or element
     count: int = 0  # array length
-    members: dict[str, tuple[int, "Type"]] = field(default_factory=dict)
+    members: dict[str, tuple[int, Type]] = field(default_factory=dict)
 
-    def member(self, name: str) -> tuple[int, "Type"]:
+    def member(self, name: str) -> tuple[int, Type]:
         """Offset and type of a member; `a.b` walks into nested structs."""
         offset, t = 0, self
         for part in name.split("."):
@@ -158,7 +158,7 @@ class View:
 
     __slots__ = ("_mem", "_type", "_address")
 
-    def __init__(self, mem: "GuestMemory", t: Type, addr: int):
+    def __init__(self, mem: GuestMemory, t: Type, addr: int):
         object.__setattr__(self, "_mem", mem)
         object.__setattr__(self, "_type", t)
         object.__setattr__(self, "_address", addr)

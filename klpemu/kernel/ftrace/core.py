@@ -14,7 +14,8 @@ text_poke batch; the call slot of the shared trampolines follows update_ftrace_f
 from __future__ import annotations
 
 import fnmatch
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from ...errors import KlpemuError
 from ..printk import log_store
@@ -46,7 +47,7 @@ def _ins(data: bytes) -> str:
 
 
 class Ftrace:
-    def __init__(self, machine: "Machine", text_poke: TextPoke):
+    def __init__(self, machine: Machine, text_poke: TextPoke):
         self.m = machine
         self.text_poke = text_poke
         self.records = Records(machine)

@@ -52,7 +52,7 @@ def flag_chars(flags: int, preempt: int) -> str:
 
 
 class FunctionTracer:
-    def __init__(self, machine: "Machine", ftrace: "Ftrace"):
+    def __init__(self, machine: Machine, ftrace: Ftrace):
         self.m = machine
         self.ft = ftrace
         self.current = "nop"

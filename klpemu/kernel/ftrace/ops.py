@@ -7,8 +7,8 @@ on the host, and the filter as a set for quick membership tests when records are
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 FL = {
     "ENABLED": 1 << 0, "DYNAMIC": 1 << 1, "SAVE_REGS": 1 << 2, "SAVE_REGS_IF_SUPPORTED": 1 << 3,

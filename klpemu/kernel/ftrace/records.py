@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 class Records:
     """A view: the guest's ftrace_records array is the only copy of each site's state."""
 
-    def __init__(self, machine: "Machine"):
+    def __init__(self, machine: Machine):
         self.m = machine
         self.base = machine.var_addr("ftrace_records")
         self.size = machine.types.sizeof("dyn_ftrace")

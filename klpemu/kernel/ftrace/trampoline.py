@@ -21,7 +21,7 @@ OP_PTR_INSN = bytes.fromhex("488b15")  # movq disp32(%rip), %rdx
 
 
 class Trampolines:
-    def __init__(self, machine: "Machine"):
+    def __init__(self, machine: Machine):
         self.m = machine
         sym = machine.image.addr
         self.caller = sym("ftrace_caller")

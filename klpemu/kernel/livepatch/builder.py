@@ -28,7 +28,7 @@ class ObjectSpec:
 
 
 class KlpBuilder:
-    def __init__(self, machine: "Machine"):
+    def __init__(self, machine: Machine):
         self.m = machine
 
     def cstring(self, text: str) -> int:

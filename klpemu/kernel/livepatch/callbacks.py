@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from ...machine.machine import Machine
 
 
-def pre_patch(m: "Machine", obj: int) -> CallbackGen:
+def pre_patch(m: Machine, obj: int) -> CallbackGen:
     cb = m.struct("klp_object", obj).callbacks
     ret = 0
     if cb.pre_patch:
@@ -20,21 +20,21 @@ def pre_patch(m: "Machine", obj: int) -> CallbackGen:
     return ret
 
 
-def post_patch(m: "Machine", obj: int) -> CallbackGen:
+def post_patch(m: Machine, obj: int) -> CallbackGen:
     cb = m.struct("klp_object", obj).callbacks
     if cb.post_patch:
         yield cb.post_patch, obj
     return 0
 
 
-def pre_unpatch(m: "Machine", obj: int) -> CallbackGen:
+def pre_unpatch(m: Machine, obj: int) -> CallbackGen:
     cb = m.struct("klp_object", obj).callbacks
     if cb.pre_unpatch:
         yield cb.pre_unpatch, obj
     return 0
 
 
-def post_unpatch(m: "Machine", obj: int) -> CallbackGen:
+def post_unpatch(m: Machine, obj: int) -> CallbackGen:
     cb = m.struct("klp_object", obj).callbacks
     if cb.post_unpatch_enabled and cb.post_unpatch:
         yield cb.post_unpatch, obj

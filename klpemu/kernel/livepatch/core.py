@@ -33,7 +33,7 @@ LOGLEVEL_ERR, LOGLEVEL_WARNING, LOGLEVEL_NOTICE = 3, 4, 5
 
 
 class Livepatch:
-    def __init__(self, machine: "Machine", patch_layer: KlpPatchLayer, modules: "Modules"):
+    def __init__(self, machine: Machine, patch_layer: KlpPatchLayer, modules: Modules):
         self.m = machine
         self.patch_layer = patch_layer
         self.modules = modules
@@ -355,10 +355,10 @@ class Livepatch:
 
     # --- modules coming and going --------------------------------------------------------------
 
-    def module_coming(self, mod: "Module") -> None:
+    def module_coming(self, mod: Module) -> None:
         self.calls.run(self._module_coming(mod))
 
-    def _module_coming(self, mod: "Module") -> CallbackGen:
+    def _module_coming(self, mod: Module) -> CallbackGen:
         """klp_module_coming: patch the new module with every patch that has an object for it."""
         m = self.m
         view = m.struct("module", mod.addr)
@@ -392,7 +392,7 @@ class Livepatch:
                 break
         return 0
 
-    def _refuse_module(self, mod: "Module", patch: int, obj: int, error: KlpemuError) -> CallbackGen:
+    def _refuse_module(self, mod: Module, patch: int, obj: int, error: KlpemuError) -> CallbackGen:
         self.log(f"patch '{self.name(patch)}' failed for module '{mod.name}', refusing to load module "
                  f"'{mod.name}'", LOGLEVEL_WARNING)
         self.m.struct("module", mod.addr).klp_alive = 0
@@ -400,16 +400,16 @@ class Livepatch:
         yield from self._cleanup_module_patches(mod, limit=patch)
         raise error
 
-    def module_going(self, mod: "Module") -> None:
+    def module_going(self, mod: Module) -> None:
         self.calls.run(self._module_going(mod))
 
-    def _module_going(self, mod: "Module") -> CallbackGen:
+    def _module_going(self, mod: Module) -> CallbackGen:
         """klp_module_going: every patch lets go of the module's object."""
         self.m.struct("module", mod.addr).klp_alive = 0
         yield from self._cleanup_module_patches(mod, limit=None)
         return 0
 
-    def _cleanup_module_patches(self, mod: "Module", limit: int | None) -> CallbackGen:
+    def _cleanup_module_patches(self, mod: Module, limit: int | None) -> CallbackGen:
         """klp_cleanup_module_patches_limited: the patches before `limit` (all if None)."""
         m = self.m
         for patch in self.patches:

@@ -11,7 +11,8 @@ in the order the kernel would run it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Generator
+from collections.abc import Generator
+from typing import TYPE_CHECKING
 
 from ...errors import KlpemuError
 
@@ -29,7 +30,7 @@ def as_int(value: int) -> int:
 
 
 class GuestCalls:
-    def __init__(self, machine: "Machine"):
+    def __init__(self, machine: Machine):
         self.m = machine
         self._pending: CallbackGen | None = None
         machine.hypercalls[machine.types.enum("HC_KLP_CALLBACK_DONE")] = self._hc_done

@@ -30,7 +30,7 @@ class KlpOps:
 
 
 class KlpPatchLayer:
-    def __init__(self, machine: "Machine"):
+    def __init__(self, machine: Machine):
         self.m = machine
         self.list = GuestList(machine.mem)
         self.ops: dict[int, KlpOps] = {}  # old_func -> klp_ops (klp_find_ops)

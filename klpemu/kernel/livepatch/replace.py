@@ -22,7 +22,7 @@ def _same_sympos(a: int, b: int) -> bool:
 
 
 class Nops:
-    def __init__(self, machine: "Machine", lp: "Livepatch"):
+    def __init__(self, machine: Machine, lp: Livepatch):
         self.m = machine
         self.lp = lp
         self._objects: dict[int, list[int]] = {}  # patch -> its dynamic klp_objects

@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from ...machine.machine import Machine
 
 
-def states(m: "Machine", patch: int) -> list[tuple[int, int]]:
+def states(m: Machine, patch: int) -> list[tuple[int, int]]:
     """(id, version) of each klp_state of the patch; the array ends at id 0."""
     out = []
     addr = m.struct("klp_patch", patch).states
@@ -23,7 +23,7 @@ def states(m: "Machine", patch: int) -> list[tuple[int, int]]:
     return out
 
 
-def is_patch_compatible(m: "Machine", patch: int, installed: list[int]) -> bool:
+def is_patch_compatible(m: Machine, patch: int, installed: list[int]) -> bool:
     """klp_is_patch_compatible: every state an installed patch set up must be kept, at the same
     or a newer version, by a replacing patch; a patch that does not replace need not mention it."""
     new = dict(states(m, patch))

@@ -27,7 +27,7 @@ SIGNALS_EVERY = 15
 
 
 class Transition:
-    def __init__(self, machine: "Machine", lp: "Livepatch"):
+    def __init__(self, machine: Machine, lp: Livepatch):
         self.m = machine
         self.lp = lp
         self.signals_cnt = 0
@@ -89,7 +89,7 @@ class Transition:
     def _verb(state: int) -> str:
         return "patching" if state == PATCHED else "unpatching"
 
-    def try_complete(self) -> "CallbackGen":
+    def try_complete(self) -> CallbackGen:
         """klp_try_complete_transition: switch what can be switched; complete or retry in 1 s."""
         patch = self.patch
         if patch is None:
@@ -212,7 +212,7 @@ class Transition:
                 if patch != self.patch:
                     self.m.struct("klp_patch", patch).forced = 1
 
-    def cancel(self) -> "CallbackGen":
+    def cancel(self) -> CallbackGen:
         """klp_cancel_transition: a patch that failed before its transition started goes back."""
         log_store(self.m, f"livepatch: '{self.lp.name(self.patch)}': canceling patching transition, "
                           "going to unpatch", 7)
@@ -220,7 +220,7 @@ class Transition:
         yield from self.complete()
         return 0
 
-    def complete(self) -> "CallbackGen":
+    def complete(self) -> CallbackGen:
         """klp_complete_transition."""
         m, lp = self.m, self.lp
         patch, target = self.patch, self.target
