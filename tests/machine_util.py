@@ -58,3 +58,13 @@ def shell_run(system, cmd):
     out, err = io.StringIO(), io.StringIO()
     status = Shell(system, out=out, err=err).run_line(cmd)
     return status, out.getvalue(), err.getvalue()
+
+
+def vfs_tree(node, prefix: str = "") -> list[tuple[str, int]]:
+    """Every path under a VFS directory with its mode: what a failed operation must leave alone."""
+    out = []
+    for name, child in sorted(node.children().items()):
+        out.append((prefix + name, child.st_mode))
+        if hasattr(child, "children"):
+            out += vfs_tree(child, prefix + name + "/")
+    return out

@@ -3,7 +3,7 @@ as it found it; a task asleep in a patched module function holds the transition 
 
 from __future__ import annotations
 
-from machine_util import shell_run
+from machine_util import shell_run, vfs_tree
 
 from klpemu.kernel.printk import records
 from klpemu.kernel.tasks import all_tasks
@@ -11,14 +11,6 @@ from klpemu.system import System
 
 LP = "/sys/kernel/livepatch"
 
-
-def tree(node, prefix=""):
-    out = []
-    for name, child in sorted(node.children().items()):
-        out.append((prefix + name, child.st_mode))
-        if hasattr(child, "children"):
-            out += tree(child, prefix + name + "/")
-    return out
 
 
 def snapshot(system):
@@ -29,7 +21,7 @@ def snapshot(system):
         "records": [(ft.records.ip(i), ft.records.flags(i)) for i in range(len(ft.records))],
         "func_stacks": {old: layer.func_stack(old) for old in layer.ops},
         "patches": list(m.kernel.livepatch.patches),
-        "sysfs": tree(system.vfs.lookup(LP)),
+        "sysfs": vfs_tree(system.vfs.lookup(LP)),
         "modules": [(mod.name, m.kernel.modules.refcount(mod)) for mod in m.kernel.modules.list()],
         "patch_state": [t.patch_state for t in all_tasks(m)],
     }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from machine_util import vfs_tree
 
 from klpemu.errors import KlpemuError
 from klpemu.kernel.livepatch.builder import KlpBuilder
@@ -45,17 +46,8 @@ def snapshot(system):
     lp = m.kernel.livepatch
     stacks = {old: lp.patch_layer.func_stack(old) for old in lp.patch_layer.ops}
     return ([m.mem.read(ip, 5) for ip in m.kernel.ftrace.records.ips()], stacks, list(lp.patches),
-            tree(system.vfs.lookup(LP)))
+            vfs_tree(system.vfs.lookup(LP)))
 
-
-def tree(node, prefix=""):
-    """Every path under a directory, with its mode."""
-    out = []
-    for name, child in sorted(node.children().items()):
-        out.append((prefix + name, child.st_mode))
-        if hasattr(child, "children"):
-            out += tree(child, prefix + name + "/")
-    return out
 
 
 def test_replace_drops_what_the_new_patch_does_not_change(system):
