@@ -5,7 +5,9 @@ Every step writes the command it stands for into the kernel log through /dev/kms
 scripts do ("% insmod test_modules/<mod>.ko", "% rmmod <mod>", ...), then runs it in the shell
 and waits, in emulated time, for what the script polls for. A step that goes wrong logs
 "ERROR: ..." and fails the test, as `die` ends the script. `check_result` compares the log
-written since `start_test` through the scripts' filter with the expected text.
+written since `start_test` through the scripts' filter with the expected text. The sysctl and
+function-tracing helpers (`set_ftrace_enabled`, `trace_function`, `check_traced_functions`) act
+through /proc/sys and tracefs as the scripts' sysctl and echo do.
 
 The modules are the shipped ones, reached as test_modules/<mod>.ko from a working directory
 prepared by `make_workdir` (the `klp` fixture), so that insmod's messages name them as the scripts' do.
@@ -14,19 +16,27 @@ prepared by `make_workdir` (the `klp` fixture), so that insmod's messages name t
 from __future__ import annotations
 
 import difflib
+import errno
+import os
 import re
 import shlex
 from pathlib import Path
 
+import pytest
 from elftools.elf.elffile import ELFFile
 from machine_util import shell_run
 
+from klpemu.errors import KlpemuError
 from klpemu.kernel.module import shipped_modules_dir
 from klpemu.kernel.printk import records
 from klpemu.system import System
 
 SYSFS_KLP_DIR = "/sys/kernel/livepatch"
 SYSFS_MODULE_DIR = "/sys/module"
+SYSFS_KPROBES_DIR = "/sys/kernel/debug/kprobes"
+# functions.sh reaches tracefs through debugfs's automount, $SYSFS_DEBUG_DIR/tracing; this machine
+# mounts it only at its own mount point. The files and what they do are the same.
+SYSFS_TRACING_DIR = "/sys/kernel/tracing"
 # loop_until's patience: MAX_RETRIES (600) polls RETRY_INTERVAL (0.1 s) apart, in emulated time.
 LOOP_TIMEOUT_NS = 600 * 100_000_000
 LOOP_TIMEOUT = "60s"
@@ -77,6 +87,17 @@ class KlpSelftest:
         self.log(f"ERROR: {msg}")
         raise AssertionError(msg)
 
+    def skip(self, msg: str) -> None:
+        """The scripts skip when the kernel lacks what they test. This machine is built with all of
+        it, so what would be a skip is a regression here: logged as the script logs it, then failed."""
+        self.log(f"SKIP: {msg}")
+        pytest.fail(f"the selftest would skip: {msg}")
+
+    def require_symbol(self, sym: str, msg: str) -> None:
+        """grep -q SYM /proc/kallsyms || skip MSG, from vmlinux's symbol table, which kallsyms lists."""
+        if not self.machine.image.has(sym):
+            self.skip(msg)
+
     def loop_until(self, cond) -> bool:
         return bool(cond()) or self.machine.run_until(cond, LOOP_TIMEOUT_NS)
 
@@ -91,6 +112,75 @@ class KlpSelftest:
         for line in self.cat(path).splitlines():
             if pattern in line:
                 self.log(line)
+
+    # --- sysctl ------------------------------------------------------------------------------
+
+    def sysctl_set(self, key: str, value: str) -> str:
+        """sysctl -q KEY=VALUE 2>&1: nothing, or sysctl's complaint. Newer procps names the file
+        (/proc/sys/kernel/...), which functions.sh rewrites to the key, so the key is named here."""
+        try:
+            self.vfs.write(f"/proc/sys/{key.replace('.', '/')}", f"{value}\n")
+        except KlpemuError as e:
+            if self.machine.oops is not None:
+                self.die(str(self.machine.oops))
+            return f'sysctl: setting key "{key}": {os.strerror(e.errno) if e.errno else e}'
+        return ""
+
+    def sysctl_value(self, key: str) -> str:
+        """sysctl --values KEY"""
+        return self.cat(f"/proc/sys/{key.replace('.', '/')}").strip()
+
+    def set_ftrace_enabled(self, value: int, *, fail: bool = False) -> None:
+        """set_ftrace_enabled [--fail] VALUE: the sysctl's new value, or with fail, its refusal, logged."""
+        err = self.sysctl_set("kernel.ftrace_enabled", str(value))
+        result = self.sysctl_value("kernel.ftrace_enabled")
+        if result != str(value):
+            if fail:
+                self.log(f"livepatch: {err}")
+                return
+            self.skip(f"failed to set kernel.ftrace_enabled = {value}")
+        self.log(f"livepatch: kernel.ftrace_enabled = {result}")
+
+    def ftrace_disable_supported(self) -> bool:
+        """Whether the sysctl takes 0 at all: kernels that deprecated it refuse 0 with
+        EOPNOTSUPP. Probed with nothing logged, and the value put back."""
+        before = self.sysctl_value("kernel.ftrace_enabled")
+        err = self.sysctl_set("kernel.ftrace_enabled", "0")
+        self.sysctl_set("kernel.ftrace_enabled", before)
+        return not err.endswith(os.strerror(errno.EOPNOTSUPP))
+
+    def setup_config(self) -> None:
+        """functions.sh's setup_config on a fresh machine: ftrace_enabled on. Saving and restoring
+        the configuration does not apply: every test boots its own machine."""
+        self.set_ftrace_enabled(1)
+
+    # --- function tracing --------------------------------------------------------------------
+
+    def tracing_write(self, name: str, value: str) -> None:
+        """echo VALUE > $SYSFS_TRACING_DIR/NAME; the script would go on past a refusal, this dies."""
+        status, out = self.sh(f"echo {shlex.quote(value)} > {SYSFS_TRACING_DIR}/{name}")
+        if status:
+            self.die(out.strip())
+
+    def cleanup_tracing(self) -> None:
+        self.tracing_write("tracing_on", "0")
+        self.tracing_write("set_ftrace_filter", "")
+        self.tracing_write("current_tracer", "nop")
+        self.tracing_write("trace", "")
+
+    def trace_function(self, function: str) -> None:
+        self.cleanup_tracing()
+        self.tracing_write("current_tracer", "function")
+        self.tracing_write("set_ftrace_filter", function)
+        self.tracing_write("tracing_on", "1")
+
+    def check_traced_functions(self, *functions: str) -> None:
+        """Each function must be in the trace as a whole word (grep -Fw), then tracing is cleaned up."""
+        trace = self.cat(f"{SYSFS_TRACING_DIR}/trace")
+        for function in functions:
+            if not re.search(rf"(?<!\w){re.escape(function)}(?!\w)", trace):
+                self.die(f"Function ({function}) did not appear in the trace")
+        self.cleanup_tracing()
 
     # --- loading and unloading ----------------------------------------------------------------
 
