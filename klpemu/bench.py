@@ -3,8 +3,8 @@
 BareGuest runs guest code on a fresh Unicorn with no hooks at all: either the kernel image mapped
 as the machine maps it (never booted), or a byte copy of a running machine's memory. The rest is
 the handler-overhead benchmark (benchmarks/handler_overhead.py and `klpemu bench`): what one
-traced call costs under each ftrace configuration, along the axes of Linux's
-samples/ftrace/ftrace-ops.c.
+traced call costs under each ftrace, livepatch and kprobe configuration, along the axes of
+Linux's samples/ftrace/ftrace-ops.c.
 
 The workload is bench_call_loop(n) (firmware/kernel/bench.c): a notrace loop calling the
 traceable bench_leaf(x) = x + 1 n times. Each configuration is applied to one booted machine
@@ -22,6 +22,22 @@ through the ftrace control plane, measured, and undone:
   (h) a Python ops (ft.ops_python) doing the same redirect, via HC_FTRACE_CALLBACK
   (i) no ftrace: a Python UC_HOOK_CODE bounded to bench_leaf's entry writes RIP
 
+and, set up through the livepatch core (KlpBuilder patches, bench_livepatch.py) and the kprobes
+API, with native handlers from bench.c that count their calls:
+
+  (j) a livepatch sending bench_leaf to ftrace_selftest_leaf, no transition
+  (k) a second patch (to livepatch_bench_leaf) in transition, the calling task unpatched: the
+      handler takes the func below, the first patch's
+  (l) the first patch in transition, the calling task unpatched: nothing below, the original runs
+  (m) an atomic-replace patch of another function in transition, the calling task switched:
+      its nop func is on top of bench_leaf's func_stack, and the original runs
+  (n) the two patches stacked, no transition: the top one's function runs
+  (o) a kprobe at the fentry site (kprobe_ftrace_ops), a pre handler only
+  (p) the same with a post handler: kprobe_ipmodify_ops
+  (q) a kprobe on the body's lea: an int3, the instruction stepped in its insn slot
+  (r) a kretprobe at the fentry site
+  (s) that kretprobe and the livepatch of (j) on the same site, through the list function
+
 The knobs of ftrace-ops.c, and why each one moves the cost:
   nr_ops_relevant    one ops on a site gets a trampoline of its own whose call slot calls its
                      handler directly; a second ops on the same site sends the site to the
@@ -38,17 +54,22 @@ What is measured, per configuration:
   1. Guest instructions per call, exactly: a UC_HOOK_CODE counter on the machine's Uc (with
      ctl_flush_tb, since a hook applies only to blocks translated after it), around m.call of
      the loop for n and 2n calls; the difference over n. Counted apart from any timing. The
-     hypercalls made per call are counted the same way, by wrapping m.hypercalls.
+     hypercalls made per call are counted the same way, by wrapping m.hypercalls, and the
+     interrupts the host delivers (a kprobe's int3) by a UC_HOOK_INTR counter. Each instruction
+     is also put in one of three parts: the loop's, the body (whichever function ran for the
+     leaf) or the path (the site and everything it leads to).
   2. Wall time per call: m.call(bench_call_loop, N), the machine's own Uc with its hooks, one
      emu_start, no slicing; best of R runs after a warm-up run.
   3. Bare Unicorn in the same run: a fresh Uc holding a byte copy of the machine's RAM taken
      after the configuration was applied (page tables, patched sites, private trampolines,
      ops and hashes), with CPU 0's control registers and %gs base, no hooks, the same
-     emu_start(count=...) call. For (a)-(g) it runs exactly the machine's instruction stream.
+     emu_start(count=...) call. For (a)-(g) and (j)-(s) but (q) it runs exactly the machine's
+     instruction stream.
      What the host does cannot be copied: in (h) the hypercall's `out` reaches no handler, so
      nothing redirects and the call returns into bench_leaf's body (one instruction fewer,
-     the replacement's own NOP5 site); in (i) there is no hook, so bare runs (b). The ratio
-     is machine calls/s over bare calls/s.
+     the replacement's own NOP5 site); in (i) there is no hook, so bare runs (b); (q) has no
+     bare run, since bare Unicorn cannot deliver the int3. The ratio is machine calls/s over
+     bare calls/s.
 """
 
 from __future__ import annotations
@@ -68,11 +89,14 @@ from pathlib import Path
 
 import unicorn
 from capstone import CS_ARCH_X86, CS_MODE_64, Cs
-from unicorn import UC_ARCH_X86, UC_HOOK_CODE, UC_MODE_64, Uc
+from unicorn import UC_ARCH_X86, UC_HOOK_CODE, UC_HOOK_INTR, UC_MODE_64, Uc
 from unicorn import x86_const as x
 
+from .bench_livepatch import BenchLivepatches
 from .errors import KlpemuError
 from .kernel.ftrace.ops import FL, FtraceOps
+from .kernel.kprobes.core import FLAG as KPROBE_FLAG
+from .kernel.kprobes.insn import MAX_INSN_SIZE
 from .kernel.text_poke import MCOUNT_INSN_SIZE, NOP5, call_insn
 from .machine.image import KernelImage
 from .machine.machine import FOREVER, Machine, MachineConfig
@@ -184,9 +208,19 @@ LOOP, LEAF = "bench_call_loop", "bench_leaf"
 REPLACEMENT = "ftrace_selftest_leaf"
 # What the irrelevant ops trace (ftrace-ops.c's tracee_irrelevant): never called by the loop.
 IRRELEVANT = "cmdline_proc_show"
+# The newer patch's replacement where two livepatches stack on the leaf: the same code again.
+LIVEPATCH_LEAF = "livepatch_bench_leaf"
+# What an atomic-replace patch changes itself: none of the leaf's business, so the leaf gets a nop.
+REPLACE_TARGET, REPLACE_NEW = "cmdline_proc_show", "version_proc_show"
+# The kprobe and kretprobe handlers (firmware/kernel/bench.c): native, each counting its calls.
+KPROBE_PRE, KPROBE_POST, KRETPROBE_HANDLER = ("bench_kprobe_pre_handler", "bench_kprobe_post_handler",
+                                              "bench_kretprobe_handler")
+HANDLER_CALLS = {KPROBE_PRE: "bench_kprobe_pre_calls", KPROBE_POST: "bench_kprobe_post_calls",
+                 KRETPROBE_HANDLER: "bench_kretprobe_calls"}
+VECTOR_NAMES = {3: "int3"}
 COUNT_N = 100  # the counting runs make COUNT_N and 2 * COUNT_N calls
 WARM_UP_CALLS = 1000
-HOST_CALLS_DIVISOR = 20  # (h) and (i) enter Python on every call: time N / 20 calls
+HOST_CALLS_DIVISOR = 20  # (h), (i) and (q) enter Python on every call: time N / 20 calls
 DEFAULT_CALLS = 200_000
 DEFAULT_REPEAT = 5
 
@@ -206,6 +240,7 @@ class Applied:
 
     path: str
     skipped: frozenset[int] = frozenset()  # hooked addresses whose instruction a PC write skips
+    handlers: tuple[str, ...] = ()  # guest handlers that must run once per call (HANDLER_CALLS)
 
 
 @dataclass(frozen=True)
@@ -214,6 +249,7 @@ class Config:
     name: str
     apply: Callable[[HandlerBench], AbstractContextManager[Applied]]
     host: bool = False  # the host runs on every call: fewer calls are timed
+    bare: bool = True  # bare Unicorn can run it: no int3 (it has no interrupt delivery)
 
 
 @dataclass
@@ -225,11 +261,14 @@ class Count:
     by_function: dict[str, int]
     hypercalls: dict[str, int] = field(default_factory=dict)
     fixed: int = 0  # instructions of one bench_call_loop call outside its iterations
+    interrupts: dict[str, int] = field(default_factory=dict)  # delivered by the host (int3)
+    parts: dict[str, int] = field(default_factory=dict)  # loop, path, body (HandlerBench._part)
 
     @property
     def host_entries(self) -> int:
-        """Times per call the host runs: hypercalls and redirecting code hooks."""
-        return sum(self.hypercalls.values()) + self.counted - self.insns
+        """Times per call the host runs: hypercalls, interrupts it delivers and redirecting code
+        hooks."""
+        return sum(self.hypercalls.values()) + sum(self.interrupts.values()) + self.counted - self.insns
 
 
 class HandlerBench:
@@ -243,6 +282,8 @@ class HandlerBench:
         self.relevant, self.irrelevant = relevant, irrelevant
         sym = machine.image.addr
         self.loop, self.leaf, self.replacement = sym(LOOP), sym(LEAF), sym(REPLACEMENT)
+        # Whichever of these runs for the leaf is its body; the loop is the loop; the rest is path.
+        self.bodies = {sym(name): name for name in (LEAF, REPLACEMENT, LIVEPATCH_LEAF)}
         self.loop_call = self._call_site()
         if machine.mem.read(self.leaf, 5) != NOP5:
             raise KlpemuError(f"{LEAF}'s fentry site is not a NOP5: is something tracing it?", 16)
@@ -360,6 +401,112 @@ class HandlerBench:
 
         return self._registered([self._redirect_ops(self.ft.ops_python("bench-python", redirect, FL["IPMODIFY"]))])
 
+    # --- livepatch: klp_ftrace_handler on the leaf's site ---------------------------------------
+
+    def _klp_applied(self, patches: BenchLivepatches) -> Applied:
+        stack = ", ".join(patches.func_stack(LEAF))
+        return Applied(f"{self.path()}; func_stack [{stack}]; {patches.state()}")
+
+    @contextmanager
+    def livepatch(self) -> Iterator[Applied]:
+        with BenchLivepatches(self.m).session() as patches:
+            patches.enable("bench_klp", LEAF, REPLACEMENT)
+            yield self._klp_applied(patches)
+
+    @contextmanager
+    def livepatch_transition_previous(self) -> Iterator[Applied]:
+        # The calling task has not switched: the handler takes the func below the top one.
+        with BenchLivepatches(self.m).session() as patches:
+            patches.enable("bench_klp", LEAF, REPLACEMENT)
+            patches.enable("bench_klp2", LEAF, LIVEPATCH_LEAF, settle=False)
+            yield self._klp_applied(patches)
+
+    @contextmanager
+    def livepatch_transition_original(self) -> Iterator[Applied]:
+        # Nothing below: the handler returns without touching regs->ip, the original body runs.
+        with BenchLivepatches(self.m).session() as patches:
+            patches.enable("bench_klp", LEAF, REPLACEMENT, settle=False)
+            yield self._klp_applied(patches)
+
+    @contextmanager
+    def livepatch_nop(self) -> Iterator[Applied]:
+        # A nop func lives only while its replacing patch is in transition, and a task that has
+        # not switched would still take the replaced patch's func: so the calling task is let
+        # switch first (in the idle loop), while the transition stays open.
+        with BenchLivepatches(self.m).session() as patches:
+            patches.enable("bench_klp", LEAF, REPLACEMENT)
+            patches.enable("bench_klp_replace", REPLACE_TARGET, REPLACE_NEW, replace=True, settle=False)
+            patches.switch_current()
+            yield self._klp_applied(patches)
+
+    @contextmanager
+    def livepatch_stacked(self) -> Iterator[Applied]:
+        with BenchLivepatches(self.m).session() as patches:
+            patches.enable("bench_klp", LEAF, REPLACEMENT)
+            patches.enable("bench_klp2", LEAF, LIVEPATCH_LEAF)
+            yield self._klp_applied(patches)
+
+    # --- kprobes and kretprobes ------------------------------------------------------------------
+
+    @contextmanager
+    def _kprobe(self, offset: int = 0, post: bool = False) -> Iterator[Applied]:
+        kprobes = self.m.kernel.kprobes
+        kp = kprobes.add_kprobe(LEAF, offset, pre_handler=KPROBE_PRE, post_handler=KPROBE_POST if post else None)
+        try:
+            handlers = (KPROBE_PRE, KPROBE_POST) if post else (KPROBE_PRE,)
+            if offset:
+                size = kprobes.view(kp).ainsn.size
+                path = (f"int3 at {LEAF}+{offset} -> kprobe_int3_handler -> {KPROBE_PRE}; the probed "
+                        f"instruction ({size} bytes) stepped in its insn slot, whose int3 -> kprobe_int3_handler "
+                        f"-> {KPROBE_POST if post else 'back to the next instruction'}")
+            else:
+                ops = kprobes.ops_of(kprobes.get_kprobe(self.leaf))
+                path = f"{self.path()} ({ops.name}) -> {' + '.join(handlers)}"
+            yield Applied(path, handlers=handlers)
+        finally:
+            kprobes.unregister(kp)
+
+    def kprobe(self) -> AbstractContextManager[Applied]:
+        return self._kprobe()
+
+    def kprobe_post(self) -> AbstractContextManager[Applied]:
+        return self._kprobe(post=True)
+
+    def kprobe_int3(self) -> AbstractContextManager[Applied]:
+        return self._kprobe(self._body_offset())
+
+    def _body_offset(self) -> int:
+        """Where the int3 probe goes: the leaf's `lea`, a plain instruction, stepped out of line."""
+        sym = self.m.image.lookup(LEAF)
+        cs = Cs(CS_ARCH_X86, CS_MODE_64)
+        for i in cs.disasm(self.m.mem.read(sym.addr, sym.size), sym.addr):
+            if i.mnemonic == "lea":
+                return i.address - sym.addr
+        raise KlpemuError(f"no lea in {LEAF}", 22)
+
+    @contextmanager
+    def _kretprobe(self) -> Iterator[Applied]:
+        kretprobes = self.m.kernel.kprobes.kretprobes
+        rp = kretprobes.add(LEAF, handler=KRETPROBE_HANDLER)
+        try:
+            yield Applied(f"{self.path()} (kprobe_ftrace_ops) -> pre_handler_kretprobe; returns through "
+                          f"__kretprobe_trampoline "
+                          f"-> {KRETPROBE_HANDLER}", handlers=(KRETPROBE_HANDLER,))
+        finally:
+            kretprobes.unregister(rp)
+
+    def kretprobe(self) -> AbstractContextManager[Applied]:
+        return self._kretprobe()
+
+    @contextmanager
+    def kretprobe_livepatch(self) -> Iterator[Applied]:
+        # Since 5.4 the kretprobe's ops is not IPMODIFY: the two share the site, through the list
+        # function; the return address the kretprobe swapped is the loop's, wherever the call went.
+        with self._kretprobe() as applied, BenchLivepatches(self.m).session() as patches:
+            patches.enable("bench_klp", LEAF, REPLACEMENT)
+            yield Applied(f"{self._klp_applied(patches).path}; returns through __kretprobe_trampoline -> "
+                          f"{KRETPROBE_HANDLER}", handlers=applied.handlers)
+
     @contextmanager
     def code_hook(self) -> Iterator[Applied]:
         # What one would write without ftrace. Unicorn 2.1.4 honours a RIP write made inside a
@@ -402,10 +549,57 @@ class HandlerBench:
         finally:
             hc.update(saved)
 
-    def _label(self, addr: int) -> str:
+    @contextmanager
+    def _counting_interrupts(self, seen: Counter) -> Iterator[None]:
+        """Interrupts the host delivers (the int3 of a kprobe), counted into seen as ("intr", vector)."""
+        def hook(_uc, intno: int, _ud) -> None:
+            seen[("intr", intno)] += 1
+
+        h = self.m.uc.hook_add(UC_HOOK_INTR, hook)
+        try:
+            yield
+        finally:
+            self.m.uc.hook_del(h)
+
+    def _slots(self) -> dict[int, int]:
+        """The out-of-line slot of each armed int3 kprobe -> the probed address."""
+        kprobes = self.m.kernel.kprobes
+        out = {}
+        for p in kprobes.table():
+            insn = kprobes.view(p).ainsn
+            if insn.insn:
+                out[insn.insn] = kprobes.view(p).addr
+        return out
+
+    def _int3_probes(self) -> set[int]:
+        """Addresses where a kprobe's int3 replaces the first byte of an instruction."""
+        kprobes = self.m.kernel.kprobes
+        return {kprobes.view(p).addr for p in kprobes.table() if kprobes.armed(p)
+                and not kprobes.view(p).flags & KPROBE_FLAG["FTRACE"]}
+
+    def _part(self, addr: int, slots: dict[int, int], int3s: set[int]) -> str:
+        """loop, body or path. The body is whichever function ran for the leaf: the leaf past its
+        site, or a replacement whole (its own NOP5 included), with a probed instruction counted
+        where it ran (its out-of-line copy, not the int3 that took its place). The path is the
+        rest: the leaf's site, trampolines, handlers, the int3 path, the kretprobe trampoline."""
+        if slots.get(addr) is not None:
+            return "body"  # the copy of the probed instruction; the int3 after it is path
+        sym = self.m.image.function_at(addr)
+        if sym is None:
+            return "path"
+        if sym.name == LOOP:
+            return "loop"
+        if sym.addr in self.bodies and not (addr == self.leaf or addr in int3s):
+            return "body"
+        return "path"
+
+    def _label(self, addr: int, slots: dict[int, int] | None = None) -> str:
         sym = self.m.image.function_at(addr)
         if sym is not None:
             return sym.name
+        for slot in slots or {}:
+            if slot <= addr <= slot + MAX_INSN_SIZE:
+                return "kprobe insn slot"
         hit = self.ft.trampoline_at(addr)
         if hit is not None:
             template = "ftrace_regs_caller" if self.ft.flags(hit[0]) & FL["SAVE_REGS"] else "ftrace_caller"
@@ -416,18 +610,32 @@ class HandlerBench:
         """Exact per-call counts on the machine, for the configuration in place."""
         m = self.m
         hc_names = {v: k for k, v in m.types.enums.items() if k.startswith("HC_")}
-        with self._counting_hypercalls() as seen:
+        before = self.handler_calls()
+        with self._counting_hypercalls() as seen, self._counting_interrupts(seen):
             runs = _count_runs(m.uc, lambda k: m.call(LOOP, k), n, seen)
-        per_addr, hyper, fixed = _per_call(runs, n)
+        for name, calls in self.handler_calls().items():
+            expected = 3 * n if name in applied.handlers else 0  # the runs make n and 2n calls
+            if calls - before[name] != expected:
+                raise KlpemuError(f"{name} ran {calls - before[name]} times in {3 * n} calls, not {expected}", 5)
+        per_addr, events, fixed = _per_call(runs, n)
         skipped = sum(per_addr.get(a, 0) for a in applied.skipped)
+        slots, int3s = self._slots(), self._int3_probes()
         by_function: dict[str, int] = {}
+        parts = {"loop": 0, "path": 0, "body": 0}
         for addr, c in per_addr.items():
             if addr not in applied.skipped:
-                label = self._label(addr)
+                label = self._label(addr, slots)
                 by_function[label] = by_function.get(label, 0) + c
+                parts[self._part(addr, slots, int3s)] += c
         counted = sum(per_addr.values())
-        return Count(counted - skipped, counted, by_function,
-                     {hc_names.get(nr, str(nr)): c for nr, c in hyper.items() if c}, fixed)
+        hypercalls = {hc_names.get(nr, str(nr)): c for nr, c in events.items() if c and not isinstance(nr, tuple)}
+        interrupts = {VECTOR_NAMES.get(nr[1], f"vector {nr[1]}"): c for nr, c in events.items()
+                      if c and isinstance(nr, tuple)}
+        return Count(counted - skipped, counted, by_function, hypercalls, fixed, interrupts, parts)
+
+    def handler_calls(self) -> dict[str, int]:
+        """How many times each benchmark kprobe handler has run so far."""
+        return {name: self.m.read_var_int(var) for name, var in HANDLER_CALLS.items()}
 
     # --- one configuration, counted and timed --------------------------------------------------
 
@@ -436,26 +644,41 @@ class HandlerBench:
         with config.apply(self) as applied:
             count = self.count(applied)
             tick()
-            bare = BareGuest.copy_of(m)
-            bare_count = count_bare(bare)  # deletes its hook and flushes: the timed runs have none
-            tick()
             budget = calls * count.counted + 10 * count.fixed + 10_000
-            machine_s, bare_s = _time_pair(lambda n: m.call(LOOP, n, budget=budget), lambda n: bare.call(LOOP, n),
-                                           calls, repeat, tick)
-        if m.mem.read(self.leaf, 5) != NOP5 or m.mem.read(self.loop_call, 5) != call_insn(self.loop_call, self.leaf):
-            raise KlpemuError(f"configuration {config.key} was not undone", 5)
-        return {
+            runs = [lambda n: m.call(LOOP, n, budget=budget)]
+            if config.bare:
+                bare = BareGuest.copy_of(m)
+                bare_count = count_bare(bare)  # deletes its hook and flushes: the timed runs have none
+                runs.append(lambda n: bare.call(LOOP, n))
+            tick()
+            times = _time_runs(runs, calls, repeat, tick)
+        self.check_undone(config.key)
+        machine_s = times[0]
+        row = {
             "key": config.key, "config": config.name.format(relevant=self.relevant, irrelevant=self.irrelevant),
             "path": applied.path, "calls": calls,
             "insns_per_call": count.insns, "unicorn_counted_per_call": count.counted,
+            "path_insns_per_call": count.parts["path"], "body_insns_per_call": count.parts["body"],
             "by_function": count.by_function, "hypercalls_per_call": count.hypercalls,
+            "interrupts_per_call": count.interrupts,
             "host_entries_per_call": count.host_entries, "fixed_insns": count.fixed,
             "seconds": machine_s, "ns_per_call": machine_s * 1e9 / calls, "calls_per_sec": calls / machine_s,
             "insns_per_sec": calls * count.insns / machine_s,
-            "bare": {"insns_per_call": bare_count, "seconds": bare_s, "ns_per_call": bare_s * 1e9 / calls,
-                     "calls_per_sec": calls / bare_s},
-            "ratio": bare_s / machine_s,  # machine calls/s over bare calls/s
+            "bare": None, "ratio": None,
         }
+        if config.bare:
+            bare_s = times[1]
+            row["bare"] = {"insns_per_call": bare_count, "seconds": bare_s, "ns_per_call": bare_s * 1e9 / calls,
+                           "calls_per_sec": calls / bare_s}
+            row["ratio"] = bare_s / machine_s  # machine calls/s over bare calls/s
+        return row
+
+    def check_undone(self, key: str) -> None:
+        """Nothing of a configuration left: the site, the loop's call, ops, patches and probes."""
+        m = self.m
+        if (m.mem.read(self.leaf, 5) != NOP5 or m.mem.read(self.loop_call, 5) != call_insn(self.loop_call, self.leaf)
+                or self.ft.ops or m.kernel.livepatch.patches or m.kernel.kprobes.probes):
+            raise KlpemuError(f"configuration {key} was not undone", 5)
 
     def list_scaling(self) -> dict:
         """Instructions each more relevant, and each more irrelevant, ops adds on the list path."""
@@ -519,22 +742,22 @@ def count_bare(bare: BareGuest, n: int = COUNT_N) -> int:
     return sum(per_addr.values())
 
 
-def _time_pair(machine_run: Callable[[int], int], bare_run: Callable[[int], int], calls: int, repeat: int,
-               tick: Callable[[], None]) -> tuple[float, float]:
-    """Best wall times of machine_run(calls) and bare_run(calls), alternating, after warming up."""
-    for run in (machine_run, bare_run):
+def _time_runs(runs: list[Callable[[int], int]], calls: int, repeat: int,
+               tick: Callable[[], None]) -> list[float]:
+    """Best wall time of each run(calls), the runs alternating, after warming each up."""
+    for run in runs:
         if run(WARM_UP_CALLS) != WARM_UP_CALLS:  # translation is not timed
             raise KlpemuError(f"{LOOP} returned the wrong value", 5)
-    best = [math.inf, math.inf]
+    best = [math.inf] * len(runs)
     for _ in range(repeat):
-        for side, run in enumerate((machine_run, bare_run)):
+        for side, run in enumerate(runs):
             t = time.perf_counter()
             result = run(calls)
             best[side] = min(best[side], time.perf_counter() - t)
             if result != calls:
                 raise KlpemuError(f"{LOOP}({calls}) returned {result}", 5)
-            tick()
-    return best[0], best[1]
+        tick()
+    return best
 
 
 CONFIGS = (
@@ -547,6 +770,18 @@ CONFIGS = (
     Config("g", "native redirect (IPMODIFY)", HandlerBench.redirect),
     Config("h", "Python ops redirect", HandlerBench.python, host=True),
     Config("i", "no ftrace: UC_HOOK_CODE writes RIP", HandlerBench.code_hook, host=True),
+    Config("j", "livepatch, no transition", HandlerBench.livepatch),
+    Config("k", "livepatch in transition, unpatched task, previous patch below",
+           HandlerBench.livepatch_transition_previous),
+    Config("l", "livepatch in transition, unpatched task, no patch below",
+           HandlerBench.livepatch_transition_original),
+    Config("m", "atomic-replace nop on top (patched task)", HandlerBench.livepatch_nop),
+    Config("n", "two livepatches stacked, no transition", HandlerBench.livepatch_stacked),
+    Config("o", "kprobe at the fentry site", HandlerBench.kprobe),
+    Config("p", "kprobe at the fentry site, post handler (IPMODIFY)", HandlerBench.kprobe_post),
+    Config("q", "int3 kprobe in the body, stepped out of line", HandlerBench.kprobe_int3, host=True, bare=False),
+    Config("r", "kretprobe", HandlerBench.kretprobe),
+    Config("s", "kretprobe + livepatch", HandlerBench.kretprobe_livepatch),
 )
 
 
@@ -558,7 +793,7 @@ def run_handler_overhead(machine: Machine, *, calls: int = DEFAULT_CALLS, repeat
                          relevant: int = 2, irrelevant: int = 5, progress: bool = True) -> dict:
     """Every configuration, counted and timed; the result as written to the JSON file."""
     bench = HandlerBench(machine, relevant, irrelevant)
-    steps_per_config = 2 + 2 * repeat
+    steps_per_config = 2 + repeat
     bar = _progress(len(CONFIGS) * steps_per_config + 1, progress)
     rows = []
     try:
@@ -594,10 +829,13 @@ def _progress(total: int, enabled: bool):
 # --- output --------------------------------------------------------------------------------------
 
 def table(result: dict) -> str:
-    head = ("config", "insns/call", "vs (a)", "host/call", "ns/call", "calls/s", "bare ns/call", "ratio")
-    body = [(f"({r['key']}) {r['config']}", str(r["insns_per_call"]), f"{r['insns_over_notrace']:+d}",
+    head = ("config", "insns/call", "path", "body", "vs (a)", "host/call", "ns/call", "calls/s", "bare ns/call",
+            "ratio")
+    body = [(f"({r['key']}) {r['config']}", str(r["insns_per_call"]), str(r["path_insns_per_call"]),
+             str(r["body_insns_per_call"]), f"{r['insns_over_notrace']:+d}",
              str(r["host_entries_per_call"]), f"{r['ns_per_call']:,.0f}", _si(r["calls_per_sec"]),
-             f"{r['bare']['ns_per_call']:,.0f}", f"{r['ratio']:.3f}") for r in result["rows"]]
+             f"{r['bare']['ns_per_call']:,.0f}" if r["bare"] else "-",
+             f"{r['ratio']:.3f}" if r["bare"] else "-") for r in result["rows"]]
     return format_table(head, body)
 
 
@@ -606,14 +844,17 @@ def _si(v: float) -> str:
 
 
 def report(result: dict) -> str:
+    host_keys = ", ".join(f"({c.key})" for c in CONFIGS if c.host)
     head = (f"unicorn {result['unicorn']}, python {result['python']}; {result['calls']:,} calls per run "
-            f"({result['host_calls']:,} for (h) and (i)), best of {result['repeat']}")
+            f"({result['host_calls']:,} for {host_keys}), best of {result['repeat']}")
     lines = [head, "", "paths:"]
     for r in result["rows"]:
         extra = ""
         if r["unicorn_counted_per_call"] != r["insns_per_call"]:
             extra = f"  [Unicorn counts {r['unicorn_counted_per_call']}: the hooked NOP5 is skipped, not run]"
-        if r["bare"]["insns_per_call"] != r["insns_per_call"]:
+        if r["bare"] is None:
+            extra += "  [no bare run: bare Unicorn delivers no int3]"
+        elif r["bare"]["insns_per_call"] != r["insns_per_call"]:
             extra += f"  [bare runs {r['bare']['insns_per_call']}/call]"
         lines.append(f"  ({r['key']}) {r['path']}{extra}")
     lines += ["", table(result), ""]
@@ -621,6 +862,8 @@ def report(result: dict) -> str:
     lines.append(f"list function ({s['relevant']} relevant + {s['irrelevant']} irrelevant = {s['insns_per_call']} "
                  f"insns/call): +{s['per_relevant_ops']} per relevant ops, +{s['per_irrelevant_ops']} per "
                  f"irrelevant ops")
+    lines.append("path = the site and everything it leads to; body = the function that ran for the leaf "
+                 "(the loop's 5 are neither)")
     lines.append("ratio = machine calls/s / bare Unicorn calls/s (bare: a copy of the machine's memory, no hooks)")
     return "\n".join(lines)
 
@@ -646,16 +889,16 @@ def plot(result: dict, path: Path) -> None:
     left.set_xlim(0, max(insns) * 1.18)
     h = 0.38
     ns = [r["ns_per_call"] for r in rows]
-    bare = [r["bare"]["ns_per_call"] for r in rows]
+    bare = [r["bare"]["ns_per_call"] if r["bare"] else math.nan for r in rows]  # no bar where there is no run
     right.barh([v + h / 2 for v in y], ns, h, label="machine (m.call)", color="#dd8452")
     right.barh([v - h / 2 for v in y], bare, h, label="bare Unicorn, same code", color="#8c8c8c")
     for yi, v in zip(y, ns, strict=True):
         right.text(v, yi + h / 2, f" {v:,.0f}", va="center", fontsize=8)
     right.set_xscale("log")
     right.set_xlabel("wall ns per call (log scale)")
-    right.set_xlim(min(bare + ns) / 1.5, max(ns) * 4)
+    right.set_xlim(min(v for v in bare + ns if not math.isnan(v)) / 1.5, max(ns) * 4)
     right.legend(loc="upper right", fontsize=8)
-    fig.suptitle(f"ftrace handler overhead in klpemu (unicorn {result['unicorn']}, "
+    fig.suptitle(f"ftrace, livepatch and kprobe handler overhead in klpemu (unicorn {result['unicorn']}, "
                  f"{result['calls']:,} calls, best of {result['repeat']})", fontsize=11)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -667,7 +910,7 @@ def plot(result: dict, path: Path) -> None:
 
 def add_arguments(ap: argparse.ArgumentParser, results: Path = Path("benchmarks/results")) -> None:
     ap.add_argument("--calls", type=int, default=DEFAULT_CALLS,
-                    help=f"calls per timed run (default {DEFAULT_CALLS}; (h) and (i) run 1/{HOST_CALLS_DIVISOR})")
+                    help=f"calls per timed run (default {DEFAULT_CALLS}; (h), (i) and (q) run 1/{HOST_CALLS_DIVISOR})")
     ap.add_argument("--repeat", type=int, default=DEFAULT_REPEAT,
                     help=f"timed runs per configuration; the best counts (default {DEFAULT_REPEAT})")
     ap.add_argument("--json", type=Path, default=results / "handler_overhead.json", help="result file")

@@ -9,6 +9,7 @@
 #include <linux/string.h>
 #include <linux/proc_fs.h>
 #include <linux/errno.h>
+#include <linux/kprobes.h>
 
 long bench_result;
 
@@ -16,6 +17,40 @@ long bench_result;
 noinline int bench_leaf(int x)
 {
 	return x + 1;
+}
+
+/*
+ * What the handler-overhead benchmark's livepatches redirect bench_leaf to when
+ * two patches stack (ftrace_selftest_leaf being the other): the same code, and,
+ * like a replacement function in a livepatch module, traceable.
+ */
+noinline int livepatch_bench_leaf(int x)
+{
+	return x + 1;
+}
+
+/*
+ * Native kprobe and kretprobe handlers for the same benchmark: each counts its
+ * calls, so a run can check that every traced call reached it, and does no
+ * more, so what is measured is the kprobes path around it.
+ */
+unsigned long bench_kprobe_pre_calls, bench_kprobe_post_calls, bench_kretprobe_calls;
+
+notrace int bench_kprobe_pre_handler(struct kprobe *p, struct pt_regs *regs)
+{
+	bench_kprobe_pre_calls++;
+	return 0;
+}
+
+notrace void bench_kprobe_post_handler(struct kprobe *p, struct pt_regs *regs, unsigned long flags)
+{
+	bench_kprobe_post_calls++;
+}
+
+notrace int bench_kretprobe_handler(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	bench_kretprobe_calls++;
+	return 0;
 }
 
 /* Each call's result feeds the next, so gcc must make every call. */
