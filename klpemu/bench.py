@@ -644,7 +644,7 @@ class HandlerBench:
         with config.apply(self) as applied:
             count = self.count(applied)
             tick()
-            budget = calls * count.counted + 10 * count.fixed + 10_000
+            budget = max(calls, WARM_UP_CALLS) * count.counted + 10 * count.fixed + 10_000
             runs = [lambda n: m.call(LOOP, n, budget=budget)]
             if config.bare:
                 bare = BareGuest.copy_of(m)
