@@ -155,6 +155,7 @@ class KlpInfo:
     section_addrs: dict[int, int]  # section index -> address, for every loaded section
     symbol_values: list[int]  # per symbol-table index, as resolved at load (0 for .klp.sym ones)
     relocs: list[int]  # indices of the SHF_RELA_LIVEPATCH sections
+    written: set[str] = field(default_factory=set)  # module objects whose klp relocations are applied now
 
 
 @dataclass(eq=False)
@@ -288,15 +289,34 @@ def _kstrtobool(value: str | None) -> bool:
 # --- relocations (arch/x86/kernel/module.c) -----------------------------------------------------
 
 
-def apply_relocate_add(name: str, relocs: list[tuple[int, int, int, int]], values: list[int], sec_addr: int,
-                       sec_size: int, read: Callable[[int, int], bytes], write: Callable[[int, bytes], None],
+Relocs = list[tuple[int, int, int, int]]  # (r_offset, r_type, symbol index, r_addend) of one SHT_RELA section
+
+
+def apply_relocate_add(name: str, relocs: Relocs, values: list[int], sec_addr: int, sec_size: int,
+                       read: Callable[[int, int], bytes], write: Callable[[int, bytes], None],
                        log: Callable[[str, int], None]) -> None:
-    """Apply one SHT_RELA section: relocs are (r_offset, r_type, symbol index, r_addend), values
-    each symbol's final address, sec_addr the address of the section they patch; read and write
-    take guest addresses (the loader passes its unwritten copy, a later caller guest memory).
-    Refuses as Linux does, with its log line and -ENOEXEC: an unknown type, a value that does
-    not fit (Linux checks R_X86_64_32 and 32S; we check the PC-relative ones too, which Linux
-    would silently truncate), a target that is not zero."""
+    """Apply one SHT_RELA section: values are each symbol's final address, sec_addr the address
+    of the section the relocations patch; read and write take guest addresses (the loader passes
+    its unwritten copy, the livepatch core guest memory). Refuses as Linux does, with its log
+    line and -ENOEXEC: an unknown type, a value that does not fit (Linux checks R_X86_64_32 and
+    32S; we check the PC-relative ones too, which Linux would silently truncate), a target that
+    is not zero."""
+    _write_relocate_add(name, relocs, values, sec_addr, sec_size, read, write, log, apply=True)
+
+
+def clear_relocate_add(name: str, relocs: Relocs, values: list[int], sec_addr: int, sec_size: int,
+                       read: Callable[[int, int], bytes], write: Callable[[int, bytes], None],
+                       log: Callable[[str, int], None]) -> None:
+    """Undo apply_relocate_add (x86's clear_relocate_add, for klp relocations whose target module
+    goes): each target must hold the value apply wrote, and gets zeros back, so that the same
+    relocations can be applied again when the module comes back. Stops at the first target that
+    holds something else, with Linux's warning and -ENOEXEC."""
+    _write_relocate_add(name, relocs, values, sec_addr, sec_size, read, write, log, apply=False)
+
+
+def _write_relocate_add(name: str, relocs: Relocs, values: list[int], sec_addr: int, sec_size: int,
+                        read: Callable[[int, int], bytes], write: Callable[[int, bytes], None],
+                        log: Callable[[str, int], None], apply: bool) -> None:
     for offset, r_type, sym_index, addend in relocs:
         kind = R_X86_64.get(r_type)
         if kind is None:
@@ -317,11 +337,19 @@ def apply_relocate_add(name: str, relocs: list[tuple[int, int, int, int]], value
             log(f"overflow in relocation type {r_type} val {val:x}", LOGLEVEL_ERR)
             log(f"`{name}' likely not compiled with -mcmodel=kernel", LOGLEVEL_ERR)
             raise ModuleError(f"{name}: overflow in relocation type {r_type} val {val:x}", ENOEXEC)
-        if any(read(loc, size)):
-            log(f"x86/modules: Invalid relocation target, existing value is nonzero for type {r_type}, "
-                f"loc {loc:016x}, val {val:x}", LOGLEVEL_ERR)
-            raise ModuleError(f"{name}: relocation target 0x{loc:x} is not zero", ENOEXEC)
-        write(loc, (val & ((1 << (8 * size)) - 1)).to_bytes(size, "little"))
+        value = (val & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
+        if apply:
+            if any(read(loc, size)):
+                log(f"x86/modules: Invalid relocation target, existing value is nonzero for type {r_type}, "
+                    f"loc {loc:016x}, val {val:x}", LOGLEVEL_ERR)
+                raise ModuleError(f"{name}: relocation target 0x{loc:x} is not zero", ENOEXEC)
+            write(loc, value)
+        else:
+            if read(loc, size) != value:
+                log(f"x86/modules: Invalid relocation target, existing value does not match expected value "
+                    f"for type {r_type}, loc {loc:016x}, val {val:x}", LOGLEVEL_WARNING)
+                raise ModuleError(f"{name}: relocation target 0x{loc:x} does not hold its value", ENOEXEC)
+            write(loc, bytes(size))
 
 
 class _Layout:
@@ -353,6 +381,9 @@ class Modules:
         self.loaded: dict[str, Module] = {}
         self.tainted = 0  # the kernel's taint bits that modules set (the "once" messages)
         self.notifiers: list[tuple[Callable[[Module], None], Callable[[Module], None]]] = []
+        # klp_apply_section_relocs, set by the livepatch core: the loader has it write the
+        # .klp.rela.vmlinux.* sections of a module it loads (objname None).
+        self.klp_apply_section_relocs: Callable[..., None] | None = None
         self._console = None
 
     def add_notifier(self, coming: Callable[[Module], None], going: Callable[[Module], None]) -> None:
@@ -585,6 +616,12 @@ class Modules:
                 raise ModuleError(f"{mod.name}: `{value}' invalid for parameter `{name}'", e.errno) from None
 
 
+def _klp_info(data: bytes, sections: list, layout: _Layout, values: list[int]) -> KlpInfo:
+    return KlpInfo(data, {i: layout.addr(i) for i in layout.place if i >= 0}, values,
+                   [i for i, sec in enumerate(sections)
+                    if sec["sh_type"] == "SHT_RELA" and sec["sh_flags"] & SHF_RELA_LIVEPATCH])
+
+
 class _Loading:
     """One load_module() call: each step records what to undo; a failure undoes it in reverse."""
 
@@ -643,9 +680,7 @@ class _Loading:
         self.undo.append(lambda: mods.loaded.pop(name, None))
         values = self._simplify_symbols(mod, symtab, layout)
         if "livepatch" in info:
-            mod.klp_info = KlpInfo(self.data, {i: layout.addr(i) for i in layout.place if i >= 0}, values,
-                                   [i for i, sec in enumerate(sections)
-                                    if sec["sh_type"] == "SHT_RELA" and sec["sh_flags"] & SHF_RELA_LIVEPATCH])
+            mod.klp_info = _klp_info(self.data, sections, layout, values)
         images = self._images(layout)
         self._apply_relocations(mod, symtab, values, layout, images)
         self._write(mod, layout, images)
@@ -801,14 +836,15 @@ class _Loading:
     def _apply_relocations(self, mod: Module, symtab: SymbolTableSection, values: list[int],
                            layout: _Layout, images: dict[str, bytearray]) -> None:
         """apply_relocate_add on every relocation section of a loaded (SHF_ALLOC) section."""
-        for sec in self.sections:
+        for index, sec in enumerate(self.sections):
             if sec["sh_type"] not in ("SHT_RELA", "SHT_REL"):
                 continue
             target = sec["sh_info"]
             if target not in layout.place:  # relocations of debug info and other unloaded sections
                 continue
             if sec["sh_flags"] & SHF_RELA_LIVEPATCH:
-                continue  # klp relocations: the livepatch core applies them (klp_apply_section_relocs)
+                self._klp_relocations(mod, index, values, layout, images)
+                continue
             if sec["sh_type"] == "SHT_REL":
                 raise self.fail(ENOEXEC, f"{mod.name}: REL relocation unsupported",
                                 f"module {mod.name}: REL relocation unsupported")
@@ -825,6 +861,36 @@ class _Loading:
                       for r in sec.iter_relocations()]
             apply_relocate_add(mod.name, relocs, values, sec_addr, self.sections[target]["sh_size"],
                                read, write, self.mods._log)
+
+    def _klp_relocations(self, mod: Module, index: int, values: list[int], layout: _Layout,
+                         images: dict[str, bytearray]) -> None:
+        """klp_apply_section_relocs(objname NULL): a .klp.rela.vmlinux.* section is written now,
+        into the unwritten copy; those of module objects wait for the livepatch core."""
+        apply = self.mods.klp_apply_section_relocs
+        if apply is None:
+            return
+        klp = mod.klp_info or _klp_info(self.data, self.sections, layout, values)
+
+        def locate(addr: int) -> tuple[bytearray, int]:
+            for mem_type, (base, size) in mod.mem.items():
+                if size and base <= addr < base + size:
+                    return images[mem_type], addr - base
+            raise ModuleError(f"{mod.name}: klp relocation at 0x{addr:x} outside the module", ENOEXEC)
+
+        def read(addr: int, size: int) -> bytes:
+            image, off = locate(addr)
+            return bytes(image[off : off + size])
+
+        def write(addr: int, data: bytes) -> None:
+            image, off = locate(addr)
+            image[off : off + len(data)] = data
+
+        try:
+            apply(mod, klp, index, None, read, write)
+        except ModuleError:
+            raise
+        except KlpemuError as e:
+            raise ModuleError(str(e), e.errno or EINVAL) from None
 
     def _write(self, mod: Module, layout: _Layout, images: dict[str, bytearray]) -> None:
         m = self.m

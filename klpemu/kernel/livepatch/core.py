@@ -18,6 +18,7 @@ from ..printk import log_store
 from . import callbacks
 from .guestcall import CallbackGen, GuestCalls
 from .patch import KlpPatchLayer
+from .relocs import KlpRelocs
 from .replace import Nops
 from .state import is_patch_compatible
 from .transition import PATCHED, UNPATCHED, Transition
@@ -40,6 +41,8 @@ class Livepatch:
         self.calls = GuestCalls(machine)
         self.transition = Transition(machine, self)
         self.nops = Nops(machine, self)
+        self.relocs = KlpRelocs(machine, self)
+        modules.klp_apply_section_relocs = self.relocs.apply_section_relocs
         self.names: dict[int, str] = {}  # patches built from Python, which have no module
         self.list = GuestList(machine.mem)
         self._head = machine.var_addr("klp_patches")
@@ -143,10 +146,13 @@ class Livepatch:
         if mod is not None and self.m.struct("module", mod.addr).klp_alive:
             self.m.struct("klp_object", obj).mod = mod.addr
 
-    def _init_object_loaded(self, obj: int) -> None:
-        """klp_init_object_loaded: each func's address and both sizes, from kallsyms."""
+    def _init_object_loaded(self, patch: int, obj: int) -> None:
+        """klp_init_object_loaded: a module object's klp relocations (vmlinux's were written when
+        the patch module was loaded), then each func's address and both sizes, from kallsyms."""
         m = self.m
         objname = self.object_name(obj)
+        if self.is_module(obj):
+            self.relocs.apply_object_relocs(patch, obj)
         for func in self.funcs(obj):
             f = m.struct("klp_func", func)
             old_name = self.func_name(func)
@@ -163,10 +169,12 @@ class Livepatch:
                 self.log(f"kallsyms size lookup failed for '{old_name}' replacement", LOGLEVEL_ERR)
                 raise KlpemuError(f"kallsyms size lookup failed for '{old_name}' replacement", ENOENT)
 
-    def _find_object_symbol(self, objname: str, name: str, sympos: int):
-        """klp_find_object_symbol, with its pr_err lines."""
+    def _find_object_symbol(self, objname: str, name: str, sympos: int, any_kind: bool = False):
+        """klp_find_object_symbol, with its pr_err lines: a function of vmlinux, or with any_kind
+        (a klp relocation's symbol) any of its kernel symbols."""
         if objname == "vmlinux":
-            syms = [s for s in self.m.image.by_name.get(name, []) if s.kind == "func"]
+            syms = [s for s in self.m.image.by_name.get(name, [])
+                    if s.kind == "func" or (any_kind and s.addr >> 63)]
         else:
             mod = self.modules.find(objname)
             syms = mod.kallsyms.by_name.get(name, []) if mod is not None else []
@@ -208,9 +216,10 @@ class Livepatch:
             for obj in self.objects(patch):
                 self._find_object_module(obj)
                 if self.is_object_loaded(obj):
-                    self._init_object_loaded(obj)
+                    self._init_object_loaded(patch, obj)
         except KlpemuError:
             for obj in self.objects(patch):
+                self.relocs.clear_object_relocs(patch, obj)
                 self._free_object_loaded(obj)
             self.nops.free(patch)
             raise
@@ -370,7 +379,7 @@ class Livepatch:
                 pname = self.name(patch)
                 m.struct("klp_object", obj).mod = mod.addr
                 try:
-                    self._init_object_loaded(obj)
+                    self._init_object_loaded(patch, obj)
                 except KlpemuError as e:
                     self.log(f"failed to initialize patch '{pname}' for module '{mod.name}' (-{e.errno})",
                              LOGLEVEL_WARNING)
@@ -396,6 +405,8 @@ class Livepatch:
         self.log(f"patch '{self.name(patch)}' failed for module '{mod.name}', refusing to load module "
                  f"'{mod.name}'", LOGLEVEL_WARNING)
         self.m.struct("module", mod.addr).klp_alive = 0
+        # Linux leaves the relocations written here; the module could then never load again.
+        self.relocs.clear_object_relocs(patch, obj)
         self._free_object_loaded(obj)
         yield from self._cleanup_module_patches(mod, limit=patch)
         raise error
@@ -427,6 +438,7 @@ class Livepatch:
                 if m.struct("klp_object", obj).patched:
                     self.unpatch_object(obj)
                 yield from callbacks.post_unpatch(m, obj)
+                self.relocs.clear_object_relocs(patch, obj)
                 self._free_object_loaded(obj)
                 break
         return 0
