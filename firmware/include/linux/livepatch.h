@@ -91,33 +91,6 @@ struct klp_ops {
 
 int klp_enable_patch(struct klp_patch *patch);
 
-/*
- * klp-convert annotations (the kernel's proposed scripts/livepatch/klp-convert): a module that
- * uses a symbol it cannot link against (a static of vmlinux, a symbol of a module that may come
- * later) declares it extern and names, once, the object that has it and its position among
- * same-named symbols there (0: the name is unique in the object):
- *
- *	extern int last_pid;
- *	KLP_MODULE_RELOC(vmlinux) vmlinux_relocs[] = {
- *		KLP_SYMPOS(last_pid, 0),
- *	};
- *
- * The build (klpemu/klpconvert.py, after gcc -c) turns each such symbol into a livepatch symbol
- * .klp.sym.<object>.<symbol>,<pos>, moves the relocations against it into .klp.rela.<object>.*
- * sections, and drops the annotation. The livepatch core writes those relocations when the
- * object is there: vmlinux's at load, a module's when that module is loaded.
- */
-struct klp_module_reloc {
-	const void *sym;
-	unsigned int sympos;
-} __attribute__((packed));
-
-#define KLP_MODULE_RELOC(obj) \
-	struct klp_module_reloc __section(".klp.module_relocs." #obj) __aligned(4)
-
-#define KLP_SYMPOS(symbol, pos) \
-	{ .sym = &(symbol), .sympos = (pos), }
-
 /* Kept by the core (the machine) in guest memory: the enabled patches, oldest first, and the
  * one in transition (NULL when none). */
 extern struct list_head klp_patches;
@@ -143,5 +116,32 @@ void *klp_shadow_get_or_alloc(void *obj, unsigned long id, size_t size, gfp_t gf
 			      klp_shadow_ctor_t ctor, void *ctor_data);
 void klp_shadow_free(void *obj, unsigned long id, klp_shadow_dtor_t dtor);
 void klp_shadow_free_all(unsigned long id, klp_shadow_dtor_t dtor);
+
+/*
+ * klp-convert annotations (the kernel's proposed scripts/livepatch/klp-convert): a module that
+ * uses a symbol it cannot link against (a static of vmlinux, a symbol of a module that may come
+ * later) declares it extern and names, once, the object that has it and its position among
+ * same-named symbols there (0: the name is unique in the object):
+ *
+ *	extern int last_pid;
+ *	KLP_MODULE_RELOC(vmlinux) vmlinux_relocs[] = {
+ *		KLP_SYMPOS(last_pid, 0),
+ *	};
+ *
+ * The build (klpemu/klpconvert.py, after gcc -c) turns each such symbol into a livepatch symbol
+ * .klp.sym.<object>.<symbol>,<pos>, moves the relocations against it into .klp.rela.<object>.*
+ * sections, and drops the annotation. The livepatch core writes those relocations when the
+ * object is there: vmlinux's at load, a module's when that module is loaded.
+ */
+struct klp_module_reloc {
+	void *sym;
+	unsigned int sympos;
+} __attribute__((packed));
+
+#define KLP_MODULE_RELOC(obj) \
+	struct klp_module_reloc __section(".klp.module_relocs." #obj) __aligned(4)
+
+#define KLP_SYMPOS(symbol, pos) \
+	{ .sym = (void *)&(symbol), .sympos = (pos), }
 
 #endif
