@@ -4,16 +4,20 @@ The flags are the kernel's code-generation flags (-mcmodel=kernel -pg -mfentry -
 and the rest), which `make -C firmware` installs as images/module.cflags; images/include is a
 symlink to firmware/include, which the wheel build turns into real files, so an installed
 klpemu builds modules without its sources. The result is a relocatable object (`gcc -c`), loaded by `insmod`.
+A module that annotates symbols with KLP_MODULE_RELOC then goes through klp-convert (klpconvert.py),
+as the shipped ones do in firmware/Makefile.
 """
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from importlib import resources
 from pathlib import Path
 
 from .errors import KlpemuError
+from .klpconvert import KlpConvertError, convert
 
 NO_GCC = "klpemu build-module needs gcc (not found on PATH); the shipped modules need no compiler"
 
@@ -39,7 +43,8 @@ def module_command(source: Path, output: Path, gcc: str = "gcc") -> list[str]:
 
 
 def build_module(source: str | Path, output: str | Path | None = None) -> Path:
-    """Compile source into a .ko (next to it unless output is given); gcc's messages go to stderr."""
+    """Compile source into a .ko (next to it unless output is given), then klp-convert it; gcc's and
+    klp-convert's messages go to stderr, and a module that fails either is not left behind."""
     src = Path(source)
     if not src.is_file():
         raise KlpemuError(f"{src}: No such file or directory", 2)
@@ -50,4 +55,11 @@ def build_module(source: str | Path, output: str | Path | None = None) -> Path:
     res = subprocess.run(module_command(src, out, gcc), check=False)
     if res.returncode != 0:
         raise KlpemuError(f"{src}: gcc failed (exit status {res.returncode})", 8)
+    try:
+        out.write_bytes(convert(out.read_bytes()))
+    except KlpConvertError as e:
+        out.unlink()
+        for message in e.messages:
+            print(f"klp-convert: {message}", file=sys.stderr)
+        raise KlpemuError(f"{src}: klp-convert failed", 8) from None
     return out
