@@ -144,9 +144,12 @@ def _annotations(elf: _Elf, errors: list[str]) -> dict[int, tuple[str, int]]:
             _, sympos = RELOC_ENTRY.unpack_from(sec.data, r_offset)
             if sym in found and found[sym] != (objname, sympos):
                 old_obj, old_pos = found[sym]
-                errors.append(f"Conflicting KLP_SYMPOS definition: {objname}.{name} {old_pos} vs. {sympos}."
-                              if old_obj == objname else
-                              f"Conflicting KLP_MODULE_RELOC objects for {name}: {old_obj} vs. {objname}.")
+                if old_obj == objname:  # in order, whichever gcc laid out first
+                    low, high = sorted((old_pos, sympos))
+                    errors.append(f"Conflicting KLP_SYMPOS definition: {objname}.{name} {low} vs. {high}.")
+                else:
+                    low_obj, high_obj = sorted((old_obj, objname))
+                    errors.append(f"Conflicting KLP_MODULE_RELOC objects for {name}: {low_obj} vs. {high_obj}.")
                 continue
             found[sym] = (objname, sympos)
     return found
