@@ -123,10 +123,12 @@ class KlpRelocs:
             return
         target = sec["sh_info"]
         sec_addr = klp.section_addrs.get(target)
-        if sec_addr is None:  # relocations of a section the loader did not load
+        size = elf.sections[target]["sh_size"]
+        # A section the loader did not load, or init memory freed since: no code there to run.
+        if sec_addr is None or not any(base <= sec_addr and sec_addr + size <= base + mem_size
+                                       for base, mem_size in pmod.mem.values() if mem_size):
             return
         relocs = elf.relocs(secndx)
-        size = elf.sections[target]["sh_size"]
         if apply:
             self._resolve_symbols(elf, klp, relocs, sec_objname)
             apply_relocate_add(pmod.name, relocs, klp.symbol_values, sec_addr, size, read, write, self._log)
