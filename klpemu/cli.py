@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     _machine_args(p)
     p.add_argument("args", nargs=argparse.REMAINDER, help="the kpatch command and its arguments")
     p.set_defaults(fn=cmd_kpatch)
-    p = sub.add_parser("bench", help="the handler overhead of each ftrace configuration, beside bare Unicorn")
+    p = sub.add_parser("bench", help="the handler overhead of each ftrace, livepatch and kprobe configuration, "
+                                     "beside bare Unicorn")
     bench.add_arguments(p)
     p.set_defaults(fn=cmd_bench)
     p = sub.add_parser("build-module", help="compile a module's C file against the kernel's headers (needs gcc)")
