@@ -153,7 +153,7 @@ class KlpInfo:
     with apply_relocate_add, once their .klp.sym symbols (SHN_LIVEPATCH) are resolved."""
     elf: bytes
     section_addrs: dict[int, int]  # section index -> address, for every loaded section
-    symbol_values: list[int]  # per symbol-table index, as resolved at load (0 for .klp.sym ones)
+    symbol_values: list[int]  # per symbol-table index, as resolved at load; a .klp.sym one when klp resolves it
     relocs: list[int]  # indices of the SHF_RELA_LIVEPATCH sections
     written: set[str] = field(default_factory=set)  # module objects whose klp relocations are applied now
 
