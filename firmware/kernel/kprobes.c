@@ -7,6 +7,8 @@
 #include <linux/kernel.h>
 #include <linux/sched.h>
 #include <linux/kprobes.h>
+#include <linux/delay.h>
+#include <linux/errno.h>
 #include <klpemu/hypercall.h>
 
 struct kprobe *kprobe_table[KPROBE_TABLE_SIZE];
@@ -84,6 +86,33 @@ notrace void kprobes_inc_nmissed_count(struct kprobe *p)
 }
 NOKPROBE_SYMBOL(kprobes_inc_nmissed_count);
 
+/*
+ * A CPU running kprobes' code outside any probe (a kretprobe's return): a
+ * probe hit meanwhile counts as missed, nothing preempts it, and the machine
+ * sees the CPU as inside kprobes when it waits before freeing.
+ */
+static struct kprobe kprobe_busy = {
+	.addr = (void *)get_kprobe,
+};
+
+notrace void kprobe_busy_begin(void)
+{
+	struct kprobe_ctlblk *kcb;
+
+	preempt_disable();
+	kcb = get_kprobe_ctlblk();
+	kcb->current_kprobe = &kprobe_busy;
+	kcb->kprobe_status = KPROBE_HIT_ACTIVE;
+}
+NOKPROBE_SYMBOL(kprobe_busy_begin);
+
+notrace void kprobe_busy_end(void)
+{
+	get_kprobe_ctlblk()->current_kprobe = NULL;
+	preempt_enable_no_resched();
+}
+NOKPROBE_SYMBOL(kprobe_busy_end);
+
 /* --- kretprobes ------------------------------------------------------------------------------ */
 
 static notrace struct kretprobe_instance *kretprobe_get_instance(struct kretprobe *rp)
@@ -145,9 +174,8 @@ NOKPROBE_SYMBOL(pre_handler_kretprobe);
  * taken off the task's list, the one that saved the real return address says
  * where to go, and each instance's handler runs with that address in ret_addr.
  */
-notrace unsigned long kretprobe_trampoline_handler(struct pt_regs *regs)
+static notrace unsigned long __kretprobe_trampoline_handler(struct pt_regs *regs, void *frame_pointer)
 {
-	void *frame_pointer = (void *)(regs->sp - sizeof(unsigned long));
 	struct task_struct *task = current;
 	struct kprobe_ctlblk *kcb = get_kprobe_ctlblk();
 	struct llist_node *first, *node, *next;
@@ -191,6 +219,17 @@ notrace unsigned long kretprobe_trampoline_handler(struct pt_regs *regs)
 	regs->ip = (unsigned long)correct_ret_addr;
 	return (unsigned long)correct_ret_addr;
 }
+NOKPROBE_SYMBOL(__kretprobe_trampoline_handler);
+
+notrace unsigned long kretprobe_trampoline_handler(struct pt_regs *regs)
+{
+	unsigned long ret;
+
+	kprobe_busy_begin();
+	ret = __kretprobe_trampoline_handler(regs, (void *)(regs->sp - sizeof(unsigned long)));
+	kprobe_busy_end();
+	return ret;
+}
 NOKPROBE_SYMBOL(kretprobe_trampoline_handler);
 
 /* --- handlers that are Python ---------------------------------------------------------------- */
@@ -228,9 +267,15 @@ int register_kprobe(struct kprobe *p)
 	return hypercall(HC_KPROBE_REGISTER, (long)p, 0, 0);
 }
 
+/*
+ * The machine disarms and unlinks at once, then answers -EAGAIN while another
+ * CPU is still inside a probe: this sleeps and asks again, as synchronize_rcu
+ * would wait, and the call that returns 0 has freed the slot and the rest.
+ */
 void unregister_kprobe(struct kprobe *p)
 {
-	hypercall(HC_KPROBE_UNREGISTER, (long)p, 0, 0);
+	while (hypercall(HC_KPROBE_UNREGISTER, (long)p, 0, 0) == -EAGAIN)
+		msleep(1);
 }
 
 int register_kretprobe(struct kretprobe *rp)
@@ -240,7 +285,8 @@ int register_kretprobe(struct kretprobe *rp)
 
 void unregister_kretprobe(struct kretprobe *rp)
 {
-	hypercall(HC_KRETPROBE_UNREGISTER, (long)rp, 0, 0);
+	while (hypercall(HC_KRETPROBE_UNREGISTER, (long)rp, 0, 0) == -EAGAIN)
+		msleep(1);
 }
 
 int enable_kprobe(struct kprobe *kp)

@@ -46,6 +46,12 @@ class GuestList:
         self.mem.write_u64(prev, nxt)
         self.init(node)
 
+    def delete_rcu(self, node: int) -> None:
+        """list_del_rcu: unlinked, with its next pointer kept for a reader standing on it."""
+        nxt, prev = self.next(node), self.prev(node)
+        self.mem.write_u64(nxt + 8, prev)
+        self.mem.write_u64(prev, nxt)
+
     def empty(self, head: int) -> bool:
         return self.next(head) == head
 

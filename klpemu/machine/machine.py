@@ -245,6 +245,11 @@ class Machine:
     def stopped(self) -> bool:
         return self.oops is not None
 
+    @property
+    def running_cpu(self) -> CPU | None:
+        """The CPU whose slice is executing (a hypercall's caller), or None between slices."""
+        return self._running
+
     def _check_running(self) -> None:
         if self.oops is not None:
             raise GuestStopped("the machine stopped after an oops; it can be inspected but not run", 5)

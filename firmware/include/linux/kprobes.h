@@ -142,6 +142,8 @@ int pre_handler_kretprobe(struct kprobe *p, struct pt_regs *regs);
 int kprobe_int3_handler(struct pt_regs *regs);
 void __kretprobe_trampoline(void);
 unsigned long kretprobe_trampoline_handler(struct pt_regs *regs);
+void kprobe_busy_begin(void);
+void kprobe_busy_end(void);
 
 int register_kprobe(struct kprobe *p);
 void unregister_kprobe(struct kprobe *p);

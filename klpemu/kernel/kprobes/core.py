@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from ...machine.machine import Machine
     from ..ftrace.ops import FtraceOps
 
-ENOENT, EINVAL, E2BIG = 2, 22, 7
+ENOENT, EAGAIN, EINVAL, E2BIG, ETIMEDOUT = 2, 11, 22, 7, 110
+SYNC_TIMEOUT_NS = 1_000_000_000
 KPROBE_HASH_BITS = 6
 KPROBE_TABLE_SIZE = 1 << KPROBE_HASH_BITS
 FLAG = {"GONE": 1, "DISABLED": 2, "OPTIMIZED": 4, "FTRACE": 8}
@@ -66,6 +67,7 @@ class Kprobes:
         self._ops: dict[bool, FtraceOps] = {}
         self._blacklist: list[tuple[int, int, str]] | None = None
         self.arming = 0  # the probe being armed, for the conflict record to name
+        self._unregistering: dict[int, Callable[[], None]] = {}  # guest unregisters waiting to free
         sym = machine.image.addr
         self.pre_handler_kretprobe = sym("pre_handler_kretprobe")
         self.aggr_pre_handler = sym("aggr_pre_handler")
@@ -437,35 +439,95 @@ class Kprobes:
                     raise
 
     def unregister(self, kp: int) -> None:
-        """unregister_kprobe: disarm when nothing else uses the address, then free."""
+        """unregister_kprobe: disarm and unlink, wait until no CPU is inside a probe, free."""
+        bottom = self.unregister_top(kp)
+        self.synchronize()
+        bottom()
+
+    def unregister_top(self, kp: int) -> Callable[[], None]:
+        """__unregister_kprobe_top: disarm when nothing else uses the address, unlink. Returns
+        __unregister_kprobe_bottom, which frees; a CPU may still be inside the probe until
+        synchronize() says otherwise."""
         probe = self.probes.get(kp)
         if probe is None:
             raise KlpemuError("this kprobe is not registered", EINVAL)
         m = self.m
         addr = self.view(kp).addr
         ap = self.get_kprobe(addr)
+        freed: list[int] = []  # probes whose slot goes
+        aggregate = 0
         if ap == kp:
             self._disarm(kp)
             self._hash_del(kp, addr)
-            self._free_slot(kp)
+            freed.append(kp)
         else:
-            self.list.delete(kp + self._list_off)
+            self.list.delete_rcu(kp + self._list_off)  # a CPU walking the list may stand on kp
             rest = self.children(ap)
             a = self.view(ap)
             if not rest:
                 self._disarm(ap)
                 self._hash_del(ap, addr)
-                self._free_slot(ap)
-                m.heap.free(ap)
+                freed.append(ap)
+                aggregate = ap
             else:
                 a.post_handler = self.aggr_post_handler if any(self.view(c).post_handler for c in rest) else 0
                 if all(self.view(c).flags & FLAG["DISABLED"] for c in rest):
                     self._disarm(ap)
                     a.flags = a.flags | FLAG["DISABLED"]
-            self.view(kp).ainsn.insn = 0  # the slot is the aggregate's
         del self.probes[kp]
-        for addr_ in probe.allocations:
-            m.heap.free(addr_)
+
+        def bottom() -> None:
+            for p in freed:
+                self._free_slot(p)
+            if kp not in freed:
+                self.view(kp).ainsn.insn = 0  # the slot was the aggregate's
+            if aggregate:
+                m.heap.free(aggregate)
+            for addr_ in probe.allocations:
+                m.heap.free(addr_)
+
+        return bottom
+
+    # --- waiting for the CPUs (synchronize_rcu) ------------------------------------------------
+
+    def inside(self, cpu) -> bool:
+        """Is cpu in kprobes' code: a probe's handler or step (current_kprobe set, also while a
+        kretprobe's return runs), or a function of the paths that find a probe (the int3 and
+        ftrace entries, the trampoline: the blacklist)?"""
+        m = self.m
+        kcb = m.var_addr("kprobe_ctlblk") + cpu.index * m.types.sizeof("kprobe_ctlblk")
+        if m.struct("kprobe_ctlblk", kcb).current_kprobe:
+            return True
+        return not cpu.user_mode and self.blacklisted(cpu.reg("rip")) is not None
+
+    def quiescent(self) -> bool:
+        """No CPU but the one making a hypercall (if any) is inside kprobes' code."""
+        m = self.m
+        return not any(self.inside(c) for c in m.cpus if c.online and c is not m.running_cpu)
+
+    def synchronize(self) -> None:
+        """What synchronize_rcu gives unregistering: run the machine until no CPU is inside a
+        probe, as text_poke waits for its int3 handlers. (The guest waits for itself: see
+        _guest_unregister.)"""
+        m = self.m
+        if m.stopped or self.quiescent():
+            return
+        if m.running_cpu is not None:
+            raise KlpemuError("cannot wait for the CPUs from inside a hypercall", EAGAIN)
+        if not m.run_until(self.quiescent, SYNC_TIMEOUT_NS) and not m.stopped:
+            raise KlpemuError("a CPU stayed inside a kprobe; its memory is kept", ETIMEDOUT)
+
+    def _guest_unregister(self, struct: int, top: Callable[[], Callable[[], None]]) -> int:
+        """unregister_k(ret)probe from the guest: the top half at once, then -EAGAIN while a CPU is
+        inside a probe (the guest sleeps and asks again), then the bottom half and 0."""
+        bottom = self._unregistering.pop(struct, None)
+        if bottom is None:
+            bottom = top()
+        if not self.quiescent():
+            self._unregistering[struct] = bottom
+            return -EAGAIN
+        bottom()
+        return 0
 
     def set_enabled(self, kp: int, enable: bool) -> None:
         """enable_kprobe / disable_kprobe."""
@@ -595,7 +657,7 @@ class Kprobes:
 
     def _hc_unregister(self, kp: int, *_args) -> int:
         try:
-            self.unregister(kp)
+            return self._guest_unregister(kp, lambda: self.unregister_top(kp))
         except KlpemuError:
             self.view(kp).addr = 0  # as unregister_kprobes marks a probe it could not find
         return 0

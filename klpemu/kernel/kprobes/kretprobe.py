@@ -4,8 +4,9 @@ __kretprobe_trampoline, keeping the real one in a kretprobe_instance on the task
 
 The host preallocates `maxactive` instances (Linux's default when it is not set: max(10,
 2 * CPUs)); a call that finds none free is counted in `nmissed`. Unregistering frees the free
-instances; those still waiting on a task's stack are disowned (rp = NULL), so their return
-still works, and the guest hands them back on kretprobe_orphans for the host to free.
+instances once no CPU is inside a probe; those still waiting on a task's stack are disowned
+(rp = NULL), so their return still works, and the guest hands them back on kretprobe_orphans
+for the host to free.
 
 find_ret_addr is kretprobe_find_ret_addr for the unwinder: the real return address of a
 frame whose return address is the trampoline.
@@ -13,6 +14,7 @@ frame whose return address is the trampoline.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -92,24 +94,38 @@ class Kretprobes:
         self.registered[rp] = KretprobeRecord(rp, instances)
 
     def unregister(self, rp: int) -> None:
-        rec = self.registered.pop(rp, None)
+        bottom = self.unregister_top(rp)
+        self.kp.synchronize()
+        bottom()
+
+    def unregister_top(self, rp: int) -> Callable[[], None]:
+        """unregister_kretprobe's part under kprobe_mutex; returns the part after the wait: the
+        free instances are freed, those out on a task's stack disowned (rp = NULL: their return
+        still works, and the guest hands them back on kretprobe_orphans)."""
+        rec = self.registered.get(rp)
         if rec is None:
             raise KlpemuError("this kretprobe is not registered", EINVAL)
+        kp_bottom = self.kp.unregister_top(self.kprobe_of(rp))
+        del self.registered[rp]
         m = self.m
-        v = self.view(rp)
-        free = set()
-        node = v.freelist.first
-        while node:
-            free.add(node)
-            node = m.struct("kretprobe_instance", node).llist.next
-        v.freelist.first = 0
-        for ri in rec.instances:
-            if ri in free:
-                m.heap.free(ri)
-            else:
-                m.struct("kretprobe_instance", ri).rp = 0  # still on a task's stack
-        self.kp.unregister(self.kprobe_of(rp))  # frees a host-made rp: nothing reads it after
-        self.reap_orphans()
+
+        def bottom() -> None:
+            v = self.view(rp)
+            free = set()
+            node = v.freelist.first
+            while node:
+                free.add(node)
+                node = m.struct("kretprobe_instance", node).llist.next
+            v.freelist.first = 0
+            for ri in rec.instances:
+                if ri in free:
+                    m.heap.free(ri)
+                else:
+                    m.struct("kretprobe_instance", ri).rp = 0
+            kp_bottom()  # frees a host-made rp: nothing reads it after
+            self.reap_orphans()
+
+        return bottom
 
     def reap_orphans(self) -> None:
         """Free the disowned instances the guest has finished with."""
@@ -162,9 +178,9 @@ class Kretprobes:
 
     def _hc_unregister(self, rp: int, *_args) -> int:
         try:
-            self.unregister(rp)
+            return self.kp._guest_unregister(rp, lambda: self.unregister_top(rp))
         except KlpemuError:
-            pass
+            self.view(rp).kp.addr = 0  # as unregister_kretprobes marks one it could not find
         return 0
 
     # --- the unwinder's view -------------------------------------------------------------------
