@@ -32,3 +32,4 @@ class Kernel:
         self.kprobes = Kprobes(machine)
         self.conflicts = Conflicts(machine)
         self.modules.add_notifier(lambda mod: None, self.kprobes.module_going)
+        self.modules.add_live_notifier(self.kprobes.module_live)

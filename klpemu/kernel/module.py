@@ -381,6 +381,7 @@ class Modules:
         self.loaded: dict[str, Module] = {}
         self.tainted = 0  # the kernel's taint bits that modules set (the "once" messages)
         self.notifiers: list[tuple[Callable[[Module], None], Callable[[Module], None]]] = []
+        self.live_notifiers: list[Callable[[Module], None]] = []
         # klp_apply_section_relocs, set by the livepatch core: the loader has it write the
         # .klp.rela.vmlinux.* sections of a module it loads (objname None).
         self.klp_apply_section_relocs: Callable[..., None] | None = None
@@ -393,6 +394,11 @@ class Modules:
         registration order, for every module whose coming hook succeeded, when it is removed
         (after exit) or fails later (a bad parameter, init returning an error)."""
         self.notifiers.append((coming, going))
+
+    def add_live_notifier(self, live: Callable[[Module], None]) -> None:
+        """A hook at the MODULE_STATE_LIVE notification of do_init_module: init returned 0 and
+        the module's init memory (text, data, its ftrace records) is about to be freed."""
+        self.live_notifiers.append(live)
 
     # --- lookups -----------------------------------------------------------------------------
 
@@ -1027,6 +1033,8 @@ class _Loading:
 
             raise ModuleError(f"{mod.name}: init failed: {os.strerror(-status)}", -status)
         self.undo.clear()  # LIVE: from now on the module goes only through rmmod
+        for live in mods.live_notifiers:
+            live(mod)
         # Init memory goes away: its ftrace records (ftrace_free_mem), symbols, allocations.
         base, size = mod.mem["MOD_INIT_TEXT"]
         if size:

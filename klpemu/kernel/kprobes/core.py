@@ -589,20 +589,33 @@ class Kprobes:
     # --- modules -------------------------------------------------------------------------------
 
     def module_going(self, mod) -> None:
-        """kprobes_module_callback: probes on a going module's text are killed (GONE)."""
-        ranges = mod.text_ranges()
+        """kprobes_module_callback, MODULE_STATE_GOING: probes on any of the module's text die."""
+        self._kill_within(mod, [t for t in mod.mem])
+
+    def module_live(self, mod) -> None:
+        """kprobes_module_callback, MODULE_STATE_LIVE: probes on its init text die with it."""
+        self._kill_within(mod, ["MOD_INIT_TEXT", "MOD_INIT_DATA"])
+
+    def _kill_within(self, mod, mem_types: list[str]) -> None:
+        ranges = [(base, base + size) for t, (base, size) in mod.mem.items() if t in mem_types and size]
         for p in self.table():
-            v = self.view(p)
-            if not any(lo <= v.addr < hi for lo, hi in ranges):
-                continue
-            v.flags = v.flags | FLAG["GONE"]
-            for c in self.children(p) if self.is_aggregate(p) else []:
+            if any(lo <= self.view(p).addr < hi for lo, hi in ranges):
+                self.kill_kprobe(p)
+
+    def kill_kprobe(self, p: int) -> None:
+        """kill_kprobe: the probed code goes away: GONE, and its slot freed. Nothing runs that
+        code any more, so nothing is inside the probe and its int3 stays in the dying text."""
+        v = self.view(p)
+        if v.flags & FLAG["FTRACE"]:
+            self._disarm(p)  # ftrace still knows the site until the module's records go
+        else:
+            self._armed_on.pop(p, None)
+        v.flags = v.flags | FLAG["GONE"]
+        if self.is_aggregate(p):
+            for c in self.children(p):
                 self.view(c).flags = self.view(c).flags | FLAG["GONE"]
-            if v.flags & FLAG["FTRACE"]:
-                self._disarm(p)
-            else:
-                self._armed_on.pop(p, None)  # the text goes with the module: nothing to write back
-            self._free_slot(p)
+            v.post_handler = 0
+        self._free_slot(p)
 
     # --- the host's own probes -----------------------------------------------------------------
 

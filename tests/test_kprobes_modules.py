@@ -1,0 +1,102 @@
+"""Kprobes and module lifetimes (kprobes_module_callback): probes on init text die when init
+memory is freed, probes on a module die when it goes and come back to life on a new probe at
+the same address, and a module's own NOKPROBE_SYMBOLs join the blacklist while it is loaded."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from machine_util import shell_run
+
+from klpemu.kernel.kprobes.core import FLAG
+from klpemu.system import System
+
+DEBUGFS = "/sys/kernel/debug/kprobes"
+needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
+
+
+@pytest.fixture
+def system() -> System:
+    return System().boot()
+
+
+def ok(system: System, cmd: str) -> str:
+    status, out, err = shell_run(system, cmd)
+    assert status == 0 and err == "", (cmd, out, err)
+    return out
+
+
+def build(tmp_path, name: str, source: str):
+    from klpemu.modbuild import build_module
+
+    src = tmp_path / f"{name}.c"
+    src.write_text(source)
+    return build_module(src)
+
+
+# A module that probes its own __init helper from its init, and unregisters at exit.
+INIT_PROBE = r"""
+#include <linux/kernel.h>
+#include <linux/module.h>
+#include <linux/kprobes.h>
+
+static unsigned long hits;
+module_param(hits, ulong, 0444);
+
+static int total;
+noinline int __init initprobe_helper(int x)
+{
+	total += x;
+	return total * 3 + 1;
+}
+
+static int count_hit(struct kprobe *p, struct pt_regs *regs)
+{
+	hits++;
+	return 0;
+}
+
+static struct kprobe kp = {
+	.symbol_name = "initprobe_helper",
+	.offset = 5,
+	.pre_handler = count_hit,
+};
+
+static int __init initprobe_init(void)
+{
+	int ret = register_kprobe(&kp);
+
+	if (ret)
+		return ret;
+	initprobe_helper(1);
+	return 0;
+}
+
+static void __exit initprobe_exit(void)
+{
+	unregister_kprobe(&kp);
+}
+module_init(initprobe_init);
+module_exit(initprobe_exit);
+MODULE_LICENSE("GPL");
+"""
+
+
+@needs_gcc
+def test_a_probe_on_init_text_dies_when_init_memory_is_freed(system, tmp_path):
+    m = system.machine
+    kp = m.kernel.kprobes
+    ko = build(tmp_path, "initprobe", INIT_PROBE)
+    before = dict(m.heap._sizes)
+    ok(system, f"insmod {ko}")
+    assert ok(system, "cat /sys/module/initprobe/parameters/hits") == "1\n"
+    (p,) = kp.table()
+    v = kp.view(p)
+    assert v.flags & FLAG["GONE"] and v.ainsn.insn == 0 and not kp.armed(p)
+    # Nothing names freed init text any more: %pS has no symbol for it.
+    assert ok(system, f"cat {DEBUGFS}/list") == f"{v.addr:016x}  k  0x{v.addr:x} [GONE]\n"
+    ok(system, "rmmod initprobe")
+    assert kp.table() == [] and ok(system, f"cat {DEBUGFS}/list") == ""
+    assert dict(m.heap._sizes) == before
+    assert m.oops is None
