@@ -119,3 +119,59 @@ def test_the_recovered_caller_blocks_a_patch_of_it(system):
     m.run(1 * MS)
     # The trampoline stands where watchdog's return address was; the recovered one names it.
     assert any(t.addr == task.addr and r == "sleeping in function watchdog" for t, r in lp.transition.blockers())
+
+
+def test_a_dead_tasks_instances_are_recycled(tmp_path):
+    """kprobe_flush_task: a task that dies inside a kretprobe'd call (do_exit never returns)
+    gives its instance back from finish_task_switch, so one instance serves every thread."""
+    import shutil
+
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    from klpemu.modbuild import build_module
+
+    src = tmp_path / "threads.c"
+    src.write_text(r"""
+#include <linux/kernel.h>
+#include <linux/module.h>
+#include <linux/sched.h>
+#include <linux/delay.h>
+
+static int nthreads = 1;
+module_param(nthreads, int, 0444);
+
+static int return_at_once(void *unused)
+{
+	return 0;
+}
+
+static int __init threads_init(void)
+{
+	int i;
+
+	for (i = 0; i < nthreads; i++) {
+		kthread_create(return_at_once, NULL, "short-lived");
+		msleep(20);
+	}
+	return 0;
+}
+
+static void __exit threads_exit(void)
+{
+}
+module_init(threads_init);
+module_exit(threads_exit);
+MODULE_LICENSE("GPL");
+""")
+    ko = build_module(src)
+    system = System().boot()
+    m = system.machine
+    rps = m.kernel.kprobes.kretprobes
+    rp = rps.add("do_exit", handler=lambda ri, regs: 0, maxactive=1)
+    status, _, err = shell_run(system, f"insmod {ko} nthreads=3")
+    assert status == 0 and err == ""
+    m.run(50 * MS)
+    # Each thread took the one instance; each death gave it back.
+    assert m.kernel.kprobes.view(rps.kprobe_of(rp)).nmissed == 0 and rps.nmissed(rp) == 0
+    assert m.struct("kretprobe", rp).freelist.first == rps.registered[rp].instances[0]
+    assert m.oops is None

@@ -141,6 +141,25 @@ static notrace void recycle_rp_inst(struct kretprobe_instance *ri)
 NOKPROBE_SYMBOL(recycle_rp_inst);
 
 /*
+ * From finish_task_switch, for a task that died: the calls it never returned
+ * from keep instances on its list; they go back to their kretprobes.
+ */
+notrace void kprobe_flush_task(struct task_struct *tk)
+{
+	struct llist_node *node, *next;
+
+	kprobe_busy_begin();
+	node = tk->kretprobe_instances.first;
+	tk->kretprobe_instances.first = NULL;
+	for (; node; node = next) {
+		next = node->next;
+		recycle_rp_inst(container_of(node, struct kretprobe_instance, llist));
+	}
+	kprobe_busy_end();
+}
+NOKPROBE_SYMBOL(kprobe_flush_task);
+
+/*
  * The pre handler of every kretprobe: take a free instance (none free: the call
  * is missed), remember the caller's return address and where it was, and make
  * the call return into __kretprobe_trampoline instead.

@@ -53,6 +53,7 @@ enum kprobe_emulate_op {
 
 struct kprobe;
 struct kretprobe_instance;
+struct task_struct;
 
 typedef int (*kprobe_pre_handler_t)(struct kprobe *, struct pt_regs *);
 typedef void (*kprobe_post_handler_t)(struct kprobe *, struct pt_regs *, unsigned long flags);
@@ -143,6 +144,7 @@ int kprobe_int3_handler(struct pt_regs *regs);
 void __kretprobe_trampoline(void);
 unsigned long kretprobe_trampoline_handler(struct pt_regs *regs);
 void kprobe_busy_begin(void);
+void kprobe_flush_task(struct task_struct *tk);
 void kprobe_busy_end(void);
 
 int register_kprobe(struct kprobe *p);

@@ -9,6 +9,7 @@
 #include <linux/sched.h>
 #include <linux/spinlock.h>
 #include <linux/interrupt.h>
+#include <linux/kprobes.h>
 #include <asm/segment.h>
 
 #define SCHED_TIMESLICE_TICKS 3
@@ -70,8 +71,11 @@ notrace void resched_cpu(int cpu)
 static notrace void finish_task_switch(struct task_struct *prev)
 {
 	WRITE_ONCE(prev->on_cpu, 0);
-	if (prev->__state == TASK_DEAD)
+	if (prev->__state == TASK_DEAD) {
+		/* The kretprobe instances of calls it will never return from go back. */
+		kprobe_flush_task(prev);
 		list_del_init(&prev->tasks);
+	}
 	raw_spin_unlock(&runqueue.lock);
 	local_irq_enable();
 }
