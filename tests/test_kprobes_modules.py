@@ -100,3 +100,29 @@ def test_a_probe_on_init_text_dies_when_init_memory_is_freed(system, tmp_path):
     assert kp.table() == [] and ok(system, f"cat {DEBUGFS}/list") == ""
     assert dict(m.heap._sizes) == before
     assert m.oops is None
+
+
+def test_a_new_probe_revives_a_gone_one_at_the_same_address(system):
+    """register_aggr_kprobe on a GONE probe: a new slot, GONE cleared, armed as usual; the old
+    probe stays GONE and its handler does not run."""
+    m = system.machine
+    kp = m.kernel.kprobes
+    ok(system, "insmod hello")
+    old_hits, new_hits = [], []
+    old = kp.add_kprobe("hello_greet", 5, pre_handler=lambda p, r: old_hits.append(r.ip) or 0)
+    addr = kp.view(old).addr
+    ok(system, "rmmod hello")
+    assert kp.view(old).flags & FLAG["GONE"] and kp.view(old).ainsn.insn == 0
+    ok(system, "insmod hello")
+    assert kp.lookup_name("hello_greet") + 5 == addr  # the module came back where it was
+    new = kp.add_kprobe("hello_greet", 5, pre_handler=lambda p, r: new_hits.append(r.ip) or 0)
+    (ap,) = kp.table()
+    a = kp.view(ap)
+    assert kp.is_aggregate(ap) and not a.flags & (FLAG["GONE"] | FLAG["DISABLED"]) and kp.armed(ap)
+    assert a.ainsn.insn and kp.view(new).ainsn.insn == a.ainsn.insn
+    assert m.mem.read(addr, 1) == b"\xcc"
+    ok(system, "insmod hello_friend")  # its init calls hello_greet
+    assert new_hits == [addr + 1] and old_hits == []
+    kp.unregister(old)
+    kp.unregister(new)
+    assert kp.table() == [] and m.mem.read(addr, 1) != b"\xcc"

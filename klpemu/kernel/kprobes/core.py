@@ -405,38 +405,48 @@ class Kprobes:
         d.opcode = s.opcode
         d.flags = (d.flags & ~FLAG["FTRACE"]) | (s.flags & FLAG["FTRACE"])
 
-    def _register_aggr(self, old: int, kp: int) -> None:
-        """register_aggr_kprobe: the second probe at an address makes an aggregate in its place."""
+    def _register_aggr(self, orig: int, kp: int) -> None:
+        """register_aggr_kprobe: the second probe at an address makes an aggregate in its place;
+        an aggregate whose code had gone (its module reloaded at the same address) gets a new
+        slot and comes back disabled, to be armed like any other."""
         m = self.m
-        ap = old
-        if not self.is_aggregate(old):
+        ap = orig
+        if not self.is_aggregate(orig):
             ap = m.heap.kzalloc(self._size)
-            a, o = self.view(ap), self.view(old)
-            self._copy_kprobe(old, ap)
-            a.addr = o.addr
-            a.flags = o.flags & ~FLAG["OPTIMIZED"]
-            a.pre_handler = self.aggr_pre_handler
-            if o.post_handler and not o.flags & FLAG["GONE"]:
-                a.post_handler = self.aggr_post_handler
-            self.list.init(ap + self._list_off)
-            self.list.add_tail(old + self._list_off, ap + self._list_off)
-            self._hash_replace(old, ap, o.addr)
-            if old in self._armed_on:
-                self._armed_on[ap] = self._armed_on.pop(old)
+            self._init_aggr(ap, orig)
+        a = self.view(ap)
+        if a.flags & FLAG["GONE"]:
+            self._prepare(ap)  # on failure the aggregate stays, GONE, for unregister to free
+            a.flags = (a.flags & ~FLAG["GONE"]) | FLAG["DISABLED"]
         self._copy_kprobe(ap, kp)
-        p, a = self.view(kp), self.view(ap)
+        p = self.view(kp)
         self.list.add_tail(kp + self._list_off, ap + self._list_off)
         if p.post_handler and not a.post_handler:
             a.post_handler = self.aggr_post_handler
-        if a.flags & FLAG["DISABLED"] and not p.flags & FLAG["DISABLED"]:
+        if a.flags & (FLAG["DISABLED"] | FLAG["GONE"]) and not p.flags & (FLAG["DISABLED"] | FLAG["GONE"]):
             a.flags = a.flags & ~FLAG["DISABLED"]
-            if not self.all_disarmed and not a.flags & FLAG["GONE"]:
+            if not self.all_disarmed:
                 try:
                     self._arm(ap)
                 except KlpemuError:
                     a.flags = a.flags | FLAG["DISABLED"]
-                    self.list.delete(kp + self._list_off)
+                    self.list.delete_rcu(kp + self._list_off)
                     raise
+
+    def _init_aggr(self, ap: int, orig: int) -> None:
+        """init_aggr_kprobe: ap takes orig's place in kprobe_table, with orig on its list."""
+        a, o = self.view(ap), self.view(orig)
+        self._copy_kprobe(orig, ap)
+        a.addr = o.addr
+        a.flags = o.flags & ~FLAG["OPTIMIZED"]
+        a.pre_handler = self.aggr_pre_handler
+        if o.post_handler and not o.flags & FLAG["GONE"]:
+            a.post_handler = self.aggr_post_handler
+        self.list.init(ap + self._list_off)
+        self.list.add_tail(orig + self._list_off, ap + self._list_off)
+        self._hash_replace(orig, ap, o.addr)
+        if orig in self._armed_on:
+            self._armed_on[ap] = self._armed_on.pop(orig)
 
     def unregister(self, kp: int) -> None:
         """unregister_kprobe: disarm and unlink, wait until no CPU is inside a probe, free."""
