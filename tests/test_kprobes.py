@@ -222,7 +222,7 @@ def test_two_probes_at_one_address_share_an_aggregate(system):
     pa = kp.add_kprobe("cmdline_proc_show", off, pre_handler=a.pre_handler)
     pb = kp.add_kprobe("cmdline_proc_show", off, pre_handler=b.pre_handler, post_handler=b.post_handler)
     (ap,) = kp.table()
-    assert kp.is_aggregate(ap) and kp.children(ap) == [pa, pb]
+    assert kp.is_aggregate(ap) and kp.children(ap) == [pb, pa]  # newest first, as list_add_rcu
     ok(system, "cat /proc/cmdline")
     assert len(a.pre) == len(b.pre) == len(b.post) == 1
     listing = ok(system, f"cat {DEBUGFS}/list").splitlines()
@@ -233,6 +233,23 @@ def test_two_probes_at_one_address_share_an_aggregate(system):
     kp.unregister(pb)
     assert not kp.table()
     assert m.mem.read(m.image.addr("cmdline_proc_show") + off, 1) == b"\x55"
+
+
+def test_probes_at_one_address_run_newest_first(system):
+    m = system.machine
+    kp = m.kernel.kprobes
+    off = first(m, "cmdline_proc_show", lambda i: i.mnemonic == "push")
+    order = []
+    probes = [kp.add_kprobe("cmdline_proc_show", off, pre_handler=lambda p, r, n=n: order.append(n) or 0,
+                            disabled=n == "B")
+              for n in "ABC"]
+    ok(system, "cat /proc/cmdline")
+    assert order == ["C", "A"]  # B is disabled
+    (ap,) = kp.table()
+    assert kp.children(ap) == probes[::-1]
+    addr = m.image.addr("cmdline_proc_show") + off
+    assert ok(system, f"cat {DEBUGFS}/list") == "".join(
+        f"{addr:016x}  k  cmdline_proc_show+0x{off:x}    {tail}\n" for tail in ("", "[DISABLED]", ""))
 
 
 def test_debugfs_list_enabled_and_blacklist(system):

@@ -420,7 +420,7 @@ class Kprobes:
             a.flags = (a.flags & ~FLAG["GONE"]) | FLAG["DISABLED"]
         self._copy_kprobe(ap, kp)
         p = self.view(kp)
-        self.list.add_tail(kp + self._list_off, ap + self._list_off)
+        self.list.add(kp + self._list_off, ap + self._list_off)  # list_add_rcu: newest first
         if p.post_handler and not a.post_handler:
             a.post_handler = self.aggr_post_handler
         if a.flags & (FLAG["DISABLED"] | FLAG["GONE"]) and not p.flags & (FLAG["DISABLED"] | FLAG["GONE"]):
@@ -443,7 +443,7 @@ class Kprobes:
         if o.post_handler and not o.flags & FLAG["GONE"]:
             a.post_handler = self.aggr_post_handler
         self.list.init(ap + self._list_off)
-        self.list.add_tail(orig + self._list_off, ap + self._list_off)
+        self.list.add(orig + self._list_off, ap + self._list_off)
         self._hash_replace(orig, ap, o.addr)
         if orig in self._armed_on:
             self._armed_on[ap] = self._armed_on.pop(orig)
