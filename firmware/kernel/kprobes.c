@@ -188,42 +188,38 @@ notrace int pre_handler_kretprobe(struct kprobe *p, struct pt_regs *regs)
 NOKPROBE_SYMBOL(pre_handler_kretprobe);
 
 /*
- * Called from __kretprobe_trampoline once a probed call returned into it:
- * every instance of this frame (several kretprobes may watch one function) is
- * taken off the task's list, the one that saved the real return address says
- * where to go, and each instance's handler runs with that address in ret_addr.
+ * Called from __kretprobe_trampoline once a probed call returned into it.
+ * Every instance of this frame (several kretprobes may watch one function) is
+ * on top of the task's list; the first that saved a real return address (not
+ * the trampoline's, which a probed function called from a probed one saves)
+ * says where to go. The handlers run with regs->ip already there, as if the
+ * call had returned, then the instances are unlinked and recycled.
  */
 static notrace unsigned long __kretprobe_trampoline_handler(struct pt_regs *regs, void *frame_pointer)
 {
 	struct task_struct *task = current;
 	struct kprobe_ctlblk *kcb = get_kprobe_ctlblk();
-	struct llist_node *first, *node, *next;
+	struct llist_node *first, *node;
 	kprobe_opcode_t *correct_ret_addr = NULL;
 	struct kretprobe_instance *ri;
+	struct kretprobe *rp;
 
-	regs->ip = (unsigned long)__kretprobe_trampoline;
-	first = node = task->kretprobe_instances.first;
-	while (node) {
+	for (node = task->kretprobe_instances.first; node; node = node->next) {
 		ri = container_of(node, struct kretprobe_instance, llist);
-		if (ri->fp != frame_pointer)
-			panic("kretprobe: instance for frame %lx on top, returning through %lx",
-			      (unsigned long)ri->fp, (unsigned long)frame_pointer);
 		if (ri->ret_addr != (kprobe_opcode_t *)__kretprobe_trampoline) {
 			correct_ret_addr = ri->ret_addr;
 			break;
 		}
-		node = node->next;
 	}
 	if (!correct_ret_addr)
 		panic("Oops! Kretprobe fails to find correct return address.");
-	task->kretprobe_instances.first = node->next;
-	node->next = NULL;
 
-	for (node = first; node; node = next) {
-		struct kretprobe *rp;
-
-		ri = container_of(node, struct kretprobe_instance, llist);
-		next = node->next;
+	regs->ip = (unsigned long)correct_ret_addr;
+	for (first = task->kretprobe_instances.first; first; first = first->next) {
+		ri = container_of(first, struct kretprobe_instance, llist);
+		if (ri->fp != frame_pointer)
+			panic("kretprobe: instance for frame %lx on top, returning through %lx",
+			      (unsigned long)ri->fp, (unsigned long)frame_pointer);
 		rp = get_kretprobe(ri);
 		if (rp && rp->handler) {
 			struct kprobe *prev = kcb->current_kprobe;
@@ -233,9 +229,18 @@ static notrace unsigned long __kretprobe_trampoline_handler(struct pt_regs *regs
 			rp->handler(ri, regs);
 			kcb->current_kprobe = prev;
 		}
+		if (first == node)
+			break;
+	}
+
+	first = task->kretprobe_instances.first;
+	task->kretprobe_instances.first = node->next;
+	node->next = NULL;
+	while (first) {
+		ri = container_of(first, struct kretprobe_instance, llist);
+		first = first->next;
 		recycle_rp_inst(ri);
 	}
-	regs->ip = (unsigned long)correct_ret_addr;
 	return (unsigned long)correct_ret_addr;
 }
 NOKPROBE_SYMBOL(__kretprobe_trampoline_handler);
