@@ -252,6 +252,31 @@ def test_probes_at_one_address_run_newest_first(system):
         f"{addr:016x}  k  cmdline_proc_show+0x{off:x}    {tail}\n" for tail in ("", "[DISABLED]", ""))
 
 
+def bare_kprobe(m, addr: int) -> int:
+    """A struct kprobe filled as a module fills one (addr and a guest pre handler)."""
+    kp = m.kernel.kprobes
+    p = m.heap.kzalloc(m.types.sizeof("kprobe"))
+    kp.view(p).addr = addr
+    kp.view(p).pre_handler = m.image.addr("kprobe_host_pre_handler")
+    return p
+
+
+def test_unregister_leaves_the_probe_disabled_and_a_second_register_keeps_it(system):
+    m = system.machine
+    kp = m.kernel.kprobes
+    addr = m.image.addr("cmdline_proc_show") + 5
+    p = bare_kprobe(m, addr)
+    kp.register(p)
+    assert m.mem.read(addr, 1) == b"\xcc"
+    kp.unregister(p)
+    assert kp.view(p).flags == FLAG["DISABLED"]  # __disable_kprobe's doing
+    kp.register(p)  # p->flags &= KPROBE_FLAG_DISABLED: it comes back disabled
+    assert m.mem.read(addr, 1) == b"\x55"
+    assert ok(system, f"cat {DEBUGFS}/list") == f"{addr:016x}  k  cmdline_proc_show+0x5    [DISABLED]\n"
+    kp.unregister(p)
+    assert kp.table() == []
+
+
 def test_debugfs_list_enabled_and_blacklist(system):
     m = system.machine
     kp = m.kernel.kprobes

@@ -463,27 +463,22 @@ class Kprobes:
             raise KlpemuError("this kprobe is not registered", EINVAL)
         m = self.m
         addr = self.view(kp).addr
-        ap = self.get_kprobe(addr)
+        ap = self._disable(kp)  # kp stays DISABLED, as Linux leaves it
         freed: list[int] = []  # probes whose slot goes
         aggregate = 0
         if ap == kp:
-            self._disarm(kp)
             self._hash_del(kp, addr)
             freed.append(kp)
         else:
+            p, a = self.view(kp), self.view(ap)
+            if p.post_handler and not p.flags & FLAG["GONE"] and not a.flags & FLAG["FTRACE"] and \
+                    not any(self.view(c).post_handler for c in self.children(ap) if c != kp):
+                a.post_handler = 0  # (an ftrace aggregate keeps it: it names the IPMODIFY ops)
             self.list.delete_rcu(kp + self._list_off)  # a CPU walking the list may stand on kp
-            rest = self.children(ap)
-            a = self.view(ap)
-            if not rest:
-                self._disarm(ap)
+            if not self.children(ap):
                 self._hash_del(ap, addr)
                 freed.append(ap)
                 aggregate = ap
-            else:
-                a.post_handler = self.aggr_post_handler if any(self.view(c).post_handler for c in rest) else 0
-                if all(self.view(c).flags & FLAG["DISABLED"] for c in rest):
-                    self._disarm(ap)
-                    a.flags = a.flags | FLAG["DISABLED"]
         del self.probes[kp]
 
         def bottom() -> None:
@@ -560,13 +555,28 @@ class Kprobes:
                         v.flags = v.flags | FLAG["DISABLED"]
                         raise
             return
-        if v.flags & FLAG["DISABLED"]:
-            return
-        v.flags = v.flags | FLAG["DISABLED"]
-        if ap == kp or all(self.view(c).flags & FLAG["DISABLED"] for c in self.children(ap)):
-            if not self.all_disarmed:
-                self._disarm(ap)
-            self.view(ap).flags = self.view(ap).flags | FLAG["DISABLED"]
+        self._disable(kp)
+
+    def _disable(self, kp: int) -> int:
+        """__disable_kprobe: kp disabled; its aggregate too, and disarmed, once no probe on it
+        is left enabled. Returns the probe kprobe_table has at kp's address."""
+        v = self.view(kp)
+        ap = self.get_kprobe(v.addr)
+        off = FLAG["DISABLED"] | FLAG["GONE"]
+        if v.flags & off:
+            return ap
+        if kp != ap:
+            v.flags = v.flags | FLAG["DISABLED"]
+        if kp == ap or all(self.view(c).flags & off for c in self.children(ap)):
+            a = self.view(ap)
+            if not self.all_disarmed and not a.flags & off:
+                try:
+                    self._disarm(ap)
+                except KlpemuError:
+                    v.flags = v.flags & ~FLAG["DISABLED"]
+                    raise
+            a.flags = a.flags | FLAG["DISABLED"]
+        return ap
 
     # --- all probes at once (/sys/kernel/debug/kprobes/enabled) --------------------------------
 
