@@ -277,6 +277,38 @@ def test_unregister_leaves_the_probe_disabled_and_a_second_register_keeps_it(sys
     assert kp.table() == []
 
 
+def test_enable_while_all_probes_are_disarmed(system):
+    """enable_kprobe with kprobes globally disabled clears a child's flag only: the probe in
+    kprobe_table stays disabled, unarmed, and arming them all later leaves it so."""
+    m = system.machine
+    kp = m.kernel.kprobes
+    addr = m.image.addr("cmdline_proc_show") + 5
+    alone = bare_kprobe(m, addr)
+    kp.view(alone).flags = FLAG["DISABLED"]
+    kp.register(alone)
+    ok(system, f"echo 0 > {DEBUGFS}/enabled")
+    kp.set_enabled(alone, True)
+    assert kp.view(alone).flags == FLAG["DISABLED"]
+    ok(system, f"echo 1 > {DEBUGFS}/enabled")
+    assert m.mem.read(addr, 1) == b"\x55" and not kp.armed(alone)
+    assert ok(system, f"cat {DEBUGFS}/list") == f"{addr:016x}  k  cmdline_proc_show+0x5    [DISABLED]\n"
+    kp.set_enabled(alone, True)  # armed now, as nothing is globally disarmed
+    assert m.mem.read(addr, 1) == b"\xcc"
+    child = bare_kprobe(m, addr)
+    kp.view(child).flags = FLAG["DISABLED"]
+    kp.register(child)
+    kp.set_enabled(alone, False)
+    (ap,) = kp.table()
+    assert kp.view(ap).flags & FLAG["DISABLED"] and m.mem.read(addr, 1) == b"\x55"
+    ok(system, f"echo 0 > {DEBUGFS}/enabled")
+    kp.set_enabled(child, True)
+    assert kp.view(child).flags == 0 and kp.view(ap).flags & FLAG["DISABLED"] and not kp.armed(ap)
+    ok(system, f"echo 1 > {DEBUGFS}/enabled")
+    assert m.mem.read(addr, 1) == b"\x55"
+    kp.unregister(child)
+    kp.unregister(alone)
+
+
 def test_debugfs_list_enabled_and_blacklist(system):
     m = system.machine
     kp = m.kernel.kprobes

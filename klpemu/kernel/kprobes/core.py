@@ -538,24 +538,27 @@ class Kprobes:
         """enable_kprobe / disable_kprobe."""
         if kp not in self.probes:
             raise KlpemuError("this kprobe is not registered", EINVAL)
+        if not enable:
+            self._disable(kp)
+            return
         v = self.view(kp)
         ap = self.get_kprobe(v.addr)
-        if enable:
-            if v.flags & FLAG["GONE"]:
-                raise KlpemuError("this kprobe's code is gone", EINVAL)
+        if v.flags & FLAG["GONE"]:
+            raise KlpemuError("this kprobe's code is gone", EINVAL)
+        if ap != kp:
             v.flags = v.flags & ~FLAG["DISABLED"]
-            a = self.view(ap)
-            if a.flags & FLAG["DISABLED"]:
-                a.flags = a.flags & ~FLAG["DISABLED"]
-                if not self.all_disarmed:
-                    try:
-                        self._arm(ap)
-                    except KlpemuError:
-                        a.flags = a.flags | FLAG["DISABLED"]
-                        v.flags = v.flags | FLAG["DISABLED"]
-                        raise
-            return
-        self._disable(kp)
+        a = self.view(ap)
+        # While all probes are disarmed only a child's flag changes: the probe in kprobe_table
+        # stays disabled, and arm_all_kprobes leaves it so.
+        if not self.all_disarmed and a.flags & (FLAG["DISABLED"] | FLAG["GONE"]):
+            a.flags = a.flags & ~FLAG["DISABLED"]
+            try:
+                self._arm(ap)
+            except KlpemuError:
+                a.flags = a.flags | FLAG["DISABLED"]
+                if ap != kp:
+                    v.flags = v.flags | FLAG["DISABLED"]
+                raise
 
     def _disable(self, kp: int) -> int:
         """__disable_kprobe: kp disabled; its aggregate too, and disarmed, once no probe on it
