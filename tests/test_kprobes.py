@@ -339,6 +339,24 @@ def test_debugfs_list_enabled_and_blacklist(system):
     assert int(lo, 16) < int(hi, 16)
 
 
+def test_arming_all_fails_the_write_with_the_last_error(system):
+    """arm_all_kprobes is best effort: probes that can arm are armed, kprobes stay globally
+    enabled, and the write to `enabled` fails with the last arming error."""
+    m = system.machine
+    kp = m.kernel.kprobes
+    probe = kp.add_kprobe("cmdline_proc_show", pre_handler=lambda p, r: 0, post_handler=lambda p, r, f: None)
+    kp.add_kprobe("version_proc_show", pre_handler=lambda p, r: 0)
+    ok(system, f"echo 0 > {DEBUGFS}/enabled")
+    ok(system, "insmod livepatch-sample")  # IPMODIFY on cmdline_proc_show, now that nothing holds it
+    status, _, err = shell_run(system, f"echo 1 > {DEBUGFS}/enabled")
+    assert status == 1 and "Device or resource busy" in err
+    assert [(r.level, r.text) for r in records(m)][-1] == \
+        (4, "Kprobes globally enabled, but failed to arm 1 out of 2 probes")
+    assert ok(system, f"cat {DEBUGFS}/enabled") == "1\n"
+    assert not kp.armed(probe) and kp.armed(kp.get_kprobe(m.image.addr("version_proc_show")))
+    assert "version_proc_show (1)" in ok(system, "cat /sys/kernel/tracing/enabled_functions")
+
+
 def test_module_kprobe_from_insmod_to_rmmod(system):
     m = system.machine
     ok(system, "insmod test_klp_kprobe")

@@ -584,21 +584,27 @@ class Kprobes:
     # --- all probes at once (/sys/kernel/debug/kprobes/enabled) --------------------------------
 
     def arm_all(self) -> None:
+        """arm_all_kprobes: best effort; if any probe failed to arm, the last error is raised
+        (the write to `enabled` fails with it) once the rest are armed."""
         if not self.all_disarmed:
             return
         self.all_disarmed = False
         total = errors = 0
+        last: KlpemuError | None = None
         for p in self.table():
             if not self.view(p).flags & (FLAG["DISABLED"] | FLAG["GONE"]):
                 total += 1
                 try:
                     self._arm(p)
-                except KlpemuError:
+                except KlpemuError as e:
                     errors += 1
+                    last = e
         if errors:
             log_store(self.m, f"Kprobes globally enabled, but failed to arm {errors} out of {total} probes", 4)
         else:
             log_store(self.m, "Kprobes globally enabled", LOGLEVEL_INFO)
+        if last is not None:
+            raise KlpemuError(f"failed to arm {errors} of {total} probes: {last}", last.errno or EINVAL)
 
     def disarm_all(self) -> None:
         if self.all_disarmed:
