@@ -328,7 +328,8 @@ def test_debugfs_list_enabled_and_blacklist(system):
     assert ok(system, "cat /sys/kernel/tracing/enabled_functions") == ""
     ok(system, f"echo 1 > {DEBUGFS}/enabled")
     assert "cmdline_proc_show (1)" in ok(system, "cat /sys/kernel/tracing/enabled_functions")
-    assert [r.text for r in records(m)][-2:] == ["Kprobes globally disabled", "Kprobes globally enabled"]
+    assert [(r.level, r.text) for r in records(m)][-2:] == [(6, "kprobes: Kprobes globally disabled"),
+                                                           (6, "kprobes: Kprobes globally enabled")]
     status, _, err = shell_run(system, f"echo x > {DEBUGFS}/enabled")
     assert status == 1 and "Invalid argument" in err
     black = ok(system, f"cat {DEBUGFS}/blacklist").splitlines()
@@ -351,7 +352,8 @@ def test_arming_all_fails_the_write_with_the_last_error(system):
     status, _, err = shell_run(system, f"echo 1 > {DEBUGFS}/enabled")
     assert status == 1 and "Device or resource busy" in err
     assert [(r.level, r.text) for r in records(m)][-1] == \
-        (4, "Kprobes globally enabled, but failed to arm 1 out of 2 probes")
+        (4, "kprobes: Kprobes globally enabled, but failed to enable 1 out of 2 probes. "
+            "Please check which kprobes are kept disabled via debugfs.")
     assert ok(system, f"cat {DEBUGFS}/enabled") == "1\n"
     assert not kp.armed(probe) and kp.armed(kp.get_kprobe(m.image.addr("version_proc_show")))
     assert "version_proc_show (1)" in ok(system, "cat /sys/kernel/tracing/enabled_functions")

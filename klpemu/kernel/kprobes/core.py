@@ -31,11 +31,25 @@ KPROBE_TABLE_SIZE = 1 << KPROBE_HASH_BITS
 FLAG = {"GONE": 1, "DISABLED": 2, "OPTIMIZED": 4, "FTRACE": 8}
 INT3 = 0xCC
 POLICIES = ("mainline", "legacy")
-LOGLEVEL_INFO = 6
+LOGLEVEL_ERR, LOGLEVEL_WARNING, LOGLEVEL_INFO = 3, 4, 6
+PR_FMT = "kprobes: "  # kernel/kprobes.c's pr_fmt
 
 # A Python pre handler: (probe, regs view) -> int (nonzero: it set regs.ip, skip the step);
 # a post handler: (probe, regs view, flags) -> None.
 PyHandler = Callable[..., int | None]
+
+
+def pr_info(m: Machine, text: str) -> None:
+    """kernel/kprobes.c's pr_info, with its pr_fmt."""
+    log_store(m, PR_FMT + text, LOGLEVEL_INFO)
+
+
+def pr_warn(m: Machine, text: str) -> None:
+    log_store(m, PR_FMT + text, LOGLEVEL_WARNING)
+
+
+def pr_err(m: Machine, text: str) -> None:
+    log_store(m, PR_FMT + text, LOGLEVEL_ERR)
 
 
 def kprobe_hash(addr: int) -> int:
@@ -600,20 +614,35 @@ class Kprobes:
                     errors += 1
                     last = e
         if errors:
-            log_store(self.m, f"Kprobes globally enabled, but failed to arm {errors} out of {total} probes", 4)
+            pr_warn(self.m, f"Kprobes globally enabled, but failed to enable {errors} out of {total} probes. "
+                            "Please check which kprobes are kept disabled via debugfs.")
         else:
-            log_store(self.m, "Kprobes globally enabled", LOGLEVEL_INFO)
+            pr_info(self.m, "Kprobes globally enabled")
         if last is not None:
             raise KlpemuError(f"failed to arm {errors} of {total} probes: {last}", last.errno or EINVAL)
 
     def disarm_all(self) -> None:
+        """disarm_all_kprobes: best effort too, the last error raised."""
         if self.all_disarmed:
             return
         self.all_disarmed = True
+        total = errors = 0
+        last: KlpemuError | None = None
         for p in self.table():
             if not self.view(p).flags & (FLAG["DISABLED"] | FLAG["GONE"]):
-                self._disarm(p)
-        log_store(self.m, "Kprobes globally disabled", LOGLEVEL_INFO)
+                total += 1
+                try:
+                    self._disarm(p)
+                except KlpemuError as e:
+                    errors += 1
+                    last = e
+        if errors:
+            pr_warn(self.m, f"Kprobes globally disabled, but failed to disable {errors} out of {total} probes. "
+                            "Please check which kprobes are kept enabled via debugfs.")
+        else:
+            pr_info(self.m, "Kprobes globally disabled")
+        if last is not None:
+            raise KlpemuError(f"failed to disarm {errors} of {total} probes: {last}", last.errno or EINVAL)
 
     # --- modules -------------------------------------------------------------------------------
 
