@@ -140,9 +140,9 @@ def part2(system: System, out: TextIO) -> int:
     tour.step("Writing 0 to `enabled` reverses the transition: the target is now the unpatched "
               "state, which krecurse never left; the others switch back:",
               f"echo 0 > {LP}/enabled", "blocking")
-    tour.step("The idle tasks switch back in their idle loops, the others at once; the retry "
-              "completes the transition and frees the patch:",
-              "sleep 10ms", "ps", f"wait --gone {LP}", "rmmod livepatch_sample")
+    tour.step("The next attempt, within a second, switches them back and completes the transition; "
+              "the patch is freed with it:",
+              f"wait --gone {LP}", "ps", "rmmod livepatch_sample")
     tour.log("The second kernel's log, from the insmod on:", since)
     return tour.status
 

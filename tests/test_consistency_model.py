@@ -130,4 +130,5 @@ def test_random_sequences_keep_the_consistency_model(seed):
     # Whatever remains in transition can still be finished by force, leaving every task idle.
     if lp.transition.patch is not None:
         lp.write_force(lp.transition.patch, True)
+        assert m.run_until(lambda: lp.transition.patch is None, 1100 * MS)  # at the next attempt
     assert all(t.patch_state == -1 for t in all_tasks(m))

@@ -81,7 +81,9 @@ def test_part2_shows_the_task_in_the_way_then_the_reversal(demo):
     ps_patching, ps_reversed = outputs(part2, "ps")
     states = {line.split()[-1]: line.split()[3] for line in ps_patching.splitlines()[1:]}
     assert states["[krecurse]"] == "0" and "1" in states.values()
-    assert all(line.split()[3] == "0" for line in ps_reversed.splitlines()[1:])
+    assert all(line.split()[3] == "-1" for line in ps_reversed.splitlines()[1:])  # completed
+    assert "livepatch: 'livepatch_sample': reversing transition from patching to unpatching" in part2
+    assert "livepatch: 'livepatch_sample': unpatching complete" in part2
     first, later = outputs(part2, "blocking")[:2]
     assert first.startswith("'livepatch_sample': patching transition, attempt 2\n")
     assert "[krecurse]       unreliable stack: more than 100 frames" in first

@@ -249,7 +249,7 @@ def test_sympos_0_of_an_ambiguous_symbol_fails_the_load(klp):
     load_failing(klp, path)
     klp.check_result(f"""\
 % insmod {path}
-livepatch: unresolvable ambiguity for symbol 'get_idle_time' in object 'vmlinux'
+livepatch: unresolvable ambiguity for symbol 'get_idle_time' in object '(null)'
 insmod: ERROR: could not insert module {path}: Invalid parameters
 """)
     assert snapshot(klp) == before

@@ -120,6 +120,7 @@ def test_forced_replace_pins_the_replaced_patches(system):
     p2 = enable(m, "p2", [("watchdog", "version_proc_show")], replace=True)
     m.run(2 * SEC)
     vfs.write(f"{LP}/p2/force", "1")
+    settle(m)
     assert lp.transition.patch is None and lp.patches == [p2]
     assert m.struct("klp_patch", p1).forced and not m.struct("klp_patch", p2).forced
 

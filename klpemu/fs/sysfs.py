@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..errors import KlpemuError
+from ..kernel.kstrtox import kstrtobool
 from .vfs import VFS, Dir, File
 
 if TYPE_CHECKING:
@@ -15,16 +15,6 @@ def _cpu_list(cpus: list[int]) -> str:
     if not cpus:
         return "\n"
     return (f"{cpus[0]}-{cpus[-1]}" if len(cpus) > 1 else f"{cpus[0]}") + "\n"
-
-
-def kstrtobool(data: str) -> bool:
-    """Linux's kstrtobool: 1/y/Y/t/T/on true, 0/n/N/f/F/off false, anything else -EINVAL."""
-    v = data.strip()
-    if v in ("1", "y", "Y", "t", "T", "on", "On", "ON"):
-        return True
-    if v in ("0", "n", "N", "f", "F", "off", "Off", "OFF"):
-        return False
-    raise KlpemuError(f"'{v}' is not a boolean", 22)
 
 
 def _livepatch_dirs(machine: Machine) -> dict[str, Dir]:

@@ -36,6 +36,7 @@ from elftools.elf.sections import SymbolTableSection
 
 from ..errors import KlpemuError
 from ..machine.image import Symbol
+from .kstrtox import kstrtobool
 from .printk import log_store
 
 if TYPE_CHECKING:
@@ -272,15 +273,7 @@ def _kstrto(value: str, size: int, signed: bool) -> int:
 def _kstrtobool(value: str | None) -> bool:
     if value is None:  # a bool parameter named alone means true
         return True
-    if value[:1] in ("e", "E", "y", "Y", "t", "T", "1"):  # kstrtobool: enable, yes, true
-        return True
-    if value[:1] in ("d", "D", "n", "N", "f", "F", "0"):
-        return False
-    if value[:1] in ("o", "O") and value[1:2] in ("n", "N"):
-        return True
-    if value[:1] in ("o", "O") and value[1:2] in ("f", "F"):
-        return False
-    raise KlpemuError("invalid", EINVAL)
+    return kstrtobool(value)
 
 
 # --- the loader --------------------------------------------------------------------------------
@@ -958,6 +951,12 @@ class _Loading:
             addr, size = sites
             view.ftrace_callsites = addr
             view.num_ftrace_callsites = size // 8
+        black = self._section_of("_kprobe_blacklist", layout)
+        if black is not None:
+            view.kprobe_blacklist, view.num_kprobe_blacklist = black[0], black[1] // 8
+        kprobes_text = self._section_of(".kprobes.text", layout)
+        if kprobes_text is not None:
+            view.kprobes_text_start, view.kprobes_text_size = kprobes_text
 
     def _link(self, mod: Module) -> None:
         self.mods._link(mod)

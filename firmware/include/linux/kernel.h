@@ -37,6 +37,18 @@ long simple_strtol(const char *s, char **end, unsigned int base);
 
 #define BUG_ON(c) do { if (unlikely(c)) panic("BUG at %s:%d", __FILE__, __LINE__); } while (0)
 #define WARN_ON(c) ({ int __c = !!(c); if (unlikely(__c)) pr_warn("WARNING: at %s:%d\n", __FILE__, __LINE__); __c; })
+/* WARN_ON_ONCE(cond): each call site reports the first time only, as Linux's. */
+#define WARN_ON_ONCE(c)                                                                 \
+	({                                                                              \
+		static bool __warned;                                                   \
+		int __c = !!(c);                                                        \
+		if (unlikely(__c) && !__warned) {                                       \
+			__warned = true;                                                \
+			printk(KERN_WARNING "------------[ cut here ]------------\n");  \
+			printk(KERN_WARNING "WARNING: at %s:%d %s\n", __FILE__, __LINE__, __func__); \
+		}                                                                       \
+		__c;                                                                    \
+	})
 /* WARN(cond, fmt, ...): WARN_ON that says why, between the lines Linux's __warn prints. */
 #define WARN(c, fmt, ...)                                                               \
 	({                                                                              \

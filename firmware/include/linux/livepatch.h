@@ -97,9 +97,9 @@ extern struct list_head klp_patches;
 extern struct klp_patch *klp_transition_patch;
 
 #define klp_for_each_object_static(patch, obj) \
-	for (obj = (patch)->objs; obj && obj->funcs; obj++)
+	for (obj = (patch)->objs; obj && (obj->funcs || obj->name); obj++)
 #define klp_for_each_func_static(obj, func) \
-	for (func = (obj)->funcs; func && func->old_name; func++)
+	for (func = (obj)->funcs; func && (func->old_name || func->new_func || func->old_sympos); func++)
 
 /* System states (kernel/livepatch/state.c). */
 struct klp_state *klp_get_state(struct klp_patch *patch, unsigned long id);

@@ -11,14 +11,6 @@
 #include <linux/livepatch.h>
 #include <linux/trace_recursion.h>
 
-unsigned long klp_handler_warnings;
-
-static notrace void klp_warn_once(const char *what)
-{
-	if (!klp_handler_warnings++)
-		pr_warn("WARNING: klp_ftrace_handler: %s\n", what);
-}
-
 notrace void klp_ftrace_handler(unsigned long ip, unsigned long parent_ip,
 				struct ftrace_ops *fops, struct ftrace_regs *fregs)
 {
@@ -28,15 +20,11 @@ notrace void klp_ftrace_handler(unsigned long ip, unsigned long parent_ip,
 	int bit;
 
 	bit = ftrace_test_recursion_trylock(ip, parent_ip);
-	if (bit < 0) {
-		klp_warn_once("recursion");
+	if (WARN_ON_ONCE(bit < 0))
 		return;
-	}
 	first = READ_ONCE(ops->func_stack.next);
-	if (first == &ops->func_stack) {
-		klp_warn_once("empty func_stack");
+	if (WARN_ON_ONCE(first == &ops->func_stack))
 		goto unlock;
-	}
 	func = list_entry(first, struct klp_func, stack_node);
 	/* The func_stack is read before the transition flag (the writer orders them). */
 	smp_rmb();
@@ -45,8 +33,7 @@ notrace void klp_ftrace_handler(unsigned long ip, unsigned long parent_ip,
 
 		smp_rmb();
 		patch_state = READ_ONCE(current->patch_state);
-		if (patch_state == KLP_TRANSITION_IDLE)
-			klp_warn_once("task in a transition without a patch state");
+		WARN_ON_ONCE(patch_state == KLP_TRANSITION_IDLE);
 		if (patch_state == KLP_TRANSITION_UNPATCHED) {
 			/* This task has not switched yet: it keeps running the previous version. */
 			struct list_head *next = READ_ONCE(func->stack_node.next);

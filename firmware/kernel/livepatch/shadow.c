@@ -6,13 +6,17 @@
  *
  * Linux reads the table under RCU and frees entries after a grace period.
  * There is no RCU here, so readers take the lock too and entries are freed at
- * once: a klp_shadow_get never sees an entry that is being freed.
+ * once: a klp_shadow_get never sees an entry that is being freed. Constructors
+ * and destructors run under the lock and may call klp_shadow_get, as Linux
+ * allows; the lock remembers its CPU so that such a lookup does not wait for
+ * itself.
  */
 #define pr_fmt(fmt) "livepatch: " fmt
 
 #include <linux/kernel.h>
 #include <linux/hashtable.h>
 #include <linux/livepatch.h>
+#include <linux/sched.h>
 #include <linux/slab.h>
 #include <linux/spinlock.h>
 
@@ -20,6 +24,21 @@ static DEFINE_HASHTABLE(klp_shadow_hash, 12);
 
 /* Guards klp_shadow_hash and the entries in it. Constructors run under it, as in Linux. */
 static raw_spinlock_t klp_shadow_lock = __RAW_SPIN_LOCK_UNLOCKED;
+static int klp_shadow_lock_cpu = -1;	/* the CPU holding it, interrupts off */
+
+static notrace unsigned long klp_shadow_lock_irqsave(void)
+{
+	unsigned long flags = raw_spin_lock_irqsave(&klp_shadow_lock);
+
+	WRITE_ONCE(klp_shadow_lock_cpu, smp_processor_id());
+	return flags;
+}
+
+static notrace void klp_shadow_unlock_irqrestore(unsigned long flags)
+{
+	WRITE_ONCE(klp_shadow_lock_cpu, -1);
+	raw_spin_unlock_irqrestore(&klp_shadow_lock, flags);
+}
 
 struct klp_shadow {
 	struct hlist_node node;
@@ -46,10 +65,15 @@ static void *__klp_shadow_get(void *obj, unsigned long id)
 
 void *klp_shadow_get(void *obj, unsigned long id)
 {
-	unsigned long flags = raw_spin_lock_irqsave(&klp_shadow_lock);
-	void *data = __klp_shadow_get(obj, id);
+	unsigned long flags;
+	void *data;
 
-	raw_spin_unlock_irqrestore(&klp_shadow_lock, flags);
+	/* From a constructor or destructor: this CPU holds the lock already. */
+	if (READ_ONCE(klp_shadow_lock_cpu) == smp_processor_id())
+		return __klp_shadow_get(obj, id);
+	flags = klp_shadow_lock_irqsave();
+	data = __klp_shadow_get(obj, id);
+	klp_shadow_unlock_irqrestore(flags);
 	return data;
 }
 
@@ -71,10 +95,10 @@ static void *__klp_shadow_get_or_alloc(void *obj, unsigned long id, size_t size,
 		return NULL;
 
 	/* Someone may have attached <obj, id> meanwhile: look again, under the lock. */
-	flags = raw_spin_lock_irqsave(&klp_shadow_lock);
+	flags = klp_shadow_lock_irqsave();
 	data = __klp_shadow_get(obj, id);
 	if (unlikely(data)) {
-		raw_spin_unlock_irqrestore(&klp_shadow_lock, flags);
+		klp_shadow_unlock_irqrestore(flags);
 		kfree(new_shadow);
 		goto exists;
 	}
@@ -84,14 +108,14 @@ static void *__klp_shadow_get_or_alloc(void *obj, unsigned long id, size_t size,
 	if (ctor) {
 		err = ctor(obj, new_shadow->data, ctor_data);
 		if (err) {
-			raw_spin_unlock_irqrestore(&klp_shadow_lock, flags);
+			klp_shadow_unlock_irqrestore(flags);
 			kfree(new_shadow);
 			pr_err("Failed to construct shadow variable <%p, %lx> (%d)\n", obj, id, err);
 			return NULL;
 		}
 	}
 	hash_add(klp_shadow_hash, &new_shadow->node, (unsigned long)obj);
-	raw_spin_unlock_irqrestore(&klp_shadow_lock, flags);
+	klp_shadow_unlock_irqrestore(flags);
 	return new_shadow->data;
 
 exists:
@@ -127,7 +151,7 @@ static void klp_shadow_free_struct(struct klp_shadow *shadow, klp_shadow_dtor_t 
 void klp_shadow_free(void *obj, unsigned long id, klp_shadow_dtor_t dtor)
 {
 	struct klp_shadow *shadow;
-	unsigned long flags = raw_spin_lock_irqsave(&klp_shadow_lock);
+	unsigned long flags = klp_shadow_lock_irqsave();
 
 	hash_for_each_possible(klp_shadow_hash, shadow, node, (unsigned long)obj) {
 		if (klp_shadow_match(shadow, obj, id)) {
@@ -135,18 +159,18 @@ void klp_shadow_free(void *obj, unsigned long id, klp_shadow_dtor_t dtor)
 			break;
 		}
 	}
-	raw_spin_unlock_irqrestore(&klp_shadow_lock, flags);
+	klp_shadow_unlock_irqrestore(flags);
 }
 
 void klp_shadow_free_all(unsigned long id, klp_shadow_dtor_t dtor)
 {
 	struct klp_shadow *shadow;
 	struct hlist_node *tmp;
-	unsigned long flags = raw_spin_lock_irqsave(&klp_shadow_lock);
+	unsigned long flags = klp_shadow_lock_irqsave();
 	int i;
 
 	hash_for_each_safe(klp_shadow_hash, i, tmp, shadow, node)
 		if (shadow->id == id)
 			klp_shadow_free_struct(shadow, dtor);
-	raw_spin_unlock_irqrestore(&klp_shadow_lock, flags);
+	klp_shadow_unlock_irqrestore(flags);
 }

@@ -28,10 +28,8 @@ struct klp_state *klp_get_prev_state(unsigned long id)
 	struct klp_patch *patch;
 	struct klp_state *state, *last_state = NULL;
 
-	if (!klp_transition_patch) {
-		pr_warn("WARNING: klp_get_prev_state called outside a transition\n");
+	if (WARN_ON_ONCE(!klp_transition_patch))
 		return NULL;
-	}
 	list_for_each_entry(patch, &klp_patches, list) {
 		if (patch == klp_transition_patch)
 			break;

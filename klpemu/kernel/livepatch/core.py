@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ...machine.machine import Machine
     from ..module import Module, Modules
 
-EINVAL, EBUSY, ENOENT, ENODEV = 22, 16, 2, 19
+EINVAL, EBUSY, ENOENT, ENODEV, EEXIST = 22, 16, 2, 19, 17
 KSYM_NAME_LEN = 512
 MODULE_NAME_LEN = 56
 LOGLEVEL_ERR, LOGLEVEL_WARNING, LOGLEVEL_NOTICE = 3, 4, 5
@@ -86,24 +86,29 @@ class Livepatch:
             return self.m.struct("module", mod).name.decode()
         return self.names.get(patch, f"patch@{patch:x}")
 
-    def _array(self, addr: int, struct: str, sentinel: str) -> list[int]:
+    def _array(self, addr: int, struct: str, *members: str) -> list[int]:
         """The entries of a zero-terminated array (klp_for_each_object_static and friends):
-        it ends at the first entry whose `sentinel` member is NULL."""
+        it ends at the first entry whose `members` are all zero."""
         size = self.m.types.sizeof(struct)
         out = []
-        while addr and getattr(self.m.struct(struct, addr), sentinel):
+        while addr:
+            view = self.m.struct(struct, addr)
+            if not any(getattr(view, member) for member in members):
+                break
             out.append(addr)
             addr += size
         return out
 
+    def static_objects(self, patch: int) -> list[int]:
+        return self._array(self.m.struct("klp_patch", patch).objs, "klp_object", "funcs", "name")
+
     def objects(self, patch: int) -> list[int]:
         """klp_for_each_object: the static ones in order, then those atomic replace added."""
-        static = self._array(self.m.struct("klp_patch", patch).objs, "klp_object", "funcs")
-        return static + self.nops.objects(patch)
+        return self.static_objects(patch) + self.nops.objects(patch)
 
     def funcs(self, obj: int) -> list[int]:
         view = self.m.struct("klp_object", obj)
-        static = [] if view.dynamic else self._array(view.funcs, "klp_func", "old_name")
+        static = [] if view.dynamic else self._array(view.funcs, "klp_func", "old_name", "new_func", "old_sympos")
         return static + self.nops.funcs(obj)
 
     def all_funcs(self, patch: int) -> list[int]:
@@ -169,12 +174,11 @@ class Livepatch:
                 self.log(f"kallsyms size lookup failed for '{old_name}' replacement", LOGLEVEL_ERR)
                 raise KlpemuError(f"kallsyms size lookup failed for '{old_name}' replacement", ENOENT)
 
-    def _find_object_symbol(self, objname: str, name: str, sympos: int, any_kind: bool = False):
-        """klp_find_object_symbol, with its pr_err lines: a function of vmlinux, or with any_kind
-        (a klp relocation's symbol) any of its kernel symbols."""
+    def _find_object_symbol(self, objname: str, name: str, sympos: int):
+        """klp_find_object_symbol, with its pr_err lines: kallsyms counts every symbol of the
+        kernel (data too), and for vmlinux the object's name is NULL, which one line prints."""
         if objname == "vmlinux":
-            syms = [s for s in self.m.image.by_name.get(name, [])
-                    if s.kind == "func" or (any_kind and s.addr >> 63)]
+            syms = [s for s in self.m.image.by_name.get(name, []) if s.addr >> 63]
         else:
             mod = self.modules.find(objname)
             syms = mod.kallsyms.by_name.get(name, []) if mod is not None else []
@@ -182,7 +186,8 @@ class Livepatch:
         if not syms:
             message = f"symbol '{name}' not found in symbol table"
         elif sympos == 0 and len(syms) > 1:
-            message = f"unresolvable ambiguity for symbol '{name}' in object '{objname}'"
+            shown = "(null)" if objname == "vmlinux" else objname
+            message = f"unresolvable ambiguity for symbol '{name}' in object '{shown}'"
         elif sympos > len(syms):
             message = f"symbol position {sympos} for symbol '{name}' in object '{objname}' not found"
         if message:
@@ -202,19 +207,34 @@ class Livepatch:
             if f.nop:
                 f.new_func = 0
 
+    def _sysfs_add(self, names: set[str], path: str) -> None:
+        """kobject_add: a second entry of the same name in one directory is refused."""
+        if path in names:
+            log_store(self.m, f"sysfs: cannot create duplicate filename '{path}'", LOGLEVEL_WARNING)
+            leaf = path.rsplit("/", 1)[1]
+            log_store(self.m, f"kobject: kobject_add_internal failed for {leaf} with -EEXIST, don't try to "
+                              "register things with the same name in the same directory.", LOGLEVEL_ERR)
+            raise KlpemuError(f"cannot create duplicate filename '{path}'", EEXIST)
+        names.add(path)
+
     def _init_patch(self, patch: int) -> None:
-        """klp_init_patch: checks, the nops of atomic replace, and the loaded objects' addresses.
-        On failure everything it set up is undone."""
-        for obj in self.objects(patch):
-            if len(self.object_name(obj)) >= MODULE_NAME_LEN:
-                raise KlpemuError(f"object name too long: {self.object_name(obj)}", EINVAL)
-            for func in self.funcs(obj):
-                self._check_func(func)
+        """klp_init_patch: the nops of atomic replace, then object by object its checks, its sysfs
+        names and, if it is loaded, its addresses. On failure everything it set up is undone."""
         if self.m.struct("klp_patch", patch).replace:
             self.nops.add(patch)
+        names: set[str] = set()
         try:
             for obj in self.objects(patch):
+                objname = self.object_name(obj)
+                if self.is_module(obj) and len(objname) >= MODULE_NAME_LEN:
+                    raise KlpemuError(f"object name too long: {objname}", EINVAL)
                 self._find_object_module(obj)
+                objdir = f"/kernel/livepatch/{self.name(patch)}/{objname}"
+                self._sysfs_add(names, objdir)
+                for func in self.funcs(obj):
+                    self._check_func(func)
+                    sympos = self.m.struct("klp_func", func).old_sympos
+                    self._sysfs_add(names, f"{objdir}/{self.func_name(func)},{sympos or 1}")
                 if self.is_object_loaded(obj):
                     self._init_object_loaded(patch, obj)
         except KlpemuError:
@@ -251,8 +271,10 @@ class Livepatch:
     def _enable(self, patch: int) -> CallbackGen:
         """klp_enable_patch: every check before anything changes; then __klp_enable_patch."""
         m = self.m
-        if not patch or not m.struct("klp_patch", patch).objs or not self.objects(patch):
+        if not patch or not m.struct("klp_patch", patch).objs:
             raise KlpemuError("patch or its objects are NULL", EINVAL)
+        if any(not m.struct("klp_object", obj).funcs for obj in self.static_objects(patch)):
+            raise KlpemuError("an object has no funcs", EINVAL)  # klp_init_patch_early
         if patch in self.patches:
             raise KlpemuError(f"'{self.name(patch)}' is already enabled", EINVAL)
         name = self.name(patch)
@@ -454,8 +476,7 @@ class Livepatch:
         if value == enabled:
             raise KlpemuError("enabled already has that value", EINVAL)
         if self.transition.patch == patch:
-            self.transition.reverse()
-            yield from self.transition.try_complete()
+            self.transition.reverse()  # the queued retry carries on, towards the new target
         elif value:
             raise KlpemuError("a disabled patch cannot be re-enabled", EINVAL)
         else:
@@ -463,14 +484,13 @@ class Livepatch:
         return 0
 
     def write_force(self, patch: int, value: bool) -> None:
-        """force_store: the remaining tasks switch now; completion follows at the next attempt,
-        which the host runs at once."""
+        """force_store: the remaining tasks switch now; the transition completes at the next
+        attempt of the queued retry, within a second."""
         if not value:
             return
         if self.transition.patch != patch:
             raise KlpemuError("patch is not in transition", EINVAL)
         self.transition.force()
-        self.calls.run(self.transition.try_complete())
 
     def stack_order(self, patch: int) -> int:
         return self.patches.index(patch) + 1

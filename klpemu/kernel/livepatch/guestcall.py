@@ -33,17 +33,27 @@ class GuestCalls:
     def __init__(self, machine: Machine):
         self.m = machine
         self._pending: CallbackGen | None = None
+        self._running = 0  # operations being run from host context
         machine.hypercalls[machine.types.enum("HC_KLP_CALLBACK_DONE")] = self._hc_done
+
+    @property
+    def busy(self) -> bool:
+        """An operation is under way (what holding klp_mutex means in Linux)."""
+        return self._pending is not None or self._running > 0
 
     def run(self, gen: CallbackGen):
         """From host context: every callback as a host call, on CPU 0 in its current task."""
         value = None
-        while True:
-            try:
-                fn, arg = gen.send(value)
-            except StopIteration as stop:
-                return stop.value
-            value = self.m.call(fn, arg)
+        self._running += 1
+        try:
+            while True:
+                try:
+                    fn, arg = gen.send(value)
+                except StopIteration as stop:
+                    return stop.value
+                value = self.m.call(fn, arg)
+        finally:
+            self._running -= 1
 
     def start_in_guest(self, gen: CallbackGen) -> int:
         """From a hypercall: the value the hypercall returns (KLP_RUN_CALLBACK or the result)."""

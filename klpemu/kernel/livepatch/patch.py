@@ -71,7 +71,7 @@ class KlpPatchLayer:
                 try:
                     ft.set_filter(fops, [old])
                 except KlpemuError as e:
-                    log_store(m, f"livepatch: failed to set ftrace filter for function '{name}' ({-e.errno})", 4)
+                    log_store(m, f"livepatch: failed to set ftrace filter for function '{name}' ({-e.errno})", 3)
                     raise
                 try:
                     ft.register(fops)

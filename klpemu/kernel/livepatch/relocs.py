@@ -105,8 +105,7 @@ class KlpRelocs:
             if not sec_vmlinux and sym_objname == "vmlinux":
                 self._fail(f"invalid access to vmlinux symbol '{sym_name}' from module-specific livepatch "
                            "relocation section")
-            klp.symbol_values[index] = self.lp._find_object_symbol(sym_objname, sym_name, sympos,
-                                                                  any_kind=True).addr
+            klp.symbol_values[index] = self.lp._find_object_symbol(sym_objname, sym_name, sympos).addr
 
     def _fail(self, message: str) -> NoReturn:
         self.lp.log(message, LOGLEVEL_ERR)

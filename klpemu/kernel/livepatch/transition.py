@@ -31,6 +31,7 @@ class Transition:
         self.m = machine
         self.lp = lp
         self.signals_cnt = 0
+        self._retry_pending = False  # klp_transition_work is queued
         self.why: dict[int, str] = {}  # task -> why it has not switched (pr_debug in Linux)
 
     # --- guest state ---------------------------------------------------------------------------
@@ -79,7 +80,7 @@ class Transition:
     def start(self) -> None:
         """klp_start_transition: flag every task that still has to switch."""
         name = self.lp.name(self.patch)
-        log_store(self.m, f"livepatch: '{name}': starting {self._verb(self.target)} transition", 6)
+        log_store(self.m, f"livepatch: '{name}': starting {self._verb(self.target)} transition", 5)
         for t in self._tasks():
             if t.patch_state != self.target:
                 self._flag(t, TIF_PATCH_PENDING, True)
@@ -103,15 +104,28 @@ class Transition:
             if self.signals_cnt and self.signals_cnt % SIGNALS_EVERY == 0:
                 self.send_signals()
             self.signals_cnt += 1
-            self.m.schedule_host_work(RETRY_NS, self._retry)
+            self._schedule_retry()
             return 0
         yield from self.complete()
         self.lp.transition_done(patch)
         return 1
 
+    def _schedule_retry(self) -> None:
+        """schedule_delayed_work: a no-op while the work is already queued."""
+        if not self._retry_pending:
+            self._retry_pending = True
+            self.m.schedule_host_work(RETRY_NS, self._retry)
+
     def _retry(self) -> None:
-        if self.patch is not None:
-            self.lp.calls.run(self.try_complete())
+        """klp_transition_work_fn. It takes klp_mutex: while an operation holds it (waiting for a
+        callback the guest runs), the attempt waits too."""
+        self._retry_pending = False
+        if self.patch is None:
+            return
+        if self.lp.calls.busy:
+            self._schedule_retry()
+            return
+        self.lp.calls.run(self.try_complete())
 
     def blockers(self) -> list[tuple[Task, str]]:
         """Each task that has not switched yet and why, checked now without switching anyone:
@@ -247,7 +261,7 @@ class Transition:
                 yield from callbacks.post_patch(m, obj)
             else:
                 yield from callbacks.post_unpatch(m, obj)
-        log_store(m, f"livepatch: '{name}': {self._verb(target)} complete", 6)
+        log_store(m, f"livepatch: '{name}': {self._verb(target)} complete", 5)
         self.target = IDLE
         self.patch = None
         self.why.clear()
@@ -258,7 +272,7 @@ class Transition:
         name = self.lp.name(self.patch)
         old = self.target
         log_store(self.m, f"livepatch: '{name}': reversing transition from {self._verb(old)} to "
-                          f"{self._verb(1 - old)}", 6)
+                          f"{self._verb(1 - old)}", 7)
         for t in self._tasks():
             self._flag(t, TIF_PATCH_PENDING, False)
         self.target = 1 - old
