@@ -9,6 +9,7 @@ import shutil
 import pytest
 from machine_util import shell_run
 
+from klpemu.errors import KlpemuError
 from klpemu.kernel.kprobes.core import FLAG
 from klpemu.system import System
 
@@ -126,3 +127,59 @@ def test_a_new_probe_revives_a_gone_one_at_the_same_address(system):
     kp.unregister(old)
     kp.unregister(new)
     assert kp.table() == [] and m.mem.read(addr, 1) != b"\xcc"
+
+
+NOKPROBE = r"""
+#include <linux/kernel.h>
+#include <linux/module.h>
+#include <linux/kprobes.h>
+
+noinline int nokp_func(int x)
+{
+	return x * 3 + 1;
+}
+NOKPROBE_SYMBOL(nokp_func);
+
+noinline int __kprobes nokp_text_func(int x)
+{
+	return x - 1;
+}
+
+noinline int nokp_probeable(int x)
+{
+	return nokp_func(x) + nokp_text_func(x);
+}
+
+static int __init nokp_init(void)
+{
+	return nokp_probeable(1) == 4 ? 0 : -1;
+}
+
+static void __exit nokp_exit(void)
+{
+}
+module_init(nokp_init);
+module_exit(nokp_exit);
+MODULE_LICENSE("GPL");
+"""
+
+
+@needs_gcc
+def test_a_modules_own_blacklist_while_it_is_loaded(system, tmp_path):
+    m = system.machine
+    kp = m.kernel.kprobes
+    ko = build(tmp_path, "nokp", NOKPROBE)
+    before = ok(system, f"cat {DEBUGFS}/blacklist")
+    ok(system, f"insmod {ko}")
+    added = ok(system, f"cat {DEBUGFS}/blacklist")[len(before):].splitlines()
+    func, text_func = m.image.lookup("nokp_func"), m.image.lookup("nokp_text_func")
+    assert added == [f"0x{func.addr:016x}-0x{func.addr + func.size:016x}\tnokp_func [nokp]",
+                     f"0x{text_func.addr:016x}-0x{text_func.addr + text_func.size:016x}\tnokp_text_func [nokp]"]
+    for name in ("nokp_func", "nokp_text_func"):
+        with pytest.raises(KlpemuError) as e:
+            kp.add_kprobe(name, pre_handler=lambda p, r: 0)
+        assert e.value.errno == 22
+    probe = kp.add_kprobe("nokp_probeable", pre_handler=lambda p, r: 0)
+    kp.unregister(probe)
+    ok(system, "rmmod nokp")
+    assert ok(system, f"cat {DEBUGFS}/blacklist") == before

@@ -31,5 +31,5 @@ class Kernel:
         self.livepatch = Livepatch(machine, self.klp_patch, self.modules)
         self.kprobes = Kprobes(machine)
         self.conflicts = Conflicts(machine)
-        self.modules.add_notifier(lambda mod: None, self.kprobes.module_going)
+        self.modules.add_notifier(self.kprobes.module_coming, self.kprobes.module_going)
         self.modules.add_live_notifier(self.kprobes.module_live)

@@ -70,6 +70,10 @@ struct module {
 	unsigned int num_kp;
 	unsigned long *ftrace_callsites;	/* the module's __mcount_loc */
 	unsigned int num_ftrace_callsites;
+	unsigned long *kprobe_blacklist;	/* its _kprobe_blacklist: NOKPROBE_SYMBOL functions */
+	unsigned int num_kprobe_blacklist;
+	void *kprobes_text_start;	/* its .kprobes.text: __kprobes functions */
+	unsigned int kprobes_text_size;
 	atomic_t refcnt;	/* MODULE_REF_BASE + the references held (try_module_get) */
 	unsigned long taints;	/* TAINT_* bits this module set */
 	bool klp;		/* MODULE_INFO(livepatch, "Y") */

@@ -206,30 +206,38 @@ class Kprobes:
 
     @property
     def blacklist(self) -> list[tuple[int, int, str]]:
-        """(start, end, name): the NOKPROBE_SYMBOL functions, then every function of the
-        .kprobes.text and .entry.text areas, as populate_kprobe_blacklist lists them."""
+        """(start, end, name), in kprobe_blacklist's order: the NOKPROBE_SYMBOL functions, then
+        every function of the .kprobes.text and .entry.text areas, as populate_kprobe_blacklist
+        lists them; then those of loaded modules, added as each came."""
         if self._blacklist is None:
-            m, img = self.m, self.m.image
+            img = self.m.image
             out: list[tuple[int, int, str]] = []
             start, stop = img.addr("__start_kprobe_blacklist"), img.addr("__stop_kprobe_blacklist")
-            for at in range(start, stop, 8):
-                sym = img.function_at(m.mem.read_u64(at))
-                if sym is not None:
-                    out.append((sym.addr, sym.addr + sym.size, sym.name))
+            self._add_ksym_blacklist(out, start, (stop - start) // 8)
             for lo_name, hi_name in (("__kprobes_text_start", "__kprobes_text_end"),
                                      ("__entry_text_start", "__entry_text_end")):
-                lo, hi = img.addr(lo_name), img.addr(hi_name)
-                at = lo
-                while at < hi:
-                    sym = img.function_at(at)
-                    if sym is None:
-                        at += 1
-                        continue
-                    end = min(sym.addr + sym.size, hi)
-                    out.append((sym.addr, end, sym.name))
-                    at = end
+                self._add_area_blacklist(out, img.addr(lo_name), img.addr(hi_name))
             self._blacklist = out
         return self._blacklist
+
+    def _add_ksym_blacklist(self, out: list[tuple[int, int, str]], array: int, count: int) -> None:
+        """kprobe_add_ksym_blacklist for each address in a NOKPROBE_SYMBOL array."""
+        for at in range(array, array + 8 * count, 8):
+            sym = self.m.image.function_at(self.m.mem.read_u64(at))
+            if sym is not None:
+                out.append((sym.addr, sym.addr + sym.size, sym.name))
+
+    def _add_area_blacklist(self, out: list[tuple[int, int, str]], lo: int, hi: int) -> None:
+        """kprobe_add_area_blacklist: every function in [lo, hi)."""
+        at = lo
+        while at < hi:
+            sym = self.m.image.function_at(at)
+            if sym is None:
+                at += 1
+                continue
+            end = min(sym.addr + sym.size, hi)
+            out.append((sym.addr, end, sym.name))
+            at = end
 
     def blacklisted(self, addr: int) -> str | None:
         for start, end, name in self.blacklist:
@@ -646,9 +654,26 @@ class Kprobes:
 
     # --- modules -------------------------------------------------------------------------------
 
+    def module_coming(self, mod) -> None:
+        """kprobes_module_callback, MODULE_STATE_COMING: the module's blacklist joins the list."""
+        m = self.m
+        v = m.struct("module", mod.addr)
+        black = self.blacklist
+        self._add_ksym_blacklist(black, v.kprobe_blacklist, v.num_kprobe_blacklist)
+        if v.kprobes_text_start:
+            self._add_area_blacklist(black, v.kprobes_text_start, v.kprobes_text_start + v.kprobes_text_size)
+
     def module_going(self, mod) -> None:
-        """kprobes_module_callback, MODULE_STATE_GOING: probes on any of the module's text die."""
+        """kprobes_module_callback, MODULE_STATE_GOING: probes on any of the module's text die,
+        and its blacklist entries leave (kprobe_remove_area_blacklist: by start address)."""
         self._kill_within(mod, [t for t in mod.mem])
+        m = self.m
+        v = m.struct("module", mod.addr)
+        areas = [(e, e + 1) for e in (m.mem.read_u64(v.kprobe_blacklist + 8 * i)
+                                      for i in range(v.num_kprobe_blacklist))]
+        if v.kprobes_text_start:
+            areas.append((v.kprobes_text_start, v.kprobes_text_start + v.kprobes_text_size))
+        self.blacklist[:] = [b for b in self.blacklist if not any(lo <= b[0] < hi for lo, hi in areas)]
 
     def module_live(self, mod) -> None:
         """kprobes_module_callback, MODULE_STATE_LIVE: probes on its init text die with it."""
