@@ -151,6 +151,8 @@ def snapshot(m):
     ("asm_exc_int3", 0, EINVAL),  # entry text
     ("__kretprobe_trampoline", 0, EINVAL),  # .kprobes.text
     ("no_such_function", 0, ENOENT),
+    ("kprobe_table", 0, EINVAL),  # data: found by kallsyms, then not text
+    ("boot_params", 0, EINVAL),
 ])
 def test_refused_probes_change_nothing(system, symbol, offset, errno):
     m = system.machine

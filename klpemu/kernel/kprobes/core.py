@@ -186,9 +186,10 @@ class Kprobes:
             mod = self.m.kernel.modules.find(mod_name)
             hits = mod.kallsyms.by_name.get(sym, []) if mod is not None and mod.kallsyms else []
             return hits[0].addr if hits else None
-        syms = [s for s in img.by_name.get(name, ()) if s.kind != "object" and img.is_kernel_text(s.addr)]
+        # kallsyms_lookup_name: any symbol, data too; check_kprobe_address_safe refuses those.
+        syms = list(img.by_name.get(name, ()))
         if not syms:
-            syms = [s for k in img.module_kallsyms for s in k.by_name.get(name, ()) if s.kind == "func"]
+            syms = [s for k in img.module_kallsyms for s in k.by_name.get(name, ())]
         return syms[0].addr if syms else None
 
     def kprobe_addr(self, kp: int) -> int:
