@@ -167,6 +167,22 @@ def test_refused_probes_change_nothing(system, symbol, offset, errno):
     assert snapshot(m) == before
 
 
+def test_a_refused_probe_shows_the_address_it_resolved_to(system):
+    """register_kprobe writes p->addr and masks p->flags before check_kprobe_address_safe."""
+    m = system.machine
+    kp = m.kernel.kprobes
+    p = m.heap.kzalloc(m.types.sizeof("kprobe"))
+    name = m.heap.kzalloc(16)
+    m.mem.write(name, b"do_int3\0")
+    v = kp.view(p)
+    v.symbol_name = name
+    v.flags = FLAG["DISABLED"] | FLAG["GONE"] | FLAG["OPTIMIZED"]
+    with pytest.raises(KlpemuError) as e:
+        kp.register(p)
+    assert e.value.errno == EINVAL  # blacklisted
+    assert v.addr == m.image.addr("do_int3") and v.flags == FLAG["DISABLED"]
+
+
 def test_a_trampoline_copy_is_not_kernel_text(system):
     m = system.machine
     m.kernel.ftrace.register(m.kernel.ftrace.ops_stub("private"))  # makes a private trampoline

@@ -388,17 +388,19 @@ class Kprobes:
 
     def register(self, kp: int, owner: str = "host", *, kind: str = "k", rp: int = 0,
                  py: dict[str, PyHandler] | None = None) -> Probe:
-        """register_kprobe: every check before any change, and an arming failure undone."""
+        """register_kprobe, in Linux's order: the address is written to the struct and its
+        flags masked before the checks (a refused probe shows where it would have been);
+        nothing else changes before every check passed, and an arming failure is undone."""
         m = self.m
-        if kp in self.probes:
-            raise KlpemuError("this kprobe is already registered", EINVAL)
         addr = self.kprobe_addr(kp)
         v = self.view(kp)
-        extra = self.check_address_safe(addr)
         v.addr = addr
-        v.flags = (v.flags & FLAG["DISABLED"]) | extra
+        if kp in self.probes:
+            raise KlpemuError("this kprobe is already registered", EINVAL)
+        v.flags = v.flags & FLAG["DISABLED"]  # the only flag a caller may pass
         v.nmissed = 0
         self.list.init(kp + self._list_off)
+        v.flags = v.flags | self.check_address_safe(addr)
         probe = Probe(kp, owner, kind, rp, dict(py or {}))
         self.probes[kp] = probe  # known while armed, so the conflict record can name it
         try:
