@@ -2,9 +2,10 @@
 instruction boundary, and will the instruction be stepped out of line or emulated.
 
 The decoding is capstone's; what is refused, and with which errno, is Linux's: an address
-inside an instruction is -EILSEQ (can_probe), an instruction that cannot run anywhere but
-where it is (int3, iret, far branches, an indirect branch through memory) is -EOPNOTSUPP,
-and a RIP-relative operand whose copy could not reach its target is -EINVAL.
+inside an instruction is -EILSEQ (can_probe), an int3 already there (someone else's
+breakpoint) or a RIP-relative operand whose copy could not reach its target is -EINVAL
+(__copy_instruction fails), and an instruction that cannot run anywhere but where it is
+(iret, far branches, an indirect branch through memory) is -EOPNOTSUPP.
 """
 
 from __future__ import annotations
@@ -75,13 +76,16 @@ def prepare(code: bytes, addr: int, slot: int) -> Prepared:
     op = [b for b in insn.opcode if b] or [0]
     first = op[0]
     p = Prepared(insn.size, EMULATE["none"], text=f"{insn.mnemonic} {insn.op_str}".strip())
+    if first == 0xCC and len(op) == 1:
+        # Someone else's breakpoint: __copy_instruction cannot recover what is under it.
+        raise KlpemuError(f"cannot probe '{p.text}' at 0x{addr:x}: another int3 is there", EINVAL)
     if first in (0xFA, 0xFB, 0x9C, 0x9D) and len(op) == 1:
         p.emulate_op, p.opcode = EMULATE["ifmodifiers"], first
     elif first in (0xC2, 0xC3, 0xCA, 0xCB) and len(op) == 1:
         p.emulate_op = EMULATE["ret"]
         if first in (0xC2, 0xCA):
             p.ret_imm = insn.operands[0].imm & 0xFFFF
-    elif first in (0x9A, 0xEA, 0xCC, 0xCF) and len(op) == 1:
+    elif first in (0x9A, 0xEA, 0xCF) and len(op) == 1:
         raise KlpemuError(f"cannot probe '{p.text}' at 0x{addr:x}", EOPNOTSUPP)
     elif first in (0xE8, 0xE9, 0xEB) and len(op) == 1:
         p.emulate_op = EMULATE["call" if first == 0xE8 else "jmp"]
