@@ -39,7 +39,7 @@ REGS_TRAMP = {"ftrace_regs_caller (own copy)": 67}
 KLP = "klp_ftrace_handler"
 KPROBE_FTRACE = {"kprobe_ftrace_handler": 85, "get_kprobe": 13, "get_kprobe_ctlblk": 6}
 KRETPROBE = {"pre_handler_kretprobe": 32, "kretprobe_get_instance": 17, "__kretprobe_trampoline": 45,
-             "kretprobe_trampoline_handler": 20, "__kretprobe_trampoline_handler": 73, KRETPROBE_HANDLER: 3,
+             "kretprobe_trampoline_handler": 20, "__kretprobe_trampoline_handler": 72, KRETPROBE_HANDLER: 3,
              "recycle_rp_inst": 19}
 # config: (guest instructions per call, where they run)
 EXPECTED = {
@@ -74,15 +74,15 @@ EXPECTED = {
     "q": (322, {**LOOP_5, LEAF: 6, "asm_exc_int3": 88, "do_int3": 30, "poke_int3_handler": 20,
                 "kprobe_int3_handler": 104, "get_kprobe_ctlblk": 12, "get_kprobe": 25, KPROBE_PRE: 3,
                 "setup_singlestep": 27, "kprobe insn slot": 2}),
-    "r": (391, {**LOOP_5, LEAF: 6, **REGS_TRAMP, **KPROBE_FTRACE, **KRETPROBE}),
+    "r": (390, {**LOOP_5, LEAF: 6, **REGS_TRAMP, **KPROBE_FTRACE, **KRETPROBE}),
     # both ops on one site: ftrace_regs_caller and the list function; the livepatch redirects
-    "s": (581, {**LOOP_5, LEAF: 1, "ftrace_regs_caller": 67, "ftrace_ops_list_func": 90, "ftrace_ops_test": 48,
+    "s": (580, {**LOOP_5, LEAF: 1, "ftrace_regs_caller": 67, "ftrace_ops_list_func": 90, "ftrace_ops_test": 48,
                 KLP: 51, **KPROBE_FTRACE, **KRETPROBE, REPLACEMENT: 6}),
 }
 # (path, body): the loop's 5 are in neither. A replacement's body is 6, its own NOP5 included.
 PARTS = {"a": (0, 5), "b": (1, 5), "c": (44, 5), "d": (145, 5), "e": (69, 5), "f": (394, 5), "g": (46, 6),
          "h": (51, 6), "i": (0, 6), "j": (94, 6), "k": (103, 6), "l": (99, 5), "m": (98, 5), "n": (94, 6),
-         "o": (175, 5), "p": (185, 5), "q": (312, 5), "r": (381, 5), "s": (570, 6)}
+         "o": (175, 5), "p": (185, 5), "q": (312, 5), "r": (380, 5), "s": (569, 6)}
 # What bare Unicorn runs on a copy of the memory: the same, except where the host did the work.
 BARE = {**{k: v[0] for k, v in EXPECTED.items()}, "h": 61}  # (h): nobody answers the hypercall
 del BARE["q"]  # bare Unicorn has no int3 delivery

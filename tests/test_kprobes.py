@@ -413,3 +413,41 @@ def test_shell_kprobe_command(system):
     assert "r  version_proc_show+0x0  ret=1 nmissed=0" in out
     ok(system, "kprobe -d cmdline_proc_show+5; kprobe -d version_proc_show")
     assert ok(system, "kprobe -l") == ""
+
+
+def test_a_copy_out_of_rip_relative_reach_is_refused_with_arch_x86s_line(system, monkeypatch):
+    m = system.machine
+    kp = m.kernel.kprobes
+    off = first(m, "meminfo_proc_show", lambda i: "rip" in i.mnemonic + i.op_str and i.mnemonic == "mov")
+    # Slots from the kernel heap, more than 2 GB away from kernel text.
+    monkeypatch.setattr(m.heap, "alloc_text", lambda size: m.heap.kzalloc(size))
+    before = dict(m.heap._sizes)
+    with pytest.raises(KlpemuError) as e:
+        kp.add_kprobe("meminfo_proc_show", off, pre_handler=lambda p, r: 0)
+    assert e.value.errno == EINVAL and dict(m.heap._sizes) == before
+    (level, text), = [(r.level, r.text) for r in records(m)][-1:]
+    assert level == 3 and text.startswith("Kprobes error: new displacement does not fit into s32 (")
+    disp = int(text.split("(")[1].rstrip(")"), 16)  # %llx of an s64
+    disp = disp - (1 << 64) if disp >= 1 << 63 else disp
+    assert not -(1 << 31) <= disp < 1 << 31
+
+
+def test_a_probe_hit_while_reentering_is_unrecoverable(system):
+    """kprobe_int3_handler with KPROBE_REENTER: the message, dump_kprobe, BUG."""
+    m = system.machine
+    kp = m.kernel.kprobes
+    probe = kp.add_kprobe("cmdline_proc_show", 5, pre_handler=lambda p, r: 0)
+    size = m.types.sizeof("kprobe_ctlblk")
+    for cpu in m.cpus:  # as if each CPU were stepping a probe that was itself hit from a handler
+        kcb = m.struct("kprobe_ctlblk", m.var_addr("kprobe_ctlblk") + cpu.index * size)
+        kcb.current_kprobe = probe
+        kcb.kprobe_status = 4  # KPROBE_REENTER
+    shell_run(system, "cat /proc/cmdline")
+    assert m.oops is not None
+    texts = [r.text for r in records(m)]
+    at = texts.index("Unrecoverable kprobe detected.")
+    addr = m.image.addr("cmdline_proc_show") + 5
+    assert texts[at + 1:at + 3] == ["kprobes: Dump kprobe:",
+                                    f".symbol_name = cmdline_proc_show, .offset = 5, .addr = "
+                                    f"{m.image.symbolize(addr)}"]
+    assert texts[at + 3].startswith("Kernel panic - not syncing: BUG at arch/x86/kernel/kprobes/core.c:")

@@ -8,6 +8,7 @@ from machine_util import MS, settle, shell_run, task_by_comm
 
 from klpemu.errors import KlpemuError
 from klpemu.kernel.livepatch.builder import KlpBuilder
+from klpemu.kernel.printk import records
 from klpemu.kernel.stacktrace import unwind_task
 from klpemu.kernel.tasks import all_tasks
 from klpemu.system import System
@@ -177,3 +178,47 @@ MODULE_LICENSE("GPL");
     assert m.kernel.kprobes.view(rps.kprobe_of(rp)).nmissed == 0 and rps.nmissed(rp) == 0
     assert m.struct("kretprobe", rp).freelist.first == rps.registered[rp].instances[0]
     assert m.oops is None
+
+
+def nested_kretprobes(system, corrupt):
+    """A kretprobe on seq_read_iter and one on the show function it calls; the inner one's
+    entry handler runs corrupt(outer instance) while that instance waits on the task's list."""
+    m = system.machine
+    rps = m.kernel.kprobes.kretprobes
+    outer_hits, outer_calls = [], []
+    outer = rps.add("seq_read_iter", handler=lambda ri, regs: outer_hits.append(ri.ret_addr) or 0,
+                    entry_handler=lambda ri, regs: outer_calls.append(ri.addr_of()) or 0)
+
+    def entry(ri, regs):
+        (waiting,) = [w for t in all_tasks(m) for w in rps.instances_of(t) if w.rp == outer]
+        corrupt(waiting)
+        return 0
+
+    rps.add("cmdline_proc_show", entry_handler=entry, maxactive=1)
+    shell_run(system, "cat /proc/cmdline")
+    return len(outer_calls), len(outer_hits)
+
+
+def test_an_instance_for_another_frame_on_top_warns_once_and_stops(system):
+    """WARN_ON_ONCE(ri->fp != frame_pointer): the handlers stop there, the call still returns."""
+    m = system.machine
+    seq = len(records(m))
+    calls, hits = nested_kretprobes(system, lambda ri: setattr(ri, "fp", ri.fp + 8))
+    assert m.oops is None and hits == calls - 1  # not the call whose instance was wrong
+    texts = [r.text for r in records(m)][seq:]
+    at = texts.index("------------[ cut here ]------------")
+    assert texts[at + 1].startswith("WARNING: at kernel/kprobes.c:") and \
+        texts[at + 1].endswith(" __kretprobe_trampoline_handler")
+    status, out, _ = shell_run(system, "cat /proc/version")  # the task went on normally
+    assert status == 0 and out
+
+
+def test_no_return_address_to_go_back_to_is_a_bug(system):
+    m = system.machine
+    trampoline = m.kernel.kprobes.kretprobes.trampoline
+    nested_kretprobes(system, lambda ri: setattr(ri, "ret_addr", trampoline))
+    assert m.oops is not None
+    texts = [r.text for r in records(m)]
+    at = texts.index("kprobes: kretprobe: Return address not found, not execute handler. "
+                     "Maybe there is a bug in the kernel.")
+    assert texts[at + 1].startswith("Kernel panic - not syncing: BUG at kernel/kprobes.c:")

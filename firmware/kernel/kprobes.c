@@ -4,6 +4,8 @@
  * handlers of aggregate probes, the kretprobe entry and return handlers, and
  * the register/unregister calls a module makes, which the machine serves.
  */
+#define pr_fmt(fmt) "kprobes: " fmt
+
 #include <linux/kernel.h>
 #include <linux/sched.h>
 #include <linux/kprobes.h>
@@ -211,15 +213,16 @@ static notrace unsigned long __kretprobe_trampoline_handler(struct pt_regs *regs
 			break;
 		}
 	}
-	if (!correct_ret_addr)
-		panic("Oops! Kretprobe fails to find correct return address.");
+	if (!correct_ret_addr) {
+		pr_err("kretprobe: Return address not found, not execute handler. Maybe there is a bug in the kernel.\n");
+		BUG_ON(1);
+	}
 
 	regs->ip = (unsigned long)correct_ret_addr;
 	for (first = task->kretprobe_instances.first; first; first = first->next) {
 		ri = container_of(first, struct kretprobe_instance, llist);
-		if (ri->fp != frame_pointer)
-			panic("kretprobe: instance for frame %lx on top, returning through %lx",
-			      (unsigned long)ri->fp, (unsigned long)frame_pointer);
+		if (WARN_ON_ONCE(ri->fp != frame_pointer))
+			break;
 		rp = get_kretprobe(ri);
 		if (rp && rp->handler) {
 			struct kprobe *prev = kcb->current_kprobe;
@@ -255,6 +258,13 @@ notrace unsigned long kretprobe_trampoline_handler(struct pt_regs *regs)
 	return ret;
 }
 NOKPROBE_SYMBOL(kretprobe_trampoline_handler);
+
+/* For the critical cases only; the machine prints it, since it has the symbols for %pS. */
+notrace void dump_kprobe(struct kprobe *kp)
+{
+	hypercall(HC_KPROBE_DUMP, (long)kp, 0, 0);
+}
+NOKPROBE_SYMBOL(dump_kprobe);
 
 /* --- handlers that are Python ---------------------------------------------------------------- */
 

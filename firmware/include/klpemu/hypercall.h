@@ -27,7 +27,8 @@ enum klpemu_hypercall {
 	HC_KRETPROBE_UNREGISTER = 19,	/* (kretprobe) unregister_kretprobe */
 	HC_KPROBE_CALLBACK = 20,	/* (which, probe, regs, arg) a kprobe handler that is Python */
 	HC_KPROBE_ENABLE = 21,		/* (kprobe, enable) enable_kprobe / disable_kprobe */
-	/* 22-31: reserved for kprobes */
+	HC_KPROBE_DUMP = 22,		/* (kprobe) dump_kprobe */
+	/* 23-31: reserved for kprobes */
 	HC_NR,
 };
 

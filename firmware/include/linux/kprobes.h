@@ -144,6 +144,7 @@ int kprobe_int3_handler(struct pt_regs *regs);
 void __kretprobe_trampoline(void);
 unsigned long kretprobe_trampoline_handler(struct pt_regs *regs);
 void kprobe_busy_begin(void);
+void dump_kprobe(struct kprobe *kp);
 void kprobe_flush_task(struct task_struct *tk);
 void kprobe_busy_end(void);
 

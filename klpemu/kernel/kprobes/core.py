@@ -96,6 +96,7 @@ class Kprobes:
         machine.hypercalls[t("HC_KPROBE_UNREGISTER")] = self._hc_unregister
         machine.hypercalls[t("HC_KPROBE_CALLBACK")] = self._hc_callback
         machine.hypercalls[t("HC_KPROBE_ENABLE")] = self._hc_enable
+        machine.hypercalls[t("HC_KPROBE_DUMP")] = self._hc_dump
         from .kretprobe import Kretprobes
 
         self.kretprobes = Kretprobes(machine, self)
@@ -307,8 +308,10 @@ class Kprobes:
         slot = m.heap.alloc_text(x86.MAX_INSN_SIZE + 1)
         try:
             prep = x86.prepare(code, addr, slot)
-        except KlpemuError:
+        except KlpemuError as e:
             m.heap.free(slot)
+            if isinstance(e, x86.DisplacementOverflow):
+                log_store(m, str(e), LOGLEVEL_ERR)  # arch/x86's pr_err, which has no pr_fmt
             raise
         a = v.ainsn
         a.size, a.emulate_op, a.opcode = prep.size, prep.emulate_op, prep.opcode
@@ -766,6 +769,16 @@ class Kprobes:
             self.set_enabled(kp, bool(enable))
         except KlpemuError as e:
             return -(e.errno or EINVAL)
+        return 0
+
+    def _hc_dump(self, kp: int, *_args) -> int:
+        """dump_kprobe: pr_err("Dump kprobe:\n.symbol_name = %s, .offset = %x, .addr = %pS\n")."""
+        m = self.m
+        v = self.view(kp)
+        name = m.mem.read_cstr(v.symbol_name, 512) if v.symbol_name else "(null)"
+        pr_err(m, "Dump kprobe:")
+        log_store(m, f".symbol_name = {name}, .offset = {v.offset:x}, .addr = {m.image.symbolize(v.addr)}",
+                  LOGLEVEL_ERR)
         return 0
 
     def _hc_callback(self, which: int, probe: int, regs: int, arg: int) -> int:

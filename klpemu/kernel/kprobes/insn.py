@@ -38,6 +38,10 @@ _cs = Cs(CS_ARCH_X86, CS_MODE_64)
 _cs.detail = True
 
 
+class DisplacementOverflow(KlpemuError):
+    """__copy_instruction's pr_err case: the copy is too far from what its operand names."""
+
+
 @dataclass
 class Prepared:
     """What arch_prepare_kprobe leaves in struct arch_specific_insn, and the copy's bytes."""
@@ -126,5 +130,6 @@ def _relocate(insn, raw: bytes, addr: int, slot: int) -> bytes:
     disp = struct.unpack_from("<i", raw, off)[0]
     new = disp + addr - slot
     if not -(1 << 31) <= new < (1 << 31):
-        raise KlpemuError(f"Kprobes error: new displacement does not fit into s32 ({new:x})", EINVAL)
+        raise DisplacementOverflow(f"Kprobes error: new displacement does not fit into s32 "
+                                   f"({new & (2**64 - 1):x})", EINVAL)
     return raw[:off] + struct.pack("<i", new) + raw[off + 4 :]

@@ -176,8 +176,12 @@ notrace int kprobe_int3_handler(struct pt_regs *regs)
 	p = get_kprobe(addr);
 	if (p) {
 		if (kcb->current_kprobe) {
-			if (kcb->kprobe_status == KPROBE_REENTER)
-				panic("Unrecoverable kprobe detected at %lx", (unsigned long)addr);
+			if (kcb->kprobe_status == KPROBE_REENTER) {
+				/* A probe hit while stepping a reentered one: no way back. */
+				pr_err("Unrecoverable kprobe detected.\n");
+				dump_kprobe(p);
+				BUG_ON(1);
+			}
 			kprobes_inc_nmissed_count(p);
 			setup_singlestep(p, regs, kcb, 1);
 		} else {
