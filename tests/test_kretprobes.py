@@ -43,6 +43,9 @@ def test_kretprobe_must_be_at_a_function_entry(system):
     with pytest.raises(KlpemuError) as e:
         rp.add("no_such_function")
     assert e.value.errno == 2
+    with pytest.raises(KlpemuError) as e:
+        rp.add("kprobe_table")  # data: kallsyms finds it, check_kprobe_address_safe refuses it
+    assert e.value.errno == 22
     # +5 is not the entry: built by hand, as a module would
     kr = m.heap.kzalloc(m.types.sizeof("kretprobe"))
     m.struct("kretprobe", kr).kp.addr = m.image.addr("cmdline_proc_show") + 5

@@ -62,6 +62,9 @@ class Kretprobes:
         kp = self.kprobe_of(rp)
         addr = self.kp.kprobe_addr(kp)
         func = m.image.function_at(addr)
+        if func is None and not m.is_kernel_text(addr):
+            # A data symbol: kprobe_on_func_entry accepts it, check_kprobe_address_safe does not.
+            raise KlpemuError(f"0x{addr:x} is not kernel text", EINVAL)
         if func is None:
             raise KlpemuError(f"0x{addr:x} is in no function", ENOENT)
         if addr != func.addr:
