@@ -614,49 +614,35 @@ class Kprobes:
     def arm_all(self) -> None:
         """arm_all_kprobes: best effort; if any probe failed to arm, the last error is raised
         (the write to `enabled` fails with it) once the rest are armed."""
-        if not self.all_disarmed:
-            return
-        self.all_disarmed = False
-        total = errors = 0
-        last: KlpemuError | None = None
-        for p in self.table():
-            if not self.view(p).flags & (FLAG["DISABLED"] | FLAG["GONE"]):
-                total += 1
-                try:
-                    self._arm(p)
-                except KlpemuError as e:
-                    errors += 1
-                    last = e
-        if errors:
-            pr_warn(self.m, f"Kprobes globally enabled, but failed to enable {errors} out of {total} probes. "
-                            "Please check which kprobes are kept disabled via debugfs.")
-        else:
-            pr_info(self.m, "Kprobes globally enabled")
-        if last is not None:
-            raise KlpemuError(f"failed to arm {errors} of {total} probes: {last}", last.errno or EINVAL)
+        if self.all_disarmed:
+            self.all_disarmed = False
+            self._all_probes(self._arm, "enabled", "enable", "disabled")
 
     def disarm_all(self) -> None:
         """disarm_all_kprobes: best effort too, the last error raised."""
-        if self.all_disarmed:
-            return
-        self.all_disarmed = True
+        if not self.all_disarmed:
+            self.all_disarmed = True
+            self._all_probes(self._disarm, "disabled", "disable", "enabled")
+
+    def _all_probes(self, action, done: str, verb: str, kept: str) -> None:
+        """Apply action to every probe that is neither disabled nor gone; then Linux's line."""
         total = errors = 0
         last: KlpemuError | None = None
         for p in self.table():
             if not self.view(p).flags & (FLAG["DISABLED"] | FLAG["GONE"]):
                 total += 1
                 try:
-                    self._disarm(p)
+                    action(p)
                 except KlpemuError as e:
                     errors += 1
                     last = e
         if errors:
-            pr_warn(self.m, f"Kprobes globally disabled, but failed to disable {errors} out of {total} probes. "
-                            "Please check which kprobes are kept enabled via debugfs.")
+            pr_warn(self.m, f"Kprobes globally {done}, but failed to {verb} {errors} out of {total} probes. "
+                            f"Please check which kprobes are kept {kept} via debugfs.")
         else:
-            pr_info(self.m, "Kprobes globally disabled")
+            pr_info(self.m, f"Kprobes globally {done}")
         if last is not None:
-            raise KlpemuError(f"failed to disarm {errors} of {total} probes: {last}", last.errno or EINVAL)
+            raise KlpemuError(f"failed to {verb} {errors} of {total} probes: {last}", last.errno or EINVAL)
 
     # --- modules -------------------------------------------------------------------------------
 

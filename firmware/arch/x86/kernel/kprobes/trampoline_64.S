@@ -8,6 +8,7 @@
  * the kretprobe instances of this return remember.
  */
 #include <asm/segment.h>
+#include <asm/calling.h>
 
 #define PTREGS_SIZE 168
 
@@ -23,39 +24,11 @@ __kretprobe_trampoline:
 	pushq	$__KERNEL_CS
 	pushq	$__kretprobe_trampoline	/* ip */
 	pushq	$-1			/* orig_ax */
-	pushq	%rdi
-	pushq	%rsi
-	pushq	%rdx
-	pushq	%rcx
-	pushq	%rax
-	pushq	%r8
-	pushq	%r9
-	pushq	%r10
-	pushq	%r11
-	pushq	%rbx
-	pushq	%rbp
-	pushq	%r12
-	pushq	%r13
-	pushq	%r14
-	pushq	%r15
+	PUSH_REGS
 	movq	%rsp, %rdi
 	call	kretprobe_trampoline_handler
 	movq	%rax, PTREGS_SIZE(%rsp)
-	popq	%r15
-	popq	%r14
-	popq	%r13
-	popq	%r12
-	popq	%rbp
-	popq	%rbx
-	popq	%r11
-	popq	%r10
-	popq	%r9
-	popq	%r8
-	popq	%rax
-	popq	%rcx
-	popq	%rdx
-	popq	%rsi
-	popq	%rdi
+	POP_REGS
 	addq	$24, %rsp		/* orig_ax, ip, cs */
 	popfq
 	addq	$16, %rsp		/* sp, ss */
