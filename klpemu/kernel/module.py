@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from elftools.common.exceptions import ELFError
 from elftools.construct.core import ConstructError
@@ -157,6 +157,7 @@ class KlpInfo:
     symbol_values: list[int]  # per symbol-table index, as resolved at load; a .klp.sym one when klp resolves it
     relocs: list[int]  # indices of the SHF_RELA_LIVEPATCH sections
     written: set[str] = field(default_factory=set)  # module objects whose klp relocations are applied now
+    parsed: Any = field(default=None, repr=False)  # the ELF as the livepatch core reads it, parsed once
 
 
 @dataclass(eq=False)

@@ -76,6 +76,13 @@ class _KlpElf:
                 for r in self.sections[secndx].iter_relocations()]
 
 
+def _klp_elf(klp: KlpInfo) -> _KlpElf:
+    """The module's ELF, parsed the first time the core needs it and kept with its klp_info."""
+    if klp.parsed is None:
+        klp.parsed = _KlpElf(klp.elf)
+    return klp.parsed
+
+
 class KlpRelocs:
     def __init__(self, machine: Machine, lp: Livepatch):
         self.m = machine
@@ -137,7 +144,7 @@ class KlpRelocs:
     def apply_section_relocs(self, pmod: Module, klp: KlpInfo, secndx: int, objname: str | None,
                              read: Read, write: Write) -> None:
         """klp_apply_section_relocs, for the loader: read and write reach its unwritten copy."""
-        self._write_section_relocs(pmod, klp, _KlpElf(klp.elf), secndx, objname, True, read, write)
+        self._write_section_relocs(pmod, klp, _klp_elf(klp), secndx, objname, True, read, write)
 
     # --- one object ----------------------------------------------------------------------------
 
@@ -155,7 +162,7 @@ class KlpRelocs:
         if klp is None:
             return
         objname = self.lp.object_name(obj)
-        elf = _KlpElf(klp.elf)
+        elf = _klp_elf(klp)
         staged: dict[int, int] = {}  # address -> byte, written only once every section is ready
 
         def read(addr: int, size: int) -> bytes:
@@ -184,7 +191,7 @@ class KlpRelocs:
         objname = self.lp.object_name(obj)
         if klp is None or objname not in klp.written:
             return
-        elf = _KlpElf(klp.elf)
+        elf = _klp_elf(klp)
 
         def write(addr: int, data: bytes) -> None:
             self._poke(pmod, addr, data)
