@@ -88,6 +88,9 @@ class Kprobes:
         self.aggr_post_handler = sym("aggr_post_handler")
         self.host_handlers = {"pre": sym("kprobe_host_pre_handler"), "post": sym("kprobe_host_post_handler"),
                               "ret": sym("kretprobe_host_handler"), "entry": sym("kretprobe_host_entry_handler")}
+        layout = {name: machine.types.offsetof("pt_regs", name) // 8 for name, _ in x86.PT_REGS_SLOT.values()}
+        if layout != dict(x86.PT_REGS_SLOT.values()):
+            raise KlpemuError(f"struct pt_regs in the image is not the layout kprobes emulates: {layout}", EINVAL)
         self._size = machine.types.sizeof("kprobe")
         self._list_off = machine.types.offsetof("kprobe", "list")
         self._table = machine.var_addr("kprobe_table")

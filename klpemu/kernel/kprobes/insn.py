@@ -26,12 +26,16 @@ MAX_INSN_SIZE = 16
 EMULATE = {"none": 0, "ifmodifiers": 1, "ret": 2, "call": 3, "jmp": 4, "jcc": 5, "loop": 6,
            "call_indirect": 7, "jmp_indirect": 8}
 
-# struct pt_regs slots (8-byte words) of the registers an indirect branch may name.
+# The struct pt_regs member and 8-byte slot of each register an indirect branch may name.
+# prepare() runs without the image at hand, so the slots are written out here; Kprobes checks
+# them against the image's DWARF layout of struct pt_regs when it starts.
 PT_REGS_SLOT = {
-    cx.X86_REG_R15: 0, cx.X86_REG_R14: 1, cx.X86_REG_R13: 2, cx.X86_REG_R12: 3, cx.X86_REG_RBP: 4,
-    cx.X86_REG_RBX: 5, cx.X86_REG_R11: 6, cx.X86_REG_R10: 7, cx.X86_REG_R9: 8, cx.X86_REG_R8: 9,
-    cx.X86_REG_RAX: 10, cx.X86_REG_RCX: 11, cx.X86_REG_RDX: 12, cx.X86_REG_RSI: 13,
-    cx.X86_REG_RDI: 14, cx.X86_REG_RSP: 19,
+    cx.X86_REG_R15: ("r15", 0), cx.X86_REG_R14: ("r14", 1), cx.X86_REG_R13: ("r13", 2),
+    cx.X86_REG_R12: ("r12", 3), cx.X86_REG_RBP: ("bp", 4), cx.X86_REG_RBX: ("bx", 5),
+    cx.X86_REG_R11: ("r11", 6), cx.X86_REG_R10: ("r10", 7), cx.X86_REG_R9: ("r9", 8),
+    cx.X86_REG_R8: ("r8", 9), cx.X86_REG_RAX: ("ax", 10), cx.X86_REG_RCX: ("cx", 11),
+    cx.X86_REG_RDX: ("dx", 12), cx.X86_REG_RSI: ("si", 13), cx.X86_REG_RDI: ("di", 14),
+    cx.X86_REG_RSP: ("sp", 19),
 }
 
 _cs = Cs(CS_ARCH_X86, CS_MODE_64)
@@ -110,7 +114,7 @@ def prepare(code: bytes, addr: int, slot: int) -> Prepared:
         if reg not in PT_REGS_SLOT:
             raise KlpemuError(f"cannot probe '{p.text}' at 0x{addr:x}", EOPNOTSUPP)
         p.emulate_op = EMULATE["call_indirect" if reg_field == 2 else "jmp_indirect"]
-        p.indirect_reg = PT_REGS_SLOT[reg]
+        p.indirect_reg = PT_REGS_SLOT[reg][1]
     if p.emulate_op == EMULATE["none"]:
         p.copy = _relocate(insn, raw, addr, slot)
     return p
