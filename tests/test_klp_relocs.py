@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pytest
 from elftools.elf.elffile import ELFFile
 from machine_util import vfs_tree
 
@@ -216,53 +217,24 @@ livepatch: '{MOD_LIVEPATCH}': starting patching transition
 # --- bad .klp.sym symbols -----------------------------------------------------------------------
 
 
-def test_an_unknown_vmlinux_symbol_fails_the_load(klp):
-    path = edited_livepatch(".klp.sym.vmlinux.proc_cmdline,0", ".klp.sym.vmlinux.proc_cmdlinX,0")
+@pytest.mark.parametrize("old, new, case, line", [
+    (".klp.sym.vmlinux.proc_cmdline,0", ".klp.sym.vmlinux.proc_cmdlinX,0", "unknown vmlinux symbol",
+     "livepatch: symbol 'proc_cmdlinX' not found in symbol table"),
+    (".klp.sym.vmlinux.get_idle_time,1", ".klp.sym.vmlinux.get_idle_time,3", "sympos past the last",
+     "livepatch: symbol position 3 for symbol 'get_idle_time' in object 'vmlinux' not found"),
+    (".klp.sym.vmlinux.get_idle_time,1", ".klp.sym.vmlinux.get_idle_time,0", "ambiguous symbol",
+     "livepatch: unresolvable ambiguity for symbol 'get_idle_time' in object '(null)'"),
+    (".klp.sym.vmlinux.proc_cmdline,0", ".klp.sym.vmlinux.proc_cmdline", "no sympos",
+     "livepatch: symbol .klp.sym.vmlinux.proc_cmdline has an incorrectly formatted name"),
+])
+def test_a_bad_vmlinux_klp_symbol_fails_the_load(klp, old, new, case, line):
+    path = edited_livepatch(old, new)
     before = snapshot(klp)
-    klp.start_test("klp-convert symbols, unknown vmlinux symbol")
+    klp.start_test(f"klp-convert symbols, {case}")
     load_failing(klp, path)
     klp.check_result(f"""\
 % insmod {path}
-livepatch: symbol 'proc_cmdlinX' not found in symbol table
-insmod: ERROR: could not insert module {path}: Invalid parameters
-""")
-    assert snapshot(klp) == before
-
-
-def test_a_sympos_past_the_last_fails_the_load(klp):
-    path = edited_livepatch(".klp.sym.vmlinux.get_idle_time,1", ".klp.sym.vmlinux.get_idle_time,3")
-    before = snapshot(klp)
-    klp.start_test("klp-convert symbols, sympos past the last")
-    load_failing(klp, path)
-    klp.check_result(f"""\
-% insmod {path}
-livepatch: symbol position 3 for symbol 'get_idle_time' in object 'vmlinux' not found
-insmod: ERROR: could not insert module {path}: Invalid parameters
-""")
-    assert snapshot(klp) == before
-
-
-def test_sympos_0_of_an_ambiguous_symbol_fails_the_load(klp):
-    path = edited_livepatch(".klp.sym.vmlinux.get_idle_time,1", ".klp.sym.vmlinux.get_idle_time,0")
-    before = snapshot(klp)
-    klp.start_test("klp-convert symbols, ambiguous symbol")
-    load_failing(klp, path)
-    klp.check_result(f"""\
-% insmod {path}
-livepatch: unresolvable ambiguity for symbol 'get_idle_time' in object '(null)'
-insmod: ERROR: could not insert module {path}: Invalid parameters
-""")
-    assert snapshot(klp) == before
-
-
-def test_a_badly_formatted_symbol_name_fails_the_load(klp):
-    path = edited_livepatch(".klp.sym.vmlinux.proc_cmdline,0", ".klp.sym.vmlinux.proc_cmdline")
-    before = snapshot(klp)
-    klp.start_test("klp-convert symbols, no sympos")
-    load_failing(klp, path)
-    klp.check_result(f"""\
-% insmod {path}
-livepatch: symbol .klp.sym.vmlinux.proc_cmdline has an incorrectly formatted name
+{line}
 insmod: ERROR: could not insert module {path}: Invalid parameters
 """)
     assert snapshot(klp) == before
