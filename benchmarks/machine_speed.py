@@ -71,13 +71,23 @@ def insns_per_iteration(image: KernelImage, n: int = 100) -> dict:
     per = {k: int(v) for k, v in per.items()}
     if per["total"] != per[LOOP] + per[LEAF] + per[FENTRY]:
         raise RuntimeError(f"instructions outside {LOOP}, {LEAF} and {FENTRY}: {per}")
-    return {"per_iter": per["total"], "by_function": {k: per[k] for k in (LOOP, LEAF, FENTRY)},
-            "fixed": a["total"] - n * per["total"]}
+    return {
+        "per_iter": per["total"],
+        "by_function": {k: per[k] for k in (LOOP, LEAF, FENTRY)},
+        "fixed": a["total"] - n * per["total"],
+    }
 
 
 def row(name: str, calls: int, insns: int, seconds: float, **extra) -> dict:
-    return {"config": name, "calls": calls, "instructions": insns, "seconds": seconds,
-            "insns_per_sec": insns / seconds, "ns_per_call": seconds * 1e9 / calls, **extra}
+    return {
+        "config": name,
+        "calls": calls,
+        "instructions": insns,
+        "seconds": seconds,
+        "insns_per_sec": insns / seconds,
+        "ns_per_call": seconds * 1e9 / calls,
+        **extra,
+    }
 
 
 def bench_machine(calls: int, per_iter: int, repeat: int) -> list[dict]:
@@ -98,9 +108,20 @@ def bench_machine(calls: int, per_iter: int, repeat: int) -> list[dict]:
     emulated_ns = (m.now - t0) / repeat
     insns = calls * per_iter
     cfg = m.config
-    rows = [row(f"machine ({cfg.cpus} CPUs, console write)", calls, insns, loop - round_trip,
-                round_trip_seconds=round_trip, raw_seconds=loop, emulated_ns_per_write=emulated_ns,
-                cpus=cfg.cpus, slice_insns=cfg.slice_insns, seed=cfg.seed)]
+    rows = [
+        row(
+            f"machine ({cfg.cpus} CPUs, console write)",
+            calls,
+            insns,
+            loop - round_trip,
+            round_trip_seconds=round_trip,
+            raw_seconds=loop,
+            emulated_ns_per_write=emulated_ns,
+            cpus=cfg.cpus,
+            slice_insns=cfg.slice_insns,
+            seed=cfg.seed,
+        )
+    ]
 
     budget = calls * per_iter + 1000
     m.call(LOOP, 1000)
@@ -122,8 +143,20 @@ def bench_bare(image: KernelImage, calls: int, per_iter: int, repeat: int) -> di
 
 def table(rows: list[dict]) -> str:
     head = ("configuration", "calls", "instructions", "wall s", "insns/s", "ns/call")
-    return format_table(head, [(r["config"], f"{r['calls']:,}", f"{r['instructions']:,}", f"{r['seconds']:.4f}",
-                                f"{r['insns_per_sec'] / 1e6:.1f} M", f"{r['ns_per_call']:.1f}") for r in rows])
+    return format_table(
+        head,
+        [
+            (
+                r["config"],
+                f"{r['calls']:,}",
+                f"{r['instructions']:,}",
+                f"{r['seconds']:.4f}",
+                f"{r['insns_per_sec'] / 1e6:.1f} M",
+                f"{r['ns_per_call']:.1f}",
+            )
+            for r in rows
+        ],
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,8 +178,10 @@ def main(argv: list[str] | None = None) -> int:
 
     by_fn = ", ".join(f"{k} {v}" for k, v in ipi["by_function"].items())
     print(f"guest instructions per iteration: {per_iter} ({by_fn}); fixed per call of {LOOP}: {ipi['fixed']}")
-    print(f"calls per run: {args.calls:,}; best of {args.repeat}; console round trip "
-          f"{machine_rows[0]['round_trip_seconds'] * 1e3:.2f} ms (N=0) subtracted from the machine row\n")
+    print(
+        f"calls per run: {args.calls:,}; best of {args.repeat}; console round trip "
+        f"{machine_rows[0]['round_trip_seconds'] * 1e3:.2f} ms (N=0) subtracted from the machine row\n"
+    )
     print(table(rows))
     print(f"\nratio machine/bare (insns/s): {ratio:.3f}  (the machine is {1 / ratio:.1f}x slower)")
     print(f"ratio machine host call/bare: {machine_rows[1]['insns_per_sec'] / bare['insns_per_sec']:.3f}")

@@ -104,8 +104,7 @@ from .machine.memory import PTE_RW, PTE_USER, GuestMemory
 
 ARG_REGS = (x.UC_X86_REG_RDI, x.UC_X86_REG_RSI, x.UC_X86_REG_RDX)
 # Written in this order: paging goes on (CR0.PG) only once CR3 and CR4.PAE hold.
-CPU_STATE_REGS = (x.UC_X86_REG_CR3, x.UC_X86_REG_CR4, x.UC_X86_REG_CR0, x.UC_X86_REG_GS_BASE,
-                  x.UC_X86_REG_FS_BASE)
+CPU_STATE_REGS = (x.UC_X86_REG_CR3, x.UC_X86_REG_CR4, x.UC_X86_REG_CR0, x.UC_X86_REG_GS_BASE, x.UC_X86_REG_FS_BASE)
 
 
 def _enable_paging(uc: Uc, pml4: int) -> None:
@@ -213,10 +212,16 @@ LIVEPATCH_LEAF = "livepatch_bench_leaf"
 # What an atomic-replace patch changes itself: none of the leaf's business, so the leaf gets a nop.
 REPLACE_TARGET, REPLACE_NEW = "cmdline_proc_show", "version_proc_show"
 # The kprobe and kretprobe handlers (firmware/kernel/bench.c): native, each counting its calls.
-KPROBE_PRE, KPROBE_POST, KRETPROBE_HANDLER = ("bench_kprobe_pre_handler", "bench_kprobe_post_handler",
-                                              "bench_kretprobe_handler")
-HANDLER_CALLS = {KPROBE_PRE: "bench_kprobe_pre_calls", KPROBE_POST: "bench_kprobe_post_calls",
-                 KRETPROBE_HANDLER: "bench_kretprobe_calls"}
+KPROBE_PRE, KPROBE_POST, KRETPROBE_HANDLER = (
+    "bench_kprobe_pre_handler",
+    "bench_kprobe_post_handler",
+    "bench_kretprobe_handler",
+)
+HANDLER_CALLS = {
+    KPROBE_PRE: "bench_kprobe_pre_calls",
+    KPROBE_POST: "bench_kprobe_post_calls",
+    KRETPROBE_HANDLER: "bench_kretprobe_calls",
+}
 VECTOR_NAMES = {3: "int3"}
 COUNT_N = 100  # the counting runs make COUNT_N and 2 * COUNT_N calls
 WARM_UP_CALLS = 1000
@@ -292,8 +297,11 @@ class HandlerBench:
         """The address of the loop's `call bench_leaf`."""
         sym = self.m.image.lookup(LOOP)
         cs = Cs(CS_ARCH_X86, CS_MODE_64)
-        calls = [i.address for i in cs.disasm(self.m.mem.read(sym.addr, sym.size), sym.addr)
-                 if i.mnemonic == "call" and i.op_str == f"0x{self.leaf:x}"]
+        calls = [
+            i.address
+            for i in cs.disasm(self.m.mem.read(sym.addr, sym.size), sym.addr)
+            if i.mnemonic == "call" and i.op_str == f"0x{self.leaf:x}"
+        ]
         if len(calls) != 1:
             raise KlpemuError(f"expected one call of {LEAF} in {LOOP}, found {len(calls)}", 22)
         return calls[0]
@@ -390,8 +398,9 @@ class HandlerBench:
         return self._registered(ops)
 
     def redirect(self) -> AbstractContextManager[Applied]:
-        return self._registered([self._redirect_ops(self.ft.ops_native("bench-redirect", "ftrace_redirect_func",
-                                                                       FL["IPMODIFY"]))])
+        return self._registered(
+            [self._redirect_ops(self.ft.ops_native("bench-redirect", "ftrace_redirect_func", FL["IPMODIFY"]))]
+        )
 
     def python(self) -> AbstractContextManager[Applied]:
         target = self.replacement
@@ -456,9 +465,11 @@ class HandlerBench:
             handlers = (KPROBE_PRE, KPROBE_POST) if post else (KPROBE_PRE,)
             if offset:
                 size = kprobes.view(kp).ainsn.size
-                path = (f"int3 at {LEAF}+{offset} -> kprobe_int3_handler -> {KPROBE_PRE}; the probed "
-                        f"instruction ({size} bytes) stepped in its insn slot, whose int3 -> kprobe_int3_handler "
-                        f"-> {KPROBE_POST if post else 'back to the next instruction'}")
+                path = (
+                    f"int3 at {LEAF}+{offset} -> kprobe_int3_handler -> {KPROBE_PRE}; the probed "
+                    f"instruction ({size} bytes) stepped in its insn slot, whose int3 -> kprobe_int3_handler "
+                    f"-> {KPROBE_POST if post else 'back to the next instruction'}"
+                )
             else:
                 ops = kprobes.ops_of(kprobes.get_kprobe(self.leaf))
                 path = f"{self.path()} ({ops.name}) -> {' + '.join(handlers)}"
@@ -489,9 +500,12 @@ class HandlerBench:
         kretprobes = self.m.kernel.kprobes.kretprobes
         rp = kretprobes.add(LEAF, handler=KRETPROBE_HANDLER)
         try:
-            yield Applied(f"{self.path()} (kprobe_ftrace_ops) -> pre_handler_kretprobe; returns through "
-                          f"__kretprobe_trampoline "
-                          f"-> {KRETPROBE_HANDLER}", handlers=(KRETPROBE_HANDLER,))
+            yield Applied(
+                f"{self.path()} (kprobe_ftrace_ops) -> pre_handler_kretprobe; returns through "
+                f"__kretprobe_trampoline "
+                f"-> {KRETPROBE_HANDLER}",
+                handlers=(KRETPROBE_HANDLER,),
+            )
         finally:
             kretprobes.unregister(rp)
 
@@ -504,8 +518,10 @@ class HandlerBench:
         # function; the return address the kretprobe swapped is the loop's, wherever the call went.
         with self._kretprobe() as applied, BenchLivepatches(self.m).session() as patches:
             patches.enable("bench_klp", LEAF, REPLACEMENT)
-            yield Applied(f"{self._klp_applied(patches).path}; returns through __kretprobe_trampoline -> "
-                          f"{KRETPROBE_HANDLER}", handlers=applied.handlers)
+            yield Applied(
+                f"{self._klp_applied(patches).path}; returns through __kretprobe_trampoline -> {KRETPROBE_HANDLER}",
+                handlers=applied.handlers,
+            )
 
     @contextmanager
     def code_hook(self) -> Iterator[Applied]:
@@ -552,6 +568,7 @@ class HandlerBench:
     @contextmanager
     def _counting_interrupts(self, seen: Counter) -> Iterator[None]:
         """Interrupts the host delivers (the int3 of a kprobe), counted into seen as ("intr", vector)."""
+
         def hook(_uc, intno: int, _ud) -> None:
             seen[("intr", intno)] += 1
 
@@ -574,8 +591,11 @@ class HandlerBench:
     def _int3_probes(self) -> set[int]:
         """Addresses where a kprobe's int3 replaces the first byte of an instruction."""
         kprobes = self.m.kernel.kprobes
-        return {kprobes.view(p).addr for p in kprobes.table() if kprobes.armed(p)
-                and not kprobes.view(p).flags & KPROBE_FLAG["FTRACE"]}
+        return {
+            kprobes.view(p).addr
+            for p in kprobes.table()
+            if kprobes.armed(p) and not kprobes.view(p).flags & KPROBE_FLAG["FTRACE"]
+        }
 
     def _part(self, addr: int, slots: dict[int, int], int3s: set[int]) -> str:
         """loop, body or path. The body is whichever function ran for the leaf: the leaf past its
@@ -629,8 +649,9 @@ class HandlerBench:
                 parts[self._part(addr, slots, int3s)] += c
         counted = sum(per_addr.values())
         hypercalls = {hc_names.get(nr, str(nr)): c for nr, c in events.items() if c and not isinstance(nr, tuple)}
-        interrupts = {VECTOR_NAMES.get(nr[1], f"vector {nr[1]}"): c for nr, c in events.items()
-                      if c and isinstance(nr, tuple)}
+        interrupts = {
+            VECTOR_NAMES.get(nr[1], f"vector {nr[1]}"): c for nr, c in events.items() if c and isinstance(nr, tuple)
+        }
         return Count(counted - skipped, counted, by_function, hypercalls, fixed, interrupts, parts)
 
     def handler_calls(self) -> dict[str, int]:
@@ -655,29 +676,47 @@ class HandlerBench:
         self.check_undone(config.key)
         machine_s = times[0]
         row = {
-            "key": config.key, "config": config.name.format(relevant=self.relevant, irrelevant=self.irrelevant),
-            "path": applied.path, "calls": calls,
-            "insns_per_call": count.insns, "unicorn_counted_per_call": count.counted,
-            "path_insns_per_call": count.parts["path"], "body_insns_per_call": count.parts["body"],
-            "by_function": count.by_function, "hypercalls_per_call": count.hypercalls,
+            "key": config.key,
+            "config": config.name.format(relevant=self.relevant, irrelevant=self.irrelevant),
+            "path": applied.path,
+            "calls": calls,
+            "insns_per_call": count.insns,
+            "unicorn_counted_per_call": count.counted,
+            "path_insns_per_call": count.parts["path"],
+            "body_insns_per_call": count.parts["body"],
+            "by_function": count.by_function,
+            "hypercalls_per_call": count.hypercalls,
             "interrupts_per_call": count.interrupts,
-            "host_entries_per_call": count.host_entries, "fixed_insns": count.fixed,
-            "seconds": machine_s, "ns_per_call": machine_s * 1e9 / calls, "calls_per_sec": calls / machine_s,
+            "host_entries_per_call": count.host_entries,
+            "fixed_insns": count.fixed,
+            "seconds": machine_s,
+            "ns_per_call": machine_s * 1e9 / calls,
+            "calls_per_sec": calls / machine_s,
             "insns_per_sec": calls * count.insns / machine_s,
-            "bare": None, "ratio": None,
+            "bare": None,
+            "ratio": None,
         }
         if config.bare:
             bare_s = times[1]
-            row["bare"] = {"insns_per_call": bare_count, "seconds": bare_s, "ns_per_call": bare_s * 1e9 / calls,
-                           "calls_per_sec": calls / bare_s}
+            row["bare"] = {
+                "insns_per_call": bare_count,
+                "seconds": bare_s,
+                "ns_per_call": bare_s * 1e9 / calls,
+                "calls_per_sec": calls / bare_s,
+            }
             row["ratio"] = bare_s / machine_s  # machine calls/s over bare calls/s
         return row
 
     def check_undone(self, key: str) -> None:
         """Nothing of a configuration left: the site, the loop's call, ops, patches and probes."""
         m = self.m
-        if (m.mem.read(self.leaf, 5) != NOP5 or m.mem.read(self.loop_call, 5) != call_insn(self.loop_call, self.leaf)
-                or self.ft.ops or m.kernel.livepatch.patches or m.kernel.kprobes.probes):
+        if (
+            m.mem.read(self.leaf, 5) != NOP5
+            or m.mem.read(self.loop_call, 5) != call_insn(self.loop_call, self.leaf)
+            or self.ft.ops
+            or m.kernel.livepatch.patches
+            or m.kernel.kprobes.probes
+        ):
             raise KlpemuError(f"configuration {key} was not undone", 5)
 
     def list_scaling(self) -> dict:
@@ -690,8 +729,13 @@ class HandlerBench:
                 return self.count(applied).insns
 
         base = insns(r, i)
-        return {"relevant": r, "irrelevant": i, "insns_per_call": base,
-                "per_relevant_ops": insns(r + 1, i) - base, "per_irrelevant_ops": insns(r, i + 1) - base}
+        return {
+            "relevant": r,
+            "irrelevant": i,
+            "insns_per_call": base,
+            "per_relevant_ops": insns(r + 1, i) - base,
+            "per_irrelevant_ops": insns(r, i + 1) - base,
+        }
 
 
 def _count_runs(uc: Uc, run: Callable[[int], int], n: int, hypercalls: Counter | None = None):
@@ -742,8 +786,7 @@ def count_bare(bare: BareGuest, n: int = COUNT_N) -> int:
     return sum(per_addr.values())
 
 
-def _time_runs(runs: list[Callable[[int], int]], calls: int, repeat: int,
-               tick: Callable[[], None]) -> list[float]:
+def _time_runs(runs: list[Callable[[int], int]], calls: int, repeat: int, tick: Callable[[], None]) -> list[float]:
     """Best wall time of each run(calls), the runs alternating, after warming each up."""
     for run in runs:
         if run(WARM_UP_CALLS) != WARM_UP_CALLS:  # translation is not timed
@@ -771,10 +814,10 @@ CONFIGS = (
     Config("h", "Python ops redirect", HandlerBench.python, host=True),
     Config("i", "no ftrace: UC_HOOK_CODE writes RIP", HandlerBench.code_hook, host=True),
     Config("j", "livepatch, no transition", HandlerBench.livepatch),
-    Config("k", "livepatch in transition, unpatched task, previous patch below",
-           HandlerBench.livepatch_transition_previous),
-    Config("l", "livepatch in transition, unpatched task, no patch below",
-           HandlerBench.livepatch_transition_original),
+    Config(
+        "k", "livepatch in transition, unpatched task, previous patch below", HandlerBench.livepatch_transition_previous
+    ),
+    Config("l", "livepatch in transition, unpatched task, no patch below", HandlerBench.livepatch_transition_original),
     Config("m", "atomic-replace nop on top (patched task)", HandlerBench.livepatch_nop),
     Config("n", "two livepatches stacked, no transition", HandlerBench.livepatch_stacked),
     Config("o", "kprobe at the fentry site", HandlerBench.kprobe),
@@ -789,8 +832,15 @@ def host_calls(calls: int) -> int:
     return max(WARM_UP_CALLS, calls // HOST_CALLS_DIVISOR)
 
 
-def run_handler_overhead(machine: Machine, *, calls: int = DEFAULT_CALLS, repeat: int = DEFAULT_REPEAT,
-                         relevant: int = 2, irrelevant: int = 5, progress: bool = True) -> dict:
+def run_handler_overhead(
+    machine: Machine,
+    *,
+    calls: int = DEFAULT_CALLS,
+    repeat: int = DEFAULT_REPEAT,
+    relevant: int = 2,
+    irrelevant: int = 5,
+    progress: bool = True,
+) -> dict:
     """Every configuration, counted and timed; the result as written to the JSON file."""
     bench = HandlerBench(machine, relevant, irrelevant)
     steps_per_config = 2 + repeat
@@ -799,8 +849,9 @@ def run_handler_overhead(machine: Machine, *, calls: int = DEFAULT_CALLS, repeat
     try:
         for config in CONFIGS:
             bar.set_description(f"({config.key}) {config.name}")
-            rows.append(bench.measure(config, host_calls(calls) if config.host else calls, repeat,
-                                      lambda: bar.update(1)))
+            rows.append(
+                bench.measure(config, host_calls(calls) if config.host else calls, repeat, lambda: bar.update(1))
+            )
         bar.set_description("list function scaling")
         scaling = bench.list_scaling()
         bar.update(1)
@@ -811,12 +862,19 @@ def run_handler_overhead(machine: Machine, *, calls: int = DEFAULT_CALLS, repeat
         r["insns_over_notrace"] = r["insns_per_call"] - base["insns_per_call"]
         r["ns_over_notrace"] = r["ns_per_call"] - base["ns_per_call"]
     return {
-        "unicorn": unicorn.__version__, "python": platform.python_version(), "platform": platform.platform(),
-        "calls": calls, "host_calls": host_calls(calls), "repeat": repeat,
-        "relevant": relevant, "irrelevant": irrelevant,
+        "unicorn": unicorn.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "calls": calls,
+        "host_calls": host_calls(calls),
+        "repeat": repeat,
+        "relevant": relevant,
+        "irrelevant": irrelevant,
         "workload": f"{LOOP}(N) calling traced {LEAF}; redirects go to {REPLACEMENT}; "
-                    f"irrelevant ops trace {IRRELEVANT}",
-        "rows": rows, "list_scaling": scaling, "anchors_ns_real_hardware": ANCHORS_NS,
+        f"irrelevant ops trace {IRRELEVANT}",
+        "rows": rows,
+        "list_scaling": scaling,
+        "anchors_ns_real_hardware": ANCHORS_NS,
     }
 
 
@@ -828,14 +886,35 @@ def _progress(total: int, enabled: bool):
 
 # --- output --------------------------------------------------------------------------------------
 
+
 def table(result: dict) -> str:
-    head = ("config", "insns/call", "path", "body", "vs (a)", "host/call", "ns/call", "calls/s", "bare ns/call",
-            "ratio")
-    body = [(f"({r['key']}) {r['config']}", str(r["insns_per_call"]), str(r["path_insns_per_call"]),
-             str(r["body_insns_per_call"]), f"{r['insns_over_notrace']:+d}",
-             str(r["host_entries_per_call"]), f"{r['ns_per_call']:,.0f}", _si(r["calls_per_sec"]),
-             f"{r['bare']['ns_per_call']:,.0f}" if r["bare"] else "-",
-             f"{r['ratio']:.3f}" if r["bare"] else "-") for r in result["rows"]]
+    head = (
+        "config",
+        "insns/call",
+        "path",
+        "body",
+        "vs (a)",
+        "host/call",
+        "ns/call",
+        "calls/s",
+        "bare ns/call",
+        "ratio",
+    )
+    body = [
+        (
+            f"({r['key']}) {r['config']}",
+            str(r["insns_per_call"]),
+            str(r["path_insns_per_call"]),
+            str(r["body_insns_per_call"]),
+            f"{r['insns_over_notrace']:+d}",
+            str(r["host_entries_per_call"]),
+            f"{r['ns_per_call']:,.0f}",
+            _si(r["calls_per_sec"]),
+            f"{r['bare']['ns_per_call']:,.0f}" if r["bare"] else "-",
+            f"{r['ratio']:.3f}" if r["bare"] else "-",
+        )
+        for r in result["rows"]
+    ]
     return format_table(head, body)
 
 
@@ -845,8 +924,10 @@ def _si(v: float) -> str:
 
 def report(result: dict) -> str:
     host_keys = ", ".join(f"({c.key})" for c in CONFIGS if c.host)
-    head = (f"unicorn {result['unicorn']}, python {result['python']}; {result['calls']:,} calls per run "
-            f"({result['host_calls']:,} for {host_keys}), best of {result['repeat']}")
+    head = (
+        f"unicorn {result['unicorn']}, python {result['python']}; {result['calls']:,} calls per run "
+        f"({result['host_calls']:,} for {host_keys}), best of {result['repeat']}"
+    )
     lines = [head, "", "paths:"]
     for r in result["rows"]:
         extra = ""
@@ -859,11 +940,15 @@ def report(result: dict) -> str:
         lines.append(f"  ({r['key']}) {r['path']}{extra}")
     lines += ["", table(result), ""]
     s = result["list_scaling"]
-    lines.append(f"list function ({s['relevant']} relevant + {s['irrelevant']} irrelevant = {s['insns_per_call']} "
-                 f"insns/call): +{s['per_relevant_ops']} per relevant ops, +{s['per_irrelevant_ops']} per "
-                 f"irrelevant ops")
-    lines.append("path = the site and everything it leads to; body = the function that ran for the leaf "
-                 "(the loop's 5 are neither)")
+    lines.append(
+        f"list function ({s['relevant']} relevant + {s['irrelevant']} irrelevant = {s['insns_per_call']} "
+        f"insns/call): +{s['per_relevant_ops']} per relevant ops, +{s['per_irrelevant_ops']} per "
+        f"irrelevant ops"
+    )
+    lines.append(
+        "path = the site and everything it leads to; body = the function that ran for the leaf "
+        "(the loop's 5 are neither)"
+    )
     lines.append("ratio = machine calls/s / bare Unicorn calls/s (bare: a copy of the machine's memory, no hooks)")
     return "\n".join(lines)
 
@@ -878,8 +963,9 @@ def plot(result: dict, path: Path) -> None:
     rows = result["rows"][::-1]  # (a) on top
     labels = [f"({r['key']}) {r['config']}" for r in rows]
     y = range(len(rows))
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 0.55 * len(rows) + 1.8), sharey=True,
-                                      gridspec_kw={"width_ratios": [1, 1.4]})
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(13, 0.55 * len(rows) + 1.8), sharey=True, gridspec_kw={"width_ratios": [1, 1.4]}
+    )
     insns = [r["insns_per_call"] for r in rows]
     left.barh(y, insns, color="#4c72b0")
     for yi, v in zip(y, insns, strict=True):
@@ -898,8 +984,11 @@ def plot(result: dict, path: Path) -> None:
     right.set_xlabel("wall ns per call (log scale)")
     right.set_xlim(min(v for v in bare + ns if not math.isnan(v)) / 1.5, max(ns) * 4)
     right.legend(loc="upper right", fontsize=8)
-    fig.suptitle(f"ftrace, livepatch and kprobe handler overhead in klpemu (unicorn {result['unicorn']}, "
-                 f"{result['calls']:,} calls, best of {result['repeat']})", fontsize=11)
+    fig.suptitle(
+        f"ftrace, livepatch and kprobe handler overhead in klpemu (unicorn {result['unicorn']}, "
+        f"{result['calls']:,} calls, best of {result['repeat']})",
+        fontsize=11,
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -908,11 +997,20 @@ def plot(result: dict, path: Path) -> None:
 
 # --- command line (benchmarks/handler_overhead.py and `klpemu bench`) -----------------------------
 
+
 def add_arguments(ap: argparse.ArgumentParser, results: Path = Path("benchmarks/results")) -> None:
-    ap.add_argument("--calls", type=int, default=DEFAULT_CALLS,
-                    help=f"calls per timed run (default {DEFAULT_CALLS}; (h), (i) and (q) run 1/{HOST_CALLS_DIVISOR})")
-    ap.add_argument("--repeat", type=int, default=DEFAULT_REPEAT,
-                    help=f"timed runs per configuration; the best counts (default {DEFAULT_REPEAT})")
+    ap.add_argument(
+        "--calls",
+        type=int,
+        default=DEFAULT_CALLS,
+        help=f"calls per timed run (default {DEFAULT_CALLS}; (h), (i) and (q) run 1/{HOST_CALLS_DIVISOR})",
+    )
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=DEFAULT_REPEAT,
+        help=f"timed runs per configuration; the best counts (default {DEFAULT_REPEAT})",
+    )
     ap.add_argument("--json", type=Path, default=results / "handler_overhead.json", help="result file")
     ap.add_argument("--plot", type=Path, default=results / "handler_overhead.png", help="PNG plot")
     ap.add_argument("--relevant", type=int, default=2, help="relevant ops in (f) (default 2)")
@@ -924,8 +1022,9 @@ def run(args: argparse.Namespace) -> int:
         raise KlpemuError("--calls and --repeat must be positive", 22)
     m = Machine()
     m.boot()
-    result = run_handler_overhead(m, calls=args.calls, repeat=args.repeat, relevant=args.relevant,
-                                  irrelevant=args.irrelevant)
+    result = run_handler_overhead(
+        m, calls=args.calls, repeat=args.repeat, relevant=args.relevant, irrelevant=args.irrelevant
+    )
     print(report(result))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -45,8 +45,10 @@ class BenchLivepatches:
         if transition.patch is None:
             return
         if not self.m.run(SETTLE_NS, until=lambda: transition.patch is None):
-            raise KlpemuError(f"the transition of '{self.lp.name(transition.patch)}' did not complete: "
-                              f"{transition.blockers()}", ETIMEDOUT)
+            raise KlpemuError(
+                f"the transition of '{self.lp.name(transition.patch)}' did not complete: {transition.blockers()}",
+                ETIMEDOUT,
+            )
 
     def current(self, cpu: int = 0) -> Task:
         """The task a host call on that CPU runs as."""
@@ -70,8 +72,10 @@ class BenchLivepatches:
         if transition.patch is None:
             return "no transition"
         task = self.current(cpu)
-        return (f"'{self.lp.name(transition.patch)}' in transition, calling task "
-                f"{task.view.comm.decode()} {STATE_NAMES.get(task.patch_state, task.patch_state)}")
+        return (
+            f"'{self.lp.name(transition.patch)}' in transition, calling task "
+            f"{task.view.comm.decode()} {STATE_NAMES.get(task.patch_state, task.patch_state)}"
+        )
 
     # --- patches -------------------------------------------------------------------------------
 

@@ -35,8 +35,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
     sys.stdout.write(dmesg(system.machine))
     print()
     Shell(system).run_line("ps")
-    print(f"\nbooted in {system.machine.now / 1e6:.3f} ms of emulated time "
-          f"({time.perf_counter() - t0:.2f} s wall)")
+    print(f"\nbooted in {system.machine.now / 1e6:.3f} ms of emulated time ({time.perf_counter() - t0:.2f} s wall)")
     return 0
 
 
@@ -103,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     _machine_args(p)
     p.add_argument("args", nargs=argparse.REMAINDER, help="the kpatch command and its arguments")
     p.set_defaults(fn=cmd_kpatch)
-    p = sub.add_parser("bench", help="the handler overhead of each ftrace, livepatch and kprobe configuration, "
-                                     "beside bare Unicorn")
+    p = sub.add_parser(
+        "bench", help="the handler overhead of each ftrace, livepatch and kprobe configuration, beside bare Unicorn"
+    )
     bench.add_arguments(p)
     p.set_defaults(fn=cmd_bench)
     p = sub.add_parser("build-module", help="compile a module's C file against the kernel's headers (needs gcc)")

@@ -46,8 +46,9 @@ def shorten_trace(text: str) -> str:
         if len(body) > LONG_PART:
             start = block.index(body[0])
             hidden = len(body) - PART_HEAD - PART_TAIL
-            block[start:start + len(body)] = (body[:PART_HEAD] + [f"    ... {hidden} more instructions ..."]
-                                              + body[-PART_TAIL:])
+            block[start : start + len(body)] = (
+                body[:PART_HEAD] + [f"    ... {hidden} more instructions ..."] + body[-PART_TAIL:]
+            )
         out.extend(block)
         block.clear()
 
@@ -92,33 +93,60 @@ class Tour:
 
 def part1(system: System, out: TextIO) -> int:
     tour = Tour(system, out)
-    tour.step("A small x86_64 kernel has booted on two emulated CPUs. `cat` runs in its sh process, "
-              "through open and read system calls:", "cat /proc/cmdline")
-    tour.step("cmdline_proc_show wrote that. Like every traceable function it starts with a 5-byte "
-              "fentry site, a NOP5 while nobody traces it:", "disas cmdline_proc_show")
+    tour.step(
+        "A small x86_64 kernel has booted on two emulated CPUs. `cat` runs in its sh process, "
+        "through open and read system calls:",
+        "cat /proc/cmdline",
+    )
+    tour.step(
+        "cmdline_proc_show wrote that. Like every traceable function it starts with a 5-byte "
+        "fentry site, a NOP5 while nobody traces it:",
+        "disas cmdline_proc_show",
+    )
     since = _log_end(system)
-    tour.step("The livepatch sample module replaces cmdline_proc_show. Its init calls klp_enable_patch, "
-              "which starts a transition: each task has to switch to the patched state:",
-              "modinfo livepatch-sample", "insmod livepatch-sample.ko")
-    tour.step("A task switches when its stack holds no function being patched; sleeping tasks are "
-              "checked at once, running ones switch on their way out of the kernel or in the idle "
-              "loop. None had cmdline_proc_show on its stack, so all have switched (PATCH is "
-              "/proc/<pid>/patch_state); the transition stays open until the next attempt:",
-              f"cat {LP}/transition", "ps", "blocking")
-    tour.step("One emulated second later the retry completes it; patch_state is back to -1, no transition:",
-              "sleep 1s", f"cat {LP}/transition", "cat /proc/1/patch_state", "kpatch list")
-    tour.step("The fentry site now calls a trampoline made for livepatch's ftrace ops, whose handler "
-              "is klp_ftrace_handler:", "cat /sys/kernel/tracing/enabled_functions")
-    tour.say("One call of cmdline_proc_show, instruction by instruction: the site calls the "
-             "trampoline, which saves the registers and calls klp_ftrace_handler; the handler puts "
-             "the new function's address in regs->ip, and the trampoline returns there (long parts "
-             "shortened):")
+    tour.step(
+        "The livepatch sample module replaces cmdline_proc_show. Its init calls klp_enable_patch, "
+        "which starts a transition: each task has to switch to the patched state:",
+        "modinfo livepatch-sample",
+        "insmod livepatch-sample.ko",
+    )
+    tour.step(
+        "A task switches when its stack holds no function being patched; sleeping tasks are "
+        "checked at once, running ones switch on their way out of the kernel or in the idle "
+        "loop. None had cmdline_proc_show on its stack, so all have switched (PATCH is "
+        "/proc/<pid>/patch_state); the transition stays open until the next attempt:",
+        f"cat {LP}/transition",
+        "ps",
+        "blocking",
+    )
+    tour.step(
+        "One emulated second later the retry completes it; patch_state is back to -1, no transition:",
+        "sleep 1s",
+        f"cat {LP}/transition",
+        "cat /proc/1/patch_state",
+        "kpatch list",
+    )
+    tour.step(
+        "The fentry site now calls a trampoline made for livepatch's ftrace ops, whose handler is klp_ftrace_handler:",
+        "cat /sys/kernel/tracing/enabled_functions",
+    )
+    tour.say(
+        "One call of cmdline_proc_show, instruction by instruction: the site calls the "
+        "trampoline, which saves the registers and calls klp_ftrace_handler; the handler puts "
+        "the new function's address in regs->ip, and the trampoline returns there (long parts "
+        "shortened):"
+    )
     tour.run("trace-call cmdline_proc_show --seq-file", shorten_trace)
     tour.step("Every reader now gets the new function's text:", "cat /proc/cmdline")
-    tour.step("Disable the patch through sysfs: an unpatching transition, then the patch is freed, "
-              "its directory goes, and the module can be removed:",
-              f"echo 0 > {LP}/enabled", f"wait --gone {LP}", "cat /proc/cmdline",
-              "rmmod livepatch_sample", "lsmod")
+    tour.step(
+        "Disable the patch through sysfs: an unpatching transition, then the patch is freed, "
+        "its directory goes, and the module can be removed:",
+        f"echo 0 > {LP}/enabled",
+        f"wait --gone {LP}",
+        "cat /proc/cmdline",
+        "rmmod livepatch_sample",
+        "lsmod",
+    )
     tour.log("The kernel log, from the insmod on:", since)
     return tour.status
 
@@ -126,23 +154,44 @@ def part1(system: System, out: TextIO) -> int:
 def part2(system: System, out: TextIO) -> int:
     tour = Tour(system, out)
     krecurse = _pid(system, "krecurse")
-    print("\n\n" + textwrap.fill(
-        f"## Part 2: a task in the way. A second machine, booted with krecurse.depth={DEEP}: the kernel "
-        f"thread krecurse sleeps {DEEP} calls deep, past the 100 frames the reliable unwinder accepts.",
-        100, subsequent_indent="   "), file=out)
+    print(
+        "\n\n"
+        + textwrap.fill(
+            f"## Part 2: a task in the way. A second machine, booted with krecurse.depth={DEEP}: the kernel "
+            f"thread krecurse sleeps {DEEP} calls deep, past the 100 frames the reliable unwinder accepts.",
+            100,
+            subsequent_indent="   ",
+        ),
+        file=out,
+    )
     since = _log_end(system)
-    tour.step("Load the sample again. Tasks asleep on a clean stack switch at once; `blocking` "
-              "lists the others and why:", "insmod livepatch-sample.ko", "ps", "blocking")
-    tour.step("Attempts come every emulated second, and a task that was running switches on its way "
-              "out of the kernel. krecurse is a kernel thread: it never leaves the kernel, and its "
-              "stack stays too deep, so it stays unpatched:",
-              "sleep 3s", "blocking", f"cat /proc/{krecurse}/patch_state")
-    tour.step("Writing 0 to `enabled` reverses the transition: the target is now the unpatched "
-              "state, which krecurse never left; the others switch back:",
-              f"echo 0 > {LP}/enabled", "blocking")
-    tour.step("The next attempt, within a second, switches them back and completes the transition; "
-              "the patch is freed with it:",
-              f"wait --gone {LP}", "ps", "rmmod livepatch_sample")
+    tour.step(
+        "Load the sample again. Tasks asleep on a clean stack switch at once; `blocking` lists the others and why:",
+        "insmod livepatch-sample.ko",
+        "ps",
+        "blocking",
+    )
+    tour.step(
+        "Attempts come every emulated second, and a task that was running switches on its way "
+        "out of the kernel. krecurse is a kernel thread: it never leaves the kernel, and its "
+        "stack stays too deep, so it stays unpatched:",
+        "sleep 3s",
+        "blocking",
+        f"cat /proc/{krecurse}/patch_state",
+    )
+    tour.step(
+        "Writing 0 to `enabled` reverses the transition: the target is now the unpatched "
+        "state, which krecurse never left; the others switch back:",
+        f"echo 0 > {LP}/enabled",
+        "blocking",
+    )
+    tour.step(
+        "The next attempt, within a second, switches them back and completes the transition; "
+        "the patch is freed with it:",
+        f"wait --gone {LP}",
+        "ps",
+        "rmmod livepatch_sample",
+    )
     tour.log("The second kernel's log, from the insmod on:", since)
     return tour.status
 
@@ -150,8 +199,11 @@ def part2(system: System, out: TextIO) -> int:
 def run_demo(config: MachineConfig | None = None, out: TextIO | None = None) -> int:
     config = config or MachineConfig()
     out = out or sys.stdout
-    print("klpemu demo: Linux livepatch on an emulated x86_64 kernel.\n"
-          "Each step is a klpemu shell command (`# ...`) and its output.", file=out)
+    print(
+        "klpemu demo: Linux livepatch on an emulated x86_64 kernel.\n"
+        "Each step is a klpemu shell command (`# ...`) and its output.",
+        file=out,
+    )
     status = part1(System(config).boot(), out)
     deep = replace(config, cmdline=f"{config.cmdline} krecurse.depth={DEEP}")
     status |= part2(System(deep).boot(), out)

@@ -63,8 +63,10 @@ def disassemble_function(machine: Machine, name: str) -> str:
     end = 0
     for insn in _cs.disasm(code, sym.addr):
         raw = " ".join(f"{b:02x}" for b in insn.bytes)
-        lines.append(f"  {insn.address:016x} <+{insn.address - sym.addr}>:\t{raw:<24}\t"
-                     f"{_annotate(machine, insn.mnemonic, insn.op_str)}")
+        lines.append(
+            f"  {insn.address:016x} <+{insn.address - sym.addr}>:\t{raw:<24}\t"
+            f"{_annotate(machine, insn.mnemonic, insn.op_str)}"
+        )
         end = insn.address + insn.size
     if end < sym.addr + sym.size:
         lines.append(f"  ... {sym.addr + sym.size - end} bytes that do not decode")

@@ -34,8 +34,14 @@ SHN_UNDEF, SHN_LORESERVE, SHN_LIVEPATCH = 0, 0xFF00, 0xFF20
 STB_LOCAL = 0
 R_X86_64_64 = 1
 # What arch/x86/kernel/module.c applies (R_X86_64_NONE aside).
-R_X86_64_APPLIED = {1: "R_X86_64_64", 2: "R_X86_64_PC32", 4: "R_X86_64_PLT32", 10: "R_X86_64_32",
-                    11: "R_X86_64_32S", 24: "R_X86_64_PC64"}
+R_X86_64_APPLIED = {
+    1: "R_X86_64_64",
+    2: "R_X86_64_PC32",
+    4: "R_X86_64_PLT32",
+    10: "R_X86_64_32",
+    11: "R_X86_64_32S",
+    24: "R_X86_64_PC64",
+}
 MODULE_NAME_LEN = 56
 EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 SHDR = struct.Struct("<IIQQQQIIQQ")
@@ -57,8 +63,18 @@ class KlpConvertError(Exception):
 
 class _Section:
     def __init__(self, index: int, fields: tuple, data: bytes):
-        (self.name_off, self.type, self.flags, self.addr, _offset, self.size, self.link, self.info,
-         self.align, self.entsize) = fields
+        (
+            self.name_off,
+            self.type,
+            self.flags,
+            self.addr,
+            _offset,
+            self.size,
+            self.link,
+            self.info,
+            self.align,
+            self.entsize,
+        ) = fields
         self.index = index
         self.data = data
         self.name = ""
@@ -98,8 +114,9 @@ class _Elf:
             raise KlpConvertError(["extended section indices (SHT_SYMTAB_SHNDX) are not supported"])
         self.symtab = symtabs[0]
         self.strtab = self.sections[self.symtab.link]
-        self.symbols = [list(SYM.unpack_from(self.symtab.data, off))
-                        for off in range(0, len(self.symtab.data), SYM.size)]
+        self.symbols = [
+            list(SYM.unpack_from(self.symtab.data, off)) for off in range(0, len(self.symtab.data), SYM.size)
+        ]
 
     def sym_name(self, index: int) -> str:
         name_off, info, _, shndx = self.symbols[index][:4]
@@ -122,7 +139,7 @@ def _annotations(elf: _Elf, errors: list[str]) -> dict[int, tuple[str, int]]:
     for sec in elf.sections:
         if not sec.name.startswith(ANNOTATION_PREFIX):
             continue
-        objname = sec.name[len(ANNOTATION_PREFIX):]
+        objname = sec.name[len(ANNOTATION_PREFIX) :]
         if not objname or len(objname) >= MODULE_NAME_LEN or "." in objname:
             errors.append(f"invalid object name in section {sec.name}")
             continue
@@ -130,8 +147,10 @@ def _annotations(elf: _Elf, errors: list[str]) -> dict[int, tuple[str, int]]:
         relasec = next((r for r in elf.sections if r.type == SHT_RELA and r.info == sec.index), None)
         relas = elf.relas(relasec) if relasec is not None else []
         if sec.size % RELOC_ENTRY.size or len(relas) != nr_entries:
-            errors.append(f"nr_entries mismatch ({len(relas)} != {nr_entries}) for "
-                          f"{relasec.name if relasec is not None else sec.name}")
+            errors.append(
+                f"nr_entries mismatch ({len(relas)} != {nr_entries}) for "
+                f"{relasec.name if relasec is not None else sec.name}"
+            )
             continue
         for r_offset, sym, r_type, addend in relas:
             if r_offset % RELOC_ENTRY.size or r_offset >= sec.size or r_type != R_X86_64_64 or addend:
@@ -206,8 +225,14 @@ def convert(data: bytes) -> bytes:
     return _write(elf, annotated, gone, gone_syms, kept, klp_relas)
 
 
-def _write(elf: _Elf, annotated: dict[int, tuple[str, int]], gone: set[int], gone_syms: set[int],
-           kept: dict[int, list[list[int]]], klp_relas: dict[tuple[str, int], list[list[int]]]) -> bytes:
+def _write(
+    elf: _Elf,
+    annotated: dict[int, tuple[str, int]],
+    gone: set[int],
+    gone_syms: set[int],
+    kept: dict[int, list[list[int]]],
+    klp_relas: dict[tuple[str, int], list[list[int]]],
+) -> bytes:
     sections = [s for s in elf.sections if s.index not in gone]
     sec_map = {s.index: new for new, s in enumerate(sections)}
     symbols = [list(sym) for i, sym in enumerate(elf.symbols) if i not in gone_syms]
@@ -247,8 +272,22 @@ def _write(elf: _Elf, annotated: dict[int, tuple[str, int]], gone: set[int], gon
     names = bytearray(shstrtab.data)
     symtab_index = sec_map[elf.symtab.index]
     for (objname, target), relas in klp_relas.items():
-        sec = _Section(-1, (len(names), SHT_RELA, SHF_ALLOC | SHF_INFO_LINK | SHF_RELA_LIVEPATCH, 0, 0, 0,
-                            symtab_index, sec_map[target], 8, RELA.size), pack_relas(relas))
+        sec = _Section(
+            -1,
+            (
+                len(names),
+                SHT_RELA,
+                SHF_ALLOC | SHF_INFO_LINK | SHF_RELA_LIVEPATCH,
+                0,
+                0,
+                0,
+                symtab_index,
+                sec_map[target],
+                8,
+                RELA.size,
+            ),
+            pack_relas(relas),
+        )
         names += f".klp.rela.{objname}.{elf.sections[target].name}".encode() + b"\0"
         sections.append(sec)
     shstrtab.data = bytes(names)
@@ -263,8 +302,11 @@ def _write(elf: _Elf, annotated: dict[int, tuple[str, int]], gone: set[int], gon
         size = sec.size if sec.type == SHT_NOBITS else len(sec.data)
         if sec.type != SHT_NOBITS:
             out += sec.data
-        headers.append(SHDR.pack(sec.name_off, sec.type, sec.flags, sec.addr, offset, size, sec.link, sec.info,
-                                 sec.align, sec.entsize))
+        headers.append(
+            SHDR.pack(
+                sec.name_off, sec.type, sec.flags, sec.addr, offset, size, sec.link, sec.info, sec.align, sec.entsize
+            )
+        )
     out += bytes(-len(out) % 8)
     shoff = len(out)
     out += b"".join(headers)

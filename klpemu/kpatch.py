@@ -79,8 +79,13 @@ class Kpatch:
         if not argv:
             return self.usage()
         cmd, args = argv[0], argv[1:]
-        handlers = {"load": self.cmd_load, "unload": self.cmd_unload, "list": self.cmd_list,
-                    "info": self.cmd_info, "signal": self.cmd_signal}
+        handlers = {
+            "load": self.cmd_load,
+            "unload": self.cmd_unload,
+            "list": self.cmd_list,
+            "info": self.cmd_info,
+            "signal": self.cmd_signal,
+        }
         if cmd in ("help", "-h", "--help"):
             return self.usage()
         if cmd not in handlers:

@@ -38,8 +38,17 @@ def module_command(source: Path, output: Path, gcc: str = "gcc") -> list[str]:
     """The gcc command line: the kernel's flags, the shipped headers, -DMODULE, and KBUILD_MODNAME
     from the module's file name, as kbuild names a module (`my-mod.ko` is my_mod)."""
     name = output.name.removesuffix(".ko").split(".")[0].replace("-", "_")
-    return [gcc, *module_cflags(), f"-I{images_dir() / 'include'}", "-DMODULE",
-            f'-DKBUILD_MODNAME="{name}"', "-c", "-o", str(output), str(source)]
+    return [
+        gcc,
+        *module_cflags(),
+        f"-I{images_dir() / 'include'}",
+        "-DMODULE",
+        f'-DKBUILD_MODNAME="{name}"',
+        "-c",
+        "-o",
+        str(output),
+        str(source),
+    ]
 
 
 def build_module(source: str | Path, output: str | Path | None = None) -> Path:

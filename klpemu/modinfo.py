@@ -26,6 +26,7 @@ def module_name(filename: str) -> str:
 class ModuleFile:
     """A .ko on the host. `shown` is how tools name it: the path as given, or for a shipped
     module its file name (the shipped directory plays the part of the install directory)."""
+
     path: Path
     shown: str
     shipped: bool

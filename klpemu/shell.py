@@ -262,8 +262,7 @@ def cmd_step(sh: Shell, args: list[str]) -> int:
         _, raw, text = insn_at(m, addr)
         where = m.image.symbolize(addr) if m.image.function_at(addr) else "(user)"
         note = f"  [{', '.join(events)}]" if events else ""
-        print(f"cpu{cpu} {addr:016x} {where:<36} {text:<40} {_reg_changes(before, after)}{note}".rstrip(),
-              file=sh.out)
+        print(f"cpu{cpu} {addr:016x} {where:<36} {text:<40} {_reg_changes(before, after)}{note}".rstrip(), file=sh.out)
     if m.oops is not None:
         sh._oops_shown = True
         return sh.error(str(m.oops))
@@ -345,8 +344,7 @@ def cmd_blocking(sh: Shell, args: list[str]) -> int:
     if tr.patch is None:
         print("no transition in progress", file=sh.out)
         return 0
-    print(f"'{lp.name(tr.patch)}': {tr._verb(tr.target)} transition, "
-          f"attempt {tr.signals_cnt + 1}", file=sh.out)
+    print(f"'{lp.name(tr.patch)}': {tr._verb(tr.target)} transition, attempt {tr.signals_cnt + 1}", file=sh.out)
     for task, reason in tr.blockers():
         comm = f"[{task.comm}]" if task.is_kthread else task.comm
         print(f"{task.pid:>5} {comm:<16} {reason}", file=sh.out)
@@ -431,8 +429,7 @@ def cmd_lsmod(sh: Shell, args: list[str]) -> int:
         if mods.state(mod) == "MODULE_STATE_UNFORMED":
             continue
         holders = ",".join(h.name for h in mod.holders)
-        print(f"{mod.name:<19} {mod.core_size:>8}  {mods.refcount(mod)}{' ' + holders if holders else ''}",
-              file=sh.out)
+        print(f"{mod.name:<19} {mod.core_size:>8}  {mods.refcount(mod)}{' ' + holders if holders else ''}", file=sh.out)
     return 0
 
 
@@ -477,8 +474,11 @@ def _parse_probe_point(sh: Shell, text: str) -> tuple[str, int]:
         raise UsageError(f"bad offset in '{text}'") from None
 
 
-@command("kprobe", "kprobe [-r [--maxactive N]] [--post] SYMBOL[+OFFSET] | kprobe -d SYMBOL[+OFFSET] | kprobe -l"
-                   " | kprobe --policy [mainline|legacy]")
+@command(
+    "kprobe",
+    "kprobe [-r [--maxactive N]] [--post] SYMBOL[+OFFSET] | kprobe -d SYMBOL[+OFFSET] | kprobe -l"
+    " | kprobe --policy [mainline|legacy]",
+)
 def cmd_kprobe(sh: Shell, args: list[str]) -> int:
     """Place a kprobe (-r: a kretprobe) whose Python handlers count their calls, as a module's
     register_kprobe would; --post gives it a post handler (at a fentry site: the IPMODIFY ops).
@@ -546,8 +546,13 @@ def cmd_kprobe(sh: Shell, args: list[str]) -> int:
                 raise KlpemuError("a kretprobe must be at a function's entry", 22)
             kprobes.kretprobes.add(name, handler=lambda ri, regs: 0, maxactive=maxactive, owner="shell")
         else:
-            kprobes.add_kprobe(name, offset, pre_handler=lambda p, regs: 0,
-                               post_handler=(lambda p, regs, flags: None) if post else None, owner="shell")
+            kprobes.add_kprobe(
+                name,
+                offset,
+                pre_handler=lambda p, regs: 0,
+                post_handler=(lambda p, regs, flags: None) if post else None,
+                owner="shell",
+            )
     except KlpemuError as e:
         return sh.error(f"kprobe: {point}: {e} ({os.strerror(e.errno) if e.errno else 'error'})")
     for c in sh.machine.kernel.conflicts.records:

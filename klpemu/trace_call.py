@@ -66,11 +66,22 @@ _RDI = _REG_NAMES.index("rdi")
 LIST_FUNCS = ("ftrace_ops_list_func", "ftrace_ops_test", "ftrace_lookup_ip")
 ASSIST_FUNCS = ("ftrace_ops_assist_func",)
 INT3_FUNCS = ("asm_exc_int3", "do_int3", "poke_int3_handler", "int3_emulate_push")
-KPROBE_INT3_FUNCS = ("kprobe_int3_handler", "setup_singlestep", "resume_singlestep", "kprobe_post_process",
-                     "kprobe_emulate", "kprobe_emulate_push", "kprobe_cond_test")
+KPROBE_INT3_FUNCS = (
+    "kprobe_int3_handler",
+    "setup_singlestep",
+    "resume_singlestep",
+    "kprobe_post_process",
+    "kprobe_emulate",
+    "kprobe_emulate_push",
+    "kprobe_cond_test",
+)
 KRETPROBE_TRAMPOLINE = "__kretprobe_trampoline"
-HANDLER_ROLES = {"pre": "kprobe pre handler", "post": "kprobe post handler", "ret": "kretprobe handler",
-                 "entry": "kretprobe entry handler"}
+HANDLER_ROLES = {
+    "pre": "kprobe pre handler",
+    "post": "kprobe post handler",
+    "ret": "kretprobe handler",
+    "entry": "kretprobe entry handler",
+}
 HOST_FUNC = "ftrace_host_func"
 DISPATCH = ("list function", "assist")
 NOP5 = bytes.fromhex("0f1f440000")
@@ -132,8 +143,9 @@ class TraceCall:
                 prev = s.label
             regs = " ".join(f"{k}={v:#x}" for k, v in s.changes)
             note = f"  ; {s.note}" if s.note else ""
-            lines.append(f"{'[' + s.label + ']':<{lw}} {s.addr:016x} {s.where:<{ww}}  {s.text:<44} {regs}{note}"
-                         .rstrip())
+            lines.append(
+                f"{'[' + s.label + ']':<{lw}} {s.addr:016x} {s.where:<{ww}}  {s.text:<44} {regs}{note}".rstrip()
+            )
         lines.append("")
         lines.append("instructions per part:")
         counts = self.counts()
@@ -233,8 +245,11 @@ class _Map:
             view = m.struct("ftrace_ops", ops.addr)
             if view.trampoline and view.trampoline_size - 8 in templates:
                 name, op_ptr, call_slot = templates[view.trampoline_size - 8]
-                self.tramps.append(_Tramp(view.trampoline, view.trampoline + view.trampoline_size - 8,
-                                          name, op_ptr, call_slot, ops.name))
+                self.tramps.append(
+                    _Tramp(
+                        view.trampoline, view.trampoline + view.trampoline_size - 8, name, op_ptr, call_slot, ops.name
+                    )
+                )
 
     def slot_at(self, addr: int) -> int | None:
         """The probed address whose out-of-line copy (or its closing int3) is at addr."""
@@ -263,8 +278,9 @@ class _Map:
         return sym.name if sym is not None else f"0x{addr:x}"
 
     def ops_name(self, addr: int) -> str:
-        return self.ops_names.get(addr) or ("ftrace_list_end" if addr == self.m.var_addr("ftrace_list_end")
-                                            else f"0x{addr:x}")
+        return self.ops_names.get(addr) or (
+            "ftrace_list_end" if addr == self.m.var_addr("ftrace_list_end") else f"0x{addr:x}"
+        )
 
 
 def _tramp_phase(t: _Tramp, addr: int, raw: bytes) -> str:
@@ -306,8 +322,9 @@ def _site_kind(mp: _Map, st: Step) -> str:
     return st.text
 
 
-def _label(mp: _Map, func: str, site: int, steps: list[Step], before: list[tuple], final: tuple,
-           hostcall_return: int) -> None:
+def _label(
+    mp: _Map, func: str, site: int, steps: list[Step], before: list[tuple], final: tuple, hostcall_return: int
+) -> None:
     m = mp.m
     int3_entry = m.image.addr("asm_exc_int3")
     frames = [_Frame("traced function", f"{func}'s body", before[0][_RSP] if before else 0)]
@@ -320,8 +337,13 @@ def _label(mp: _Map, func: str, site: int, steps: list[Step], before: list[tuple
             frames.pop()
         name = mp.name(st.addr)
         tramp = mp.tramp_at(st.addr)
-        called = (prev is not None and prev.text.startswith("call") and prev_regs is not None
-                  and rsp == prev_regs[_RSP] - 8 and st.addr != prev.addr + len(prev.raw))
+        called = (
+            prev is not None
+            and prev.text.startswith("call")
+            and prev_regs is not None
+            and rsp == prev_regs[_RSP] - 8
+            and st.addr != prev.addr + len(prev.raw)
+        )
         if called or (name == "asm_exc_int3" and st.addr == int3_entry):  # int3: entered by the CPU
             caller = prev.label if prev is not None else ""
             if tramp is not None:
@@ -369,8 +391,7 @@ def _label(mp: _Map, func: str, site: int, steps: list[Step], before: list[tuple
                 st.label = "site"
                 st.detail = f"{func}'s fentry site, {_site_kind(mp, st)}"
             else:
-                if (tramp is None and prev is not None and prev.label == "trampoline: return"
-                        and st.addr != site + 5):
+                if tramp is None and prev is not None and prev.label == "trampoline: return" and st.addr != site + 5:
                     top.label = f"new function: {name}"
                     top.detail = f"the handler redirected the call to {m.image.symbolize(st.addr)}"
                 st.label, st.detail = top.label, top.detail
@@ -387,13 +408,18 @@ def _label(mp: _Map, func: str, site: int, steps: list[Step], before: list[tuple
                 st.note = f"{slot}: the call slot"
             elif st.raw == b"\xc3":
                 dest = after[_RIP]
-                st.note = (f"back to {mp.where(dest)}, after the site" if m.kernel.ftrace.records.find(dest - 5)
-                           is not None else f"to {mp.where(dest)}: regs->ip, where the handler redirected")
+                st.note = (
+                    f"back to {mp.where(dest)}, after the site"
+                    if m.kernel.ftrace.records.find(dest - 5) is not None
+                    else f"to {mp.where(dest)}: regs->ip, where the handler redirected"
+                )
         if st.label.startswith(tuple(HANDLER_ROLES.values())) and st.text.startswith("out"):
             st.note = "hypercall: the probe's Python handler runs on the host during this instruction"
         if st.label == "python handler" and st.text.startswith("out"):
-            st.note = (f"hypercall: the Python callback of ops '{mp.ops_name(regs[_RDI])}' runs on the host "
-                       f"during this instruction")
+            st.note = (
+                f"hypercall: the Python callback of ops '{mp.ops_name(regs[_RDI])}' runs on the host "
+                f"during this instruction"
+            )
         prev, prev_regs = st, regs
     if steps and final[_RIP] == hostcall_return and steps[-1].raw == b"\xc3" and len(frames) == 1:
         steps[-1].label = "return"
@@ -425,8 +451,15 @@ def site_of(m: Machine, func: str) -> int:
     raise KlpemuError(f"{func}: not traceable (no ftrace site at its entry: {why})", EINVAL)
 
 
-def trace_call(m: Machine, func: str, args: list[int] | tuple[int, ...] = (), *, cpu: int = 0,
-               seq_file: bool = False, max_insns: int = DEFAULT_MAX_INSNS) -> TraceCall:
+def trace_call(
+    m: Machine,
+    func: str,
+    args: list[int] | tuple[int, ...] = (),
+    *,
+    cpu: int = 0,
+    seq_file: bool = False,
+    max_insns: int = DEFAULT_MAX_INSNS,
+) -> TraceCall:
     """Run one call of func on cpu, recording and labelling every instruction.
 
     With seq_file a zeroed struct seq_file (with a 4096-byte buffer) is the first argument and

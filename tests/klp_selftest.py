@@ -256,8 +256,11 @@ class KlpSelftest:
 
     def result(self) -> list[str]:
         """The kernel log since start_test, through functions.sh's filter."""
-        return [r.text for r in records(self.machine, self.last_seq)
-                if any(k in r.text for k in _KEEP) and not _DROP.search(r.text)]
+        return [
+            r.text
+            for r in records(self.machine, self.last_seq)
+            if any(k in r.text for k in _KEEP) and not _DROP.search(r.text)
+        ]
 
     def check_result(self, expect: str) -> None:
         want = expect.strip("\n").splitlines()

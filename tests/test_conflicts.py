@@ -41,8 +41,9 @@ def site_state(m):
 
 
 def kprobe(m, post: bool):
-    return m.kernel.kprobes.add_kprobe(FUNC, pre_handler=lambda p, r: 0,
-                                       post_handler=(lambda p, r, f: None) if post else None, owner="test")
+    return m.kernel.kprobes.add_kprobe(
+        FUNC, pre_handler=lambda p, r: 0, post_handler=(lambda p, r, f: None) if post else None, owner="test"
+    )
 
 
 def only(m):
@@ -79,21 +80,24 @@ def test_livepatch_then_kprobe_with_post_handler(system):
 @pytest.mark.parametrize("first", ["kprobe", "livepatch"])
 def test_kprobe_without_post_handler_shares_the_function(system, first):
     m = system.machine
-    for step in ([first] + [{"kprobe": "livepatch", "livepatch": "kprobe"}[first]]):
+    for step in [first] + [{"kprobe": "livepatch", "livepatch": "kprobe"}[first]]:
         kprobe(m, post=False) if step == "kprobe" else enable(m)
     c = only(m)
     assert (c.rule, c.errno) == ("livepatch-kprobe", 0)
     assert c.arriving == ("livepatch 'lp'" if first == "kprobe" else f"kprobe at {FUNC}+0x0 [test]")
 
 
-@pytest.mark.parametrize("policy,errno,rule", [("mainline", 0, "livepatch-kretprobe"),
-                                               ("legacy", -EBUSY, "livepatch-kretprobe-legacy")])
+@pytest.mark.parametrize(
+    "policy,errno,rule", [("mainline", 0, "livepatch-kretprobe"), ("legacy", -EBUSY, "livepatch-kretprobe-legacy")]
+)
 @pytest.mark.parametrize("first", ["kretprobe", "livepatch"])
 def test_kretprobe_and_livepatch(system, policy, errno, rule, first):
     m = system.machine
     m.kernel.kprobes.policy = policy
-    steps = {"kretprobe": lambda: m.kernel.kprobes.kretprobes.add(FUNC, handler=lambda ri, r: 0, owner="test"),
-             "livepatch": lambda: enable(m)}
+    steps = {
+        "kretprobe": lambda: m.kernel.kprobes.kretprobes.add(FUNC, handler=lambda ri, r: 0, owner="test"),
+        "livepatch": lambda: enable(m),
+    }
     second = "livepatch" if first == "kretprobe" else "kretprobe"
     steps[first]()
     before = site_state(m)
@@ -113,8 +117,10 @@ def test_kretprobe_and_livepatch(system, policy, errno, rule, first):
 def test_function_tracer_and_livepatch(system, first):
     m = system.machine
     tracing = "/sys/kernel/tracing"
-    steps = {"tracer": f"echo {FUNC} > {tracing}/set_ftrace_filter; echo function > {tracing}/current_tracer",
-             "livepatch": None}
+    steps = {
+        "tracer": f"echo {FUNC} > {tracing}/set_ftrace_filter; echo function > {tracing}/current_tracer",
+        "livepatch": None,
+    }
     for step in [first, "livepatch" if first == "tracer" else "tracer"]:
         if steps[step] is None:
             enable(m)
@@ -149,8 +155,10 @@ def test_a_second_ipmodify_ops(system, first):
 def test_kprobe_inside_a_redirected_body_is_warned_either_way(system, first):
     m = system.machine
     off = 5  # push %rbp, the first instruction after the site
-    steps = {"kprobe": lambda: m.kernel.kprobes.add_kprobe(FUNC, off, pre_handler=lambda p, r: 0, owner="test"),
-             "livepatch": lambda: enable(m)}
+    steps = {
+        "kprobe": lambda: m.kernel.kprobes.add_kprobe(FUNC, off, pre_handler=lambda p, r: 0, owner="test"),
+        "livepatch": lambda: enable(m),
+    }
     steps[first]()
     steps["livepatch" if first == "kprobe" else "kprobe"]()
     c = only(m)
@@ -164,8 +172,10 @@ def test_shell_conflicts_and_json(system):
     assert status == 1 and err == "insmod: ERROR: could not insert module livepatch-sample: Device or resource busy\n"
     status, out, _ = shell_run(system, "conflicts")
     assert status == 0
-    assert out.splitlines()[0].endswith(f"{FUNC} (0x{m.image.addr(FUNC):x}): livepatch 'livepatch_sample' meets "
-                                        f"kprobe at {FUNC}+0x0, post_handler [shell]")
+    assert out.splitlines()[0].endswith(
+        f"{FUNC} (0x{m.image.addr(FUNC):x}): livepatch 'livepatch_sample' meets "
+        f"kprobe at {FUNC}+0x0, post_handler [shell]"
+    )
     assert "rule livepatch-kprobe-post (mainline)" in out and "errno -16 (EBUSY)" in out
     (rec,) = json.loads(shell_run(system, "conflicts --json")[1])
     assert rec["rule"] == "livepatch-kprobe-post" and rec["errno"] == -EBUSY and rec["site"] == m.image.addr(FUNC)
@@ -173,10 +183,21 @@ def test_shell_conflicts_and_json(system):
 
 def test_cli_shell_prints_the_records():
     # A process of its own: `klpemu shell -c` as a person runs it.
-    run = subprocess.run([sys.executable, "-m", "klpemu", "shell", "-c",
-                          f"kprobe -r {FUNC}; insmod livepatch-sample; kprobe --policy; conflicts"],
-                         check=False, capture_output=True, text=True, timeout=120,
-                         cwd=Path(__file__).resolve().parents[1])
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "klpemu",
+            "shell",
+            "-c",
+            f"kprobe -r {FUNC}; insmod livepatch-sample; kprobe --policy; conflicts",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert run.returncode == 0, run.stderr
     out = run.stdout
     assert out.startswith("mainline\n")

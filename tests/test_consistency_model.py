@@ -75,8 +75,9 @@ class Recorder:
         if self.lp.transition.patch is None or not task.view.thread_info.flags >> TIF_PATCH_PENDING & 1:
             return
         # The task switches itself right here: walk its stack from the live registers.
-        trace = Unwinder(self.m).from_regs(address, uc.reg_read(x.UC_X86_REG_RSP),
-                                           uc.reg_read(x.UC_X86_REG_RBP), task.stack_base, task.stack_top)
+        trace = Unwinder(self.m).from_regs(
+            address, uc.reg_read(x.UC_X86_REG_RSP), uc.reg_read(x.UC_X86_REG_RBP), task.stack_base, task.stack_top
+        )
         self._check(task, trace, "guest")
 
     def _check(self, task, trace, where):

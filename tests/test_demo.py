@@ -46,11 +46,18 @@ def test_part1_patched_text_then_the_original_again(demo):
 
 
 def test_the_stepped_call_reaches_the_new_function_through_klp_ftrace_handler(demo):
-    trace = demo[demo.index("# trace-call cmdline_proc_show"):demo.index("### Every reader now gets")]
+    trace = demo[demo.index("# trace-call cmdline_proc_show") : demo.index("### Every reader now gets")]
     parts = [line[3:].split(" -- ")[0] for line in trace.splitlines() if line.startswith("== ")]
-    assert parts == ["site", "trampoline: save regs", "trampoline: call handler", "handler: klp_ftrace_handler",
-                     "trampoline: restore regs", "trampoline: return",
-                     "new function: livepatch_cmdline_proc_show", "return"]
+    assert parts == [
+        "site",
+        "trampoline: save regs",
+        "trampoline: call handler",
+        "handler: klp_ftrace_handler",
+        "trampoline: restore regs",
+        "trampoline: return",
+        "new function: livepatch_cmdline_proc_show",
+        "return",
+    ]
     assert "callq" in trace.split("[site]")[1].splitlines()[0]
     assert "more instructions ..." in trace  # the new function's body, shortened
     assert trace.rstrip().endswith(PATCHED)
@@ -58,7 +65,7 @@ def test_the_stepped_call_reaches_the_new_function_through_klp_ftrace_handler(de
 
 def test_the_log_lines_are_linuxs(demo):
     part1, part2 = demo.split("\n## Part 2")
-    log1 = part1[part1.index("### The kernel log, from the insmod on:"):].splitlines()[1:]
+    log1 = part1[part1.index("### The kernel log, from the insmod on:") :].splitlines()[1:]
     assert [line.split("] ", 1)[1] for line in log1 if line] == [
         "livepatch_sample: tainting kernel with TAINT_LIVEPATCH",
         "livepatch: enabling patch 'livepatch_sample'",

@@ -25,9 +25,19 @@ def first_line(cmd: list[str]) -> str:
 def make_cc() -> str:
     """The compiler `make -C firmware` runs: the Makefile's $(CC) as make resolves it here."""
     out = subprocess.run(
-        ["make", "-s", "--no-print-directory", "-C", str(FIRMWARE), "--eval",
-         "klpemu-test-print-cc: ; @echo $(CC)", "klpemu-test-print-cc"],
-        capture_output=True, text=True, check=True,
+        [
+            "make",
+            "-s",
+            "--no-print-directory",
+            "-C",
+            str(FIRMWARE),
+            "--eval",
+            "klpemu-test-print-cc: ; @echo $(CC)",
+            "klpemu-test-print-cc",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     assert out
     return out
@@ -73,8 +83,9 @@ def test_firmware_build_is_byte_identical(tmp_path):
     if have != recorded:
         pytest.skip(f"the image was built by {recorded!r}; this host's {cc} is {have!r}")
     out = tmp_path / "build"
-    res = subprocess.run(["make", "-s", "-C", str(FIRMWARE), f"O={out}", "-j4"],
-                         check=False, capture_output=True, text=True)
+    res = subprocess.run(
+        ["make", "-s", "-C", str(FIRMWARE), f"O={out}", "-j4"], check=False, capture_output=True, text=True
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     built = (out / "vmlinux").read_bytes()
     shipped = shipped_image().read_bytes()

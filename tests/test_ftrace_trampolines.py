@@ -107,8 +107,16 @@ class Rig:
         slot = self.slot[trampoline]
         self.code(slot, call_insn(slot, self.sym(handler)))
 
-    def ops(self, index: int, func: str, flags: int = 0, private: int = 0, filter_ips=None,
-            notrace_ips=None, next_ops: int | None = None) -> int:
+    def ops(
+        self,
+        index: int,
+        func: str,
+        flags: int = 0,
+        private: int = 0,
+        filter_ips=None,
+        notrace_ips=None,
+        next_ops: int | None = None,
+    ) -> int:
         """A struct ftrace_ops in the scratch area (slot index), with its hashes."""
         addr = self.scratch + 0x400 + index * 0x60
         hashes = self.scratch + 0x800 + index * 0x100
@@ -199,8 +207,7 @@ TEMPLATES = [
 
 
 @pytest.mark.parametrize("start,end,op_ptr,call", TEMPLATES)
-def test_template_is_position_independent_but_for_its_two_marked_instructions(machine, start, end, op_ptr,
-                                                                              call):
+def test_template_is_position_independent_but_for_its_two_marked_instructions(machine, start, end, op_ptr, call):
     m = machine
     sym = m.image.addr
     lo, hi = sym(start), sym(end)
@@ -233,11 +240,15 @@ def test_template_layout(machine):
     sym = machine.image.addr
     c, r = sym("ftrace_caller"), sym("ftrace_regs_caller")
     assert (sym("ftrace_caller_op_ptr") - c, sym("ftrace_call") - c, sym("ftrace_caller_end") - c) == (0x7D, 0x94, 0xE3)
-    assert (sym("ftrace_regs_caller_op_ptr") - r, sym("ftrace_regs_call") - r,
-            sym("ftrace_regs_caller_end") - r) == (0x6E, 0xDE, 0x1AC)
+    assert (sym("ftrace_regs_caller_op_ptr") - r, sym("ftrace_regs_call") - r, sym("ftrace_regs_caller_end") - r) == (
+        0x6E,
+        0xDE,
+        0x1AC,
+    )
 
 
 # --- (a) the function tracer -------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("trampoline", ["ftrace_caller", "ftrace_regs_caller"])
 def test_function_tracer_records_the_traced_call(rig, texts, trampoline):
@@ -313,6 +324,7 @@ def test_hardirq_context_is_flagged(rig):
 
 # --- (b) redirect ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("trampoline", ["ftrace_caller", "ftrace_regs_caller"])
 def test_redirect(rig, texts, trampoline):
     m = rig.m
@@ -336,6 +348,7 @@ def test_redirect_before_5_11(rig, texts, trampoline, redirects):
 
 
 # --- (c) the list function -----------------------------------------------------------------------
+
 
 def test_lookup_ip_and_ops_test(rig):
     m = rig.m
@@ -400,6 +413,7 @@ def test_list_function_with_empty_list_does_nothing(rig, texts):
 
 # --- (d) recursion -------------------------------------------------------------------------------
 
+
 def current_task(m: Machine, cpu: int = 0):
     return m.struct("task_struct", m.pcpu(cpu).current_task)
 
@@ -412,8 +426,12 @@ def recursion_setup(rig: Rig, via: str) -> None:
         rig.var_u64("function_trace_op", ops)
     rig.call_slot("ftrace_caller", via)
     rig.trace(LEAF, "ftrace_caller")
-    for name in ("ftrace_selftest_recurse_calls", "ftrace_selftest_depth", "ftrace_selftest_max_depth",
-                 "ftrace_recursion_missed"):
+    for name in (
+        "ftrace_selftest_recurse_calls",
+        "ftrace_selftest_depth",
+        "ftrace_selftest_max_depth",
+        "ftrace_recursion_missed",
+    ):
         rig.var_u64(name, 0)
 
 
@@ -458,6 +476,7 @@ def test_an_interrupt_inside_a_handler_has_its_own_bit(rig):
 
 # --- (e) a private copy of a template ----------------------------------------------------------------
 
+
 def make_private(rig: Rig, template: str, handler: str, ops: int) -> int:
     """What x86's create_trampoline does: copy, point the ops load at a pointer after the copy,
     make the call slot call the handler."""
@@ -499,6 +518,7 @@ def test_private_copy_works_like_the_template(rig, texts, template):
 
 
 # --- (f) instruction counts ----------------------------------------------------------------------
+
 
 def insns_per_call(m: Machine) -> int:
     hits = [0]
@@ -561,6 +581,7 @@ def test_instruction_counts_per_traced_call(rig):
 
 # --- (g) a Python handler -------------------------------------------------------------------------
 
+
 @pytest.fixture
 def host_handler(rig):
     m = rig.m
@@ -571,8 +592,16 @@ def host_handler(rig):
     def handler(op, ip, parent_ip, fregs):
         regs = m.struct("pt_regs", fregs)
         saved = {k: getattr(regs, k) for k in ("ip", "cs", "ss", "sp", "flags", "orig_ax", "di")}
-        calls.append({"op": op, "ip": ip, "parent_ip": parent_ip, "fregs": fregs, "regs": saved,
-                      "at_sp": m.mem.read_u64(regs.sp)})
+        calls.append(
+            {
+                "op": op,
+                "ip": ip,
+                "parent_ip": parent_ip,
+                "fregs": fregs,
+                "regs": saved,
+                "at_sp": m.mem.read_u64(regs.sp),
+            }
+        )
         for member, value in action.items():
             setattr(regs, member, value)
         return 0
@@ -657,6 +686,7 @@ def test_regs_caller_restores_flags_and_enters_a_direct_trampoline(rig, host_han
 
 
 # --- the frames a handler sees --------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("trampoline", ["ftrace_caller", "ftrace_regs_caller"])
 def test_handler_sees_traced_function_and_parent_frames(rig, trampoline):

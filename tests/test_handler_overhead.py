@@ -38,21 +38,45 @@ TRAMP = {"ftrace_caller (own copy)": 42}
 REGS_TRAMP = {"ftrace_regs_caller (own copy)": 67}
 KLP = "klp_ftrace_handler"
 KPROBE_FTRACE = {"kprobe_ftrace_handler": 85, "get_kprobe": 13, "get_kprobe_ctlblk": 6}
-KRETPROBE = {"pre_handler_kretprobe": 32, "kretprobe_get_instance": 17, "__kretprobe_trampoline": 45,
-             "kretprobe_trampoline_handler": 20, "__kretprobe_trampoline_handler": 72, KRETPROBE_HANDLER: 3,
-             "recycle_rp_inst": 19}
+KRETPROBE = {
+    "pre_handler_kretprobe": 32,
+    "kretprobe_get_instance": 17,
+    "__kretprobe_trampoline": 45,
+    "kretprobe_trampoline_handler": 20,
+    "__kretprobe_trampoline_handler": 72,
+    KRETPROBE_HANDLER: 3,
+    "recycle_rp_inst": 19,
+}
 # config: (guest instructions per call, where they run)
 EXPECTED = {
     "a": (10, {**LOOP_5, LEAF: 5}),  # the leaf entered past its site
     "b": (11, {**LOOP_5, LEAF: 6}),  # + the NOP5
     "c": (54, {**LOOP_5, LEAF: 6, **TRAMP, "ftrace_empty_func": 1}),
     # one DYNAMIC ops on the shared trampoline: its slot calls the list function, as Linux
-    "d": (155, {**LOOP_5, LEAF: 6, "ftrace_caller": 42, "ftrace_ops_list_func": 74, "ftrace_ops_test": 27,
-                "ftrace_empty_func": 1}),
+    "d": (
+        155,
+        {
+            **LOOP_5,
+            LEAF: 6,
+            "ftrace_caller": 42,
+            "ftrace_ops_list_func": 74,
+            "ftrace_ops_test": 27,
+            "ftrace_empty_func": 1,
+        },
+    ),
     "e": (79, {**LOOP_5, LEAF: 6, "ftrace_regs_caller (own copy)": 67, "ftrace_empty_func": 1}),
     # 2 relevant + 5 irrelevant ops: 7 tests, 2 handler calls
-    "f": (404, {**LOOP_5, LEAF: 6, "ftrace_caller": 42, "ftrace_ops_list_func": 145, "ftrace_ops_test": 204,
-                "ftrace_empty_func": 2}),
+    "f": (
+        404,
+        {
+            **LOOP_5,
+            LEAF: 6,
+            "ftrace_caller": 42,
+            "ftrace_ops_list_func": 145,
+            "ftrace_ops_test": 204,
+            "ftrace_empty_func": 2,
+        },
+    ),
     # redirected: bench_leaf runs only its site; the replacement runs whole, its NOP5 included
     "g": (57, {**LOOP_5, LEAF: 1, **TRAMP, "ftrace_redirect_func": 3, REPLACEMENT: 6}),
     "h": (62, {**LOOP_5, LEAF: 1, **TRAMP, "ftrace_host_func": 8, REPLACEMENT: 6}),
@@ -68,21 +92,66 @@ EXPECTED = {
     "n": (105, {**LOOP_5, LEAF: 1, **TRAMP, KLP: 51, LIVEPATCH_LEAF: 6}),  # the top patch's function
     # kprobes at the fentry site: kprobe_ftrace_ops (SAVE_REGS) on a trampoline of its own
     "o": (185, {**LOOP_5, LEAF: 6, **REGS_TRAMP, **KPROBE_FTRACE, KPROBE_PRE: 3}),
-    "p": (195, {**LOOP_5, LEAF: 6, **REGS_TRAMP, **KPROBE_FTRACE, "kprobe_ftrace_handler": 93, KPROBE_PRE: 3,
-                KPROBE_POST: 2}),
+    "p": (
+        195,
+        {**LOOP_5, LEAF: 6, **REGS_TRAMP, **KPROBE_FTRACE, "kprobe_ftrace_handler": 93, KPROBE_PRE: 3, KPROBE_POST: 2},
+    ),
     # two int3s: the probe's (in bench_leaf's count, where the lea was) and the one after the copy
-    "q": (322, {**LOOP_5, LEAF: 6, "asm_exc_int3": 88, "do_int3": 30, "poke_int3_handler": 20,
-                "kprobe_int3_handler": 104, "get_kprobe_ctlblk": 12, "get_kprobe": 25, KPROBE_PRE: 3,
-                "setup_singlestep": 27, "kprobe insn slot": 2}),
+    "q": (
+        322,
+        {
+            **LOOP_5,
+            LEAF: 6,
+            "asm_exc_int3": 88,
+            "do_int3": 30,
+            "poke_int3_handler": 20,
+            "kprobe_int3_handler": 104,
+            "get_kprobe_ctlblk": 12,
+            "get_kprobe": 25,
+            KPROBE_PRE: 3,
+            "setup_singlestep": 27,
+            "kprobe insn slot": 2,
+        },
+    ),
     "r": (390, {**LOOP_5, LEAF: 6, **REGS_TRAMP, **KPROBE_FTRACE, **KRETPROBE}),
     # both ops on one site: ftrace_regs_caller and the list function; the livepatch redirects
-    "s": (580, {**LOOP_5, LEAF: 1, "ftrace_regs_caller": 67, "ftrace_ops_list_func": 90, "ftrace_ops_test": 48,
-                KLP: 51, **KPROBE_FTRACE, **KRETPROBE, REPLACEMENT: 6}),
+    "s": (
+        580,
+        {
+            **LOOP_5,
+            LEAF: 1,
+            "ftrace_regs_caller": 67,
+            "ftrace_ops_list_func": 90,
+            "ftrace_ops_test": 48,
+            KLP: 51,
+            **KPROBE_FTRACE,
+            **KRETPROBE,
+            REPLACEMENT: 6,
+        },
+    ),
 }
 # (path, body): the loop's 5 are in neither. A replacement's body is 6, its own NOP5 included.
-PARTS = {"a": (0, 5), "b": (1, 5), "c": (44, 5), "d": (145, 5), "e": (69, 5), "f": (394, 5), "g": (46, 6),
-         "h": (51, 6), "i": (0, 6), "j": (94, 6), "k": (103, 6), "l": (99, 5), "m": (98, 5), "n": (94, 6),
-         "o": (175, 5), "p": (185, 5), "q": (312, 5), "r": (380, 5), "s": (569, 6)}
+PARTS = {
+    "a": (0, 5),
+    "b": (1, 5),
+    "c": (44, 5),
+    "d": (145, 5),
+    "e": (69, 5),
+    "f": (394, 5),
+    "g": (46, 6),
+    "h": (51, 6),
+    "i": (0, 6),
+    "j": (94, 6),
+    "k": (103, 6),
+    "l": (99, 5),
+    "m": (98, 5),
+    "n": (94, 6),
+    "o": (175, 5),
+    "p": (185, 5),
+    "q": (312, 5),
+    "r": (380, 5),
+    "s": (569, 6),
+}
 # What bare Unicorn runs on a copy of the memory: the same, except where the host did the work.
 BARE = {**{k: v[0] for k, v in EXPECTED.items()}, "h": 61}  # (h): nobody answers the hypercall
 del BARE["q"]  # bare Unicorn has no int3 delivery
@@ -157,24 +226,34 @@ def test_paths(bench):
     assert paths["h"].endswith("ftrace_host_func -> HC_FTRACE_CALLBACK (Python)")
     klp = "own trampoline (copy of ftrace_caller) -> klp_ftrace_handler; func_stack "
     assert paths["j"] == klp + "[ftrace_selftest_leaf]; no transition"
-    assert paths["k"].startswith(klp + "[livepatch_bench_leaf, ftrace_selftest_leaf]; 'bench_klp2' in transition, "
-                                       "calling task ")
+    assert paths["k"].startswith(
+        klp + "[livepatch_bench_leaf, ftrace_selftest_leaf]; 'bench_klp2' in transition, calling task "
+    )
     assert paths["k"].endswith(" unpatched")
     assert paths["l"].startswith(klp + "[ftrace_selftest_leaf]; 'bench_klp' in transition, calling task ")
     assert paths["l"].endswith(" unpatched")
-    assert paths["m"].startswith(klp + "[nop (bench_leaf), ftrace_selftest_leaf]; 'bench_klp_replace' in "
-                                       "transition, calling task ")
+    assert paths["m"].startswith(
+        klp + "[nop (bench_leaf), ftrace_selftest_leaf]; 'bench_klp_replace' in transition, calling task "
+    )
     assert paths["m"].endswith(" patched")
     assert paths["n"] == klp + "[livepatch_bench_leaf, ftrace_selftest_leaf]; no transition"
-    assert paths["o"] == ("own trampoline (copy of ftrace_regs_caller) -> kprobe_ftrace_handler (kprobe_ftrace_ops) "
-                          "-> bench_kprobe_pre_handler")
-    assert paths["p"] == ("own trampoline (copy of ftrace_regs_caller) -> kprobe_ftrace_handler "
-                          "(kprobe_ipmodify_ops) -> bench_kprobe_pre_handler + bench_kprobe_post_handler")
-    assert paths["q"].startswith("int3 at bench_leaf+6 -> kprobe_int3_handler -> bench_kprobe_pre_handler; "
-                                 "the probed instruction (3 bytes) stepped in its insn slot")
-    assert paths["s"].startswith("ftrace_regs_caller -> ftrace_ops_list_func (tests 2 ops); "
-                                 "func_stack [ftrace_selftest_leaf]; no transition; returns through "
-                                 "__kretprobe_trampoline")
+    assert paths["o"] == (
+        "own trampoline (copy of ftrace_regs_caller) -> kprobe_ftrace_handler (kprobe_ftrace_ops) "
+        "-> bench_kprobe_pre_handler"
+    )
+    assert paths["p"] == (
+        "own trampoline (copy of ftrace_regs_caller) -> kprobe_ftrace_handler "
+        "(kprobe_ipmodify_ops) -> bench_kprobe_pre_handler + bench_kprobe_post_handler"
+    )
+    assert paths["q"].startswith(
+        "int3 at bench_leaf+6 -> kprobe_int3_handler -> bench_kprobe_pre_handler; "
+        "the probed instruction (3 bytes) stepped in its insn slot"
+    )
+    assert paths["s"].startswith(
+        "ftrace_regs_caller -> ftrace_ops_list_func (tests 2 ops); "
+        "func_stack [ftrace_selftest_leaf]; no transition; returns through "
+        "__kretprobe_trampoline"
+    )
 
 
 def test_list_function_grows_per_ops(bench):
@@ -210,6 +289,7 @@ def test_cli_refuses_bad_arguments_before_booting(capsys):
 
 
 # --- livepatch and kprobe configurations: how they relate ------------------------------------------
+
 
 def _counts(bench, keys: str) -> dict:
     out = {}
@@ -254,9 +334,16 @@ def test_kprobe_costs_add_up(bench):
     assert c["s"].insns == c["r"].insns + j[KLP] + dispatch + c["j"].parts["body"] - c["r"].parts["body"]
 
 
-@pytest.mark.parametrize("key, handlers", [("o", {KPROBE_PRE}), ("p", {KPROBE_PRE, KPROBE_POST}),
-                                           ("q", {KPROBE_PRE}), ("r", {KRETPROBE_HANDLER}),
-                                           ("s", {KRETPROBE_HANDLER})])
+@pytest.mark.parametrize(
+    "key, handlers",
+    [
+        ("o", {KPROBE_PRE}),
+        ("p", {KPROBE_PRE, KPROBE_POST}),
+        ("q", {KPROBE_PRE}),
+        ("r", {KRETPROBE_HANDLER}),
+        ("s", {KRETPROBE_HANDLER}),
+    ],
+)
 def test_probe_handlers_run_once_per_call(bench, key, handlers):
     config = next(c for c in CONFIGS if c.key == key)
     before = bench.handler_calls()
@@ -303,9 +390,21 @@ def test_rows_without_a_bare_run(bench):
     assert q["bare"] is None and q["ratio"] is None
     for r in rows:
         r["insns_over_notrace"] = r["insns_per_call"] - rows[0]["insns_per_call"]
-    result = {"rows": rows, "unicorn": "x", "python": "y", "calls": 200, "host_calls": 200, "repeat": 1,
-              "list_scaling": {"relevant": 2, "irrelevant": 5, "insns_per_call": 404, "per_relevant_ops": 44,
-                               "per_irrelevant_ops": 41}}
+    result = {
+        "rows": rows,
+        "unicorn": "x",
+        "python": "y",
+        "calls": 200,
+        "host_calls": 200,
+        "repeat": 1,
+        "list_scaling": {
+            "relevant": 2,
+            "irrelevant": 5,
+            "insns_per_call": 404,
+            "per_relevant_ops": 44,
+            "per_irrelevant_ops": 41,
+        },
+    }
     line = next(line for line in table(result).splitlines() if line.startswith("(q)"))
     assert line.split()[-2:] == ["-", "-"]
     assert "[no bare run: bare Unicorn delivers no int3]" in report(result)

@@ -26,10 +26,24 @@ NOTRACE_C = [
     "irq_exit",
 ]
 # Functions written in assembly: never compiled with -pg.
-ASM_FUNCS = ["__fentry__", "arch_cpu_idle", "__switch_to_asm", "entry_INT80_64", "ret_from_fork_asm",
-             "asm_sysvec_apic_timer_interrupt"]
-TRACEABLE = ["cmdline_proc_show", "meminfo_proc_show", "schedule_timeout", "recurse_descend",
-             "busy_thread", "do_syscall_64", "wake_up_process", "msleep_interruptible"]
+ASM_FUNCS = [
+    "__fentry__",
+    "arch_cpu_idle",
+    "__switch_to_asm",
+    "entry_INT80_64",
+    "ret_from_fork_asm",
+    "asm_sysvec_apic_timer_interrupt",
+]
+TRACEABLE = [
+    "cmdline_proc_show",
+    "meminfo_proc_show",
+    "schedule_timeout",
+    "recurse_descend",
+    "busy_thread",
+    "do_syscall_64",
+    "wake_up_process",
+    "msleep_interruptible",
+]
 
 SYMBOLIZED = re.compile(r"^(\S+)\+0x([0-9a-f]+)/0x([0-9a-f]+)$")
 

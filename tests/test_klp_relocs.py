@@ -41,15 +41,19 @@ def module_sym(klp, mod: str, name: str) -> str:
 
 def init_lines(klp) -> str:
     """What test_klp_convert1's init prints through its vmlinux relocations."""
-    return (f"{MOD_LIVEPATCH}: proc_cmdline, 0: {vmlinux_sym(klp, 'proc_cmdline')} /proc/cmdline\n"
-            f"{MOD_LIVEPATCH}: get_idle_time, 1: {vmlinux_sym(klp, 'get_idle_time', 1)}")
+    return (
+        f"{MOD_LIVEPATCH}: proc_cmdline, 0: {vmlinux_sym(klp, 'proc_cmdline')} /proc/cmdline\n"
+        f"{MOD_LIVEPATCH}: get_idle_time, 1: {vmlinux_sym(klp, 'get_idle_time', 1)}"
+    )
 
 
 def target_lines(klp) -> str:
     """What the patched /proc/test_klp_convert_mod shows through the module relocations."""
-    return (f"{MOD_LIVEPATCH}: driver_name, 0: {module_sym(klp, MOD_TARGET, 'driver_name')} {MOD_TARGET}\n"
-            f"{MOD_LIVEPATCH}: get_driver_name(), 0: {module_sym(klp, MOD_TARGET, 'get_driver_name')} "
-            f"{MOD_TARGET}")
+    return (
+        f"{MOD_LIVEPATCH}: driver_name, 0: {module_sym(klp, MOD_TARGET, 'driver_name')} {MOD_TARGET}\n"
+        f"{MOD_LIVEPATCH}: get_driver_name(), 0: {module_sym(klp, MOD_TARGET, 'get_driver_name')} "
+        f"{MOD_TARGET}"
+    )
 
 
 def klp_sites(klp, objname: str) -> list[tuple[int, int]]:
@@ -209,7 +213,7 @@ def test_sympos_picks_one_of_two_same_named_statics(klp):
 livepatch: enabling patch '{MOD_LIVEPATCH}'
 livepatch: '{MOD_LIVEPATCH}': initializing patching transition
 livepatch: '{MOD_LIVEPATCH}': starting patching transition
-{MOD_LIVEPATCH}: proc_cmdline, 0: {vmlinux_sym(klp, 'proc_cmdline')} /proc/cmdline
+{MOD_LIVEPATCH}: proc_cmdline, 0: {vmlinux_sym(klp, "proc_cmdline")} /proc/cmdline
 {MOD_LIVEPATCH}: get_idle_time, 1: {addr(second)}
 """)
 
@@ -217,16 +221,35 @@ livepatch: '{MOD_LIVEPATCH}': starting patching transition
 # --- bad .klp.sym symbols -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("old, new, case, line", [
-    (".klp.sym.vmlinux.proc_cmdline,0", ".klp.sym.vmlinux.proc_cmdlinX,0", "unknown vmlinux symbol",
-     "livepatch: symbol 'proc_cmdlinX' not found in symbol table"),
-    (".klp.sym.vmlinux.get_idle_time,1", ".klp.sym.vmlinux.get_idle_time,3", "sympos past the last",
-     "livepatch: symbol position 3 for symbol 'get_idle_time' in object 'vmlinux' not found"),
-    (".klp.sym.vmlinux.get_idle_time,1", ".klp.sym.vmlinux.get_idle_time,0", "ambiguous symbol",
-     "livepatch: unresolvable ambiguity for symbol 'get_idle_time' in object '(null)'"),
-    (".klp.sym.vmlinux.proc_cmdline,0", ".klp.sym.vmlinux.proc_cmdline", "no sympos",
-     "livepatch: symbol .klp.sym.vmlinux.proc_cmdline has an incorrectly formatted name"),
-])
+@pytest.mark.parametrize(
+    "old, new, case, line",
+    [
+        (
+            ".klp.sym.vmlinux.proc_cmdline,0",
+            ".klp.sym.vmlinux.proc_cmdlinX,0",
+            "unknown vmlinux symbol",
+            "livepatch: symbol 'proc_cmdlinX' not found in symbol table",
+        ),
+        (
+            ".klp.sym.vmlinux.get_idle_time,1",
+            ".klp.sym.vmlinux.get_idle_time,3",
+            "sympos past the last",
+            "livepatch: symbol position 3 for symbol 'get_idle_time' in object 'vmlinux' not found",
+        ),
+        (
+            ".klp.sym.vmlinux.get_idle_time,1",
+            ".klp.sym.vmlinux.get_idle_time,0",
+            "ambiguous symbol",
+            "livepatch: unresolvable ambiguity for symbol 'get_idle_time' in object '(null)'",
+        ),
+        (
+            ".klp.sym.vmlinux.proc_cmdline,0",
+            ".klp.sym.vmlinux.proc_cmdline",
+            "no sympos",
+            "livepatch: symbol .klp.sym.vmlinux.proc_cmdline has an incorrectly formatted name",
+        ),
+    ],
+)
 def test_a_bad_vmlinux_klp_symbol_fails_the_load(klp, old, new, case, line):
     path = edited_livepatch(old, new)
     before = snapshot(klp)

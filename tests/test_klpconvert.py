@@ -54,9 +54,12 @@ def test_the_shipped_module_has_klp_sections_and_livepatch_symbols():
         assert (sec["sh_link"], sec["sh_info"]) == (symtab_index, names.index(".text"))
     syms = symbols(elf)
     livepatch = sorted(s.name for s in syms if s["st_shndx"] == SHN_LIVEPATCH)
-    assert livepatch == [".klp.sym.test_klp_convert_mod.driver_name,0",
-                         ".klp.sym.test_klp_convert_mod.get_driver_name,0",
-                         ".klp.sym.vmlinux.get_idle_time,1", ".klp.sym.vmlinux.proc_cmdline,0"]
+    assert livepatch == [
+        ".klp.sym.test_klp_convert_mod.driver_name,0",
+        ".klp.sym.test_klp_convert_mod.get_driver_name,0",
+        ".klp.sym.vmlinux.get_idle_time,1",
+        ".klp.sym.vmlinux.proc_cmdline,0",
+    ]
     assert all(s.name.startswith(".klp.sym.") for s in syms if s["st_shndx"] == SHN_LIVEPATCH)
     # The annotations and their symbols are gone; nothing else is left for the loader to resolve.
     assert not {"vmlinux_relocs", "test_klp_convert_mod_relocs"} & {s.name for s in syms}
@@ -82,13 +85,29 @@ def test_it_needs_only_the_standard_library(tmp_path):
     no site-packages (-S: no pyelftools); the result is the shipped module."""
     out = tmp_path / "out.ko"
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO)}
-    res = subprocess.run([sys.executable, "-S", "-m", "klpemu.klpconvert", str(shipped_module("hello")), str(out)],
-                         capture_output=True, text=True, env=env, cwd=tmp_path, check=False)
+    res = subprocess.run(
+        [sys.executable, "-S", "-m", "klpemu.klpconvert", str(shipped_module("hello")), str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
     assert (res.returncode, res.stderr) == (0, "")
     assert out.read_bytes() == shipped_module("hello").read_bytes()
-    check = subprocess.run([sys.executable, "-S", "-c", "import sys, klpemu.klpconvert; "
-                            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'elftools'))"],
-                           capture_output=True, text=True, env=env, cwd=tmp_path, check=True)
+    check = subprocess.run(
+        [
+            sys.executable,
+            "-S",
+            "-c",
+            "import sys, klpemu.klpconvert; print(sorted(m for m in sys.modules if m.split('.')[0] == 'elftools'))",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=True,
+    )
     assert check.stdout == "[]\n"
 
 
@@ -99,8 +118,12 @@ def test_a_file_that_is_not_an_object_is_refused(tmp_path):
     with pytest.raises(KlpConvertError) as e:
         convert(b"\x7fELF" + bytes(60))
     assert e.value.messages == ["not a little-endian ELF64 object"]
-    res = subprocess.run([sys.executable, "-m", "klpemu.klpconvert", str(tmp_path / "none.o"), str(tmp_path / "x")],
-                         capture_output=True, text=True, check=False)
+    res = subprocess.run(
+        [sys.executable, "-m", "klpemu.klpconvert", str(tmp_path / "none.o"), str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert res.returncode == 1
     assert res.stderr == f"klp-convert: {tmp_path / 'none.o'}: No such file or directory\n"
     assert not (tmp_path / "x").exists()
@@ -135,38 +158,50 @@ def refusal(tmp_path: Path, body: str) -> list[str]:
 
 @needs_gcc
 def test_two_positions_for_one_symbol_conflict(tmp_path):
-    assert refusal(tmp_path, """
+    assert refusal(
+        tmp_path,
+        """
 KLP_MODULE_RELOC(vmlinux) a[] = { KLP_SYMPOS(get_idle_time, 1) };
 KLP_MODULE_RELOC(vmlinux) b[] = { KLP_SYMPOS(get_idle_time, 2) };
 unsigned long f(void) { return get_idle_time(0); }
-""") == ["Conflicting KLP_SYMPOS definition: vmlinux.get_idle_time 1 vs. 2."]
+""",
+    ) == ["Conflicting KLP_SYMPOS definition: vmlinux.get_idle_time 1 vs. 2."]
 
 
 @needs_gcc
 def test_an_annotation_nothing_uses_is_refused(tmp_path):
-    assert refusal(tmp_path, """
+    assert refusal(
+        tmp_path,
+        """
 KLP_MODULE_RELOC(vmlinux) a[] = { KLP_SYMPOS(get_idle_time, 1), KLP_SYMPOS(proc_cmdline, 0) };
 unsigned long f(void) { return get_idle_time(0); }
-""") == ["Couldn't find rela for annotated symbol: proc_cmdline"]
+""",
+    ) == ["Couldn't find rela for annotated symbol: proc_cmdline"]
 
 
 @needs_gcc
 def test_init_code_cannot_hold_klp_relocations(tmp_path):
     """Init memory is freed after init, before a module object's relocations may be written."""
-    assert refusal(tmp_path, """
+    assert refusal(
+        tmp_path,
+        """
 KLP_MODULE_RELOC(vmlinux) a[] = { KLP_SYMPOS(get_idle_time, 1) };
 static int __init f(void) { return get_idle_time(0); }
 module_init(f);
-""") == ["Conversion not supported for symbol: get_idle_time section: .rela.init.text object: vmlinux"]
+""",
+    ) == ["Conversion not supported for symbol: get_idle_time section: .rela.init.text object: vmlinux"]
 
 
 @needs_gcc
 def test_a_symbol_the_module_defines_is_refused(tmp_path):
-    assert refusal(tmp_path, """
+    assert refusal(
+        tmp_path,
+        """
 int mine;
 KLP_MODULE_RELOC(vmlinux) a[] = { KLP_SYMPOS(mine, 0) };
 int f(void) { return mine; }
-""") == ["KLP_SYMPOS(mine) names a symbol this object defines"]
+""",
+    ) == ["KLP_SYMPOS(mine) names a symbol this object defines"]
 
 
 # --- klpemu build-module ------------------------------------------------------------------------
@@ -205,8 +240,9 @@ MODULE_INFO(livepatch, "Y");
 def test_build_module_converts_and_the_module_loads(tmp_path):
     src = tmp_path / "my-convert.c"
     src.write_text(HEADER + MODULE)
-    res = subprocess.run([sys.executable, "-m", "klpemu", "build-module", str(src)],
-                         capture_output=True, text=True, check=False)
+    res = subprocess.run(
+        [sys.executable, "-m", "klpemu", "build-module", str(src)], capture_output=True, text=True, check=False
+    )
     assert (res.returncode, res.stderr) == (0, "")
     ko = tmp_path / "my-convert.ko"
     klp = [s.name for s in elf_of(ko.read_bytes()).iter_sections() if s.name.startswith(".klp.")]
@@ -224,11 +260,13 @@ def test_build_module_converts_and_the_module_loads(tmp_path):
 def test_build_module_reports_klp_convert_and_leaves_no_module(tmp_path):
     src = tmp_path / "bad.c"
     src.write_text(HEADER + "KLP_MODULE_RELOC(vmlinux) a[] = { KLP_SYMPOS(get_idle_time, 1) };\n")
-    res = subprocess.run([sys.executable, "-m", "klpemu", "build-module", str(src)],
-                         capture_output=True, text=True, check=False)
+    res = subprocess.run(
+        [sys.executable, "-m", "klpemu", "build-module", str(src)], capture_output=True, text=True, check=False
+    )
     assert res.returncode == 1
-    assert res.stderr == ("klp-convert: Couldn't find rela for annotated symbol: get_idle_time\n"
-                          f"klpemu: {src}: klp-convert failed\n")
+    assert res.stderr == (
+        f"klp-convert: Couldn't find rela for annotated symbol: get_idle_time\nklpemu: {src}: klp-convert failed\n"
+    )
     assert not (tmp_path / "bad.ko").exists()
 
 
@@ -247,8 +285,13 @@ def test_the_makefile_converts_with_the_system_python(tmp_path):
     env.pop("VIRTUAL_ENV", None)
     out = tmp_path / "build"
     target = out / "modules" / "test_klp_convert1.ko"
-    res = subprocess.run(["make", "-s", "-C", str(REPO / "firmware"), f"O={out}", str(target)],
-                         capture_output=True, text=True, env=env, check=False)
+    res = subprocess.run(
+        ["make", "-s", "-C", str(REPO / "firmware"), f"O={out}", str(target)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     built = target.read_bytes()
     assert [s.name for s in elf_of(built).iter_sections() if s.name.startswith(".klp.rela.")]

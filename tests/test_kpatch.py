@@ -36,8 +36,11 @@ def release(system) -> str:
 
 def installed(system) -> str:
     """The `Installed patch modules:` lines: every shipped module that says livepatch=Y."""
-    names = [f.path.name.removesuffix(".ko").replace("-", "_") for f in shipped_module_files()
-             if ("livepatch", "Y") in f.modinfo()]
+    names = [
+        f.path.name.removesuffix(".ko").replace("-", "_")
+        for f in shipped_module_files()
+        if ("livepatch", "Y") in f.modinfo()
+    ]
     return "".join(f"{n} ({release(system)})\n" for n in names)
 
 
@@ -52,9 +55,11 @@ def test_list_with_nothing_loaded_shows_the_shipped_livepatch_modules(system):
 def test_load_list_info_unload_transcript(system):
     status, out, err = shell_run(system, "kpatch load livepatch-sample")
     assert (status, err) == (0, "")
-    assert out == ("loading patch module: livepatch-sample.ko\n"
-                   "waiting (up to 15 seconds) for patch transition to complete...\n"
-                   "transition complete (1 seconds)\n")
+    assert out == (
+        "loading patch module: livepatch-sample.ko\n"
+        "waiting (up to 15 seconds) for patch transition to complete...\n"
+        "transition complete (1 seconds)\n"
+    )
     assert system.console.read_file("/proc/cmdline") == "this has been live patched\n"
 
     status, out, err = shell_run(system, "kpatch list")
@@ -62,26 +67,32 @@ def test_load_list_info_unload_transcript(system):
 
     status, out, err = shell_run(system, "kpatch info livepatch_sample")
     assert (status, err) == (0, "")
-    assert out == ("Patch information for livepatch_sample:\n" + SAMPLE_INFO + "\n"
-                   "Loaded: enabled, not in transition, stack_order 1\n"
-                   f"Objects and functions ({LP}):\n"
-                   "  vmlinux: patched\n"
-                   "    cmdline_proc_show,1\n")
+    assert out == (
+        "Patch information for livepatch_sample:\n" + SAMPLE_INFO + "\n"
+        "Loaded: enabled, not in transition, stack_order 1\n"
+        f"Objects and functions ({LP}):\n"
+        "  vmlinux: patched\n"
+        "    cmdline_proc_show,1\n"
+    )
 
     status, out, err = shell_run(system, "kpatch load livepatch_sample")
     assert (status, out, err) == (0, "module named livepatch_sample already loaded and enabled\n", "")
 
     status, out, err = shell_run(system, "kpatch unload livepatch-sample.ko")
     assert (status, err) == (0, "")
-    assert out == ("disabling patch module: livepatch_sample\n"
-                   "waiting (up to 15 seconds) for patch transition to complete...\n"
-                   "transition complete (2 seconds)\n"
-                   "unloading patch module: livepatch_sample\n")
+    assert out == (
+        "disabling patch module: livepatch_sample\n"
+        "waiting (up to 15 seconds) for patch transition to complete...\n"
+        "transition complete (2 seconds)\n"
+        "unloading patch module: livepatch_sample\n"
+    )
     assert system.machine.kernel.modules.find("livepatch_sample") is None
     assert system.console.read_file("/proc/cmdline") == DEFAULT_CMDLINE + "\n"
     status, out, _ = shell_run(system, "kpatch info livepatch-sample.ko; kpatch list")
-    assert out == ("Patch information for livepatch-sample.ko:\n" + SAMPLE_INFO + "\nNot loaded.\n"
-                   "Loaded patch modules:\n\nInstalled patch modules:\n" + installed(system))
+    assert out == (
+        "Patch information for livepatch-sample.ko:\n" + SAMPLE_INFO + "\nNot loaded.\n"
+        "Loaded patch modules:\n\nInstalled patch modules:\n" + installed(system)
+    )
 
 
 def test_load_re_enables_a_patch_that_is_still_disabling(system):
@@ -89,13 +100,16 @@ def test_load_re_enables_a_patch_that_is_still_disabling(system):
     status, out, err = shell_run(system, f"echo 0 > {LP}/enabled; kpatch list; kpatch load livepatch-sample")
     assert (status, err) == (0, "")
     assert out.startswith("Loaded patch modules:\nlivepatch_sample [disabling...]\n\nStalled processes:\n")
-    assert out.endswith("\nmodule already loaded, re-enabling\n"
-                        "waiting (up to 15 seconds) for patch transition to complete...\n"
-                        "transition complete (1 seconds)\n")
+    assert out.endswith(
+        "\nmodule already loaded, re-enabling\n"
+        "waiting (up to 15 seconds) for patch transition to complete...\n"
+        "transition complete (1 seconds)\n"
+    )
     assert system.vfs.read(f"{LP}/enabled") == "1\n"
     assert system.console.read_file("/proc/cmdline") == "this has been live patched\n"
-    assert "livepatch: 'livepatch_sample': reversing transition from unpatching to patching" in \
-        [r.text for r in records(system.machine)]
+    assert "livepatch: 'livepatch_sample': reversing transition from unpatching to patching" in [
+        r.text for r in records(system.machine)
+    ]
 
 
 def test_a_disabled_but_loaded_module_is_removed_and_loaded_again(system):
@@ -116,14 +130,18 @@ def test_list_shows_a_stalled_transition_with_each_task_its_reason_and_stack(sys
     assert (status, err) == (0, "")
     stack = system.vfs.read(f"/proc/{khung.pid}/stack")
     assert "watchdog+" in stack
-    assert out == ("Loaded patch modules:\nblocked [enabling...]\n\nStalled processes:\n"
-                   f"{khung.pid} khungtaskd\nreason: sleeping in function watchdog\nstack:\n{stack}"
-                   "\nInstalled patch modules:\n" + installed(system))
+    assert out == (
+        "Loaded patch modules:\nblocked [enabling...]\n\nStalled processes:\n"
+        f"{khung.pid} khungtaskd\nreason: sleeping in function watchdog\nstack:\n{stack}"
+        "\nInstalled patch modules:\n" + installed(system)
+    )
     # kpatch signal is a no-op here: the kernel signals by itself.
     status, out, err = shell_run(system, "kpatch signal")
     assert (status, out) == (0, "")
-    assert err == ("kpatch: Livepatch process signaling is performed automatically on your system.\n"
-                   "kpatch: Skipping manual process signaling.\n")
+    assert err == (
+        "kpatch: Livepatch process signaling is performed automatically on your system.\n"
+        "kpatch: Skipping manual process signaling.\n"
+    )
 
 
 def test_load_retries_while_another_patch_is_in_transition(system):
@@ -148,22 +166,28 @@ def test_a_stalled_load_gives_up_then_reverses_and_unloads():
     t0 = m.now
     status, out, err = shell_run(system, "kpatch load livepatch-sample")
     assert status == 1
-    assert err == ("kpatch: Livepatch process signaling is performed automatically on your system.\n"
-                   "kpatch: Skipping manual process signaling.\n"
-                   "kpatch: error: failed to load module livepatch_sample (transition stalled)\n")
-    head = ("loading patch module: livepatch-sample.ko\n"
-            "waiting (up to 15 seconds) for patch transition to complete...\n"
-            "patch transition has stalled!\n"
-            "waiting (up to 60 seconds) for patch transition to complete...\n"
-            "\nStalled processes:\n"
-            f"{krecurse.pid} krecurse\nreason: unreliable stack: more than 100 frames\nstack:\n")
-    tail = ("module livepatch_sample did not complete its transition, unloading...\n"
-            "disabling patch module: livepatch_sample\n"
-            "waiting (up to 15 seconds) for patch transition to complete...\n"
-            "transition complete (1 seconds)\n"
-            "unloading patch module: livepatch_sample\n")
+    assert err == (
+        "kpatch: Livepatch process signaling is performed automatically on your system.\n"
+        "kpatch: Skipping manual process signaling.\n"
+        "kpatch: error: failed to load module livepatch_sample (transition stalled)\n"
+    )
+    head = (
+        "loading patch module: livepatch-sample.ko\n"
+        "waiting (up to 15 seconds) for patch transition to complete...\n"
+        "patch transition has stalled!\n"
+        "waiting (up to 60 seconds) for patch transition to complete...\n"
+        "\nStalled processes:\n"
+        f"{krecurse.pid} krecurse\nreason: unreliable stack: more than 100 frames\nstack:\n"
+    )
+    tail = (
+        "module livepatch_sample did not complete its transition, unloading...\n"
+        "disabling patch module: livepatch_sample\n"
+        "waiting (up to 15 seconds) for patch transition to complete...\n"
+        "transition complete (1 seconds)\n"
+        "unloading patch module: livepatch_sample\n"
+    )
     assert out.startswith(head) and out.endswith(tail)
-    stack = out[len(head):-len(tail)].splitlines()
+    stack = out[len(head) : -len(tail)].splitlines()
     assert len(stack) > 100 and all(line.startswith("[<0>] ") for line in stack)
     assert m.now - t0 >= 75 * 10**9
     assert m.kernel.modules.find("livepatch_sample") is None
@@ -181,10 +205,12 @@ def test_a_stalled_load_gives_up_then_reverses_and_unloads():
 def test_unload_all(system):
     status, out, err = shell_run(system, "kpatch load livepatch-sample; kpatch unload --all; kpatch unload --all")
     assert (status, err) == (0, "")
-    assert out.endswith("disabling patch module: livepatch_sample\n"
-                        "waiting (up to 15 seconds) for patch transition to complete...\n"
-                        "transition complete (2 seconds)\n"
-                        "unloading patch module: livepatch_sample\n")
+    assert out.endswith(
+        "disabling patch module: livepatch_sample\n"
+        "waiting (up to 15 seconds) for patch transition to complete...\n"
+        "transition complete (2 seconds)\n"
+        "unloading patch module: livepatch_sample\n"
+    )
     assert system.machine.kernel.modules.list() == []
 
 
@@ -194,11 +220,16 @@ def test_errors_are_clear_and_leave_nothing_loaded(system):
 
     assert run("kpatch load no_such_patch") == (1, "", "kpatch: can't find no_such_patch\n")
     assert run("kpatch load hello") == (
-        1, "", "kpatch: hello is not a livepatch module (its modinfo has no livepatch=Y)\n")
+        1,
+        "",
+        "kpatch: hello is not a livepatch module (its modinfo has no livepatch=Y)\n",
+    )
     assert run("kpatch info nope.ko") == (1, "", "kpatch: can't find nope.ko\n")
     assert run("kpatch unload livepatch_sample") == (
-        1, "", ("kpatch: patch module livepatch_sample is not loaded\n"
-                "kpatch: failed to disable module livepatch_sample\n"))
+        1,
+        "",
+        ("kpatch: patch module livepatch_sample is not loaded\nkpatch: failed to disable module livepatch_sample\n"),
+    )
     run("insmod hello")
     assert run("kpatch unload hello") == (1, "", "kpatch: hello is not a livepatch module\n")
     assert [mod.name for mod in system.machine.kernel.modules.list()] == ["hello"]

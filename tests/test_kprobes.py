@@ -75,11 +75,14 @@ def test_int3_probe_steps_the_instruction_out_of_line(system):
     assert not kp.table()
 
 
-@pytest.mark.parametrize("func,mnemonic", [
-    ("cmdline_proc_show", "call"),  # emulated: a pushed return address
-    ("cmdline_proc_show", "ret"),
-    ("seq_putc", "jae"),  # a jcc: the condition evaluated on the saved flags
-])
+@pytest.mark.parametrize(
+    "func,mnemonic",
+    [
+        ("cmdline_proc_show", "call"),  # emulated: a pushed return address
+        ("cmdline_proc_show", "ret"),
+        ("seq_putc", "jae"),  # a jcc: the condition evaluated on the saved flags
+    ],
+)
 def test_branches_are_emulated(system, func, mnemonic):
     m = system.machine
     kp = m.kernel.kprobes
@@ -137,23 +140,31 @@ def test_probe_at_a_fentry_site_goes_through_ftrace(system):
 def snapshot(m):
     kp = m.kernel.kprobes
     text = m.image.lookup("cmdline_proc_show")
-    return (m.mem.read(text.addr, text.size), kp.table(), dict(m.heap._sizes), m.kernel.ftrace.records.ips(),
-            [m.kernel.ftrace.records.flags(i) for i in range(len(m.kernel.ftrace.records))])
+    return (
+        m.mem.read(text.addr, text.size),
+        kp.table(),
+        dict(m.heap._sizes),
+        m.kernel.ftrace.records.ips(),
+        [m.kernel.ftrace.records.flags(i) for i in range(len(m.kernel.ftrace.records))],
+    )
 
 
-@pytest.mark.parametrize("symbol,offset,errno", [
-    ("cmdline_proc_show", 2, EILSEQ),  # inside the fentry site
-    ("cmdline_proc_show", "inside", EILSEQ),  # inside a later instruction
-    ("ftrace_caller", 0, EINVAL),  # a trampoline
-    ("ftrace_regs_caller", 8, EINVAL),
-    ("do_int3", 0, EINVAL),  # the int3 path
-    ("kprobe_int3_handler", 0, EINVAL),  # kprobes itself
-    ("asm_exc_int3", 0, EINVAL),  # entry text
-    ("__kretprobe_trampoline", 0, EINVAL),  # .kprobes.text
-    ("no_such_function", 0, ENOENT),
-    ("kprobe_table", 0, EINVAL),  # data: found by kallsyms, then not text
-    ("boot_params", 0, EINVAL),
-])
+@pytest.mark.parametrize(
+    "symbol,offset,errno",
+    [
+        ("cmdline_proc_show", 2, EILSEQ),  # inside the fentry site
+        ("cmdline_proc_show", "inside", EILSEQ),  # inside a later instruction
+        ("ftrace_caller", 0, EINVAL),  # a trampoline
+        ("ftrace_regs_caller", 8, EINVAL),
+        ("do_int3", 0, EINVAL),  # the int3 path
+        ("kprobe_int3_handler", 0, EINVAL),  # kprobes itself
+        ("asm_exc_int3", 0, EINVAL),  # entry text
+        ("__kretprobe_trampoline", 0, EINVAL),  # .kprobes.text
+        ("no_such_function", 0, ENOENT),
+        ("kprobe_table", 0, EINVAL),  # data: found by kallsyms, then not text
+        ("boot_params", 0, EINVAL),
+    ],
+)
 def test_refused_probes_change_nothing(system, symbol, offset, errno):
     m = system.machine
     kp = m.kernel.kprobes
@@ -195,12 +206,15 @@ def test_a_trampoline_copy_is_not_kernel_text(system):
     assert e.value.errno == EINVAL
 
 
-@pytest.mark.parametrize("code,errno", [
-    ("cc", EINVAL),  # int3: someone else's breakpoint, which __copy_instruction cannot see under
-    ("48cf", EOPNOTSUPP),  # iretq
-    ("ff1500000000", EOPNOTSUPP),  # call *0(%rip): an indirect branch through memory
-    ("ff2500000000", EOPNOTSUPP),
-])
+@pytest.mark.parametrize(
+    "code,errno",
+    [
+        ("cc", EINVAL),  # int3: someone else's breakpoint, which __copy_instruction cannot see under
+        ("48cf", EOPNOTSUPP),  # iretq
+        ("ff1500000000", EOPNOTSUPP),  # call *0(%rip): an indirect branch through memory
+        ("ff2500000000", EOPNOTSUPP),
+    ],
+)
 def test_instructions_that_run_only_where_they_are(code, errno):
     from klpemu.kernel.kprobes import insn
 
@@ -213,9 +227,19 @@ def test_emulation_is_chosen_as_linux_chooses_it():
     from klpemu.kernel.kprobes import insn
 
     at, slot = 0xFFFFFFFF81000000, 0xFFFFFFFFA0000000
-    cases = {"e810000000": ("call", 0x10), "eb05": ("jmp", 5), "0f8410000000": ("jcc", 0x10), "7405": ("jcc", 5),
-             "e2fe": ("loop", -2), "c3": ("ret", 0), "ffd0": ("call_indirect", 0), "ffe3": ("jmp_indirect", 0),
-             "9c": ("ifmodifiers", 0), "fa": ("ifmodifiers", 0), "55": ("none", 0)}
+    cases = {
+        "e810000000": ("call", 0x10),
+        "eb05": ("jmp", 5),
+        "0f8410000000": ("jcc", 0x10),
+        "7405": ("jcc", 5),
+        "e2fe": ("loop", -2),
+        "c3": ("ret", 0),
+        "ffd0": ("call_indirect", 0),
+        "ffe3": ("jmp_indirect", 0),
+        "9c": ("ifmodifiers", 0),
+        "fa": ("ifmodifiers", 0),
+        "55": ("none", 0),
+    }
     for code, (op, rel) in cases.items():
         p = insn.prepare(bytes.fromhex(code) + bytes(16), at, slot)
         assert (p.emulate_op, p.rel32) == (insn.EMULATE[op], rel), code
@@ -258,16 +282,18 @@ def test_probes_at_one_address_run_newest_first(system):
     kp = m.kernel.kprobes
     off = first(m, "cmdline_proc_show", lambda i: i.mnemonic == "push")
     order = []
-    probes = [kp.add_kprobe("cmdline_proc_show", off, pre_handler=lambda p, r, n=n: order.append(n) or 0,
-                            disabled=n == "B")
-              for n in "ABC"]
+    probes = [
+        kp.add_kprobe("cmdline_proc_show", off, pre_handler=lambda p, r, n=n: order.append(n) or 0, disabled=n == "B")
+        for n in "ABC"
+    ]
     ok(system, "cat /proc/cmdline")
     assert order == ["C", "A"]  # B is disabled
     (ap,) = kp.table()
     assert kp.children(ap) == probes[::-1]
     addr = m.image.addr("cmdline_proc_show") + off
     assert ok(system, f"cat {DEBUGFS}/list") == "".join(
-        f"{addr:016x}  k  cmdline_proc_show+0x{off:x}    {tail}\n" for tail in ("", "[DISABLED]", ""))
+        f"{addr:016x}  k  cmdline_proc_show+0x{off:x}    {tail}\n" for tail in ("", "[DISABLED]", "")
+    )
 
 
 def bare_kprobe(m, addr: int) -> int:
@@ -346,14 +372,24 @@ def test_debugfs_list_enabled_and_blacklist(system):
     assert ok(system, "cat /sys/kernel/tracing/enabled_functions") == ""
     ok(system, f"echo 1 > {DEBUGFS}/enabled")
     assert "cmdline_proc_show (1)" in ok(system, "cat /sys/kernel/tracing/enabled_functions")
-    assert [(r.level, r.text) for r in records(m)][-2:] == [(6, "kprobes: Kprobes globally disabled"),
-                                                           (6, "kprobes: Kprobes globally enabled")]
+    assert [(r.level, r.text) for r in records(m)][-2:] == [
+        (6, "kprobes: Kprobes globally disabled"),
+        (6, "kprobes: Kprobes globally enabled"),
+    ]
     status, _, err = shell_run(system, f"echo x > {DEBUGFS}/enabled")
     assert status == 1 and "Invalid argument" in err
     black = ok(system, f"cat {DEBUGFS}/blacklist").splitlines()
     names = {line.split("\t")[1] for line in black}
-    assert {"kprobe_int3_handler", "do_int3", "poke_int3_handler", "ftrace_caller", "ftrace_regs_caller",
-            "__kretprobe_trampoline", "asm_exc_int3", "ftrace_ops_list_func"} <= names
+    assert {
+        "kprobe_int3_handler",
+        "do_int3",
+        "poke_int3_handler",
+        "ftrace_caller",
+        "ftrace_regs_caller",
+        "__kretprobe_trampoline",
+        "asm_exc_int3",
+        "ftrace_ops_list_func",
+    } <= names
     lo, hi = black[0].split("\t")[0].split("-")
     assert int(lo, 16) < int(hi, 16)
 
@@ -369,9 +405,11 @@ def test_arming_all_fails_the_write_with_the_last_error(system):
     ok(system, "insmod livepatch-sample")  # IPMODIFY on cmdline_proc_show, now that nothing holds it
     status, _, err = shell_run(system, f"echo 1 > {DEBUGFS}/enabled")
     assert status == 1 and "Device or resource busy" in err
-    assert [(r.level, r.text) for r in records(m)][-1] == \
-        (4, "kprobes: Kprobes globally enabled, but failed to enable 1 out of 2 probes. "
-            "Please check which kprobes are kept disabled via debugfs.")
+    assert [(r.level, r.text) for r in records(m)][-1] == (
+        4,
+        "kprobes: Kprobes globally enabled, but failed to enable 1 out of 2 probes. "
+        "Please check which kprobes are kept disabled via debugfs.",
+    )
     assert ok(system, f"cat {DEBUGFS}/enabled") == "1\n"
     assert not kp.armed(probe) and kp.armed(kp.get_kprobe(m.image.addr("version_proc_show")))
     assert "version_proc_show (1)" in ok(system, "cat /sys/kernel/tracing/enabled_functions")
@@ -383,8 +421,10 @@ def test_module_kprobe_from_insmod_to_rmmod(system):
     params = "/sys/module/test_klp_kprobe/parameters"
     ok(system, "cat /proc/cmdline; cat /proc/cmdline")
     assert ok(system, f"cat {params}/pre_calls {params}/post_calls") == "2\n2\n"
-    assert ok(system, f"cat {DEBUGFS}/list") == f"{m.image.addr('cmdline_proc_show'):016x}  k  cmdline_proc_show+0x0" \
-                                                "    [FTRACE]\n"
+    assert (
+        ok(system, f"cat {DEBUGFS}/list") == f"{m.image.addr('cmdline_proc_show'):016x}  k  cmdline_proc_show+0x0"
+        "    [FTRACE]\n"
+    )
     assert m.kernel.kprobes.probes[m.kernel.kprobes.table()[0]].owner == "test_klp_kprobe"
     ok(system, "rmmod test_klp_kprobe")
     assert ok(system, f"cat {DEBUGFS}/list") == ""
@@ -425,7 +465,7 @@ def test_a_copy_out_of_rip_relative_reach_is_refused_with_arch_x86s_line(system,
     with pytest.raises(KlpemuError) as e:
         kp.add_kprobe("meminfo_proc_show", off, pre_handler=lambda p, r: 0)
     assert e.value.errno == EINVAL and dict(m.heap._sizes) == before
-    (level, text), = [(r.level, r.text) for r in records(m)][-1:]
+    ((level, text),) = [(r.level, r.text) for r in records(m)][-1:]
     assert level == 3 and text.startswith("Kprobes error: new displacement does not fit into s32 (")
     disp = int(text.split("(")[1].rstrip(")"), 16)  # %llx of an s64
     disp = disp - (1 << 64) if disp >= 1 << 63 else disp
@@ -447,7 +487,8 @@ def test_a_probe_hit_while_reentering_is_unrecoverable(system):
     texts = [r.text for r in records(m)]
     at = texts.index("Unrecoverable kprobe detected.")
     addr = m.image.addr("cmdline_proc_show") + 5
-    assert texts[at + 1:at + 3] == ["kprobes: Dump kprobe:",
-                                    f".symbol_name = cmdline_proc_show, .offset = 5, .addr = "
-                                    f"{m.image.symbolize(addr)}"]
+    assert texts[at + 1 : at + 3] == [
+        "kprobes: Dump kprobe:",
+        f".symbol_name = cmdline_proc_show, .offset = 5, .addr = {m.image.symbolize(addr)}",
+    ]
     assert texts[at + 3].startswith("Kernel panic - not syncing: BUG at arch/x86/kernel/kprobes/core.c:")

@@ -171,10 +171,12 @@ def test_a_modules_own_blacklist_while_it_is_loaded(system, tmp_path):
     ko = build(tmp_path, "nokp", NOKPROBE)
     before = ok(system, f"cat {DEBUGFS}/blacklist")
     ok(system, f"insmod {ko}")
-    added = ok(system, f"cat {DEBUGFS}/blacklist")[len(before):].splitlines()
+    added = ok(system, f"cat {DEBUGFS}/blacklist")[len(before) :].splitlines()
     func, text_func = m.image.lookup("nokp_func"), m.image.lookup("nokp_text_func")
-    assert added == [f"0x{func.addr:016x}-0x{func.addr + func.size:016x}\tnokp_func [nokp]",
-                     f"0x{text_func.addr:016x}-0x{text_func.addr + text_func.size:016x}\tnokp_text_func [nokp]"]
+    assert added == [
+        f"0x{func.addr:016x}-0x{func.addr + func.size:016x}\tnokp_func [nokp]",
+        f"0x{text_func.addr:016x}-0x{text_func.addr + text_func.size:016x}\tnokp_text_func [nokp]",
+    ]
     for name in ("nokp_func", "nokp_text_func"):
         with pytest.raises(KlpemuError) as e:
             kp.add_kprobe(name, pre_handler=lambda p, r: 0)

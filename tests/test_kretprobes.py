@@ -24,11 +24,12 @@ def system() -> System:
 def test_return_handler_sees_the_real_return_address_and_the_value(system):
     m = system.machine
     seen = []
-    m.kernel.kprobes.kretprobes.add("cmdline_proc_show",
-                                    handler=lambda ri, regs: seen.append((ri.ret_addr, regs.ax, regs.ip)))
+    m.kernel.kprobes.kretprobes.add(
+        "cmdline_proc_show", handler=lambda ri, regs: seen.append((ri.ret_addr, regs.ax, regs.ip))
+    )
     status, out, _ = shell_run(system, "cat /proc/cmdline")
     assert status == 0 and out == m.config.cmdline + "\n"
-    (ret_addr, ax, ip), = seen
+    ((ret_addr, ax, ip),) = seen
     assert ip == ret_addr  # regs->ip is set to the return address before the handlers (5.15+)
     # Just after seq_read_iter's indirect call of the show function, not the trampoline.
     assert m.image.function_at(ret_addr).name == "seq_read_iter"
@@ -84,8 +85,7 @@ def sleeping_under_kretprobe(system):
     rps = m.kernel.kprobes.kretprobes
     rps.add("schedule_timeout_interruptible", handler=lambda ri, regs: 0)
     task = task_by_comm(m, "khungtaskd")
-    assert m.run_until(lambda: bool(rps.instances_of(task)) and task.running_on is None and task.state != 0,
-                       5 * SEC)
+    assert m.run_until(lambda: bool(rps.instances_of(task)) and task.running_on is None and task.state != 0, 5 * SEC)
     return task
 
 
@@ -189,8 +189,11 @@ def nested_kretprobes(system, corrupt):
     m = system.machine
     rps = m.kernel.kprobes.kretprobes
     outer_hits, outer_calls = [], []
-    outer = rps.add("seq_read_iter", handler=lambda ri, regs: outer_hits.append(ri.ret_addr) or 0,
-                    entry_handler=lambda ri, regs: outer_calls.append(ri.addr_of()) or 0)
+    outer = rps.add(
+        "seq_read_iter",
+        handler=lambda ri, regs: outer_hits.append(ri.ret_addr) or 0,
+        entry_handler=lambda ri, regs: outer_calls.append(ri.addr_of()) or 0,
+    )
 
     def entry(ri, regs):
         (waiting,) = [w for t in all_tasks(m) for w in rps.instances_of(t) if w.rp == outer]
@@ -210,8 +213,9 @@ def test_an_instance_for_another_frame_on_top_warns_once_and_stops(system):
     assert m.oops is None and hits == calls - 1  # not the call whose instance was wrong
     texts = [r.text for r in records(m)][seq:]
     at = texts.index("------------[ cut here ]------------")
-    assert texts[at + 1].startswith("WARNING: at kernel/kprobes.c:") and \
-        texts[at + 1].endswith(" __kretprobe_trampoline_handler")
+    assert texts[at + 1].startswith("WARNING: at kernel/kprobes.c:") and texts[at + 1].endswith(
+        " __kretprobe_trampoline_handler"
+    )
     status, out, _ = shell_run(system, "cat /proc/version")  # the task went on normally
     assert status == 0 and out
 
@@ -222,6 +226,7 @@ def test_no_return_address_to_go_back_to_is_a_bug(system):
     nested_kretprobes(system, lambda ri: setattr(ri, "ret_addr", trampoline))
     assert m.oops is not None
     texts = [r.text for r in records(m)]
-    at = texts.index("kprobes: kretprobe: Return address not found, not execute handler. "
-                     "Maybe there is a bug in the kernel.")
+    at = texts.index(
+        "kprobes: kretprobe: Return address not found, not execute handler. Maybe there is a bug in the kernel."
+    )
     assert texts[at + 1].startswith("Kernel panic - not syncing: BUG at kernel/kprobes.c:")

@@ -24,9 +24,12 @@ def run(system: System, script: str) -> list[str]:
 
 def test_target_module_then_demo():
     system = System().boot()
-    log = run(system, f"insmod livepatch-callbacks-mod.ko; insmod livepatch-callbacks-demo.ko; "
-                      f"wait {LP}/transition 0; echo 0 > {LP}/enabled; wait --gone {LP}; "
-                      f"rmmod livepatch_callbacks_demo; rmmod livepatch_callbacks_mod")
+    log = run(
+        system,
+        f"insmod livepatch-callbacks-mod.ko; insmod livepatch-callbacks-demo.ko; "
+        f"wait {LP}/transition 0; echo 0 > {LP}/enabled; wait --gone {LP}; "
+        f"rmmod livepatch_callbacks_demo; rmmod livepatch_callbacks_mod",
+    )
     assert log == [
         "livepatch_callbacks_mod: livepatch_callbacks_mod_init",
         f"livepatch: enabling patch '{DEMO}'",
@@ -52,8 +55,11 @@ def test_target_module_then_demo():
 
 def test_a_failing_pre_patch_refuses_the_target_module():
     system = System().boot()
-    run(system, f"insmod livepatch-callbacks-demo.ko; wait {LP}/transition 0; "
-                f"echo -19 > /sys/module/{DEMO}/parameters/pre_patch_ret")
+    run(
+        system,
+        f"insmod livepatch-callbacks-demo.ko; wait {LP}/transition 0; "
+        f"echo -19 > /sys/module/{DEMO}/parameters/pre_patch_ret",
+    )
     seq = system.machine.var("printk_rb").next_seq
     status, _, err = shell_run(system, "insmod livepatch-callbacks-mod.ko")
     assert status == 1
@@ -62,8 +68,10 @@ def test_a_failing_pre_patch_refuses_the_target_module():
         f"livepatch: applying patch '{DEMO}' to loading module 'livepatch_callbacks_mod'",
         f"{DEMO}: pre_patch_callback: livepatch_callbacks_mod -> {COMING}",
         "livepatch: pre-patch callback failed for object 'livepatch_callbacks_mod'",
-        (f"livepatch: patch '{DEMO}' failed for module 'livepatch_callbacks_mod', "
-         "refusing to load module 'livepatch_callbacks_mod'"),
+        (
+            f"livepatch: patch '{DEMO}' failed for module 'livepatch_callbacks_mod', "
+            "refusing to load module 'livepatch_callbacks_mod'"
+        ),
     ]
     assert not system.vfs.exists("/sys/module/livepatch_callbacks_mod")
 
@@ -77,8 +85,11 @@ def test_a_busy_target_module_holds_the_transition_up():
     assert system.vfs.read(f"{LP}/transition") == "1\n"
     log += run(system, "insmod livepatch-callbacks-mod.ko; rmmod livepatch_callbacks_mod")
     assert system.vfs.read(f"{LP}/transition") == "1\n"
-    log += run(system, f"wait {LP}/transition 0 10s; echo 0 > {LP}/enabled; wait --gone {LP}; "
-                       f"rmmod livepatch_callbacks_demo; rmmod livepatch_callbacks_busymod")
+    log += run(
+        system,
+        f"wait {LP}/transition 0 10s; echo 0 > {LP}/enabled; wait --gone {LP}; "
+        f"rmmod livepatch_callbacks_demo; rmmod livepatch_callbacks_busymod",
+    )
     busymod = "livepatch_callbacks_busymod"
     assert log == [
         f"{busymod}: livepatch_callbacks_mod_init",

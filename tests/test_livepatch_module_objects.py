@@ -12,7 +12,6 @@ from klpemu.system import System
 LP = "/sys/kernel/livepatch"
 
 
-
 def snapshot(system):
     m = system.machine
     ft, layer = m.kernel.ftrace, m.kernel.klp_patch
@@ -30,16 +29,20 @@ def snapshot(system):
 def test_a_failing_pre_patch_after_a_patched_object_undoes_everything():
     system = System().boot()
     m = system.machine
-    status, _, err = shell_run(system, f"insmod livepatch-sample.ko; wait {LP}/livepatch_sample/transition 0; "
-                                       "insmod test_klp_callbacks_mod.ko")
+    status, _, err = shell_run(
+        system, f"insmod livepatch-sample.ko; wait {LP}/livepatch_sample/transition 0; insmod test_klp_callbacks_mod.ko"
+    )
     assert status == 0, err
     before = snapshot(system)
     start = len(records(m))
     status, out, err = shell_run(system, "insmod test_klp_enable_failure.ko")
     assert status == 1
     assert err == "insmod: ERROR: could not insert module test_klp_enable_failure.ko: No such device\n"
-    lines = [r.text for r in records(m)[start:] if r.text.startswith(("livepatch:", "test_klp_enable"))
-             and "taint" not in r.text]
+    lines = [
+        r.text
+        for r in records(m)[start:]
+        if r.text.startswith(("livepatch:", "test_klp_enable")) and "taint" not in r.text
+    ]
     assert lines == [
         "livepatch: enabling patch 'test_klp_enable_failure'",
         "livepatch: 'test_klp_enable_failure': initializing patching transition",
@@ -61,14 +64,20 @@ def test_a_failing_pre_patch_after_a_patched_object_undoes_everything():
 
 def test_the_same_patch_loads_once_the_callback_agrees():
     system = System().boot()
-    status, out, err = shell_run(system, "insmod test_klp_callbacks_mod.ko; "
-                                         "insmod test_klp_enable_failure.ko pre_patch_ret=0; "
-                                         f"wait {LP}/test_klp_enable_failure/transition 0; cat /proc/cmdline; "
-                                         f"cat {LP}/test_klp_enable_failure/test_klp_callbacks_mod/patched")
+    status, out, err = shell_run(
+        system,
+        "insmod test_klp_callbacks_mod.ko; "
+        "insmod test_klp_enable_failure.ko pre_patch_ret=0; "
+        f"wait {LP}/test_klp_enable_failure/transition 0; cat /proc/cmdline; "
+        f"cat {LP}/test_klp_enable_failure/test_klp_callbacks_mod/patched",
+    )
     assert status == 0, err
     assert out == "test_klp_enable_failure: this has been live patched\n1\n"
-    lines = [r.text for r in records(system.machine) if r.text.startswith("test_klp_enable_failure:")
-             and "taint" not in r.text]
+    lines = [
+        r.text
+        for r in records(system.machine)
+        if r.text.startswith("test_klp_enable_failure:") and "taint" not in r.text
+    ]
     assert lines == [
         "test_klp_enable_failure: pre_patch_ok: vmlinux",
         "test_klp_enable_failure: pre_patch_refuse: test_klp_callbacks_mod -> 0",
@@ -81,8 +90,9 @@ def test_a_task_asleep_in_a_patched_module_function_holds_the_transition_until_i
     system = System().boot()
     m = system.machine
     lp = m.kernel.livepatch
-    status, _, err = shell_run(system, "insmod test_klp_callbacks_busy.ko block_transition=Y; "
-                                       "insmod test_klp_callbacks_demo.ko; sleep 3s")
+    status, _, err = shell_run(
+        system, "insmod test_klp_callbacks_busy.ko block_transition=Y; insmod test_klp_callbacks_demo.ko; sleep 3s"
+    )
     assert status == 0, err
     assert lp.transition.patch is not None
     _, out, _ = shell_run(system, "blocking")
@@ -91,8 +101,11 @@ def test_a_task_asleep_in_a_patched_module_function_holds_the_transition_until_i
     assert blockers[0].endswith("sleeping in function busymod_work_func")
     assert system.vfs.read(f"{LP}/test_klp_callbacks_demo/transition") == "1\n"
     # The work function returns; the next attempt (within a second) switches the kworker.
-    status, _, err = shell_run(system, "echo N > /sys/module/test_klp_callbacks_busy/parameters/block_transition; "
-                                       f"wait {LP}/test_klp_callbacks_demo/transition 0 2s")
+    status, _, err = shell_run(
+        system,
+        "echo N > /sys/module/test_klp_callbacks_busy/parameters/block_transition; "
+        f"wait {LP}/test_klp_callbacks_demo/transition 0 2s",
+    )
     assert status == 0, err
     assert lp.transition.patch is None and all(t.patch_state == -1 for t in all_tasks(m))
     assert records(m)[-1].text == "livepatch: 'test_klp_callbacks_demo': patching complete"

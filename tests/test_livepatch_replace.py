@@ -45,9 +45,12 @@ def snapshot(system):
     m = system.machine
     lp = m.kernel.livepatch
     stacks = {old: lp.patch_layer.func_stack(old) for old in lp.patch_layer.ops}
-    return ([m.mem.read(ip, 5) for ip in m.kernel.ftrace.records.ips()], stacks, list(lp.patches),
-            vfs_tree(system.vfs.lookup(LP)))
-
+    return (
+        [m.mem.read(ip, 5) for ip in m.kernel.ftrace.records.ips()],
+        stacks,
+        list(lp.patches),
+        vfs_tree(system.vfs.lookup(LP)),
+    )
 
 
 def test_replace_drops_what_the_new_patch_does_not_change(system):
@@ -125,13 +128,16 @@ def test_forced_replace_pins_the_replaced_patches(system):
     assert m.struct("klp_patch", p1).forced and not m.struct("klp_patch", p2).forced
 
 
-@pytest.mark.parametrize("installed, new, replace, ok", [
-    ([(1, 1)], [], False, True),          # a patch that does not replace need not know the state
-    ([(1, 1)], [], True, False),          # a replacing one must take it over
-    ([(1, 2)], [(1, 1)], True, False),    # not at an older version
-    ([(1, 2)], [(1, 2)], True, True),
-    ([(1, 2)], [(1, 3), (7, 1)], True, True),  # new ids are always welcome
-])
+@pytest.mark.parametrize(
+    "installed, new, replace, ok",
+    [
+        ([(1, 1)], [], False, True),  # a patch that does not replace need not know the state
+        ([(1, 1)], [], True, False),  # a replacing one must take it over
+        ([(1, 2)], [(1, 1)], True, False),  # not at an older version
+        ([(1, 2)], [(1, 2)], True, True),
+        ([(1, 2)], [(1, 3), (7, 1)], True, True),  # new ids are always welcome
+    ],
+)
 def test_state_compatibility(system, installed, new, replace, ok):
     m = system.machine
     lp = m.kernel.livepatch
@@ -147,8 +153,9 @@ def test_state_compatibility(system, installed, new, replace, ok):
         enable(m, "new", [("cmdline_proc_show", "version_proc_show")], replace=replace, states=new)
     assert e.value.errno == 22
     assert snapshot(system) == before
-    assert records(m)[-1].text == ("livepatch: Livepatch patch (new) is not compatible with the already "
-                                   "installed livepatches.")
+    assert records(m)[-1].text == (
+        "livepatch: Livepatch patch (new) is not compatible with the already installed livepatches."
+    )
 
 
 def test_klp_get_prev_state_reads_the_guest_lists(system):

@@ -31,8 +31,13 @@ def settle(m):
 def test_an_object_with_a_name_and_no_funcs_is_refused(system):
     m = system.machine
     b = KlpBuilder(m)
-    patch = b.patch("p", [b.object(None, [b.func("cmdline_proc_show", "version_proc_show")]),
-                          b.object("some_module", [b.func("f", "version_proc_show")])])
+    patch = b.patch(
+        "p",
+        [
+            b.object(None, [b.func("cmdline_proc_show", "version_proc_show")]),
+            b.object("some_module", [b.func("f", "version_proc_show")]),
+        ],
+    )
     second = m.struct("klp_patch", patch).objs + m.types.sizeof("klp_object")
     m.struct("klp_object", second).funcs = 0  # named, but no funcs: not the end of the array
     with pytest.raises(KlpemuError) as e:
@@ -43,8 +48,15 @@ def test_an_object_with_a_name_and_no_funcs_is_refused(system):
 def test_a_func_with_new_func_but_no_old_name_is_refused_not_taken_for_the_end(system):
     m = system.machine
     b = KlpBuilder(m)
-    patch = b.patch("p", [b.object(None, [b.func("cmdline_proc_show", "version_proc_show"),
-                                          b.func("meminfo_proc_show", "version_proc_show")])])
+    patch = b.patch(
+        "p",
+        [
+            b.object(
+                None,
+                [b.func("cmdline_proc_show", "version_proc_show"), b.func("meminfo_proc_show", "version_proc_show")],
+            )
+        ],
+    )
     funcs = m.struct("klp_object", m.struct("klp_patch", patch).objs).funcs
     m.struct("klp_func", funcs + m.types.sizeof("klp_func")).old_name = 0
     with pytest.raises(KlpemuError) as e:
@@ -71,8 +83,15 @@ def test_an_empty_replace_patch_reverts_everything(system):
 def test_duplicate_sysfs_names_are_refused_with_eexist(system):
     m = system.machine
     b = KlpBuilder(m)
-    patch = b.patch("dup", [b.object(None, [b.func("cmdline_proc_show", "version_proc_show"),
-                                            b.func("cmdline_proc_show", "uptime_proc_show")])])
+    patch = b.patch(
+        "dup",
+        [
+            b.object(
+                None,
+                [b.func("cmdline_proc_show", "version_proc_show"), b.func("cmdline_proc_show", "uptime_proc_show")],
+            )
+        ],
+    )
     start = len(records(m))
     with pytest.raises(KlpemuError) as e:
         m.kernel.livepatch.enable(patch)
@@ -90,8 +109,13 @@ def test_objects_are_checked_one_after_the_other(system):
     although a later object has a func without new_func."""
     m = system.machine
     b = KlpBuilder(m)
-    patch = b.patch("order", [b.object(None, [b.func("no_such_function", "version_proc_show")]),
-                              b.object("test_klp_callbacks_mod", [b.func("x", 0)])])
+    patch = b.patch(
+        "order",
+        [
+            b.object(None, [b.func("no_such_function", "version_proc_show")]),
+            b.object("test_klp_callbacks_mod", [b.func("x", 0)]),
+        ],
+    )
     start = len(records(m))
     with pytest.raises(KlpemuError) as e:
         m.kernel.livepatch.enable(patch)

@@ -12,12 +12,14 @@ LP = "/sys/kernel/livepatch/livepatch_sample"
 
 def test_insmod_livepatch_sample_transcript():
     system = System().boot()
-    status, out, err = shell_run(system, f"insmod livepatch-sample.ko; wait {LP}/transition 0; cat /proc/cmdline; "
-                                         f"rmmod livepatch_sample")
+    status, out, err = shell_run(
+        system, f"insmod livepatch-sample.ko; wait {LP}/transition 0; cat /proc/cmdline; rmmod livepatch_sample"
+    )
     assert out == "this has been live patched\n"
     assert status == 1 and err == "rmmod: ERROR: Module livepatch_sample is in use\n"  # pinned while enabled
-    status, out, err = shell_run(system, f"echo 0 > {LP}/enabled; wait --gone {LP}; cat /proc/cmdline; "
-                                         f"rmmod livepatch_sample; lsmod")
+    status, out, err = shell_run(
+        system, f"echo 0 > {LP}/enabled; wait --gone {LP}; cat /proc/cmdline; rmmod livepatch_sample; lsmod"
+    )
     assert status == 0, err
     assert out == f"{system.machine.config.cmdline}\nModule                  Size  Used by\n"
     lines = [r.text for r in records(system.machine) if r.text.startswith(("livepatch", "livepatch_sample"))]

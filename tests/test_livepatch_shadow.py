@@ -34,9 +34,12 @@ def test_fix1_and_fix2_repair_the_leak_of_dummies_allocated_after_them():
     run(system, "insmod livepatch-shadow-mod.ko; sleep 4500ms")
     run(system, f"insmod livepatch-shadow-fix1.ko; wait {KLP}/livepatch_shadow_fix1/transition 0; sleep 13s")
     run(system, f"insmod livepatch-shadow-fix2.ko; wait {KLP}/livepatch_shadow_fix2/transition 0; sleep 7s")
-    run(system, f"echo 0 > {KLP}/livepatch_shadow_fix2/enabled; wait --gone {KLP}/livepatch_shadow_fix2; "
-                f"echo 0 > {KLP}/livepatch_shadow_fix1/enabled; wait --gone {KLP}/livepatch_shadow_fix1; "
-                "rmmod livepatch_shadow_fix2; rmmod livepatch_shadow_fix1; rmmod livepatch_shadow_mod; lsmod")
+    run(
+        system,
+        f"echo 0 > {KLP}/livepatch_shadow_fix2/enabled; wait --gone {KLP}/livepatch_shadow_fix2; "
+        f"echo 0 > {KLP}/livepatch_shadow_fix1/enabled; wait --gone {KLP}/livepatch_shadow_fix1; "
+        "rmmod livepatch_shadow_fix2; rmmod livepatch_shadow_fix1; rmmod livepatch_shadow_mod; lsmod",
+    )
 
     lines = log(system)
     unpatched = addrs(lines, r"^dummy_alloc: dummy @ ([0-9a-f]+)")

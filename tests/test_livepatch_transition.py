@@ -110,12 +110,15 @@ def test_reversing_a_stuck_transition(system):
     assert not vfs.exists(f"{LP}/blocked")
 
 
-@pytest.mark.parametrize("old, sympos, message", [
-    ("no_such_function", 0, "symbol 'no_such_function' not found in symbol table"),
-    ("get_idle_time", 0, "unresolvable ambiguity for symbol 'get_idle_time' in object '(null)'"),
-    ("get_idle_time", 3, "symbol position 3 for symbol 'get_idle_time' in object 'vmlinux' not found"),
-    ("__switch_to", 0, "failed to find location for function '__switch_to+0x0/"),
-])
+@pytest.mark.parametrize(
+    "old, sympos, message",
+    [
+        ("no_such_function", 0, "symbol 'no_such_function' not found in symbol table"),
+        ("get_idle_time", 0, "unresolvable ambiguity for symbol 'get_idle_time' in object '(null)'"),
+        ("get_idle_time", 3, "symbol position 3 for symbol 'get_idle_time' in object 'vmlinux' not found"),
+        ("__switch_to", 0, "failed to find location for function '__switch_to+0x0/"),
+    ],
+)
 def test_bad_patches_fail_with_einval_and_leave_nothing(system, old, sympos, message):
     m, vfs = system.machine, system.vfs
     lp = m.kernel.livepatch
@@ -180,10 +183,13 @@ def test_wait_and_kmsg_as_the_selftests_use_them(system):
 
     m = system.machine
     m.kernel.livepatch.enable(make_patch(m))
-    status, _, err = shell_run(system, "echo '=== marker' > /dev/kmsg; "
-                                       f"wait {LP}/livepatch_sample/transition 0; "
-                                       f"echo 0 > {LP}/livepatch_sample/enabled; "
-                                       f"wait --gone {LP}/livepatch_sample")
+    status, _, err = shell_run(
+        system,
+        "echo '=== marker' > /dev/kmsg; "
+        f"wait {LP}/livepatch_sample/transition 0; "
+        f"echo 0 > {LP}/livepatch_sample/enabled; "
+        f"wait --gone {LP}/livepatch_sample",
+    )
     assert status == 0, err
     assert [r.text for r in records(m)].index("=== marker") < len(records(m)) - 1
     m.kernel.livepatch.enable(make_patch(m, "blocked", "watchdog", "version_proc_show"))

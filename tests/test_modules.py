@@ -54,8 +54,10 @@ def snapshot(system: System) -> dict:
     head = m.var_addr("modules")
     return {
         "records": m.kernel.ftrace.records.ips(),
-        "heap": {name: list(r.free) for name, r in
-                 (("text", m.heap.text), ("module_data", m.heap.module_data), ("data", m.heap.data))},
+        "heap": {
+            name: list(r.free)
+            for name, r in (("text", m.heap.text), ("module_data", m.heap.module_data), ("data", m.heap.data))
+        },
         "allocations": dict(m.heap._sizes),
         "kallsyms": list(m.image.module_kallsyms),
         "loaded": list(m.kernel.modules.loaded),
@@ -121,7 +123,10 @@ def test_second_load_and_missing_module(system):
     ok(system, "rmmod hello")
     assert run(system, "rmmod hello") == (1, "", "rmmod: ERROR: Module hello is not currently loaded\n")
     assert run(system, "insmod nosuch") == (
-        1, "", "insmod: ERROR: could not load module nosuch: No such file or directory\n")
+        1,
+        "",
+        "insmod: ERROR: could not load module nosuch: No such file or directory\n",
+    )
 
 
 def test_a_module_in_use_cannot_be_removed(system):
@@ -152,21 +157,33 @@ def test_parameters_under_sys_module(system):
     m = system.machine
     mod = m.kernel.modules.find("hello")
     listing = ok(system, "ls -l /sys/module/hello/parameters")
-    assert listing == ("-rw-r--r-- 1 root root 0 Jan  1 00:00 count\n"
-                       "-r--r--r-- 1 root root 0 Jan  1 00:00 greetings\n"
-                       "-rw-r--r-- 1 root root 0 Jan  1 00:00 whom\n")
-    assert ok(system, "cat /sys/module/hello/parameters/count /sys/module/hello/parameters/whom "
-                      "/sys/module/hello/parameters/greetings") == "1\nklpemu\n1\n"
+    assert listing == (
+        "-rw-r--r-- 1 root root 0 Jan  1 00:00 count\n"
+        "-r--r--r-- 1 root root 0 Jan  1 00:00 greetings\n"
+        "-rw-r--r-- 1 root root 0 Jan  1 00:00 whom\n"
+    )
+    assert (
+        ok(
+            system,
+            "cat /sys/module/hello/parameters/count /sys/module/hello/parameters/whom "
+            "/sys/module/hello/parameters/greetings",
+        )
+        == "1\nklpemu\n1\n"
+    )
     ok(system, "echo 0x10 > /sys/module/hello/parameters/count")
     count = mod.lookup("count").addr
     assert struct.unpack("<i", m.mem.read(count, 4))[0] == 16  # the guest variable itself
     ok(system, "echo -3 > /sys/module/hello/parameters/count")
     assert ok(system, "cat /sys/module/hello/parameters/count") == "-3\n"
     assert run(system, "echo abc > /sys/module/hello/parameters/count")[2] == "echo: write error: Invalid argument\n"
-    assert run(system, "echo 99999999999 > /sys/module/hello/parameters/count")[2] == \
-        "echo: write error: Numerical result out of range\n"
-    assert run(system, "echo 5 > /sys/module/hello/parameters/greetings")[2] == \
-        "klpemu: /sys/module/hello/parameters/greetings: Permission denied\n"
+    assert (
+        run(system, "echo 99999999999 > /sys/module/hello/parameters/count")[2]
+        == "echo: write error: Numerical result out of range\n"
+    )
+    assert (
+        run(system, "echo 5 > /sys/module/hello/parameters/greetings")[2]
+        == "klpemu: /sys/module/hello/parameters/greetings: Permission denied\n"
+    )
     # charp keeps what was written, newline included, as param_set_charp does
     ok(system, "echo you > /sys/module/hello/parameters/whom")
     assert ok(system, "cat /sys/module/hello/parameters/whom") == "you\n\n"
@@ -181,10 +198,15 @@ def test_bad_parameters_at_load(system):
     before = snapshot(system)
     seq = next_seq(system)
     assert run(system, "insmod hello count=abc") == (
-        1, "", "insmod: ERROR: could not insert module hello: Invalid parameters\n")
+        1,
+        "",
+        "insmod: ERROR: could not insert module hello: Invalid parameters\n",
+    )
     assert log_since(system, seq) == ["hello: `abc' invalid for parameter `count'"]
-    assert run(system, "insmod hello count=4294967296")[2] == \
-        "insmod: ERROR: could not insert module hello: Numerical result out of range\n"
+    assert (
+        run(system, "insmod hello count=4294967296")[2]
+        == "insmod: ERROR: could not insert module hello: Numerical result out of range\n"
+    )
     assert run(system, "insmod hello whom=x count=1x")[0] == 1  # a charp set before the bad one is freed
     assert_nothing_loaded(system, before)
     seq = next_seq(system)
@@ -258,7 +280,10 @@ def test_init_returning_an_error(system):
     before = snapshot(system)
     seq = next_seq(system)
     assert run(system, "insmod init_fail") == (
-        1, "", "insmod: ERROR: could not insert module init_fail: Invalid parameters\n")
+        1,
+        "",
+        "insmod: ERROR: could not insert module init_fail: Invalid parameters\n",
+    )
     assert log_since(system, seq) == ["init_fail: refusing to load"]
     assert_nothing_loaded(system, before)
 
@@ -308,8 +333,10 @@ def test_unknown_symbol(system):
     path = Path(os.environ.get("TMPDIR", "/tmp")) / f"klpemu-test-{os.getpid()}-hello.ko"
     path.write_bytes(data)
     try:
-        assert run(system, f"insmod {path}")[2] == \
-            f"insmod: ERROR: could not insert module {path}: Unknown symbol in module\n"
+        assert (
+            run(system, f"insmod {path}")[2]
+            == f"insmod: ERROR: could not insert module {path}: Unknown symbol in module\n"
+        )
     finally:
         path.unlink()
 
@@ -319,23 +346,28 @@ def test_unknown_symbol_in_a_module_built_here(system, tmp_path):
     from klpemu.modbuild import build_module
 
     src = tmp_path / "missing.c"
-    src.write_text('#include <linux/module.h>\nint klpemu_no_such_function(void);\n'
-                   'static int __init missing_init(void) { return klpemu_no_such_function(); }\n'
-                   'module_init(missing_init);\nMODULE_LICENSE("GPL");\n')
+    src.write_text(
+        "#include <linux/module.h>\nint klpemu_no_such_function(void);\n"
+        "static int __init missing_init(void) { return klpemu_no_such_function(); }\n"
+        'module_init(missing_init);\nMODULE_LICENSE("GPL");\n'
+    )
     ko = build_module(src)
     before = snapshot(system)
     seq = next_seq(system)
     assert run(system, f"insmod {ko}")[2] == f"insmod: ERROR: could not insert module {ko}: Unknown symbol in module\n"
-    assert log_since(system, seq) == ["missing: loading out-of-tree module taints kernel.",
-                                      "missing: Unknown symbol klpemu_no_such_function (err -2)"]
+    assert log_since(system, seq) == [
+        "missing: loading out-of-tree module taints kernel.",
+        "missing: Unknown symbol klpemu_no_such_function (err -2)",
+    ]
     assert_nothing_loaded(system, before)
 
 
 def test_malformed_elf(system):
     good = HELLO.read_bytes()
     assert refused(system, shipped_image().read_bytes(), 8) == ["Invalid ELF header type: 2 != 1"]
-    assert refused(system, patched(good, [(18, struct.pack("<H", 183))]), 8) == \
-        ["Invalid architecture in ELF header: 183"]
+    assert refused(system, patched(good, [(18, struct.pack("<H", 183))]), 8) == [
+        "Invalid architecture in ELF header: 183"
+    ]
     assert refused(system, good[:40], 8) == ["Invalid ELF header len 40"]
     assert refused(system, b"\x7fELG" + good[4:], 8) == ["Invalid ELF header magic: != \x7fELF"]
     assert refused(system, good[: len(good) // 2], 8) == ["Invalid ELF section header overflow"]
@@ -361,15 +393,18 @@ def test_relocation_overflow_and_unknown_relocation(system):
 def test_build_module_builds_a_loadable_module(system, tmp_path):
     src = tmp_path / "my-hello.c"
     src.write_text((Path(__file__).resolve().parent.parent / "firmware/modules/hello.c").read_text())
-    res = subprocess.run([sys.executable, "-m", "klpemu", "build-module", str(src)],
-                         capture_output=True, text=True, check=False)
+    res = subprocess.run(
+        [sys.executable, "-m", "klpemu", "build-module", str(src)], capture_output=True, text=True, check=False
+    )
     assert res.returncode == 0, res.stderr
     ko = tmp_path / "my-hello.ko"
     assert res.stdout == f"  CC [M]  {ko}\n"
     seq = next_seq(system)
     ok(system, f"insmod {ko} whom=there")
-    assert log_since(system, seq) == ["my_hello: loading out-of-tree module taints kernel.",
-                                      "my_hello: hello, there (greeting 1)"]
+    assert log_since(system, seq) == [
+        "my_hello: loading out-of-tree module taints kernel.",
+        "my_hello: hello, there (greeting 1)",
+    ]
     assert system.vfs.read("/sys/module/my_hello/taint") == "O\n"
     assert "(O)" in system.vfs.read("/proc/modules")
 
@@ -378,11 +413,11 @@ def test_build_module_without_gcc(tmp_path):
     src = tmp_path / "m.c"
     src.write_text("")
     env = dict(os.environ, PATH=str(tmp_path))  # no gcc there
-    res = subprocess.run([sys.executable, "-m", "klpemu", "build-module", str(src)],
-                         capture_output=True, text=True, check=False, env=env)
+    res = subprocess.run(
+        [sys.executable, "-m", "klpemu", "build-module", str(src)], capture_output=True, text=True, check=False, env=env
+    )
     assert res.returncode == 1
-    assert res.stderr == ("klpemu build-module needs gcc (not found on PATH); "
-                          "the shipped modules need no compiler\n")
+    assert res.stderr == ("klpemu build-module needs gcc (not found on PATH); the shipped modules need no compiler\n")
     assert not (tmp_path / "m.ko").exists()
 
 

@@ -93,8 +93,12 @@ def test_sysrq_crash_is_in_the_kernel_log(sysrq_crashed):
 def test_stopped_machine_refuses_to_run(sysrq_crashed):
     m = sysrq_crashed
     now = m.now
-    for action in (lambda: m.run(MS), lambda: m.run_until(lambda: False, MS), lambda: m.call("strlen", 0),
-                   lambda: Console(m).read_file("/proc/cmdline")):
+    for action in (
+        lambda: m.run(MS),
+        lambda: m.run_until(lambda: False, MS),
+        lambda: m.call("strlen", 0),
+        lambda: Console(m).read_file("/proc/cmdline"),
+    ):
         with pytest.raises(GuestStopped) as e:
             action()
         assert isinstance(e.value, KlpemuError) and e.value.errno == 5

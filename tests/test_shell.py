@@ -58,7 +58,13 @@ def test_sleeping_kthread_stack_in_proc_format(system):
     assert status == 0
     assert lines[0].startswith("[<0>] __schedule+0x")
     assert [l.split()[1].split("+")[0] for l in lines] == [
-        "__schedule", "schedule", "schedule_timeout", "watchdog", "ret_from_fork", "ret_from_fork_asm"]
+        "__schedule",
+        "schedule",
+        "schedule_timeout",
+        "watchdog",
+        "ret_from_fork",
+        "ret_from_fork_asm",
+    ]
     assert all(re.fullmatch(r"\[<0>\] \w+\+0x[0-9a-f]+/0x[0-9a-f]+", l) for l in lines)
 
 
@@ -79,18 +85,21 @@ def test_patch_state_file(system):
     assert run(system, "cat /proc/1/patch_state")[1] == "-1\n"
 
 
-@pytest.mark.parametrize("cmd, message", [
-    ("bogus", "klpemu: bogus: command not found"),
-    ("cat /proc/nope", "cat: /proc/nope: No such file or directory"),
-    ("ls /nope", "ls: cannot access '/nope': No such file or directory"),
-    ("cat /proc", "cat: /proc: Is a directory"),
-    ("cat /proc/sysrq-trigger", "cat: /proc/sysrq-trigger: Permission denied"),
-    ("echo x > /proc/cmdline", "klpemu: /proc/cmdline: Permission denied"),
-    ("echo NOPE > /sys/kernel/debug/provoke-crash/DIRECT", "echo: write error: Invalid argument"),
-    ("sleep forever", "sleep: invalid time interval 'forever'"),
-    ("step x", "step: 'x' is not a number"),
-    ("disas no_such_function", "disas: symbol 'no_such_function' not found"),
-])
+@pytest.mark.parametrize(
+    "cmd, message",
+    [
+        ("bogus", "klpemu: bogus: command not found"),
+        ("cat /proc/nope", "cat: /proc/nope: No such file or directory"),
+        ("ls /nope", "ls: cannot access '/nope': No such file or directory"),
+        ("cat /proc", "cat: /proc: Is a directory"),
+        ("cat /proc/sysrq-trigger", "cat: /proc/sysrq-trigger: Permission denied"),
+        ("echo x > /proc/cmdline", "klpemu: /proc/cmdline: Permission denied"),
+        ("echo NOPE > /sys/kernel/debug/provoke-crash/DIRECT", "echo: write error: Invalid argument"),
+        ("sleep forever", "sleep: invalid time interval 'forever'"),
+        ("step x", "step: 'x' is not a number"),
+        ("disas no_such_function", "disas: symbol 'no_such_function' not found"),
+    ],
+)
 def test_mistakes_get_clear_messages(system, cmd, message):
     status, _, err = run(system, cmd)
     assert status == 1
@@ -119,10 +128,15 @@ def test_step_prints_each_instruction_with_changed_registers(system):
 def test_cli_shell_dash_c_and_script(tmp_path):
     script = tmp_path / "s.klp"
     script.write_text("echo one\n# comment\necho two\n")
-    res = subprocess.run([sys.executable, "-m", "klpemu", "shell", "--script", str(script)],
-                         capture_output=True, text=True, check=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "klpemu", "shell", "--script", str(script)], capture_output=True, text=True, check=True
+    )
     assert res.stdout == "one\ntwo\n"
-    res = subprocess.run([sys.executable, "-m", "klpemu", "shell", "-c", "cat /proc/cmdline; dmesg"],
-                         capture_output=True, text=True, check=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "klpemu", "shell", "-c", "cat /proc/cmdline; dmesg"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert res.stdout.splitlines()[0] == "console=ttyS0 root=/dev/vda ro quiet"
     assert any(l.endswith("Run /sbin/init as init process") for l in res.stdout.splitlines())

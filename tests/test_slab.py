@@ -56,8 +56,7 @@ def bad_kfree(m, ptr: int) -> str:
 
 
 def test_kfree_of_garbage_stops_the_machine(m):
-    assert bad_kfree(m, 0xFFFFC90000123458) == (
-        "BUG: kfree() of 0xffffc90000123458: not an object kmalloc() returned")
+    assert bad_kfree(m, 0xFFFFC90000123458) == ("BUG: kfree() of 0xffffc90000123458: not an object kmalloc() returned")
 
 
 def test_kfree_twice_stops_the_machine(m):
@@ -69,4 +68,5 @@ def test_kfree_twice_stops_the_machine(m):
 def test_kfree_of_an_interior_pointer_names_the_object(m):
     a = m.call("kmalloc", 48, GFP_KERNEL)
     assert bad_kfree(m, a + 8) == (
-        f"BUG: kfree() of 0x{a + 8:x}: not the start of an object (inside the 48-byte object at 0x{a:x})")
+        f"BUG: kfree() of 0x{a + 8:x}: not the start of an object (inside the 48-byte object at 0x{a:x})"
+    )

@@ -103,7 +103,7 @@ def test_the_shell_command_prints_labelled_lines_headers_and_a_summary(system):
         if line.startswith("== ") and i:
             assert lines[i - 1] == ""
     summary = out[out.index("instructions per part:") :].splitlines()
-    rows = {" ".join(row.split()[:-1]): int(row.split()[-1]) for row in summary[1:len(REDIRECT_COUNTS) + 2]}
+    rows = {" ".join(row.split()[:-1]): int(row.split()[-1]) for row in summary[1 : len(REDIRECT_COUNTS) + 2]}
     assert rows == {**REDIRECT_COUNTS, "total": sum(REDIRECT_COUNTS.values())}
     assert f"{FUNC} returned 0 (0x0)" in out
     assert out.endswith(system.console.read_file("/proc/version"))
@@ -118,19 +118,32 @@ def test_two_ops_share_ftrace_caller_and_the_list_function_calls_each(system):
         ft.register(ops)
     r = trace_call(m, FUNC, seq_file=True)
     assert r.parts() == [
-        "site", "trampoline: save regs", "trampoline: call handler",
-        "list function", "handler: ftrace_empty_func",  # b, the newest, first
-        "list function", "handler: ftrace_empty_func",
-        "list function", "trampoline: restore regs", "trampoline: return", "traced function", "return",
+        "site",
+        "trampoline: save regs",
+        "trampoline: call handler",
+        "list function",
+        "handler: ftrace_empty_func",  # b, the newest, first
+        "list function",
+        "handler: ftrace_empty_func",
+        "list function",
+        "trampoline: restore regs",
+        "trampoline: return",
+        "traced function",
+        "return",
     ]
     assert "ftrace_caller (shared)" in r.steps[0].detail
     ret = next(s for s in r.steps if s.label == "trampoline: return")
     assert ret.note == f"back to {FUNC}+0x5, after the site"
-    handlers = [s.detail for i, s in enumerate(r.steps)
-                if s.label.startswith("handler") and r.steps[i - 1].label == "list function"]
+    handlers = [
+        s.detail
+        for i, s in enumerate(r.steps)
+        if s.label.startswith("handler") and r.steps[i - 1].label == "list function"
+    ]
     assert handlers == ["the handler of ops 'b'", "the handler of ops 'a'"]
-    assert {s.where.split("+")[0] for s in r.steps if s.label == "list function"} == \
-        {"ftrace_ops_list_func", "ftrace_ops_test"}
+    assert {s.where.split("+")[0] for s in r.steps if s.label == "list function"} == {
+        "ftrace_ops_list_func",
+        "ftrace_ops_test",
+    }
     assert r.seq_text == m.config.cmdline + "\n"
 
 
@@ -182,12 +195,21 @@ def test_a_site_being_poked_goes_through_the_int3_handler(system):
     finally:
         m.kernel.text_poke.between_steps = None
     (r,) = results
-    assert r.parts() == ["site", "int3 handler", "trampoline: save regs", "trampoline: call handler",
-                         "handler: ftrace_empty_func", "trampoline: restore regs", "trampoline: return",
-                         "traced function", "return"]
+    assert r.parts() == [
+        "site",
+        "int3 handler",
+        "trampoline: save regs",
+        "trampoline: call handler",
+        "handler: ftrace_empty_func",
+        "trampoline: restore regs",
+        "trampoline: return",
+        "traced function",
+        "return",
+    ]
     assert r.steps[0].text == "int3" and "text_poke is rewriting it" in r.steps[0].detail
-    assert {"asm_exc_int3", "do_int3", "poke_int3_handler"} <= \
-        {s.where.split("+")[0] for s in r.steps if s.label == "int3 handler"}
+    assert {"asm_exc_int3", "do_int3", "poke_int3_handler"} <= {
+        s.where.split("+")[0] for s in r.steps if s.label == "int3 handler"
+    }
 
 
 def test_same_call_same_trace(system):

@@ -60,8 +60,11 @@ def test_available_filter_functions_lists_every_site_in_order(system):
 
 
 def test_the_issue_transcript(system):
-    status, out, err = sh(system, f"echo cmdline_proc_show > {T}/set_ftrace_filter; "
-                                  f"echo function > {T}/current_tracer; cat /proc/cmdline; cat {T}/trace")
+    status, out, err = sh(
+        system,
+        f"echo cmdline_proc_show > {T}/set_ftrace_filter; "
+        f"echo function > {T}/current_tracer; cat /proc/cmdline; cat {T}/trace",
+    )
     assert status == 0, err
     lines = out.splitlines()
     assert lines[0] == system.machine.config.cmdline
@@ -71,8 +74,9 @@ def test_the_issue_transcript(system):
     assert entry, lines[-1]
     comm, pid, _cpu, func, parent = entry.groups()
     assert (comm, func, parent) == ("sh", "cmdline_proc_show", "seq_read_iter")
-    assert int(pid) == next(t.pid for t in __import__("klpemu.kernel.tasks", fromlist=["x"]).all_tasks(system.machine)
-                            if t.comm == "sh")
+    assert int(pid) == next(
+        t.pid for t in __import__("klpemu.kernel.tasks", fromlist=["x"]).all_tasks(system.machine) if t.comm == "sh"
+    )
 
 
 def test_filter_append_notrace_and_errors(system):
@@ -96,7 +100,7 @@ def test_enabled_and_touched_functions(system):
     sh(system, f"echo cmdline_proc_show > {T}/set_ftrace_filter; echo function > {T}/current_tracer")
     tramp = m.kernel.ftrace.site_target(m.image.addr("cmdline_proc_show"))
     func = m.image.symbolize(m.image.addr("function_trace_call"))
-    expected = (f"cmdline_proc_show (1)           \ttramp: 0x{tramp:x} ({func}) ->{func} [function]\n")
+    expected = f"cmdline_proc_show (1)           \ttramp: 0x{tramp:x} ({func}) ->{func} [function]\n"
     assert read(system, "enabled_functions") == expected
     # A second user: the site moves to the shared ftrace_caller and the list function.
     ft = m.kernel.ftrace

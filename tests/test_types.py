@@ -110,8 +110,18 @@ def c_layout(tmp_path_factory):
     src, exe = tmp / "layout.c", tmp / "layout"
     src.write_text(_program())
     # Same ABI-relevant flags as the firmware; no -D__ASSEMBLY__, so the C structs are visible.
-    cmd = [gcc, "-O0", "-fno-pic", "-no-pie", "-mgeneral-regs-only", "-I", str(FIRMWARE / "include"),
-           "-o", str(exe), str(src)]
+    cmd = [
+        gcc,
+        "-O0",
+        "-fno-pic",
+        "-no-pie",
+        "-mgeneral-regs-only",
+        "-I",
+        str(FIRMWARE / "include"),
+        "-o",
+        str(exe),
+        str(src),
+    ]
     res = subprocess.run(cmd, check=False, capture_output=True, text=True)
     assert res.returncode == 0, f"layout probe did not compile:\n{res.stderr}"
     out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
@@ -151,9 +161,27 @@ def test_constants_match_the_image(machine, c_layout):
 # Linux's x86_64 struct pt_regs (arch/x86/include/asm/ptrace.h), which entry code and the
 # unwinder rely on: the hardware frame ip, cs, flags, sp, ss sits at the end.
 LINUX_PT_REGS = {
-    "r15": 0, "r14": 8, "r13": 16, "r12": 24, "bp": 32, "bx": 40, "r11": 48, "r10": 56,
-    "r9": 64, "r8": 72, "ax": 80, "cx": 88, "dx": 96, "si": 104, "di": 112, "orig_ax": 120,
-    "ip": 128, "cs": 136, "flags": 144, "sp": 152, "ss": 160,
+    "r15": 0,
+    "r14": 8,
+    "r13": 16,
+    "r12": 24,
+    "bp": 32,
+    "bx": 40,
+    "r11": 48,
+    "r10": 56,
+    "r9": 64,
+    "r8": 72,
+    "ax": 80,
+    "cx": 88,
+    "dx": 96,
+    "si": 104,
+    "di": 112,
+    "orig_ax": 120,
+    "ip": 128,
+    "cs": 136,
+    "flags": 144,
+    "sp": 152,
+    "ss": 160,
 }
 
 
@@ -194,8 +222,12 @@ def test_scalar_kinds_from_dwarf(types):
 def test_missing_struct_member_enum_are_einval(types):
     from klpemu.errors import KlpemuError
 
-    for call in (lambda: types.struct("no_such_struct"), lambda: types.offsetof("pt_regs", "rip"),
-                 lambda: types.enum("NO_SUCH_ENUMERATOR"), lambda: types.offsetof("task_struct", "thread.nope")):
+    for call in (
+        lambda: types.struct("no_such_struct"),
+        lambda: types.offsetof("pt_regs", "rip"),
+        lambda: types.enum("NO_SUCH_ENUMERATOR"),
+        lambda: types.offsetof("task_struct", "thread.nope"),
+    ):
         with pytest.raises(KlpemuError) as e:
             call()
         assert e.value.errno == 22

@@ -355,7 +355,8 @@ def test_stopped_at_first_instruction_reads_the_caller_from_the_stack_top(hostca
     assert trace.reliable, trace.reason
     assert [f.kind for f in trace.frames] == ["ip", "call", "call", "call"]
     assert trace.frames[0].symbol == m.image.symbolize(ip) and trace.frames[0].symbol.startswith(
-        "schedule_timeout+0x0/")
+        "schedule_timeout+0x0/"
+    )
     assert trace.frames[1].addr == caller  # frame 2: the caller, read from the stack top
     assert trace.frames[1].symbol == m.image.symbolize_return(caller)
     assert names(trace) == ["schedule_timeout", "msleep_interruptible", "recurse_descend", "ret_from_fork"]

@@ -29,7 +29,7 @@ EXPECTED = [
 
 def module_lines(system, name: str) -> list[str]:
     prefix = f"{name}: "
-    return [r.text[len(prefix):] for r in records(system.machine) if r.text.startswith(prefix)]
+    return [r.text[len(prefix) :] for r in records(system.machine) if r.text.startswith(prefix)]
 
 
 @pytest.mark.parametrize("cpus", [1, 2])

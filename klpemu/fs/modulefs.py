@@ -30,8 +30,10 @@ def proc_modules(mods: Modules) -> str:
             flags += "-"
         elif state == "MODULE_STATE_COMING":
             flags += "+"
-        lines.append(f"{mod.name} {mod.core_size} {mods.refcount(mod)} {users or '-'} {PROC_STATE[state]} "
-                     f"0x{mod.mem['MOD_TEXT'][0]:016x}{f' ({flags})' if flags else ''}\n")
+        lines.append(
+            f"{mod.name} {mod.core_size} {mods.refcount(mod)} {users or '-'} {PROC_STATE[state]} "
+            f"0x{mod.mem['MOD_TEXT'][0]:016x}{f' ({flags})' if flags else ''}\n"
+        )
     return "".join(lines)
 
 
@@ -68,6 +70,7 @@ def module_dir(mods: Modules, mod: Module) -> Dir:
 def mount(vfs: VFS, machine: Machine) -> None:
     mods = machine.kernel.modules
     sysmod = vfs.makedirs("/sys/module", 0o755)
-    sysmod.dynamic = lambda: {mod.name: module_dir(mods, mod) for mod in mods.list()
-                              if mods.state(mod) != "MODULE_STATE_UNFORMED"}
+    sysmod.dynamic = lambda: {
+        mod.name: module_dir(mods, mod) for mod in mods.list() if mods.state(mod) != "MODULE_STATE_UNFORMED"
+    }
     vfs.add_file("/proc/modules", File("modules", 0o444, lambda: proc_modules(mods)))

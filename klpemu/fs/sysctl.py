@@ -21,8 +21,14 @@ def _parse_bool01(data: str) -> bool:
 def mount(vfs: VFS, machine: Machine) -> None:
     ft = machine.kernel.ftrace
     kernel = vfs.makedirs("/proc/sys/kernel", 0o555)
-    kernel.add(File("ftrace_enabled", 0o644, lambda: f"{int(ft.sysctl_enabled)}\n",
-                    lambda data: ft.set_sysctl_enabled(_parse_bool01(data))))
+    kernel.add(
+        File(
+            "ftrace_enabled",
+            0o644,
+            lambda: f"{int(ft.sysctl_enabled)}\n",
+            lambda data: ft.set_sysctl_enabled(_parse_bool01(data)),
+        )
+    )
     kernel.add(File("printk", 0o644, lambda: _read_printk(machine), lambda data: _write_printk(machine, data)))
 
 
@@ -40,7 +46,7 @@ def _write_printk(machine: Machine, data: str) -> None:
         values = [int(w) for w in words]
     except ValueError:
         raise KlpemuError("kernel.printk takes up to four integers", 22) from None
-    if not values or len(values) > 4 or any(not -2**31 <= v < 2**31 for v in values):
+    if not values or len(values) > 4 or any(not -(2**31) <= v < 2**31 for v in values):
         raise KlpemuError("kernel.printk takes up to four integers", 22)
     levels = machine.var("console_printk")
     size = levels.type.target.size

@@ -24,8 +24,14 @@ def _livepatch_dirs(machine: Machine) -> dict[str, Dir]:
     for patch in lp.patches:
         view = lambda p=patch: machine.struct("klp_patch", p)  # noqa: E731
         d = Dir(lp.name(patch), 0o755)
-        d.add(File("enabled", 0o644, lambda v=view: f"{v().enabled}\n",
-                   lambda data, p=patch: lp.write_enabled(p, kstrtobool(data))))
+        d.add(
+            File(
+                "enabled",
+                0o644,
+                lambda v=view: f"{v().enabled}\n",
+                lambda data, p=patch: lp.write_enabled(p, kstrtobool(data)),
+            )
+        )
         d.add(File("transition", 0o444, lambda p=patch: f"{int(lp.transition.patch == p)}\n"))
         d.add(File("force", 0o200, None, lambda data, p=patch: lp.write_force(p, kstrtobool(data))))
         d.add(File("replace", 0o444, lambda v=view: f"{v().replace}\n"))
@@ -48,8 +54,9 @@ def mount(vfs: VFS, machine: Machine) -> None:
     from ..kernel.printk import log_store
 
     # /dev/kmsg: what a process writes there becomes a kernel log line (the selftests' markers).
-    vfs.makedirs("/dev", 0o755).add(File("kmsg", 0o644, None, lambda data: [
-        log_store(machine, line, 4) for line in data.splitlines() if line]))
+    vfs.makedirs("/dev", 0o755).add(
+        File("kmsg", 0o644, None, lambda data: [log_store(machine, line, 4) for line in data.splitlines() if line])
+    )
     cpus = vfs.makedirs("/sys/devices/system/cpu", 0o755)
     cpus.add(File("online", 0o444, lambda: _cpu_list([c.index for c in machine.cpus if c.online])))
     cpus.add(File("possible", 0o444, lambda: _cpu_list([c.index for c in machine.cpus])))

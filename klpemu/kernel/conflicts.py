@@ -27,18 +27,18 @@ EBUSY = 16
 
 RULES = {
     "livepatch-kprobe-post": "a kprobe with a post handler needs kprobe_ipmodify_ops; a livepatch's ops is "
-                             "IPMODIFY too, and ftrace allows one IPMODIFY ops per function",
+    "IPMODIFY too, and ftrace allows one IPMODIFY ops per function",
     "livepatch-kretprobe": "a kretprobe rewrites the return address on the stack, not regs->ip: mainline "
-                           "(5.4+) arms it on kprobe_ftrace_ops, beside the livepatch",
+    "(5.4+) arms it on kprobe_ftrace_ops, beside the livepatch",
     "livepatch-kretprobe-legacy": "before 5.4 every kprobe at a fentry site was IPMODIFY, so a kretprobe and "
-                                  "a livepatch excluded each other (what livepatch.rst still says)",
+    "a livepatch excluded each other (what livepatch.rst still says)",
     "livepatch-kprobe": "a kprobe without a post handler leaves regs->ip alone: kprobe_ftrace_ops is not "
-                        "IPMODIFY and shares the site with the livepatch",
+    "IPMODIFY and shares the site with the livepatch",
     "livepatch-function-tracer": "the function tracer only records: both handlers run from the list function, "
-                                 "the trace shows the old function and the call goes to the new one",
+    "the trace shows the old function and the call goes to the new one",
     "ipmodify": "ftrace allows one IPMODIFY ops per function (__ftrace_hash_update_ipmodify)",
     "kprobe-in-redirected-body": "an int3 kprobe inside a function a livepatch redirects stops firing for the "
-                                 "tasks that run the new function (livepatch.rst, limitations)",
+    "tasks that run the new function (livepatch.rst, limitations)",
     "shared-site": "ops that do not change regs->ip share a site: both handlers run from the list function",
 }
 
@@ -58,10 +58,12 @@ class Conflict:
     def format(self) -> str:
         sec, ns = divmod(self.time_ns, 1_000_000_000)
         err = f"{self.errno} ({_errname(self.errno)})" if self.errno else "0"
-        return (f"[{sec:5d}.{ns // 1000:06d}] {self.function} (0x{self.site:x}): {self.arriving} "
-                f"meets {self.present}\n"
-                f"    rule {self.rule} ({self.policy}): {RULES[self.rule]}\n"
-                f"    errno {err}: {self.outcome}\n")
+        return (
+            f"[{sec:5d}.{ns // 1000:06d}] {self.function} (0x{self.site:x}): {self.arriving} "
+            f"meets {self.present}\n"
+            f"    rule {self.rule} ({self.policy}): {RULES[self.rule]}\n"
+            f"    errno {err}: {self.outcome}\n"
+        )
 
 
 def _errname(errno: int) -> str:
@@ -151,8 +153,19 @@ class Conflicts:
     def _record(self, ip: int, present: str, arriving: str, rule: str, errno: int, outcome: str) -> None:
         m = self.m
         sym = m.image.function_at(ip)
-        self.records.append(Conflict(m.now, ip, sym.name if sym is not None else f"0x{ip:x}", present,
-                                     arriving, rule, errno, outcome, self._kprobes().policy))
+        self.records.append(
+            Conflict(
+                m.now,
+                ip,
+                sym.name if sym is not None else f"0x{ip:x}",
+                present,
+                arriving,
+                rule,
+                errno,
+                outcome,
+                self._kprobes().policy,
+            )
+        )
 
     @staticmethod
     def _rule(kinds: set[str], policy: str, refused: bool) -> str:
@@ -211,8 +224,14 @@ class Conflicts:
             if sym.addr < v.addr < sym.addr + sym.size and not v.flags & FLAG["FTRACE"]:
                 for kp in kprobes.children(p) if kprobes.is_aggregate(p) else [p]:
                     probe = self.describe_probe(kp)
-                    self._record(v.addr, probe, patch, "kprobe-in-redirected-body", 0,
-                                 f"warning: {probe} will not fire while {patch} redirects {sym.name}")
+                    self._record(
+                        v.addr,
+                        probe,
+                        patch,
+                        "kprobe-in-redirected-body",
+                        0,
+                        f"warning: {probe} will not fire while {patch} redirects {sym.name}",
+                    )
 
     def kprobe_arrived(self, probe: Probe) -> None:
         """A probe was registered: warn if it sits inside a body a livepatch redirects."""
@@ -228,8 +247,14 @@ class Conflicts:
             return
         patch = self._patch_of(klp.fops, sym.addr) or "livepatch"
         desc = self.describe_probe(probe.kp)
-        self._record(v.addr, patch, desc, "kprobe-in-redirected-body", 0,
-                     f"warning: {desc} will not fire while {patch} redirects {sym.name}")
+        self._record(
+            v.addr,
+            patch,
+            desc,
+            "kprobe-in-redirected-body",
+            0,
+            f"warning: {desc} will not fire while {patch} redirects {sym.name}",
+        )
 
     # --- output ----------------------------------------------------------------------------------
 

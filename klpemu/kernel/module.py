@@ -57,8 +57,7 @@ MODULE_REF_BASE = 1  # include/linux/module.h
 # Taint bits a module can set, in Linux's order (kernel/panic.c taint_flags): letter per bit.
 TAINT_PROPRIETARY_MODULE, TAINT_OOT_MODULE, TAINT_LIVEPATCH = 0, 12, 15
 TAINT_LETTERS = {TAINT_PROPRIETARY_MODULE: "P", TAINT_OOT_MODULE: "O", TAINT_LIVEPATCH: "K"}
-GPL_COMPATIBLE = ("GPL", "GPL v2", "GPL and additional rights", "Dual BSD/GPL", "Dual MIT/GPL",
-                  "Dual MPL/GPL")
+GPL_COMPATIBLE = ("GPL", "GPL v2", "GPL and additional rights", "Dual BSD/GPL", "Dual MIT/GPL", "Dual MPL/GPL")
 # Which allocation a section goes to (enum mod_mem_type); which are text, which go after init.
 MEM_TYPES = ("MOD_TEXT", "MOD_DATA", "MOD_RODATA", "MOD_INIT_TEXT", "MOD_INIT_DATA")
 TEXT_TYPES = ("MOD_TEXT", "MOD_INIT_TEXT")
@@ -83,8 +82,12 @@ def mod_strerror(errno: int) -> str:
     """What kmod's insmod says for an init_module error."""
     import os
 
-    return {ENOEXEC: "Invalid module format", ENOENT: "Unknown symbol in module",
-            3: "Module has wrong symbol version", EINVAL: "Invalid parameters"}.get(errno, os.strerror(errno))
+    return {
+        ENOEXEC: "Invalid module format",
+        ENOENT: "Unknown symbol in module",
+        3: "Module has wrong symbol version",
+        EINVAL: "Invalid parameters",
+    }.get(errno, os.strerror(errno))
 
 
 class ModuleError(KlpemuError):
@@ -98,8 +101,7 @@ class ModuleKallsyms:
     """A loaded module's symbols, in its symbol table's order, as kallsyms and
     klp_find_object_symbol see them: sympos counts same-named symbols in that order."""
 
-    def __init__(self, module: str, symbols: list[tuple[str, int, int, str, bool]],
-                 text: list[tuple[int, int]]):
+    def __init__(self, module: str, symbols: list[tuple[str, int, int, str, bool]], text: list[tuple[int, int]]):
         self.module = module
         self.text = text  # [start, end) of each text allocation
         seen: dict[str, int] = {}
@@ -128,8 +130,9 @@ class ModuleKallsyms:
             raise KlpemuError(f"symbol '{name}' not found in module {self.module}", EINVAL)
         if sympos == 0:
             if len(syms) > 1:
-                raise KlpemuError(f"unresolvable ambiguity for symbol '{name}' in module {self.module}: "
-                                  f"{len(syms)} matches", EINVAL)
+                raise KlpemuError(
+                    f"unresolvable ambiguity for symbol '{name}' in module {self.module}: {len(syms)} matches", EINVAL
+                )
             return syms[0]
         if sympos > len(syms):
             raise KlpemuError(f"symbol '{name}' position {sympos} not found in module {self.module}", EINVAL)
@@ -152,6 +155,7 @@ class KlpInfo:
     """What a livepatch module keeps for its klp relocations (Linux's mod->klp_info): the
     SHF_RELA_LIVEPATCH sections, left unapplied at load, are applied later by the livepatch core
     with apply_relocate_add, once their .klp.sym symbols (SHN_LIVEPATCH) are resolved."""
+
     elf: bytes
     section_addrs: dict[int, int]  # section index -> address, for every loaded section
     symbol_values: list[int]  # per symbol-table index, as resolved at load; a .klp.sym one when klp resolves it
@@ -215,7 +219,7 @@ def _check_elf(data: bytes) -> str | None:
         return f"Invalid ELF header type: {e_type} != {ET_REL}"
     if e_machine != EM_X86_64 or data[4] != 2 or data[5] != 1:  # ELFCLASS64, little-endian
         return f"Invalid architecture in ELF header: {e_machine}"
-    e_shoff, = struct.unpack_from("<Q", data, 40)
+    (e_shoff,) = struct.unpack_from("<Q", data, 40)
     e_shentsize, e_shnum, e_shstrndx = struct.unpack_from("<HHH", data, 58)
     if e_shentsize != ELF64_SHDR_SIZE:
         return "Invalid ELF section header size"
@@ -224,7 +228,7 @@ def _check_elf(data: bytes) -> str | None:
     if e_shnum == 0 or e_shstrndx >= e_shnum:
         return f"Invalid ELF section name index: {e_shstrndx} || e_shstrndx ({e_shstrndx}) >= e_shnum ({e_shnum})"
     for i in range(e_shnum):
-        sh_type, = struct.unpack_from("<I", data, e_shoff + i * ELF64_SHDR_SIZE + 4)
+        (sh_type,) = struct.unpack_from("<I", data, e_shoff + i * ELF64_SHDR_SIZE + 4)
         sh_offset, sh_size = struct.unpack_from("<QQ", data, e_shoff + i * ELF64_SHDR_SIZE + 24)
         if sh_type != SHT_NOBITS and sh_type != 0 and (sh_offset > len(data) or sh_size > len(data) - sh_offset):
             return f"Module len {len(data)} truncated"
@@ -242,8 +246,14 @@ def _parse_modinfo(raw: bytes) -> dict[str, list[str]]:
 
 # --- parameters (kernel/params.c) --------------------------------------------------------------
 
-INT_TYPES = {"int": (4, True), "uint": (4, False), "long": (8, True), "ulong": (8, False),
-             "short": (2, True), "ushort": (2, False)}
+INT_TYPES = {
+    "int": (4, True),
+    "uint": (4, False),
+    "long": (8, True),
+    "ulong": (8, False),
+    "short": (2, True),
+    "ushort": (2, False),
+}
 
 
 def _kstrto(value: str, size: int, signed: bool) -> int:
@@ -286,9 +296,16 @@ def _kstrtobool(value: str | None) -> bool:
 Relocs = list[tuple[int, int, int, int]]  # (r_offset, r_type, symbol index, r_addend) of one SHT_RELA section
 
 
-def apply_relocate_add(name: str, relocs: Relocs, values: list[int], sec_addr: int, sec_size: int,
-                       read: Callable[[int, int], bytes], write: Callable[[int, bytes], None],
-                       log: Callable[[str, int], None]) -> None:
+def apply_relocate_add(
+    name: str,
+    relocs: Relocs,
+    values: list[int],
+    sec_addr: int,
+    sec_size: int,
+    read: Callable[[int, int], bytes],
+    write: Callable[[int, bytes], None],
+    log: Callable[[str, int], None],
+) -> None:
     """Apply one SHT_RELA section: values are each symbol's final address, sec_addr the address
     of the section the relocations patch; read and write take guest addresses (the loader passes
     its unwritten copy, the livepatch core guest memory). Refuses as Linux does, with its log
@@ -298,9 +315,16 @@ def apply_relocate_add(name: str, relocs: Relocs, values: list[int], sec_addr: i
     _write_relocate_add(name, relocs, values, sec_addr, sec_size, read, write, log, apply=True)
 
 
-def clear_relocate_add(name: str, relocs: Relocs, values: list[int], sec_addr: int, sec_size: int,
-                       read: Callable[[int, int], bytes], write: Callable[[int, bytes], None],
-                       log: Callable[[str, int], None]) -> None:
+def clear_relocate_add(
+    name: str,
+    relocs: Relocs,
+    values: list[int],
+    sec_addr: int,
+    sec_size: int,
+    read: Callable[[int, int], bytes],
+    write: Callable[[int, bytes], None],
+    log: Callable[[str, int], None],
+) -> None:
     """Undo apply_relocate_add (x86's clear_relocate_add, for klp relocations whose target module
     goes): each target must hold the value apply wrote, and gets zeros back, so that the same
     relocations can be applied again when the module comes back. Stops at the first target that
@@ -308,9 +332,17 @@ def clear_relocate_add(name: str, relocs: Relocs, values: list[int], sec_addr: i
     _write_relocate_add(name, relocs, values, sec_addr, sec_size, read, write, log, apply=False)
 
 
-def _write_relocate_add(name: str, relocs: Relocs, values: list[int], sec_addr: int, sec_size: int,
-                        read: Callable[[int, int], bytes], write: Callable[[int, bytes], None],
-                        log: Callable[[str, int], None], apply: bool) -> None:
+def _write_relocate_add(
+    name: str,
+    relocs: Relocs,
+    values: list[int],
+    sec_addr: int,
+    sec_size: int,
+    read: Callable[[int, int], bytes],
+    write: Callable[[int, bytes], None],
+    log: Callable[[str, int], None],
+    apply: bool,
+) -> None:
     for offset, r_type, sym_index, addend in relocs:
         kind = R_X86_64.get(r_type)
         if kind is None:
@@ -334,14 +366,20 @@ def _write_relocate_add(name: str, relocs: Relocs, values: list[int], sec_addr: 
         value = (val & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
         if apply:
             if any(read(loc, size)):
-                log(f"x86/modules: Invalid relocation target, existing value is nonzero for type {r_type}, "
-                    f"loc {loc:016x}, val {val:x}", LOGLEVEL_ERR)
+                log(
+                    f"x86/modules: Invalid relocation target, existing value is nonzero for type {r_type}, "
+                    f"loc {loc:016x}, val {val:x}",
+                    LOGLEVEL_ERR,
+                )
                 raise ModuleError(f"{name}: relocation target 0x{loc:x} is not zero", ENOEXEC)
             write(loc, value)
         else:
             if read(loc, size) != value:
-                log(f"x86/modules: Invalid relocation target, existing value does not match expected value "
-                    f"for type {r_type}, loc {loc:016x}, val {val:x}", LOGLEVEL_WARNING)
+                log(
+                    f"x86/modules: Invalid relocation target, existing value does not match expected value "
+                    f"for type {r_type}, loc {loc:016x}, val {val:x}",
+                    LOGLEVEL_WARNING,
+                )
                 raise ModuleError(f"{name}: relocation target 0x{loc:x} does not hold its value", ENOEXEC)
             write(loc, bytes(size))
 
@@ -423,8 +461,11 @@ class Modules:
     def state(self, mod: Module) -> str:
         """MODULE_STATE_* of the guest struct, as its enumerator name."""
         value = self.m.struct("module", mod.addr).state
-        return next(n for n in ("MODULE_STATE_LIVE", "MODULE_STATE_COMING", "MODULE_STATE_GOING",
-                                "MODULE_STATE_UNFORMED") if self.m.types.enum(n) == value)
+        return next(
+            n
+            for n in ("MODULE_STATE_LIVE", "MODULE_STATE_COMING", "MODULE_STATE_GOING", "MODULE_STATE_UNFORMED")
+            if self.m.types.enum(n) == value
+        )
 
     def refcount(self, mod: Module) -> int:
         """module_refcount: references held (try_module_get, modules using its symbols)."""
@@ -443,8 +484,7 @@ class Modules:
 
     # --- load ----------------------------------------------------------------------------------
 
-    def load(self, source: bytes | str | Path, args: str | list[str] = "", *,
-             filename: str | None = None) -> Module:
+    def load(self, source: bytes | str | Path, args: str | list[str] = "", *, filename: str | None = None) -> Module:
         """insmod: load a relocatable ELF module and run its init in the guest's shell process.
 
         source is the .ko's bytes or path; args are `name=value` parameters (a string is split
@@ -617,9 +657,12 @@ class Modules:
 
 
 def _klp_info(data: bytes, sections: list, layout: _Layout, values: list[int]) -> KlpInfo:
-    return KlpInfo(data, {i: layout.addr(i) for i in layout.place if i >= 0}, values,
-                   [i for i, sec in enumerate(sections)
-                    if sec["sh_type"] == "SHT_RELA" and sec["sh_flags"] & SHF_RELA_LIVEPATCH])
+    return KlpInfo(
+        data,
+        {i: layout.addr(i) for i in layout.place if i >= 0},
+        values,
+        [i for i, sec in enumerate(sections) if sec["sh_type"] == "SHT_RELA" and sec["sh_flags"] & SHF_RELA_LIVEPATCH],
+    )
 
 
 class _Loading:
@@ -644,8 +687,11 @@ class _Loading:
             try:
                 return self._load()
             except (ELFError, ConstructError, UnicodeDecodeError) as e:  # pyelftools on a damaged file
-                raise self.fail(ENOEXEC, f"{self.filename}: not a valid module ELF ({e})",
-                                f"{self.filename}: not a valid module ELF") from None
+                raise self.fail(
+                    ENOEXEC,
+                    f"{self.filename}: not a valid module ELF ({e})",
+                    f"{self.filename}: not a valid module ELF",
+                ) from None
         except BaseException:
             for undo in reversed(self.undo):
                 undo()
@@ -668,8 +714,12 @@ class _Loading:
             raise self.fail(ENAMETOOLONG, f"module name '{name}' is longer than {name_max - 1} bytes")
         symtab = next((s for s in sections if isinstance(s, SymbolTableSection) and s.name == ".symtab"), None)
         if symtab is None:
-            raise self.fail(ENOEXEC, f"{name}: module has no symbols (stripped?)",
-                            f"{name}: module has no symbols (stripped?)", LOGLEVEL_WARNING)
+            raise self.fail(
+                ENOEXEC,
+                f"{name}: module has no symbols (stripped?)",
+                f"{name}: module has no symbols (stripped?)",
+                LOGLEVEL_WARNING,
+            )
         taints = self._check_modinfo(name, info)
         if name in mods.loaded:  # module_patient_check_exists
             raise self.fail(EEXIST, f"module {name} is already loaded")
@@ -833,8 +883,9 @@ class _Loading:
                 images[mem_type][off : off + sec["sh_size"]] = sec.data()
         return images
 
-    def _apply_relocations(self, mod: Module, symtab: SymbolTableSection, values: list[int],
-                           layout: _Layout, images: dict[str, bytearray]) -> None:
+    def _apply_relocations(
+        self, mod: Module, symtab: SymbolTableSection, values: list[int], layout: _Layout, images: dict[str, bytearray]
+    ) -> None:
         """apply_relocate_add on every relocation section of a loaded (SHF_ALLOC) section."""
         for index, sec in enumerate(self.sections):
             if sec["sh_type"] not in ("SHT_RELA", "SHT_REL"):
@@ -846,8 +897,9 @@ class _Loading:
                 self._klp_relocations(mod, index, values, layout, images)
                 continue
             if sec["sh_type"] == "SHT_REL":
-                raise self.fail(ENOEXEC, f"{mod.name}: REL relocation unsupported",
-                                f"module {mod.name}: REL relocation unsupported")
+                raise self.fail(
+                    ENOEXEC, f"{mod.name}: REL relocation unsupported", f"module {mod.name}: REL relocation unsupported"
+                )
             mem_type, base_off = layout.place[target]
             image, sec_addr = images[mem_type], layout.addr(target)
 
@@ -857,13 +909,14 @@ class _Loading:
             def write(addr: int, data: bytes, image=image, delta=base_off - sec_addr) -> None:
                 image[addr + delta : addr + delta + len(data)] = data
 
-            relocs = [(r["r_offset"], r["r_info_type"], r["r_info_sym"], r["r_addend"])
-                      for r in sec.iter_relocations()]
-            apply_relocate_add(mod.name, relocs, values, sec_addr, self.sections[target]["sh_size"],
-                               read, write, self.mods._log)
+            relocs = [(r["r_offset"], r["r_info_type"], r["r_info_sym"], r["r_addend"]) for r in sec.iter_relocations()]
+            apply_relocate_add(
+                mod.name, relocs, values, sec_addr, self.sections[target]["sh_size"], read, write, self.mods._log
+            )
 
-    def _klp_relocations(self, mod: Module, index: int, values: list[int], layout: _Layout,
-                         images: dict[str, bytearray]) -> None:
+    def _klp_relocations(
+        self, mod: Module, index: int, values: list[int], layout: _Layout, images: dict[str, bytearray]
+    ) -> None:
         """klp_apply_section_relocs(objname NULL): a .klp.rela.vmlinux.* section is written now,
         into the unwritten copy; those of module objects wait for the livepatch core."""
         apply = self.mods.klp_apply_section_relocs
@@ -910,8 +963,7 @@ class _Loading:
                 return layout.addr(i), sec["sh_size"]
         return None
 
-    def _make_struct_module(self, mod: Module, symtab: SymbolTableSection, values: list[int],
-                            layout: _Layout) -> None:
+    def _make_struct_module(self, mod: Module, symtab: SymbolTableSection, values: list[int], layout: _Layout) -> None:
         m = self.m
         t = m.types
         view = m.struct("module", mod.addr)
@@ -941,12 +993,14 @@ class _Loading:
             for k in range(size // kp_size):
                 kp = m.struct("kernel_param", addr + k * kp_size)
                 type_name = m.mem.read_u64(kp.addr_of("type"))  # View.type is the view's own type
-                mod.params.append(Param(m.mem.read_cstr(kp.name, 256), m.mem.read_cstr(type_name, 32),
-                                        kp.perm, kp.arg))
+                mod.params.append(Param(m.mem.read_cstr(kp.name, 256), m.mem.read_cstr(type_name, 32), kp.perm, kp.arg))
             bad = [p for p in mod.params if p.type not in (*INT_TYPES, "bool", "invbool", "charp")]
             if bad:
-                raise self.fail(EINVAL, f"{mod.name}: parameter {bad[0].name} has unknown type {bad[0].type}",
-                                f"{mod.name}: parameter {bad[0].name} has unknown type {bad[0].type}")
+                raise self.fail(
+                    EINVAL,
+                    f"{mod.name}: parameter {bad[0].name} has unknown type {bad[0].type}",
+                    f"{mod.name}: parameter {bad[0].name} has unknown type {bad[0].type}",
+                )
         sites = self._section_of("__mcount_loc", layout)
         if sites is not None:
             addr, size = sites
@@ -972,8 +1026,9 @@ class _Loading:
             if not sym.name or kind is None or not isinstance(shndx, int) or shndx not in layout.place:
                 continue
             mem_type = layout.place[shndx][0]
-            mod._symbols.append((sym.name, value, sym["st_size"], kind, sym["st_info"]["bind"] == "STB_LOCAL",
-                                 mem_type))
+            mod._symbols.append(
+                (sym.name, value, sym["st_size"], kind, sym["st_info"]["bind"] == "STB_LOCAL", mem_type)
+            )
         _set_kallsyms(self.m, mod, init=True)
 
         def undo() -> None:
@@ -991,8 +1046,11 @@ class _Loading:
         sites = [m.mem.read_u64(view.ftrace_callsites + 8 * k) for k in range(n)]
         stray = [ip for ip in sites if ip and not any(lo <= ip < hi for lo, hi in mod.text_ranges())]
         if stray:  # Linux trusts the section; a record for someone else's code would be a second one
-            raise self.fail(ENOEXEC, f"{mod.name}: __mcount_loc names 0x{stray[0]:x}, outside the module's text",
-                            f"{mod.name}: __mcount_loc entry 0x{stray[0]:x} is outside the module's text")
+            raise self.fail(
+                ENOEXEC,
+                f"{mod.name}: __mcount_loc names 0x{stray[0]:x}, outside the module's text",
+                f"{mod.name}: __mcount_loc entry 0x{stray[0]:x} is outside the module's text",
+            )
         try:
             mod.records = self.mods.ft.module_init(sites)
         except KlpemuError as e:

@@ -50,6 +50,8 @@ class Slab:
             return f"BUG: double kfree() of 0x{ptr:x}: the object was already freed"
         inside = next((a for a, n in self.objects.items() if a < ptr < a + n), None)
         if inside is not None:
-            return (f"BUG: kfree() of 0x{ptr:x}: not the start of an object "
-                    f"(inside the {self.objects[inside]}-byte object at 0x{inside:x})")
+            return (
+                f"BUG: kfree() of 0x{ptr:x}: not the start of an object "
+                f"(inside the {self.objects[inside]}-byte object at 0x{inside:x})"
+            )
         return f"BUG: kfree() of 0x{ptr:x}: not an object kmalloc() returned"

@@ -95,8 +95,17 @@ class Unwinder:
         trace = StackTrace()
         # A task that never ran "returns" to the start of ret_from_fork_asm, not after a call.
         first_is_entry = frame.ret_addr == m.image.addr("ret_from_fork_asm")
-        self._walk(trace, frame.ret_addr, frame.bp, task.view.thread.sp, lo, hi, exact=False, sp=None,
-                   first_kind="ip" if first_is_entry else "call")
+        self._walk(
+            trace,
+            frame.ret_addr,
+            frame.bp,
+            task.view.thread.sp,
+            lo,
+            hi,
+            exact=False,
+            sp=None,
+            first_kind="ip" if first_is_entry else "call",
+        )
         return trace
 
     def from_regs(self, ip: int, sp: int, bp: int, lo: int, hi: int) -> StackTrace:
@@ -152,8 +161,19 @@ class Unwinder:
         real = m.kernel.kprobes.kretprobes.find_ret_addr(self._task, slot) if self._task else None
         return real if real is not None else ret
 
-    def _walk(self, trace: StackTrace, ip: int, bp: int, floor: int, lo: int, hi: int,
-              *, exact: bool, sp: int | None, first_kind: str = "call") -> None:
+    def _walk(
+        self,
+        trace: StackTrace,
+        ip: int,
+        bp: int,
+        floor: int,
+        lo: int,
+        hi: int,
+        *,
+        exact: bool,
+        sp: int | None,
+        first_kind: str = "call",
+    ) -> None:
         m = self.m
         regs_size = m.types.sizeof("pt_regs")
         top_regs = hi - regs_size

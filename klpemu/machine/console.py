@@ -65,12 +65,14 @@ class Console:
     def init_module(self, mod: int, name: str, timeout_ns: int = 5 * NS_PER_SEC) -> int:
         """sh calls init_module(2) on the struct module at mod, which the host has loaded, so the
         module's init runs in a process as under insmod. Returns the result: 0 or -errno."""
-        status, _ = self._exchange("CONSOLE_INIT_MODULE", "", mod.to_bytes(8, "little"), timeout_ns,
-                                   f"init_module {name}")
+        status, _ = self._exchange(
+            "CONSOLE_INIT_MODULE", "", mod.to_bytes(8, "little"), timeout_ns, f"init_module {name}"
+        )
         return status
 
     def delete_module(self, name: str, timeout_ns: int = 5 * NS_PER_SEC) -> int:
         """sh calls delete_module(2) with the module's name, as rmmod does; returns 0 or -errno."""
-        status, _ = self._exchange("CONSOLE_DELETE_MODULE", "", name.encode() + b"\0", timeout_ns,
-                                   f"delete_module {name}")
+        status, _ = self._exchange(
+            "CONSOLE_DELETE_MODULE", "", name.encode() + b"\0", timeout_ns, f"delete_module {name}"
+        )
         return status

@@ -24,13 +24,26 @@ EFLAGS_NT = 1 << 14
 EFLAGS_RF = 1 << 16
 
 GPRS = [
-    ("rax", x.UC_X86_REG_RAX), ("rbx", x.UC_X86_REG_RBX), ("rcx", x.UC_X86_REG_RCX),
-    ("rdx", x.UC_X86_REG_RDX), ("rsi", x.UC_X86_REG_RSI), ("rdi", x.UC_X86_REG_RDI),
-    ("rbp", x.UC_X86_REG_RBP), ("rsp", x.UC_X86_REG_RSP), ("r8", x.UC_X86_REG_R8),
-    ("r9", x.UC_X86_REG_R9), ("r10", x.UC_X86_REG_R10), ("r11", x.UC_X86_REG_R11),
-    ("r12", x.UC_X86_REG_R12), ("r13", x.UC_X86_REG_R13), ("r14", x.UC_X86_REG_R14),
-    ("r15", x.UC_X86_REG_R15), ("rip", x.UC_X86_REG_RIP), ("eflags", x.UC_X86_REG_EFLAGS),
-    ("cs", x.UC_X86_REG_CS), ("ss", x.UC_X86_REG_SS),
+    ("rax", x.UC_X86_REG_RAX),
+    ("rbx", x.UC_X86_REG_RBX),
+    ("rcx", x.UC_X86_REG_RCX),
+    ("rdx", x.UC_X86_REG_RDX),
+    ("rsi", x.UC_X86_REG_RSI),
+    ("rdi", x.UC_X86_REG_RDI),
+    ("rbp", x.UC_X86_REG_RBP),
+    ("rsp", x.UC_X86_REG_RSP),
+    ("r8", x.UC_X86_REG_R8),
+    ("r9", x.UC_X86_REG_R9),
+    ("r10", x.UC_X86_REG_R10),
+    ("r11", x.UC_X86_REG_R11),
+    ("r12", x.UC_X86_REG_R12),
+    ("r13", x.UC_X86_REG_R13),
+    ("r14", x.UC_X86_REG_R14),
+    ("r15", x.UC_X86_REG_R15),
+    ("rip", x.UC_X86_REG_RIP),
+    ("eflags", x.UC_X86_REG_EFLAGS),
+    ("cs", x.UC_X86_REG_CS),
+    ("ss", x.UC_X86_REG_SS),
 ]
 REG_IDS = dict(GPRS)
 
@@ -70,8 +83,7 @@ def live_regs(uc: Uc) -> dict[str, int]:
     return {name: uc.reg_read(rid) for name, rid in GPRS}
 
 
-def deliver_interrupt(uc: Uc, mem: GuestMemory, vector: int, *, software: bool = False,
-                      kernel_ctx=None) -> int:
+def deliver_interrupt(uc: Uc, mem: GuestMemory, vector: int, *, software: bool = False, kernel_ctx=None) -> int:
     """Enter the guest's handler for vector on the live CPU state; returns the handler address.
 
     For a software interrupt (int n) the live RIP is already the next instruction, which is what

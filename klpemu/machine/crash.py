@@ -31,8 +31,9 @@ def _writes_memory(machine: Machine, rip: int) -> bool:
     return any(op.type == X86_OP_MEM and op.access & CS_AC_WRITE for op in insn.operands)
 
 
-def build_oops(machine: Machine, cpu: CPU, error: UcError | None,
-               fault: tuple[int, int] | None, reason: str | None) -> Oops:
+def build_oops(
+    machine: Machine, cpu: CPU, error: UcError | None, fault: tuple[int, int] | None, reason: str | None
+) -> Oops:
     from ..kernel.printk import LOGLEVEL_ALERT, log_store
     from ..kernel.stacktrace import Unwinder
     from ..kernel.tasks import Task
@@ -80,8 +81,7 @@ def build_oops(machine: Machine, cpu: CPU, error: UcError | None,
             hi = m.var_addr("hostcall_stack_top")
         trace = Unwinder(m).from_regs(regs["rip"], regs["rsp"], regs["rbp"], lo, hi)
         sentinel = m.var_addr("hostcall_return")
-        backtrace = [("<host call>" if f.addr == sentinel else f.symbol)
-                     for f in trace.frames[1:] if f.kind != "user"]
+        backtrace = [("<host call>" if f.addr == sentinel else f.symbol) for f in trace.frames[1:] if f.kind != "user"]
         lines.append("Call Trace:")
         lines.append(" <TASK>")
         lines += [f" {s}" for s in backtrace]

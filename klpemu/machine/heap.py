@@ -68,8 +68,9 @@ class Region:
 
 
 class GuestHeap:
-    def __init__(self, mem: GuestMemory, data_size: int = 1 << 20, text_size: int = 1 << 20,
-                 module_data_size: int = 1 << 20):
+    def __init__(
+        self, mem: GuestMemory, data_size: int = 1 << 20, text_size: int = 1 << 20, module_data_size: int = 1 << 20
+    ):
         self.mem = mem
         mem.map_range(VMALLOC_START, data_size, PTE_RW)
         mem.map_range(MODULES_VADDR, text_size, 0)

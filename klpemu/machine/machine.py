@@ -176,8 +176,7 @@ class Machine:
             self._hypercall_stop = f"bad hypercall {nr}"
             uc.emu_stop()
             return
-        args = [uc.reg_read(r) for r in (x.UC_X86_REG_RDI, x.UC_X86_REG_RSI, x.UC_X86_REG_RDX,
-                                         x.UC_X86_REG_RCX)]
+        args = [uc.reg_read(r) for r in (x.UC_X86_REG_RDI, x.UC_X86_REG_RSI, x.UC_X86_REG_RDX, x.UC_X86_REG_RCX)]
         try:
             ret = handler(*args)
         except Exception as e:  # a host handler's bug (a user's Python ops, say) stops the machine
@@ -254,8 +253,7 @@ class Machine:
         if self.oops is not None:
             raise GuestStopped("the machine stopped after an oops; it can be inspected but not run", 5)
 
-    def run(self, ns: int | None = None, *, insns: int | None = None,
-            until: Callable[[], bool] | None = None) -> bool:
+    def run(self, ns: int | None = None, *, insns: int | None = None, until: Callable[[], bool] | None = None) -> bool:
         """Run for ns of emulated time, or for insns instruction slots (summed over the CPUs
         that ran), or until `until()` holds, whichever comes first. Returns whether `until`
         held (True when there is no `until` and the run was not cut short by an oops)."""
@@ -349,8 +347,11 @@ class Machine:
                 return events + ["oops"]
             events.append("system call gate" if self._soft_trap == 0x80 else f"trap 0x{self._soft_trap:x}")
         uc.context_update(cpu.ctx)
-        if cpu.kernel_ctx is None and not cpu.user_mode and \
-                uc.reg_read(x.UC_X86_REG_GS_BASE) == self.pcpu(cpu.index).addr_of():
+        if (
+            cpu.kernel_ctx is None
+            and not cpu.user_mode
+            and uc.reg_read(x.UC_X86_REG_GS_BASE) == self.pcpu(cpu.index).addr_of()
+        ):
             cpu.kernel_ctx = uc.context_save()  # cpu_init is done: its GDT, TSS and %gs are loaded
         if cpu.reg("rip") == self.hlt_resume and self.mem.read_u32(self._halting_addr[cpu.index]):
             cpu.halted = True
@@ -489,8 +490,11 @@ class Machine:
         uc.reg_write(x.UC_X86_REG_RSP, sp)
         uc.reg_write(x.UC_X86_REG_RBP, 0)
         uc.reg_write(x.UC_X86_REG_RAX, 0)  # not what the CPU's task last left there: calls repeat exactly
-        for reg, value in zip((x.UC_X86_REG_RDI, x.UC_X86_REG_RSI, x.UC_X86_REG_RDX,
-                               x.UC_X86_REG_RCX, x.UC_X86_REG_R8, x.UC_X86_REG_R9), args, strict=False):
+        for reg, value in zip(
+            (x.UC_X86_REG_RDI, x.UC_X86_REG_RSI, x.UC_X86_REG_RDX, x.UC_X86_REG_RCX, x.UC_X86_REG_R8, x.UC_X86_REG_R9),
+            args,
+            strict=False,
+        ):
             uc.reg_write(reg, value & (2**64 - 1))
         fake = self.cpus[cpu]
         uc.mem_write(self._clock_phys[cpu], self.now.to_bytes(8, "little"))  # its printk stamps read now

@@ -34,9 +34,19 @@ ENOENT, EFAULT, EBUSY, ENODEV, EINVAL = 2, 14, 16, 19, 22
 
 # struct dyn_ftrace.flags (Linux's bits)
 REC = {
-    "ENABLED": 1 << 31, "REGS": 1 << 30, "REGS_EN": 1 << 29, "TRAMP": 1 << 28, "TRAMP_EN": 1 << 27,
-    "IPMODIFY": 1 << 26, "DISABLED": 1 << 25, "DIRECT": 1 << 24, "DIRECT_EN": 1 << 23,
-    "CALL_OPS": 1 << 22, "CALL_OPS_EN": 1 << 21, "TOUCHED": 1 << 20, "MODIFIED": 1 << 19,
+    "ENABLED": 1 << 31,
+    "REGS": 1 << 30,
+    "REGS_EN": 1 << 29,
+    "TRAMP": 1 << 28,
+    "TRAMP_EN": 1 << 27,
+    "IPMODIFY": 1 << 26,
+    "DISABLED": 1 << 25,
+    "DIRECT": 1 << 24,
+    "DIRECT_EN": 1 << 23,
+    "CALL_OPS": 1 << 22,
+    "CALL_OPS_EN": 1 << 21,
+    "TOUCHED": 1 << 20,
+    "MODIFIED": 1 << 19,
 }
 REF_MASK = (1 << 19) - 1
 STICKY = REC["TOUCHED"] | REC["MODIFIED"] | REC["DISABLED"]
@@ -266,16 +276,22 @@ class Ftrace:
         if old:
             self.m.heap.free(old)
 
-    def set_filter(self, ops: FtraceOps, patterns: Iterable[int | str], *, reset: bool = True,
-                   remove: bool = False, notrace: bool = False) -> None:
+    def set_filter(
+        self,
+        ops: FtraceOps,
+        patterns: Iterable[int | str],
+        *,
+        reset: bool = True,
+        remove: bool = False,
+        notrace: bool = False,
+    ) -> None:
         """ftrace_set_filter(_ip) / ftrace_set_notrace: edit a hash; an enabled ops takes effect now."""
         current = ops.notrace if notrace else ops.filter
         ips = self.resolve(patterns)
         if remove:
             missing = ips - current
             if missing:
-                raise KlpemuError(f"0x{min(missing):x} is not in the {'notrace' if notrace else 'filter'} hash",
-                                  ENOENT)
+                raise KlpemuError(f"0x{min(missing):x} is not in the {'notrace' if notrace else 'filter'} hash", ENOENT)
             new = current - ips
         else:
             new = ips if reset else current | ips
@@ -459,32 +475,35 @@ class Ftrace:
         """t_show: `name (count) R I D O M` and, for a private trampoline, whose it is."""
         m = self.m
         ip, flags = self.records.ip(i), self.records.flags(i)
-        line = (f"{self.symbol_ps(ip)} ({flags & REF_MASK})"
-                f"{' R' if flags & REC['REGS'] else '  '}{' I' if flags & REC['IPMODIFY'] else '  '}"
-                f"{' D' if flags & REC['DIRECT'] else '  '}{' O' if flags & REC['CALL_OPS'] else '  '}"
-                f"{' M ' if flags & REC['MODIFIED'] else '   '}")
+        line = (
+            f"{self.symbol_ps(ip)} ({flags & REF_MASK})"
+            f"{' R' if flags & REC['REGS'] else '  '}{' I' if flags & REC['IPMODIFY'] else '  '}"
+            f"{' D' if flags & REC['DIRECT'] else '  '}{' O' if flags & REC['CALL_OPS'] else '  '}"
+            f"{' M ' if flags & REC['MODIFIED'] else '   '}"
+        )
         target = self.site_target(ip)
         if target is None:
             return line
         if flags & REC["TRAMP_EN"]:
-            owner = next((o for o in self.ops
-                          if m.struct("ftrace_ops", o.addr).trampoline == target), None)
+            owner = next((o for o in self.ops if m.struct("ftrace_ops", o.addr).trampoline == target), None)
             if owner is not None:
                 view = m.struct("ftrace_ops", owner.addr)
                 callee = self.tramps.handler_of(owner, self.flags(owner))
-                return (f"{line}\ttramp: 0x{target:x} ({m.image.symbolize(view.func)}) "
-                        f"->{m.image.symbolize(callee)} [{owner.name}]")
+                return (
+                    f"{line}\ttramp: 0x{target:x} ({m.image.symbolize(view.func)}) "
+                    f"->{m.image.symbolize(callee)} [{owner.name}]"
+                )
             return f"{line}\ttramp: ERROR!"
         slot = self.tramps.slots[0]
         return f"{line}\ttramp: {self.tramps.owner_name(target)} ->{m.image.symbolize(self.site_target(slot))}"
 
     def enabled_functions(self) -> str:
-        return "".join(self.record_line(i) + "\n" for i in range(len(self.records))
-                       if self.records.flags(i) & REF_MASK)
+        return "".join(self.record_line(i) + "\n" for i in range(len(self.records)) if self.records.flags(i) & REF_MASK)
 
     def touched_functions(self) -> str:
-        return "".join(self.record_line(i) + "\n" for i in range(len(self.records))
-                       if self.records.flags(i) & REC["TOUCHED"])
+        return "".join(
+            self.record_line(i) + "\n" for i in range(len(self.records)) if self.records.flags(i) & REC["TOUCHED"]
+        )
 
     def available_filter_functions(self) -> str:
         return "".join(self.symbol_ps(ip) + "\n" for ip in self.records.ips())

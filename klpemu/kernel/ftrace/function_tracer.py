@@ -135,13 +135,18 @@ class FunctionTracer:
         comms = {t.pid: t.comm for t in all_tasks(self.m) if not t.is_idle}
         entries = self.entries()
         written = sum(r.entries for r in self._rings())
-        lines = [HEADER.format(tracer=self.current, shown=len(entries), written=written,
-                               cpus=sum(1 for c in self.m.cpus if c.online))]
+        lines = [
+            HEADER.format(
+                tracer=self.current, shown=len(entries), written=written, cpus=sum(1 for c in self.m.cpus if c.online)
+            )
+        ]
         for ts, cpu, e in entries:
             comm = "<idle>" if e.pid == 0 else comms.get(e.pid, "<...>")
             sec, ns = divmod(ts, 1_000_000_000)
             func = self.ft.symbol_of(e.ip)
             parent = self.m.image.function_at(e.parent_ip)
-            lines.append(f"{comm:>16}-{e.pid:<7} [{cpu:03d}] {flag_chars(e.flags, e.preempt_count)} "
-                         f"{sec:5d}.{ns // 1000:06d}: {func} <-{parent.name if parent else hex(e.parent_ip)}\n")
+            lines.append(
+                f"{comm:>16}-{e.pid:<7} [{cpu:03d}] {flag_chars(e.flags, e.preempt_count)} "
+                f"{sec:5d}.{ns // 1000:06d}: {func} <-{parent.name if parent else hex(e.parent_ip)}\n"
+            )
         return "".join(lines)

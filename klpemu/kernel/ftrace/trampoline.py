@@ -28,8 +28,12 @@ class Trampolines:
         self.regs_caller = sym("ftrace_regs_caller")
         self.templates = {
             False: (self.caller, sym("ftrace_caller_end"), sym("ftrace_caller_op_ptr"), sym("ftrace_call")),
-            True: (self.regs_caller, sym("ftrace_regs_caller_end"), sym("ftrace_regs_caller_op_ptr"),
-                   sym("ftrace_regs_call")),
+            True: (
+                self.regs_caller,
+                sym("ftrace_regs_caller_end"),
+                sym("ftrace_regs_caller_op_ptr"),
+                sym("ftrace_regs_call"),
+            ),
         }
         self.slots = [sym("ftrace_call"), sym("ftrace_regs_call")]
 

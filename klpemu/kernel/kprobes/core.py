@@ -86,8 +86,12 @@ class Kprobes:
         self.pre_handler_kretprobe = sym("pre_handler_kretprobe")
         self.aggr_pre_handler = sym("aggr_pre_handler")
         self.aggr_post_handler = sym("aggr_post_handler")
-        self.host_handlers = {"pre": sym("kprobe_host_pre_handler"), "post": sym("kprobe_host_post_handler"),
-                              "ret": sym("kretprobe_host_handler"), "entry": sym("kretprobe_host_entry_handler")}
+        self.host_handlers = {
+            "pre": sym("kprobe_host_pre_handler"),
+            "post": sym("kprobe_host_post_handler"),
+            "ret": sym("kretprobe_host_handler"),
+            "entry": sym("kretprobe_host_entry_handler"),
+        }
         layout = {name: machine.types.offsetof("pt_regs", name) // 8 for name, _ in x86.PT_REGS_SLOT.values()}
         if layout != dict(x86.PT_REGS_SLOT.values()):
             raise KlpemuError(f"struct pt_regs in the image is not the layout kprobes emulates: {layout}", EINVAL)
@@ -219,8 +223,10 @@ class Kprobes:
             out: list[tuple[int, int, str]] = []
             start, stop = img.addr("__start_kprobe_blacklist"), img.addr("__stop_kprobe_blacklist")
             self._add_ksym_blacklist(out, start, (stop - start) // 8)
-            for lo_name, hi_name in (("__kprobes_text_start", "__kprobes_text_end"),
-                                     ("__entry_text_start", "__entry_text_end")):
+            for lo_name, hi_name in (
+                ("__kprobes_text_start", "__kprobes_text_end"),
+                ("__entry_text_start", "__entry_text_end"),
+            ):
                 self._add_area_blacklist(out, img.addr(lo_name), img.addr(hi_name))
             self._blacklist = out
         return self._blacklist
@@ -268,8 +274,9 @@ class Kprobes:
                 raise KlpemuError(f"0x{addr:x} is inside the fentry site at {m.image.symbolize(site)}", x86.EILSEQ)
             flags |= FLAG["FTRACE"]
         mod = m.kernel.modules.module_at(addr)
-        in_text = m.image.is_kernel_text(addr) or (mod is not None and any(lo <= addr < hi
-                                                                           for lo, hi in mod.text_ranges()))
+        in_text = m.image.is_kernel_text(addr) or (
+            mod is not None and any(lo <= addr < hi for lo, hi in mod.text_ranges())
+        )
         if not in_text:
             raise KlpemuError(f"0x{addr:x} is not kernel or module text", EINVAL)
         black = self.blacklisted(addr)
@@ -392,8 +399,9 @@ class Kprobes:
 
     # --- register / unregister -----------------------------------------------------------------
 
-    def register(self, kp: int, owner: str = "host", *, kind: str = "k", rp: int = 0,
-                 py: dict[str, PyHandler] | None = None) -> Probe:
+    def register(
+        self, kp: int, owner: str = "host", *, kind: str = "k", rp: int = 0, py: dict[str, PyHandler] | None = None
+    ) -> Probe:
         """register_kprobe, in Linux's order: the address is written to the struct and its
         flags masked before the checks (a refused probe shows where it would have been);
         nothing else changes before every check passed, and an arming failure is undone."""
@@ -502,8 +510,12 @@ class Kprobes:
             freed.append(kp)
         else:
             p, a = self.view(kp), self.view(ap)
-            if p.post_handler and not p.flags & FLAG["GONE"] and not a.flags & FLAG["FTRACE"] and \
-                    not any(self.view(c).post_handler for c in self.children(ap) if c != kp):
+            if (
+                p.post_handler
+                and not p.flags & FLAG["GONE"]
+                and not a.flags & FLAG["FTRACE"]
+                and not any(self.view(c).post_handler for c in self.children(ap) if c != kp)
+            ):
                 a.post_handler = 0  # (an ftrace aggregate keeps it: it names the IPMODIFY ops)
             self.list.delete_rcu(kp + self._list_off)  # a CPU walking the list may stand on kp
             if not self.children(ap):
@@ -640,8 +652,11 @@ class Kprobes:
                     errors += 1
                     last = e
         if errors:
-            pr_warn(self.m, f"Kprobes globally {done}, but failed to {verb} {errors} out of {total} probes. "
-                            f"Please check which kprobes are kept {kept} via debugfs.")
+            pr_warn(
+                self.m,
+                f"Kprobes globally {done}, but failed to {verb} {errors} out of {total} probes. "
+                f"Please check which kprobes are kept {kept} via debugfs.",
+            )
         else:
             pr_info(self.m, f"Kprobes globally {done}")
         if last is not None:
@@ -664,8 +679,9 @@ class Kprobes:
         self._kill_within(mod, [t for t in mod.mem])
         m = self.m
         v = m.struct("module", mod.addr)
-        areas = [(e, e + 1) for e in (m.mem.read_u64(v.kprobe_blacklist + 8 * i)
-                                      for i in range(v.num_kprobe_blacklist))]
+        areas = [
+            (e, e + 1) for e in (m.mem.read_u64(v.kprobe_blacklist + 8 * i) for i in range(v.num_kprobe_blacklist))
+        ]
         if v.kprobes_text_start:
             areas.append((v.kprobes_text_start, v.kprobes_text_start + v.kprobes_text_size))
         self.blacklist[:] = [b for b in self.blacklist if not any(lo <= b[0] < hi for lo, hi in areas)]
@@ -705,8 +721,17 @@ class Kprobes:
             return self.host_handlers[role]
         return self.m.image.addr(handler) if isinstance(handler, str) else int(handler)
 
-    def add_kprobe(self, symbol: str | None = None, offset: int = 0, *, addr: int = 0, pre_handler=None,
-                   post_handler=None, disabled: bool = False, owner: str = "host") -> int:
+    def add_kprobe(
+        self,
+        symbol: str | None = None,
+        offset: int = 0,
+        *,
+        addr: int = 0,
+        pre_handler=None,
+        post_handler=None,
+        disabled: bool = False,
+        owner: str = "host",
+    ) -> int:
         """A struct kprobe made and registered by the host; handlers are guest functions (a name
         or an address) or Python callables. Returns the struct's address."""
         m = self.m
@@ -766,8 +791,9 @@ class Kprobes:
         v = self.view(kp)
         name = m.mem.read_cstr(v.symbol_name, 512) if v.symbol_name else "(null)"
         pr_err(m, "Dump kprobe:")
-        log_store(m, f".symbol_name = {name}, .offset = {v.offset:x}, .addr = {m.image.symbolize(v.addr)}",
-                  LOGLEVEL_ERR)
+        log_store(
+            m, f".symbol_name = {name}, .offset = {v.offset:x}, .addr = {m.image.symbolize(v.addr)}", LOGLEVEL_ERR
+        )
         return 0
 
     def _hc_callback(self, which: int, probe: int, regs: int, arg: int) -> int:
@@ -794,10 +820,12 @@ class Kprobes:
         kind = "r" if v.pre_handler == self.pre_handler_kretprobe else "k"
         sym = m.image.function_at(v.addr)
         flags = self.view(pp).flags
-        tail = ("[GONE]" if v.flags & FLAG["GONE"] else "") + \
-               ("[DISABLED]" if v.flags & FLAG["DISABLED"] and not v.flags & FLAG["GONE"] else "") + \
-               ("[OPTIMIZED]" if flags & FLAG["OPTIMIZED"] else "") + \
-               ("[FTRACE]" if flags & FLAG["FTRACE"] else "")
+        tail = (
+            ("[GONE]" if v.flags & FLAG["GONE"] else "")
+            + ("[DISABLED]" if v.flags & FLAG["DISABLED"] and not v.flags & FLAG["GONE"] else "")
+            + ("[OPTIMIZED]" if flags & FLAG["OPTIMIZED"] else "")
+            + ("[FTRACE]" if flags & FLAG["FTRACE"] else "")
+        )
         if sym is not None:
             return f"{v.addr:016x}  {kind}  {sym.name}+0x{v.addr - sym.addr:x}  {sym.module or ' '} {tail}\n"
         return f"{v.addr:016x}  {kind}  0x{v.addr:x} {tail}\n"

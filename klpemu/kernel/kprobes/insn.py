@@ -23,18 +23,37 @@ EILSEQ, EINVAL, EOPNOTSUPP = 84, 22, 95
 MAX_INSN_SIZE = 16
 
 # enum kprobe_emulate_op (linux/kprobes.h)
-EMULATE = {"none": 0, "ifmodifiers": 1, "ret": 2, "call": 3, "jmp": 4, "jcc": 5, "loop": 6,
-           "call_indirect": 7, "jmp_indirect": 8}
+EMULATE = {
+    "none": 0,
+    "ifmodifiers": 1,
+    "ret": 2,
+    "call": 3,
+    "jmp": 4,
+    "jcc": 5,
+    "loop": 6,
+    "call_indirect": 7,
+    "jmp_indirect": 8,
+}
 
 # The struct pt_regs member and 8-byte slot of each register an indirect branch may name.
 # prepare() runs without the image at hand, so the slots are written out here; Kprobes checks
 # them against the image's DWARF layout of struct pt_regs when it starts.
 PT_REGS_SLOT = {
-    cx.X86_REG_R15: ("r15", 0), cx.X86_REG_R14: ("r14", 1), cx.X86_REG_R13: ("r13", 2),
-    cx.X86_REG_R12: ("r12", 3), cx.X86_REG_RBP: ("bp", 4), cx.X86_REG_RBX: ("bx", 5),
-    cx.X86_REG_R11: ("r11", 6), cx.X86_REG_R10: ("r10", 7), cx.X86_REG_R9: ("r9", 8),
-    cx.X86_REG_R8: ("r8", 9), cx.X86_REG_RAX: ("ax", 10), cx.X86_REG_RCX: ("cx", 11),
-    cx.X86_REG_RDX: ("dx", 12), cx.X86_REG_RSI: ("si", 13), cx.X86_REG_RDI: ("di", 14),
+    cx.X86_REG_R15: ("r15", 0),
+    cx.X86_REG_R14: ("r14", 1),
+    cx.X86_REG_R13: ("r13", 2),
+    cx.X86_REG_R12: ("r12", 3),
+    cx.X86_REG_RBP: ("bp", 4),
+    cx.X86_REG_RBX: ("bx", 5),
+    cx.X86_REG_R11: ("r11", 6),
+    cx.X86_REG_R10: ("r10", 7),
+    cx.X86_REG_R9: ("r9", 8),
+    cx.X86_REG_R8: ("r8", 9),
+    cx.X86_REG_RAX: ("ax", 10),
+    cx.X86_REG_RCX: ("cx", 11),
+    cx.X86_REG_RDX: ("dx", 12),
+    cx.X86_REG_RSI: ("si", 13),
+    cx.X86_REG_RDI: ("di", 14),
     cx.X86_REG_RSP: ("sp", 19),
 }
 
@@ -108,8 +127,9 @@ def prepare(code: bytes, addr: int, slot: int) -> Prepared:
     elif first == 0xFF and insn.modrm is not None and (insn.modrm >> 3) & 7 in (2, 3, 4, 5):
         reg_field, mod = (insn.modrm >> 3) & 7, insn.modrm >> 6
         if reg_field in (3, 5) or mod != 3:
-            raise KlpemuError(f"cannot probe '{p.text}' at 0x{addr:x}: an indirect branch through memory or "
-                              f"a far one", EOPNOTSUPP)
+            raise KlpemuError(
+                f"cannot probe '{p.text}' at 0x{addr:x}: an indirect branch through memory or a far one", EOPNOTSUPP
+            )
         reg = insn.operands[0].reg
         if reg not in PT_REGS_SLOT:
             raise KlpemuError(f"cannot probe '{p.text}' at 0x{addr:x}", EOPNOTSUPP)
@@ -134,6 +154,7 @@ def _relocate(insn, raw: bytes, addr: int, slot: int) -> bytes:
     disp = struct.unpack_from("<i", raw, off)[0]
     new = disp + addr - slot
     if not -(1 << 31) <= new < (1 << 31):
-        raise DisplacementOverflow(f"Kprobes error: new displacement does not fit into s32 "
-                                   f"({new & (2**64 - 1):x})", EINVAL)
+        raise DisplacementOverflow(
+            f"Kprobes error: new displacement does not fit into s32 ({new & (2**64 - 1):x})", EINVAL
+        )
     return raw[:off] + struct.pack("<i", new) + raw[off + 4 :]

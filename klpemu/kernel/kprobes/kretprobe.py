@@ -143,8 +143,16 @@ class Kretprobes:
             m.heap.free(node)
             node = nxt
 
-    def add(self, symbol: str, *, handler=None, entry_handler=None, maxactive: int = 0, data_size: int = 0,
-            owner: str = "host") -> int:
+    def add(
+        self,
+        symbol: str,
+        *,
+        handler=None,
+        entry_handler=None,
+        maxactive: int = 0,
+        data_size: int = 0,
+        owner: str = "host",
+    ) -> int:
         """A struct kretprobe made and registered by the host; handlers are guest functions (a
         name or an address) or Python callables (ri view, regs view) -> int. Returns its address."""
         m = self.m

@@ -1,8 +1,8 @@
 """Building a livepatch from Python: the same guest structs a livepatch module's C declares.
 
-    b = KlpBuilder(machine)
-    patch = b.patch("livepatch_sample", [b.object(None, [b.func("cmdline_proc_show", "version_proc_show")])])
-    machine.kernel.livepatch.enable(patch)
+b = KlpBuilder(machine)
+patch = b.patch("livepatch_sample", [b.object(None, [b.func("cmdline_proc_show", "version_proc_show")])])
+machine.kernel.livepatch.enable(patch)
 """
 
 from __future__ import annotations
@@ -44,8 +44,9 @@ class KlpBuilder:
     def object(self, name: str | None, funcs: list[FuncSpec]) -> ObjectSpec:
         return ObjectSpec(name, funcs)
 
-    def patch(self, name: str, objects: list[ObjectSpec], replace: bool = False,
-              states: list[tuple[int, int]] = ()) -> int:
+    def patch(
+        self, name: str, objects: list[ObjectSpec], replace: bool = False, states: list[tuple[int, int]] = ()
+    ) -> int:
         """A struct klp_patch (with its zero-terminated object, func and state arrays); returns its
         address. `name` is what Linux takes from the module: the patch's sysfs directory.
         `states` are (id, version) pairs."""

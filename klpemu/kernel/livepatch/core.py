@@ -212,8 +212,12 @@ class Livepatch:
         if path in names:
             log_store(self.m, f"sysfs: cannot create duplicate filename '{path}'", LOGLEVEL_WARNING)
             leaf = path.rsplit("/", 1)[1]
-            log_store(self.m, f"kobject: kobject_add_internal failed for {leaf} with -EEXIST, don't try to "
-                              "register things with the same name in the same directory.", LOGLEVEL_ERR)
+            log_store(
+                self.m,
+                f"kobject: kobject_add_internal failed for {leaf} with -EEXIST, don't try to "
+                "register things with the same name in the same directory.",
+                LOGLEVEL_ERR,
+            )
             raise KlpemuError(f"cannot create duplicate filename '{path}'", EEXIST)
         names.add(path)
 
@@ -403,8 +407,9 @@ class Livepatch:
                 try:
                     self._init_object_loaded(patch, obj)
                 except KlpemuError as e:
-                    self.log(f"failed to initialize patch '{pname}' for module '{mod.name}' (-{e.errno})",
-                             LOGLEVEL_WARNING)
+                    self.log(
+                        f"failed to initialize patch '{pname}' for module '{mod.name}' (-{e.errno})", LOGLEVEL_WARNING
+                    )
                     yield from self._refuse_module(mod, patch, obj, e)
                 self.log(f"applying patch '{pname}' to loading module '{mod.name}'", LOGLEVEL_NOTICE)
                 ret = yield from callbacks.pre_patch(m, obj)
@@ -414,8 +419,7 @@ class Livepatch:
                 try:
                     self.patch_object(obj)
                 except KlpemuError as e:
-                    self.log(f"failed to apply patch '{pname}' to module '{mod.name}' (-{e.errno})",
-                             LOGLEVEL_WARNING)
+                    self.log(f"failed to apply patch '{pname}' to module '{mod.name}' (-{e.errno})", LOGLEVEL_WARNING)
                     yield from callbacks.post_unpatch(m, obj)
                     yield from self._refuse_module(mod, patch, obj, e)
                 if patch != self.transition.patch:
@@ -424,8 +428,10 @@ class Livepatch:
         return 0
 
     def _refuse_module(self, mod: Module, patch: int, obj: int, error: KlpemuError) -> CallbackGen:
-        self.log(f"patch '{self.name(patch)}' failed for module '{mod.name}', refusing to load module "
-                 f"'{mod.name}'", LOGLEVEL_WARNING)
+        self.log(
+            f"patch '{self.name(patch)}' failed for module '{mod.name}', refusing to load module '{mod.name}'",
+            LOGLEVEL_WARNING,
+        )
         self.m.struct("module", mod.addr).klp_alive = 0
         # Linux leaves the relocations written here; the module could then never load again.
         self.relocs.clear_object_relocs(patch, obj)
@@ -455,8 +461,7 @@ class Livepatch:
                     break
                 if patch != self.transition.patch:
                     yield from callbacks.pre_unpatch(m, obj)
-                self.log(f"reverting patch '{self.name(patch)}' on unloading module '{mod.name}'",
-                         LOGLEVEL_NOTICE)
+                self.log(f"reverting patch '{self.name(patch)}' on unloading module '{mod.name}'", LOGLEVEL_NOTICE)
                 if m.struct("klp_object", obj).patched:
                     self.unpatch_object(obj)
                 yield from callbacks.post_unpatch(m, obj)

@@ -63,9 +63,12 @@ class KlpPatchLayer:
                 raise KlpemuError(f"failed to find location for function '{m.image.symbolize(old)}'", EINVAL)
             addr = m.heap.kzalloc(m.types.sizeof("klp_ops"))
             self.list.init(addr + self._stack_off)
-            fops = ft.ops_at(f"livepatch:{name}",
-                             addr + m.types.offsetof("klp_ops", "fops"),
-                             m.image.addr("klp_ftrace_handler"), KLP_FOPS_FLAGS)
+            fops = ft.ops_at(
+                f"livepatch:{name}",
+                addr + m.types.offsetof("klp_ops", "fops"),
+                m.image.addr("klp_ftrace_handler"),
+                KLP_FOPS_FLAGS,
+            )
             self.list.add(func_addr + self._node_off, addr + self._stack_off)
             try:
                 try:
@@ -76,8 +79,7 @@ class KlpPatchLayer:
                 try:
                     ft.register(fops)
                 except KlpemuError as e:
-                    log_store(m, f"livepatch: failed to register ftrace handler for function '{name}' "
-                                 f"({-e.errno})", 3)
+                    log_store(m, f"livepatch: failed to register ftrace handler for function '{name}' ({-e.errno})", 3)
                     raise
             except KlpemuError:
                 self.list.delete(func_addr + self._node_off)

@@ -72,8 +72,10 @@ class _KlpElf:
         self.symbols = [(sym.name, sym["st_shndx"]) for sym in symtab.iter_symbols()]
 
     def relocs(self, secndx: int) -> Relocs:
-        return [(r["r_offset"], r["r_info_type"], r["r_info_sym"], r["r_addend"])
-                for r in self.sections[secndx].iter_relocations()]
+        return [
+            (r["r_offset"], r["r_info_type"], r["r_info_sym"], r["r_addend"])
+            for r in self.sections[secndx].iter_relocations()
+        ]
 
 
 def _klp_elf(klp: KlpInfo) -> _KlpElf:
@@ -110,16 +112,26 @@ class KlpRelocs:
             # Module sections may not reach into vmlinux: those are written before the module
             # object exists, so nothing of vmlinux needs to wait for it.
             if not sec_vmlinux and sym_objname == "vmlinux":
-                self._fail(f"invalid access to vmlinux symbol '{sym_name}' from module-specific livepatch "
-                           "relocation section")
+                self._fail(
+                    f"invalid access to vmlinux symbol '{sym_name}' from module-specific livepatch relocation section"
+                )
             klp.symbol_values[index] = self.lp._find_object_symbol(sym_objname, sym_name, sympos).addr
 
     def _fail(self, message: str) -> NoReturn:
         self.lp.log(message, LOGLEVEL_ERR)
         raise KlpemuError(message, EINVAL)
 
-    def _write_section_relocs(self, pmod: Module, klp: KlpInfo, elf: _KlpElf, secndx: int, objname: str | None,
-                              apply: bool, read: Read, write: Write) -> None:
+    def _write_section_relocs(
+        self,
+        pmod: Module,
+        klp: KlpInfo,
+        elf: _KlpElf,
+        secndx: int,
+        objname: str | None,
+        apply: bool,
+        read: Read,
+        write: Write,
+    ) -> None:
         """klp_write_section_relocs: the section is written (or cleared) if it is for objname."""
         sec = elf.sections[secndx]
         sec_objname = section_objname(sec.name)
@@ -131,8 +143,9 @@ class KlpRelocs:
         sec_addr = klp.section_addrs.get(target)
         size = elf.sections[target]["sh_size"]
         # A section the loader did not load, or init memory freed since: no code there to run.
-        if sec_addr is None or not any(base <= sec_addr and sec_addr + size <= base + mem_size
-                                       for base, mem_size in pmod.mem.values() if mem_size):
+        if sec_addr is None or not any(
+            base <= sec_addr and sec_addr + size <= base + mem_size for base, mem_size in pmod.mem.values() if mem_size
+        ):
             return
         relocs = elf.relocs(secndx)
         if apply:
@@ -141,8 +154,9 @@ class KlpRelocs:
         else:
             clear_relocate_add(pmod.name, relocs, klp.symbol_values, sec_addr, size, read, write, self._log)
 
-    def apply_section_relocs(self, pmod: Module, klp: KlpInfo, secndx: int, objname: str | None,
-                             read: Read, write: Write) -> None:
+    def apply_section_relocs(
+        self, pmod: Module, klp: KlpInfo, secndx: int, objname: str | None, read: Read, write: Write
+    ) -> None:
         """klp_apply_section_relocs, for the loader: read and write reach its unwritten copy."""
         self._write_section_relocs(pmod, klp, _klp_elf(klp), secndx, objname, True, read, write)
 

@@ -47,9 +47,10 @@ class Nops:
         return next((o for o in self.lp.objects(patch) if self.lp.object_name(o) == name), None)
 
     def _has_func(self, obj: int, old_name: str, old_sympos: int) -> bool:
-        return any(self.lp.func_name(f) == old_name
-                   and _same_sympos(self.m.struct("klp_func", f).old_sympos, old_sympos)
-                   for f in self.lp.funcs(obj))
+        return any(
+            self.lp.func_name(f) == old_name and _same_sympos(self.m.struct("klp_func", f).old_sympos, old_sympos)
+            for f in self.lp.funcs(obj)
+        )
 
     def add(self, patch: int) -> None:
         """klp_add_nops: for each object and func of every installed patch."""

@@ -228,8 +228,9 @@ class Transition:
 
     def cancel(self) -> CallbackGen:
         """klp_cancel_transition: a patch that failed before its transition started goes back."""
-        log_store(self.m, f"livepatch: '{self.lp.name(self.patch)}': canceling patching transition, "
-                          "going to unpatch", 7)
+        log_store(
+            self.m, f"livepatch: '{self.lp.name(self.patch)}': canceling patching transition, going to unpatch", 7
+        )
         self.target = UNPATCHED
         yield from self.complete()
         return 0
@@ -271,8 +272,9 @@ class Transition:
         """klp_reverse_transition: the other way, from where each task is now."""
         name = self.lp.name(self.patch)
         old = self.target
-        log_store(self.m, f"livepatch: '{name}': reversing transition from {self._verb(old)} to "
-                          f"{self._verb(1 - old)}", 7)
+        log_store(
+            self.m, f"livepatch: '{name}': reversing transition from {self._verb(old)} to {self._verb(1 - old)}", 7
+        )
         for t in self._tasks():
             self._flag(t, TIF_PATCH_PENDING, False)
         self.target = 1 - old
