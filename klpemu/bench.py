@@ -85,6 +85,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from errno import EBUSY, EINVAL, EIO
 from pathlib import Path
 
 import unicorn
@@ -281,7 +282,7 @@ class HandlerBench:
 
     def __init__(self, machine: Machine, relevant: int = 2, irrelevant: int = 5):
         if relevant < 0 or irrelevant < 0:
-            raise KlpemuError("the numbers of relevant and irrelevant ops must not be negative", 22)
+            raise KlpemuError("the numbers of relevant and irrelevant ops must not be negative", EINVAL)
         self.m = machine
         self.ft = machine.kernel.ftrace
         self.relevant, self.irrelevant = relevant, irrelevant
@@ -291,7 +292,7 @@ class HandlerBench:
         self.bodies = {sym(name): name for name in (LEAF, REPLACEMENT, LIVEPATCH_LEAF)}
         self.loop_call = self._call_site()
         if machine.mem.read(self.leaf, 5) != NOP5:
-            raise KlpemuError(f"{LEAF}'s fentry site is not a NOP5: is something tracing it?", 16)
+            raise KlpemuError(f"{LEAF}'s fentry site is not a NOP5: is something tracing it?", EBUSY)
 
     def _call_site(self) -> int:
         """The address of the loop's `call bench_leaf`."""
@@ -303,7 +304,7 @@ class HandlerBench:
             if i.mnemonic == "call" and i.op_str == f"0x{self.leaf:x}"
         ]
         if len(calls) != 1:
-            raise KlpemuError(f"expected one call of {LEAF} in {LOOP}, found {len(calls)}", 22)
+            raise KlpemuError(f"expected one call of {LEAF} in {LOOP}, found {len(calls)}", EINVAL)
         return calls[0]
 
     # --- describing a path ---------------------------------------------------------------------
@@ -493,7 +494,7 @@ class HandlerBench:
         for i in cs.disasm(self.m.mem.read(sym.addr, sym.size), sym.addr):
             if i.mnemonic == "lea":
                 return i.address - sym.addr
-        raise KlpemuError(f"no lea in {LEAF}", 22)
+        raise KlpemuError(f"no lea in {LEAF}", EINVAL)
 
     @contextmanager
     def _kretprobe(self) -> Iterator[Applied]:
@@ -547,23 +548,9 @@ class HandlerBench:
 
     @contextmanager
     def _counting_hypercalls(self) -> Iterator[Counter]:
-        hc = self.m.hypercalls
         seen: Counter = Counter()
-        saved = dict(hc)
-
-        def counted(nr: int, fn):
-            def wrapper(*args):
-                seen[nr] += 1
-                return fn(*args)
-
-            return wrapper
-
-        for nr, fn in saved.items():
-            hc[nr] = counted(nr, fn)
-        try:
+        with self.m.hypercalls.observe(lambda nr: seen.update((nr,))):
             yield seen
-        finally:
-            hc.update(saved)
 
     @contextmanager
     def _counting_interrupts(self, seen: Counter) -> Iterator[None]:
@@ -636,7 +623,7 @@ class HandlerBench:
         for name, calls in self.handler_calls().items():
             expected = 3 * n if name in applied.handlers else 0  # the runs make n and 2n calls
             if calls - before[name] != expected:
-                raise KlpemuError(f"{name} ran {calls - before[name]} times in {3 * n} calls, not {expected}", 5)
+                raise KlpemuError(f"{name} ran {calls - before[name]} times in {3 * n} calls, not {expected}", EIO)
         per_addr, events, fixed = _per_call(runs, n)
         skipped = sum(per_addr.get(a, 0) for a in applied.skipped)
         slots, int3s = self._slots(), self._int3_probes()
@@ -717,7 +704,7 @@ class HandlerBench:
             or m.kernel.livepatch.patches
             or m.kernel.kprobes.probes
         ):
-            raise KlpemuError(f"configuration {key} was not undone", 5)
+            raise KlpemuError(f"configuration {key} was not undone", EIO)
 
     def list_scaling(self) -> dict:
         """Instructions each more relevant, and each more irrelevant, ops adds on the list path."""
@@ -754,7 +741,7 @@ def _count_runs(uc: Uc, run: Callable[[int], int], n: int, hypercalls: Counter |
             if hypercalls is not None:
                 hypercalls.clear()
             if run(k) != k:
-                raise KlpemuError(f"{LOOP}({k}) returned the wrong value", 5)
+                raise KlpemuError(f"{LOOP}({k}) returned the wrong value", EIO)
             runs.append((Counter(hits), Counter(hypercalls or ())))
     finally:
         uc.hook_del(h)
@@ -770,7 +757,7 @@ def _per_call(runs, n: int) -> tuple[dict[int, int], dict[int, int], int]:
         for key in x2.keys() | x1.keys():
             d, rem = divmod(x2[key] - x1[key], n)
             if rem:
-                raise KlpemuError(f"non-integral count per call at {key}", 5)
+                raise KlpemuError(f"non-integral count per call at {key}", EIO)
             out[key] = d
         return out
 
@@ -790,7 +777,7 @@ def _time_runs(runs: list[Callable[[int], int]], calls: int, repeat: int, tick: 
     """Best wall time of each run(calls), the runs alternating, after warming each up."""
     for run in runs:
         if run(WARM_UP_CALLS) != WARM_UP_CALLS:  # translation is not timed
-            raise KlpemuError(f"{LOOP} returned the wrong value", 5)
+            raise KlpemuError(f"{LOOP} returned the wrong value", EIO)
     best = [math.inf] * len(runs)
     for _ in range(repeat):
         for side, run in enumerate(runs):
@@ -798,7 +785,7 @@ def _time_runs(runs: list[Callable[[int], int]], calls: int, repeat: int, tick: 
             result = run(calls)
             best[side] = min(best[side], time.perf_counter() - t)
             if result != calls:
-                raise KlpemuError(f"{LOOP}({calls}) returned {result}", 5)
+                raise KlpemuError(f"{LOOP}({calls}) returned {result}", EIO)
         tick()
     return best
 
@@ -1019,7 +1006,7 @@ def add_arguments(ap: argparse.ArgumentParser, results: Path = Path("benchmarks/
 
 def run(args: argparse.Namespace) -> int:
     if args.calls < 1 or args.repeat < 1:
-        raise KlpemuError("--calls and --repeat must be positive", 22)
+        raise KlpemuError("--calls and --repeat must be positive", EINVAL)
     m = Machine()
     m.boot()
     result = run_handler_overhead(

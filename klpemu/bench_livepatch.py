@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from errno import EINVAL, EIO, ETIMEDOUT
 from typing import TYPE_CHECKING
 
 from .errors import KlpemuError
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from .machine.machine import Machine
 
 SETTLE_NS = 5_000_000_000  # a transition with no blocker completes at the first retry, after 1 s
-ETIMEDOUT = 110
 STATE_NAMES = {UNPATCHED: "unpatched", PATCHED: "patched"}
 
 
@@ -59,12 +59,12 @@ class BenchLivepatches:
         target, with the transition still open."""
         transition = self.lp.transition
         if transition.patch is None:
-            raise KlpemuError("no patch is in transition", 22)
+            raise KlpemuError("no patch is in transition", EINVAL)
         target = transition.target
         if not self.m.run(SETTLE_NS, until=lambda: self.current(cpu).patch_state == target):
             raise KlpemuError(f"the task on cpu{cpu} did not switch", ETIMEDOUT)
         if transition.patch is None:
-            raise KlpemuError("the transition completed before the calling task could be caught switched", 5)
+            raise KlpemuError("the transition completed before the calling task could be caught switched", EIO)
 
     def state(self, cpu: int = 0) -> str:
         """The transition and the calling task's place in it, as the path description says it."""

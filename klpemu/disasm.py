@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from errno import EINVAL
 from typing import TYPE_CHECKING
 
 from capstone import CS_ARCH_X86, CS_MODE_64, CS_OPT_SYNTAX_ATT, Cs
@@ -53,9 +54,9 @@ def disassemble_function(machine: Machine, name: str) -> str:
     try:
         sym = machine.image.lookup(func, int(pos) if pos else 0)
     except ValueError:
-        raise KlpemuError(f"{name}: bad symbol position", 22) from None
+        raise KlpemuError(f"{name}: bad symbol position", EINVAL) from None
     if sym.size == 0:
-        raise KlpemuError(f"{func}: no size recorded, cannot disassemble", 22)
+        raise KlpemuError(f"{func}: no size recorded, cannot disassemble", EINVAL)
     code = machine.mem.read(sym.addr, sym.size)
     dups = sym.sympos > 1 or len(machine.image.by_name.get(sym.name, ())) > 1
     where = f" [{sym.module}]" if sym.module else ""

@@ -27,6 +27,8 @@ from __future__ import annotations
 import struct
 import sys
 
+from klpemu.abi import MODULE_NAME_LEN
+
 SHT_SYMTAB, SHT_RELA, SHT_NOBITS, SHT_REL, SHT_GROUP, SHT_SYMTAB_SHNDX = 2, 4, 8, 9, 17, 18
 SHF_ALLOC, SHF_INFO_LINK, SHF_LINK_ORDER = 0x2, 0x40, 0x80
 SHF_RELA_LIVEPATCH = 0x00100000
@@ -42,7 +44,6 @@ R_X86_64_APPLIED = {
     11: "R_X86_64_32S",
     24: "R_X86_64_PC64",
 }
-MODULE_NAME_LEN = 56
 EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 SHDR = struct.Struct("<IIQQQQIIQQ")
 SYM = struct.Struct("<IBBHQQ")

@@ -11,6 +11,7 @@ modules instead of loading or removing them anyway.
 
 from __future__ import annotations
 
+from errno import EIO
 from typing import TYPE_CHECKING, TextIO
 
 from .errors import KlpemuError
@@ -112,7 +113,7 @@ class Kpatch:
     def sleep(self, seconds: int) -> None:
         self.m.run(seconds * SEC)
         if self.m.oops is not None:
-            raise KlpemuError("the machine crashed while kpatch waited", 5)
+            raise KlpemuError("the machine crashed while kpatch waited", EIO)
 
     def patches(self) -> list[str]:
         return [node.name for node in self.vfs.listdir(SYSFS)]

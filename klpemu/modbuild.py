@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from errno import ENOENT, ENOEXEC
 from importlib import resources
 from pathlib import Path
 
@@ -56,19 +57,19 @@ def build_module(source: str | Path, output: str | Path | None = None) -> Path:
     klp-convert's messages go to stderr, and a module that fails either is not left behind."""
     src = Path(source)
     if not src.is_file():
-        raise KlpemuError(f"{src}: No such file or directory", 2)
+        raise KlpemuError(f"{src}: No such file or directory", ENOENT)
     gcc = shutil.which("gcc")
     if gcc is None:
-        raise KlpemuError(NO_GCC, 2)
+        raise KlpemuError(NO_GCC, ENOENT)
     out = Path(output) if output is not None else src.with_suffix(".ko")
     res = subprocess.run(module_command(src, out, gcc), check=False)
     if res.returncode != 0:
-        raise KlpemuError(f"{src}: gcc failed (exit status {res.returncode})", 8)
+        raise KlpemuError(f"{src}: gcc failed (exit status {res.returncode})", ENOEXEC)
     try:
         out.write_bytes(convert(out.read_bytes()))
     except KlpConvertError as e:
         out.unlink()
         for message in e.messages:
             print(f"klp-convert: {message}", file=sys.stderr)
-        raise KlpemuError(f"{src}: klp-convert failed", 8) from None
+        raise KlpemuError(f"{src}: klp-convert failed", ENOEXEC) from None
     return out

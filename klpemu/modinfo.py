@@ -5,6 +5,7 @@ the host, or one of the modules shipped with klpemu (by file name or module name
 from __future__ import annotations
 
 from dataclasses import dataclass
+from errno import ENOENT, ENOEXEC
 from pathlib import Path
 
 from elftools.common.exceptions import ELFError
@@ -13,7 +14,6 @@ from elftools.elf.elffile import ELFFile
 from .errors import KlpemuError
 from .kernel.module import shipped_modules_dir
 
-ENOENT, ENOEXEC = 2, 8
 TAG_WIDTH = 16  # "license:" and its padding, as kmod lays the columns out
 
 

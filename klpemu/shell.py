@@ -7,6 +7,7 @@ import re
 import shlex
 import sys
 from collections.abc import Callable
+from errno import EINVAL, EIO
 from typing import TextIO
 
 from .disasm import disassemble_function, insn_at
@@ -378,7 +379,7 @@ def cmd_wait(sh: Shell, args: list[str]) -> int:
     if sh.machine.run_until(holds, timeout):
         return 0
     if sh.machine.oops is not None:
-        raise KlpemuError("the machine crashed while waiting", 5)
+        raise KlpemuError("the machine crashed while waiting", EIO)
     what = "still exists" if gone else f"did not read '{rest[1]}'"
     return sh.error(f"wait: {path} {what} after {timeout / 1e9:g}s")
 
@@ -543,7 +544,7 @@ def cmd_kprobe(sh: Shell, args: list[str]) -> int:
     try:
         if ret:
             if offset:
-                raise KlpemuError("a kretprobe must be at a function's entry", 22)
+                raise KlpemuError("a kretprobe must be at a function's entry", EINVAL)
             kprobes.kretprobes.add(name, handler=lambda ri, regs: 0, maxactive=maxactive, owner="shell")
         else:
             kprobes.add_kprobe(

@@ -39,6 +39,7 @@ function called from a trampoline, the list function or the assist is a handler.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from errno import EAGAIN, EINVAL, EIO
 from typing import TYPE_CHECKING
 
 from capstone import CS_ARCH_X86, CS_MODE_64, CS_OPT_SYNTAX_ATT, Cs
@@ -52,7 +53,6 @@ from .machine.machine import GuestStopped
 if TYPE_CHECKING:
     from .machine.machine import Machine
 
-EINVAL, EIO, EAGAIN = 22, 5, 11
 SEQ_BUF_SIZE = 4096
 DEFAULT_MAX_INSNS = 1_000_000
 

@@ -200,12 +200,12 @@ def test_native_redirect_through_a_private_trampoline(m):
     ft.set_filter(ops, [FUNC])
     calls = []
     cb = m.types.enum("HC_FTRACE_CALLBACK")
-    m.hypercalls[cb] = lambda *a: calls.append(a) or 0
-    ft.register(ops)
-    assert con.read_file("/proc/cmdline") == version
-    assert calls == []  # no Python on a path only native ops handle
-    ft.unregister(ops)
-    assert con.read_file("/proc/cmdline") == original
+    with m.hypercalls.override(cb, lambda *a: calls.append(a) or 0):
+        ft.register(ops)
+        assert con.read_file("/proc/cmdline") == version
+        assert calls == []  # no Python on a path only native ops handle
+        ft.unregister(ops)
+        assert con.read_file("/proc/cmdline") == original
 
 
 def test_python_callback_ops_sees_the_call_and_can_redirect(m):

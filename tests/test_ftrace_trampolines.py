@@ -606,13 +606,8 @@ def host_handler(rig):
             setattr(regs, member, value)
         return 0
 
-    old = m.hypercalls.get(nr)
-    m.hypercalls[nr] = handler
-    yield calls, action
-    if old is None:
-        del m.hypercalls[nr]
-    else:
-        m.hypercalls[nr] = old
+    with m.hypercalls.override(nr, handler):
+        yield calls, action
 
 
 @pytest.mark.parametrize("trampoline", ["ftrace_caller", "ftrace_regs_caller"])

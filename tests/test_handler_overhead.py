@@ -169,13 +169,8 @@ def _hypercalls_during(m: Machine, run) -> Counter:
     """Every hypercall made while run() runs, by name (m.hypercalls wrapped, then put back)."""
     names = {v: k for k, v in m.types.enums.items() if k.startswith("HC_")}
     seen: Counter = Counter()
-    saved = dict(m.hypercalls)
-    for nr, fn in saved.items():
-        m.hypercalls[nr] = lambda *a, nr=nr, fn=fn: seen.update([names[nr]]) or fn(*a)
-    try:
+    with m.hypercalls.observe(lambda nr: seen.update([names[nr]])):
         run()
-    finally:
-        m.hypercalls.update(saved)
     return seen
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from errno import EINVAL
 from typing import TYPE_CHECKING
 
 from ..errors import KlpemuError
@@ -22,7 +23,7 @@ def mount(vfs: VFS, machine: Machine) -> None:
         elif first in ("n", "N", "0"):
             kprobes.disarm_all()
         else:
-            raise KlpemuError("enabled takes 0 or 1", 22)
+            raise KlpemuError("enabled takes 0 or 1", EINVAL)
 
     d.add(File("list", 0o400, kprobes.list_text))
     d.add(File("enabled", 0o600, lambda: "0\n" if kprobes.all_disarmed else "1\n", write_enabled))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from errno import ESRCH
 from typing import TYPE_CHECKING
 
 from ..errors import KlpemuError
@@ -32,7 +33,7 @@ def pid_dir(machine: Machine, pid: int) -> Dir:
     def task() -> Task:
         t = find_task(machine, pid)
         if t is None:
-            raise KlpemuError(f"/proc/{pid}", 3)  # ESRCH: the task exited meanwhile
+            raise KlpemuError(f"/proc/{pid}", ESRCH)  # ESRCH: the task exited meanwhile
         return t
 
     d = Dir(str(pid), 0o555)

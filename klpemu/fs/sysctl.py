@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from errno import EINVAL
 from typing import TYPE_CHECKING
 
 from ..errors import KlpemuError
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
 def _parse_bool01(data: str) -> bool:
     value = data.strip()
     if value not in ("0", "1"):
-        raise KlpemuError("ftrace_enabled takes 0 or 1", 22)
+        raise KlpemuError("ftrace_enabled takes 0 or 1", EINVAL)
     return value == "1"
 
 
@@ -45,9 +46,9 @@ def _write_printk(machine: Machine, data: str) -> None:
     try:
         values = [int(w) for w in words]
     except ValueError:
-        raise KlpemuError("kernel.printk takes up to four integers", 22) from None
+        raise KlpemuError("kernel.printk takes up to four integers", EINVAL) from None
     if not values or len(values) > 4 or any(not -(2**31) <= v < 2**31 for v in values):
-        raise KlpemuError("kernel.printk takes up to four integers", 22)
+        raise KlpemuError("kernel.printk takes up to four integers", EINVAL)
     levels = machine.var("console_printk")
     size = levels.type.target.size
     for i, v in enumerate(values):

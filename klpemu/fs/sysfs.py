@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..kernel.kstrtox import kstrtobool
+from ..kernel.printk import LogLevel
 from .vfs import VFS, Dir, File
 
 if TYPE_CHECKING:
@@ -55,7 +56,12 @@ def mount(vfs: VFS, machine: Machine) -> None:
 
     # /dev/kmsg: what a process writes there becomes a kernel log line (the selftests' markers).
     vfs.makedirs("/dev", 0o755).add(
-        File("kmsg", 0o644, None, lambda data: [log_store(machine, line, 4) for line in data.splitlines() if line])
+        File(
+            "kmsg",
+            0o644,
+            None,
+            lambda data: [log_store(machine, line, LogLevel.WARNING) for line in data.splitlines() if line],
+        )
     )
     cpus = vfs.makedirs("/sys/devices/system/cpu", 0o755)
     cpus.add(File("online", 0o444, lambda: _cpu_list([c.index for c in machine.cpus if c.online])))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from errno import EINVAL
 from typing import TYPE_CHECKING
 
 from ..errors import KlpemuError
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
 def _bool01(data: str, what: str) -> bool:
     value = data.strip()
     if value not in ("0", "1"):
-        raise KlpemuError(f"{what} takes 0 or 1", 22)
+        raise KlpemuError(f"{what} takes 0 or 1", EINVAL)
     return value == "1"
 
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from errno import EACCES, EINVAL, EISDIR, ENOENT, ENOTDIR
 
 from ..errors import KlpemuError
-
-ENOENT, ENOTDIR, EISDIR, EACCES, EINVAL = 2, 20, 21, 13, 22
 
 
 @dataclass

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from errno import EBUSY
 from typing import TYPE_CHECKING
 
 from .kprobes.core import FLAG
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
     from .ftrace.ops import FtraceOps
     from .kprobes.core import Probe
 
-EBUSY = 16
 
 RULES = {
     "livepatch-kprobe-post": "a kprobe with a post handler needs kprobe_ipmodify_ops; a livepatch's ops is "

@@ -5,8 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from ..abi import LIST_HEAD_OFFSET
+
 if TYPE_CHECKING:
     from ..machine.memory import GuestMemory
+
+NEXT, PREV = LIST_HEAD_OFFSET["next"], LIST_HEAD_OFFSET["prev"]
 
 
 class GuestList:
@@ -17,20 +21,20 @@ class GuestList:
         self.mem = mem
 
     def init(self, head: int) -> None:
-        self.mem.write_u64(head, head)
-        self.mem.write_u64(head + 8, head)
+        self.mem.write_u64(head + NEXT, head)
+        self.mem.write_u64(head + PREV, head)
 
     def next(self, node: int) -> int:
-        return self.mem.read_u64(node)
+        return self.mem.read_u64(node + NEXT)
 
     def prev(self, node: int) -> int:
-        return self.mem.read_u64(node + 8)
+        return self.mem.read_u64(node + PREV)
 
     def _link(self, node: int, prev: int, nxt: int) -> None:
-        self.mem.write_u64(node, nxt)
-        self.mem.write_u64(node + 8, prev)
-        self.mem.write_u64(nxt + 8, node)
-        self.mem.write_u64(prev, node)  # publish
+        self.mem.write_u64(node + NEXT, nxt)
+        self.mem.write_u64(node + PREV, prev)
+        self.mem.write_u64(nxt + PREV, node)
+        self.mem.write_u64(prev + NEXT, node)  # publish
 
     def add(self, node: int, head: int) -> None:
         """list_add: at the head."""
@@ -42,15 +46,15 @@ class GuestList:
     def delete(self, node: int) -> None:
         """list_del_init."""
         nxt, prev = self.next(node), self.prev(node)
-        self.mem.write_u64(nxt + 8, prev)
-        self.mem.write_u64(prev, nxt)
+        self.mem.write_u64(nxt + PREV, prev)
+        self.mem.write_u64(prev + NEXT, nxt)
         self.init(node)
 
     def delete_rcu(self, node: int) -> None:
         """list_del_rcu: unlinked, with its next pointer kept for a reader standing on it."""
         nxt, prev = self.next(node), self.prev(node)
-        self.mem.write_u64(nxt + 8, prev)
-        self.mem.write_u64(prev, nxt)
+        self.mem.write_u64(nxt + PREV, prev)
+        self.mem.write_u64(prev + NEXT, nxt)
 
     def empty(self, head: int) -> bool:
         return self.next(head) == head

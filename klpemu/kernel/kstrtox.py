@@ -3,9 +3,9 @@ character counts (two for on/off), so "yes", "true\n" and "enable" all parse."""
 
 from __future__ import annotations
 
-from ..errors import KlpemuError
+from errno import EINVAL
 
-EINVAL = 22
+from ..errors import KlpemuError
 
 
 def kstrtobool(s: str) -> bool:

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..machine.machine import Machine
 
-LOGLEVEL_ALERT = 1
-LOGLEVEL_WARNING = 4
+
+class LogLevel(IntEnum):
+    """A record's level, as include/linux/kern_levels.h numbers them."""
+
+    EMERG = 0
+    ALERT = 1
+    CRIT = 2
+    ERR = 3
+    WARNING = 4
+    NOTICE = 5
+    INFO = 6
+    DEBUG = 7
 
 
 @dataclass(frozen=True)
@@ -42,7 +53,7 @@ def dmesg(machine: Machine) -> str:
     return "".join(rec.dmesg_line() + "\n" for rec in records(machine))
 
 
-def log_store(machine: Machine, text: str, level: int = LOGLEVEL_WARNING, caller_id: int = 0) -> None:
+def log_store(machine: Machine, text: str, level: int = LogLevel.WARNING, caller_id: int = 0) -> None:
     """Append a record exactly as the guest's log_store does, for lines the host prints as the kernel."""
     rb = machine.var("printk_rb")
     ring = rb.records

@@ -23,8 +23,8 @@ class Slab:
         self.m = machine
         self.objects: dict[int, int] = {}  # live kmalloc objects: address -> size
         self._freed: set[int] = set()  # freed and not handed out again: a second kfree is a double free
-        machine.hypercalls[machine.types.enum("HC_KMALLOC")] = self._hc_kmalloc
-        machine.hypercalls[machine.types.enum("HC_KFREE")] = self._hc_kfree
+        machine.hypercalls.register("HC_KMALLOC", self._hc_kmalloc)
+        machine.hypercalls.register("HC_KFREE", self._hc_kfree)
 
     def _hc_kmalloc(self, size: int, gfp: int, *_unused: int) -> int:
         try:

@@ -6,20 +6,36 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..abi import (
+    PF_IDLE,
+    PF_KTHREAD,
+    TASK_DEAD,
+    TASK_INTERRUPTIBLE,
+    TASK_RUNNING,
+    TASK_UNINTERRUPTIBLE,
+    TIF_NEED_RESCHED,
+    TIF_PATCH_PENDING,
+    TIF_SIGPENDING,
+)
+
 if TYPE_CHECKING:
     from ..machine.machine import Machine
     from ..machine.types import View
 
-TASK_RUNNING = 0
-TASK_INTERRUPTIBLE = 1
-TASK_UNINTERRUPTIBLE = 2
-TASK_DEAD = 0x80
-PF_KTHREAD = 0x00200000
-PF_IDLE = 0x00000002
-# thread_info.flags bit numbers
-TIF_SIGPENDING = 2
-TIF_NEED_RESCHED = 3
-TIF_PATCH_PENDING = 13
+# Re-exported for the rest of the control plane: the task states and flags, from DWARF.
+__all__ = [
+    "PF_IDLE",
+    "PF_KTHREAD",
+    "TASK_DEAD",
+    "TASK_INTERRUPTIBLE",
+    "TASK_RUNNING",
+    "TASK_UNINTERRUPTIBLE",
+    "TIF_NEED_RESCHED",
+    "TIF_PATCH_PENDING",
+    "TIF_SIGPENDING",
+    "Task",
+    "all_tasks",
+]
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from errno import EINVAL, ERANGE
 from typing import TYPE_CHECKING
 
 from ..errors import KlpemuError
@@ -34,7 +35,7 @@ def call_insn(ip: int, target: int) -> bytes:
     """`call target` at ip; rel32 must reach (keystone silently truncates, we do not)."""
     rel = target - (ip + MCOUNT_INSN_SIZE)
     if not -(1 << 31) <= rel < (1 << 31):
-        raise KlpemuError(f"call from 0x{ip:x} to 0x{target:x} is out of rel32 range", 34)
+        raise KlpemuError(f"call from 0x{ip:x} to 0x{target:x} is out of rel32 range", ERANGE)
     return bytes([CALL]) + struct.pack("<i", rel)
 
 
@@ -55,7 +56,7 @@ def _descriptor(insn: bytes) -> tuple[int, int]:
         return JMP8, struct.unpack("<b", insn[1:2])[0]
     if insn[0] in (RET, INT3) and len(insn) == 1:
         return insn[0], 0
-    raise KlpemuError(f"text_poke cannot emulate {insn.hex()}", 22)
+    raise KlpemuError(f"text_poke cannot emulate {insn.hex()}", EINVAL)
 
 
 class TextPoke:

@@ -9,6 +9,7 @@ and exit run in sh's context.
 
 from __future__ import annotations
 
+from errno import E2BIG, EIO, ENAMETOOLONG, ETIMEDOUT
 from typing import TYPE_CHECKING
 
 from ..errors import KlpemuError
@@ -40,9 +41,9 @@ class Console:
         path_max = req.type.member("path")[1].size
         data_max = req.type.member("data")[1].size
         if len(path_b) >= path_max:
-            raise KlpemuError(f"{path}: File name too long", 36)
+            raise KlpemuError(f"{path}: File name too long", ENAMETOOLONG)
         if len(data) > data_max:
-            raise KlpemuError(f"write of {len(data)} bytes is more than the console carries ({data_max})", 7)
+            raise KlpemuError(f"write of {len(data)} bytes is more than the console carries ({data_max})", E2BIG)
         req.op = m.types.enum(op)
         req.len = len(data)
         m.mem.write(req.addr_of("path"), path_b + b"\0")
@@ -52,8 +53,8 @@ class Console:
         m.raise_irq(0, m.types.enum("CONSOLE_VECTOR"))
         if not m.run_until(lambda: mbox.done == 1, timeout_ns):
             if m.oops is not None:
-                raise KlpemuError(f"{what}: the machine crashed:\n{m.oops}", 5)
-            raise KlpemuError(f"{what}: no answer from the guest within {timeout_ns / NS_PER_SEC:g}s", 110)
+                raise KlpemuError(f"{what}: the machine crashed:\n{m.oops}", EIO)
+            raise KlpemuError(f"{what}: no answer from the guest within {timeout_ns / NS_PER_SEC:g}s", ETIMEDOUT)
         return mbox.status, m.mem.read(mbox.addr_of("out"), mbox.out_len)
 
     def read_file(self, path: str, timeout_ns: int = 5 * NS_PER_SEC) -> str:

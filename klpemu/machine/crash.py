@@ -34,7 +34,7 @@ def _writes_memory(machine: Machine, rip: int) -> bool:
 def build_oops(
     machine: Machine, cpu: CPU, error: UcError | None, fault: tuple[int, int] | None, reason: str | None
 ) -> Oops:
-    from ..kernel.printk import LOGLEVEL_ALERT, log_store
+    from ..kernel.printk import LogLevel, log_store
     from ..kernel.stacktrace import Unwinder
     from ..kernel.tasks import Task
 
@@ -88,5 +88,5 @@ def build_oops(
         lines.append(" </TASK>")
     lines.append("---[ end trace 0000000000000000 ]---")
     for i, line in enumerate(lines):
-        log_store(m, line, LOGLEVEL_ALERT if i == 0 else 4)
+        log_store(m, line, LogLevel.ALERT if i == 0 else LogLevel.WARNING)
     return Oops(headline[0] if headline else oops_line, cpu.index, pid, comm, regs, backtrace, lines)

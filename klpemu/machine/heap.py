@@ -13,6 +13,7 @@ VMALLOC_START does not).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from errno import ENOMEM
 from typing import TYPE_CHECKING
 
 from ..errors import KlpemuError
@@ -49,7 +50,7 @@ class Region:
                     pieces.append((start + size, avail - pad - size))
                 self.free[i : i + 1] = pieces
                 return start
-        raise KlpemuError(f"guest memory region at 0x{self.base:x} is full", 12)
+        raise KlpemuError(f"guest memory region at 0x{self.base:x} is full", ENOMEM)
 
     def contains(self, addr: int) -> bool:
         return self.base <= addr < self.base + self.size

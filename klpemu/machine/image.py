@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import struct
 from dataclasses import dataclass
+from errno import EFAULT, EINVAL, ENOEXEC
 from functools import cached_property
 from pathlib import Path
 
@@ -62,9 +63,9 @@ class KernelImage:
         try:
             self.elf = ELFFile(io.BytesIO(self._raw))
         except Exception as e:  # pyelftools raises several types for a malformed file
-            raise KlpemuError(f"{self.path}: not a valid ELF image ({e})", 8) from e  # ENOEXEC
+            raise KlpemuError(f"{self.path}: not a valid ELF image ({e})", ENOEXEC) from e  # ENOEXEC
         if self.elf["e_machine"] != "EM_X86_64":
-            raise KlpemuError(f"{self.path}: not an x86_64 image", 8)
+            raise KlpemuError(f"{self.path}: not an x86_64 image", ENOEXEC)
         self.segments = [
             Segment(s["p_vaddr"], s["p_memsz"], s.data(), bool(s["p_flags"] & PF_W), bool(s["p_flags"] & PF_X))
             for s in self.elf.iter_segments()
@@ -79,7 +80,7 @@ class KernelImage:
     def _load_symbols(self) -> None:
         symtab = self.elf.get_section_by_name(".symtab")
         if not isinstance(symtab, SymbolTableSection):
-            raise KlpemuError(f"{self.path}: no symbol table", 8)
+            raise KlpemuError(f"{self.path}: no symbol table", ENOEXEC)
         raw = []
         for s in symtab.iter_symbols():
             st_type = s["st_info"]["type"]
@@ -114,10 +115,10 @@ class KernelImage:
         if not syms:  # not in vmlinux: a loaded module's symbol, if one has it
             syms = [s for k in self.module_kallsyms for s in k.by_name.get(name, ())]
         if not syms:
-            raise KlpemuError(f"symbol '{name}' not found", 22)
+            raise KlpemuError(f"symbol '{name}' not found", EINVAL)
         if sympos == 0:
             if len(syms) > 1:
-                raise KlpemuError(f"unresolvable ambiguity for symbol '{name}': {len(syms)} matches", 22)
+                raise KlpemuError(f"unresolvable ambiguity for symbol '{name}': {len(syms)} matches", EINVAL)
             return syms[0]
         if sympos > len(syms):
             raise KlpemuError(f"symbol '{name}' position {sympos} not found ({len(syms)} matches)", 22)
@@ -185,7 +186,7 @@ class KernelImage:
     def section_bytes(self, name: str) -> tuple[int, bytes]:
         sec = self.elf.get_section_by_name(name)
         if sec is None:
-            raise KlpemuError(f"{self.path}: no section {name}", 8)
+            raise KlpemuError(f"{self.path}: no section {name}", ENOEXEC)
         return sec["sh_addr"], sec.data()
 
     def read_static(self, addr: int, size: int) -> bytes:
@@ -194,7 +195,7 @@ class KernelImage:
             if seg.vaddr <= addr and addr + size <= seg.vaddr + len(seg.data):
                 off = addr - seg.vaddr
                 return seg.data[off : off + size]
-        raise KlpemuError(f"0x{addr:x} is not in a loaded segment of the image", 14)
+        raise KlpemuError(f"0x{addr:x} is not in a loaded segment of the image", EFAULT)
 
     @property
     def dwarf(self):

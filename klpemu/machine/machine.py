@@ -9,21 +9,25 @@ instruction per cycle clock) and jumps to the next timer tick when every CPU is 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from errno import EAGAIN, EINVAL, ETIMEDOUT
 from importlib import resources
 from pathlib import Path
 
 from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_HOOK_INTR, UC_MODE_64, Uc, UcError
 from unicorn import x86_const as x
 
+from ..abi import HYPERCALL_PORT
 from ..errors import KlpemuError
+from . import abi_gen
 from .cpu import CPU, EFLAGS_IF, InterruptError, deliver_interrupt, live_regs
 from .heap import GuestHeap
+from .hypercall import HypercallTable
 from .image import KernelImage
 from .memory import PTE_RW, PTE_USER, GuestMemory
 from .oops import Oops
-from .types import TypeInfo, View
+from .types import Pointer, TypeInfo, View, container_of, list_for_each_entry
 
 DEFAULT_CMDLINE = "console=ttyS0 root=/dev/vda ro quiet"
 NS_PER_SEC = 1_000_000_000
@@ -54,9 +58,11 @@ class Machine:
     def __init__(self, config: MachineConfig | None = None, **overrides):
         self.config = config = config or MachineConfig(**overrides)
         if config.cpus < 1 or config.cpus > 8:
-            raise KlpemuError(f"cpus must be between 1 and 8, not {config.cpus}", 22)
+            raise KlpemuError(f"cpus must be between 1 and 8, not {config.cpus}", EINVAL)
         self.image = KernelImage(config.image or shipped_image())
         self.types = TypeInfo(self.image.dwarf)
+        if config.image is not None and Path(config.image).resolve() != shipped_image().resolve():
+            abi_gen.check(self.types)  # the shipped image's are checked by the tests
         self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
         self.mem = GuestMemory(self.uc, config.mem_mb << 20)
         self.heap = GuestHeap(self.mem)
@@ -81,12 +87,11 @@ class Machine:
         self._clock_phys = [self.mem.phys(self.pcpu(i).addr_of("clock_ns")) for i in range(config.cpus)]
         self._halting_addr = [self.pcpu(i).addr_of("halting") for i in range(config.cpus)]
         self.next_tick = self.tick_ns
-        self.hypercalls = {
-            self.types.enum("HC_SEND_IPI"): self._hc_send_ipi,
-            self.types.enum("HC_START_CPU"): self._hc_start_cpu,
-            self.types.enum("HC_BOOT_DONE"): self._hc_boot_done,
-            self.types.enum("HC_PANIC"): self._hc_panic,
-        }
+        self.hypercalls = HypercallTable({k: v for k, v in self.types.enums.items() if k.startswith("HC_")})
+        self.hypercalls.register("HC_SEND_IPI", self._hc_send_ipi)
+        self.hypercalls.register("HC_START_CPU", self._hc_start_cpu)
+        self.hypercalls.register("HC_BOOT_DONE", self._hc_boot_done)
+        self.hypercalls.register("HC_PANIC", self._hc_panic)
         self._install_hooks()
         self._start_boot_cpu()
         from ..kernel.core import Kernel  # the control plane the firmware calls into
@@ -113,7 +118,7 @@ class Machine:
         cmd = self.config.cmdline.encode()
         limit = params.type.member("cmdline")[1].size - 1
         if len(cmd) > limit:
-            raise KlpemuError(f"command line longer than {limit} bytes", 22)
+            raise KlpemuError(f"command line longer than {limit} bytes", EINVAL)
         self.mem.write(params.addr_of("cmdline"), cmd + b"\0")
         params.mem_size = self.config.mem_mb << 20
         params.nr_cpus = self.config.cpus
@@ -147,11 +152,22 @@ class Machine:
         try:
             t = self.types.variables[name]
         except KeyError:
-            raise KlpemuError(f"no variable {name} in the image's debug info", 22) from None
+            raise KlpemuError(f"no variable {name} in the image's debug info", EINVAL) from None
         return View(self.mem, t, self._sym(name))
 
     def struct(self, name: str, addr: int) -> View:
         return View(self.mem, self.types.struct(name), addr)
+
+    def ptr(self, name: str, addr: int) -> Pointer:
+        """A `struct name *` holding addr: the typed handle the control plane passes around."""
+        return Pointer(self.mem, self.types.struct(name), addr)
+
+    def container_of(self, addr: int, name: str, member: str) -> Pointer:
+        return container_of(addr, self.mem, self.types.struct(name), member)
+
+    def list_for_each_entry(self, name: str, head: int, member: str) -> Iterator[Pointer]:
+        """The `struct name` entries of the list at head, linked through `member`."""
+        return list_for_each_entry(self.mem, self.types.struct(name), head, member)
 
     def read_var_int(self, name: str) -> int:
         t = self.types.variables[name]
@@ -168,17 +184,16 @@ class Machine:
     # --- hooks (run inside emu_start) ------------------------------------------------------------
 
     def _on_out(self, uc: Uc, port: int, size: int, value: int, _ud) -> None:
-        if port != 0xF4:
+        if port != HYPERCALL_PORT:
             return
         nr = uc.reg_read(x.UC_X86_REG_RAX)
-        handler = self.hypercalls.get(nr)
-        if handler is None:
+        if nr not in self.hypercalls:
             self._hypercall_stop = f"bad hypercall {nr}"
             uc.emu_stop()
             return
         args = [uc.reg_read(r) for r in (x.UC_X86_REG_RDI, x.UC_X86_REG_RSI, x.UC_X86_REG_RDX, x.UC_X86_REG_RCX)]
         try:
-            ret = handler(*args)
+            ret = self.hypercalls.dispatch(nr, args)
         except Exception as e:  # a host handler's bug (a user's Python ops, say) stops the machine
             self._hypercall_stop = f"hypercall {nr} failed in the host: {type(e).__name__}: {e}"
             uc.emu_stop()
@@ -259,7 +274,7 @@ class Machine:
         held (True when there is no `until` and the run was not cut short by an oops)."""
         self._check_running()
         if ns is None and insns is None and until is None:
-            raise KlpemuError("run needs a duration, an instruction count or a condition", 22)
+            raise KlpemuError("run needs a duration, an instruction count or a condition", EINVAL)
         deadline = self.now + ns if ns is not None else None
         insn_limit = self.insns + insns if insns is not None else None
         while (deadline is None or self.now < deadline) and (insn_limit is None or self.insns < insn_limit):
@@ -277,7 +292,7 @@ class Machine:
     def boot(self, timeout_ns: int = NS_PER_SEC) -> None:
         """Run until the kernel reaches user space."""
         if not self.run_until(lambda: self.booted, timeout_ns) and self.oops is None:
-            raise KlpemuError("the kernel did not finish booting", 110)  # ETIMEDOUT
+            raise KlpemuError("the kernel did not finish booting", ETIMEDOUT)  # ETIMEDOUT
 
     def schedule_host_work(self, delay_ns: int, fn: Callable[[], None]) -> None:
         """Run fn on the host once emulated time reaches now + delay_ns, between rounds (the
@@ -400,12 +415,12 @@ class Machine:
         wait. A halted CPU is first run to its next interrupt."""
         self._check_running()
         if not 0 <= cpu_index < len(self.cpus) or not self.cpus[cpu_index].online:
-            raise KlpemuError(f"no CPU {cpu_index} online", 22)
+            raise KlpemuError(f"no CPU {cpu_index} online", EINVAL)
         cpu = self.cpus[cpu_index]
         for _ in range(count):
             if cpu.halted and not cpu.pending:
                 if not self.run_until(lambda: bool(cpu.pending), wake_timeout_ns):
-                    raise KlpemuError(f"cpu{cpu_index} stays halted", 11)
+                    raise KlpemuError(f"cpu{cpu_index} stays halted", EAGAIN)
             self.uc.context_restore(cpu.ctx)
             delivered = self._deliver_pending(cpu)
             self.uc.context_update(cpu.ctx)
@@ -481,7 +496,7 @@ class Machine:
         if isinstance(func, str):
             func = self._sym(func)
         if len(args) > 6:
-            raise KlpemuError("at most six arguments", 22)
+            raise KlpemuError("at most six arguments", EINVAL)
         uc = self.uc
         uc.context_restore(self._hostcall_ctx(cpu))
         sp = self._sym("hostcall_stack_top") - 8

@@ -8,6 +8,7 @@ accesses. Kernel text is mapped read-only, so only the host (the text_poke path)
 from __future__ import annotations
 
 import struct
+from errno import EFAULT, ENOMEM
 
 from unicorn import Uc, UcError
 
@@ -39,7 +40,7 @@ class GuestMemory:
 
     def _alloc_table(self) -> int:
         if self._pt_next >= PT_POOL_END:
-            raise KlpemuError("out of page-table pages", 12)
+            raise KlpemuError("out of page-table pages", ENOMEM)
         pa = self._pt_next
         self._pt_next += PAGE_SIZE
         return pa
@@ -47,7 +48,7 @@ class GuestMemory:
     def alloc_phys(self, size: int) -> int:
         size = (size + PAGE_SIZE - 1) & PAGE_MASK
         if self._alloc_next + size > self.ram_size:
-            raise KlpemuError("guest out of physical memory", 12)
+            raise KlpemuError("guest out of physical memory", ENOMEM)
         pa = self._alloc_next
         self._alloc_next += size
         return pa
@@ -88,7 +89,7 @@ class GuestMemory:
         try:
             return self._pages[va & PAGE_MASK][0] + (va & (PAGE_SIZE - 1))
         except KeyError:
-            raise KlpemuError(f"guest address 0x{va:x} is not mapped", 14) from None
+            raise KlpemuError(f"guest address 0x{va:x} is not mapped", EFAULT) from None
 
     def read(self, va: int, size: int) -> bytes:
         out = bytearray()

@@ -1,12 +1,17 @@
-"""Guest types from the image's DWARF: struct layouts, enums, globals, and typed views.
+"""Guest types from the image's DWARF: struct layouts, enums, globals, and typed objects.
 
 The host never hard-codes an offset: it asks this module where `task_struct.patch_state`
-lives, the way drgn reads a live kernel.
+lives, the way drgn reads a live kernel. The objects have drgn's shape: a pointer member keeps
+its type (`Pointer`, which is also the int it holds, so it can be a dict key or printed with
+`%x`), `->` is attribute access on the pointer, and `container_of`/`list_for_each_entry` take
+their offsets from DWARF.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from errno import EFAULT, EINVAL
 from typing import TYPE_CHECKING, Any
 
 from ..errors import KlpemuError
@@ -30,7 +35,7 @@ class Type:
         offset, t = 0, self
         for part in name.split("."):
             if t.kind != "struct" or part not in t.members:
-                raise KlpemuError(f"struct {t.name or '?'} has no member '{part}'", 22)
+                raise KlpemuError(f"struct {t.name or '?'} has no member '{part}'", EINVAL)
             off, t = t.members[part]
             offset += off
         return offset, t
@@ -129,13 +134,13 @@ class TypeInfo:
         try:
             return self.structs[name]
         except KeyError:
-            raise KlpemuError(f"no struct {name} in the image's debug info", 22) from None
+            raise KlpemuError(f"no struct {name} in the image's debug info", EINVAL) from None
 
     def enum(self, name: str) -> int:
         try:
             return self.enums[name]
         except KeyError:
-            raise KlpemuError(f"no enumerator {name} in the image's debug info", 22) from None
+            raise KlpemuError(f"no enumerator {name} in the image's debug info", EINVAL) from None
 
     def offsetof(self, struct: str, member: str) -> int:
         return self.struct(struct).member(member)[0]
@@ -165,7 +170,9 @@ class View:
 
     def _read(self, off: int, t: Type) -> Any:
         addr = self._address + off
-        if t.kind in ("base", "enum", "pointer"):
+        if t.kind == "pointer":
+            return Pointer(self._mem, t.target or VOID, self._mem.read_u64(addr))
+        if t.kind in ("base", "enum"):
             return decode_scalar(t, self._mem.read(addr, t.size))
         if t.kind == "array" and t.target and t.target.kind == "base" and t.target.size == 1:
             return self._mem.read(addr, t.size).split(b"\0", 1)[0]
@@ -178,14 +185,12 @@ class View:
     def __setattr__(self, name: str, value: int) -> None:
         off, t = self._type.member(name)
         if t.kind not in ("base", "enum", "pointer"):
-            raise KlpemuError(f"cannot assign to non-scalar member {name}", 22)
+            raise KlpemuError(f"cannot assign to non-scalar member {name}", EINVAL)
         self._mem.write(self._address + off, int(value).to_bytes(t.size, "little", signed=value < 0))
 
     def __getitem__(self, index: int) -> Any:
         t = self._type
-        if t.kind == "pointer":
-            return self._read(0, t.target)  # only [0] is meaningful on a pointer view
-        if t.kind != "array" or not 0 <= index < t.count:
+        if t.kind != "array" or not 0 <= index < t.count or t.target is None:
             raise IndexError(index)
         return self._read(index * t.target.size, t.target)
 
@@ -204,3 +209,83 @@ class View:
 
     def __repr__(self) -> str:
         return f"<{self._type.kind} {self._type.name or '?'} at 0x{self._address:x}>"
+
+
+class Pointer(int):
+    """A typed pointer into guest memory, as drgn's pointer Objects: the address it holds is
+    its int value; `p.member` reads through it (C's `p->member`), `p.member = v` writes, and
+    `deref()` gives the pointee as a View. A null pointer is falsy."""
+
+    _mem: GuestMemory
+    _target: Type
+
+    def __new__(cls, mem: GuestMemory, target: Type, value: int) -> Pointer:
+        self = super().__new__(cls, value)
+        object.__setattr__(self, "_mem", mem)
+        object.__setattr__(self, "_target", target)
+        return self
+
+    @property
+    def target_type(self) -> Type:
+        return self._target
+
+    def deref(self) -> Any:
+        """*p: a View of a struct or array, the value of a scalar."""
+        if not self:
+            raise KlpemuError(f"null dereference of a {self._target.name or self._target.kind} pointer", EFAULT)
+        t = self._target
+        if t.kind == "pointer":
+            return Pointer(self._mem, t.target or VOID, self._mem.read_u64(int(self)))
+        if t.kind in ("base", "enum"):
+            return decode_scalar(t, self._mem.read(int(self), t.size))
+        return View(self._mem, t, int(self))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.deref(), name)
+
+    def __setattr__(self, name: str, value: int) -> None:
+        setattr(self.deref(), name, value)
+
+    def __getitem__(self, index: int) -> Any:
+        """p[i]: the i-th element an array pointer points at."""
+        t = self._target
+        return Pointer(self._mem, t, int(self) + index * t.size).deref()
+
+    def __reduce__(self):  # pickled as the plain address it holds
+        return (int, (int(self),))
+
+    def __copy__(self) -> Pointer:
+        return self
+
+    def __deepcopy__(self, memo: dict) -> Pointer:
+        # The types are the image's, shared by every copy. The memory is the copy's when a whole
+        # machine is being copied (a snapshot puts its memory in the memo first), else the same.
+        return Pointer(memo.get(id(self._mem), self._mem), self._target, int(self))
+
+    def __repr__(self) -> str:
+        return f"({self._target.name or self._target.kind} *)0x{int(self):x}"
+
+    def __str__(self) -> str:  # printed as the number, like any int
+        return int.__repr__(self)
+
+
+def offsetof(t: Type, member: str) -> int:
+    return t.member(member)[0]
+
+
+def container_of(ptr: int, mem: GuestMemory, t: Type, member: str) -> Pointer:
+    """The struct of type t whose `member` is at ptr (include/linux/container_of.h)."""
+    return Pointer(mem, t, int(ptr) - offsetof(t, member))
+
+
+def list_for_each_entry(mem: GuestMemory, t: Type, head: int, member: str, limit: int = 1 << 16) -> Iterator[Pointer]:
+    """The entries of a guest list, head not included (include/linux/list.h); `limit` bounds a
+    list that a guest bug left circular without its head."""
+    off = offsetof(t, member)
+    node = mem.read_u64(head)
+    while node != head and limit:
+        yield Pointer(mem, t, node - off)
+        node = mem.read_u64(node)
+        limit -= 1

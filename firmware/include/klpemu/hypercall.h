@@ -6,7 +6,7 @@
 #ifndef _KLPEMU_HYPERCALL_H
 #define _KLPEMU_HYPERCALL_H
 
-#define HYPERCALL_PORT 0xf4
+enum { HYPERCALL_PORT = 0xf4 };
 
 enum klpemu_hypercall {
 	HC_SEND_IPI = 1,	/* (cpu, vector) */

@@ -21,16 +21,21 @@ typedef u8 kprobe_opcode_t;
 
 #define BREAKPOINT_INSTRUCTION 0xcc
 #define INT3_INSN_SIZE 1
-#define MAX_INSN_SIZE 16
-#define KPROBE_HASH_BITS 6
-#define KPROBE_TABLE_SIZE (1 << KPROBE_HASH_BITS)
-#define KRETPROBE_MAX_DATA_SIZE 4096
+/* An enum, so that the emulator reads these from DWARF. */
+enum {
+	MAX_INSN_SIZE = 16,
+	KPROBE_HASH_BITS = 6,
+	KPROBE_TABLE_SIZE = 1 << KPROBE_HASH_BITS,
+	KRETPROBE_MAX_DATA_SIZE = 4096,
+};
 
-/* kprobe.flags */
-#define KPROBE_FLAG_GONE 1	/* the probed code went away (its module was removed) */
-#define KPROBE_FLAG_DISABLED 2
-#define KPROBE_FLAG_OPTIMIZED 4
-#define KPROBE_FLAG_FTRACE 8	/* armed through ftrace, at a fentry site */
+/* kprobe.flags; an enum so that the emulator reads them from DWARF */
+enum kprobe_flags {
+	KPROBE_FLAG_GONE = 1,	/* the probed code went away (its module was removed) */
+	KPROBE_FLAG_DISABLED = 2,
+	KPROBE_FLAG_OPTIMIZED = 4,
+	KPROBE_FLAG_FTRACE = 8,	/* armed through ftrace, at a fentry site */
+};
 
 /* kprobe_ctlblk.kprobe_status */
 #define KPROBE_HIT_ACTIVE 0x00000001

@@ -11,10 +11,7 @@
 #include <linux/list.h>
 #include <linux/ftrace.h>
 #include <linux/gfp.h>
-
-#define KLP_TRANSITION_IDLE -1
-#define KLP_TRANSITION_UNPATCHED 0
-#define KLP_TRANSITION_PATCHED 1
+#include <linux/sched.h>	/* the KLP_TRANSITION_* states */
 
 struct module;
 

@@ -18,7 +18,7 @@
 
 #define MODULE_NAME_LEN 56
 /* struct module.refcnt holds this while nobody holds a reference (kernel/module/main.c). */
-#define MODULE_REF_BASE 1
+enum { MODULE_REF_BASE = 1 };
 
 typedef struct {
 	int counter;

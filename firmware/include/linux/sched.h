@@ -16,31 +16,44 @@
 #define HZ 250
 #define NR_OPEN 4
 
+/*
+ * Enums rather than macros here and below: the emulator reads the values from
+ * DWARF, and the preprocessor leaves macros out of it.
+ */
+
 /* Task states (task->__state). */
-#define TASK_RUNNING 0x0000
-#define TASK_INTERRUPTIBLE 0x0001
-#define TASK_UNINTERRUPTIBLE 0x0002
-#define TASK_DEAD 0x0080
+enum task_state {
+	TASK_RUNNING = 0x0000,
+	TASK_INTERRUPTIBLE = 0x0001,
+	TASK_UNINTERRUPTIBLE = 0x0002,
+	TASK_DEAD = 0x0080,
+};
 
 /* Task flags (task->flags). */
-#define PF_IDLE 0x00000002
-#define PF_EXITING 0x00000004
-#define PF_KTHREAD 0x00200000
+enum task_flags {
+	PF_IDLE = 0x00000002,
+	PF_EXITING = 0x00000004,
+	PF_KTHREAD = 0x00200000,
+};
 
 /* Thread-info flags: bit numbers, as Linux keeps them in thread_info.flags. */
-#define TIF_NOTIFY_RESUME 1
-#define TIF_SIGPENDING 2
-#define TIF_NEED_RESCHED 3
-#define TIF_PATCH_PENDING 13
+enum thread_info_flags {
+	TIF_NOTIFY_RESUME = 1,
+	TIF_SIGPENDING = 2,
+	TIF_NEED_RESCHED = 3,
+	TIF_PATCH_PENDING = 13,
+};
 #define _TIF_SIGPENDING (1UL << TIF_SIGPENDING)
 #define _TIF_NEED_RESCHED (1UL << TIF_NEED_RESCHED)
 #define _TIF_PATCH_PENDING (1UL << TIF_PATCH_PENDING)
 #define EXIT_TO_USER_MODE_WORK (_TIF_SIGPENDING | _TIF_NEED_RESCHED | _TIF_PATCH_PENDING)
 
 /* Livepatch per-task states (task->patch_state). */
-#define KLP_TRANSITION_IDLE -1
-#define KLP_TRANSITION_UNPATCHED 0
-#define KLP_TRANSITION_PATCHED 1
+enum klp_transition_state {
+	KLP_TRANSITION_IDLE = -1,
+	KLP_TRANSITION_UNPATCHED = 0,
+	KLP_TRANSITION_PATCHED = 1,
+};
 
 struct thread_info {
 	unsigned long flags;

@@ -10,7 +10,8 @@
 #include <linux/livepatch.h>
 #include <klpemu/hypercall.h>
 
-#define KLP_RUN_CALLBACK 1
+/* What HC_KLP_ENABLE_PATCH answers besides an errno; an enum, so it is in DWARF. */
+enum klp_enable_request { KLP_RUN_CALLBACK = 1 };
 
 LIST_HEAD(klp_patches);
 struct klp_patch *klp_transition_patch;

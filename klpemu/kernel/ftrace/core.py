@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Iterable
+from errno import EBUSY, EFAULT, EINVAL, ENODEV, ENOENT, ENOMEM
 from typing import TYPE_CHECKING
 
+from ...abi import FTRACE_FL, FTRACE_HASH_OFFSET, FTRACE_REF_MAX, SIZEOF_DYN_FTRACE
 from ...errors import KlpemuError
-from ..printk import log_store
+from ...machine.memory import PAGE_SIZE
+from ..printk import LogLevel, log_store
 from ..text_poke import NOP5, TextPoke, call_insn, decode_target
 from .ops import FL, FtraceOps, PyHandler
 from .records import Records
@@ -27,28 +30,10 @@ from .trampoline import Trampolines
 if TYPE_CHECKING:
     from ...machine.machine import Machine
 
-LOGLEVEL_INFO = 6
-LOGLEVEL_WARNING = 4
-ENTRIES_PER_PAGE = 4096 // 16
-ENOENT, EFAULT, EBUSY, ENODEV, EINVAL = 2, 14, 16, 19, 22
+ENTRIES_PER_PAGE = PAGE_SIZE // SIZEOF_DYN_FTRACE
 
-# struct dyn_ftrace.flags (Linux's bits)
-REC = {
-    "ENABLED": 1 << 31,
-    "REGS": 1 << 30,
-    "REGS_EN": 1 << 29,
-    "TRAMP": 1 << 28,
-    "TRAMP_EN": 1 << 27,
-    "IPMODIFY": 1 << 26,
-    "DISABLED": 1 << 25,
-    "DIRECT": 1 << 24,
-    "DIRECT_EN": 1 << 23,
-    "CALL_OPS": 1 << 22,
-    "CALL_OPS_EN": 1 << 21,
-    "TOUCHED": 1 << 20,
-    "MODIFIED": 1 << 19,
-}
-REF_MASK = (1 << 19) - 1
+REC = FTRACE_FL  # struct dyn_ftrace.flags by short name
+REF_MASK = FTRACE_REF_MAX  # the low bits of dyn_ftrace.flags count the ops
 STICKY = REC["TOUCHED"] | REC["MODIFIED"] | REC["DISABLED"]
 
 
@@ -67,8 +52,8 @@ class Ftrace:
         self.sysctl_enabled = True  # /proc/sys/kernel/ftrace_enabled
         # Policy: give each ops its own trampoline for the sites it alone traces (Linux on x86).
         self.private_trampolines = True
-        machine.hypercalls[machine.types.enum("HC_FTRACE_INIT")] = self._hc_init
-        machine.hypercalls[machine.types.enum("HC_FTRACE_CALLBACK")] = self._hc_callback
+        machine.hypercalls.register("HC_FTRACE_INIT", self._hc_init)
+        machine.hypercalls.register("HC_FTRACE_CALLBACK", self._hc_callback)
 
     # --- state kept in the guest -----------------------------------------------------------------
 
@@ -80,7 +65,7 @@ class Ftrace:
         """ftrace_kill: nothing may be traced any more."""
         self.m.mem.write(self.m.var_addr("ftrace_disabled"), (1).to_bytes(4, "little"))
 
-    def _log(self, text: str, level: int = LOGLEVEL_INFO) -> None:
+    def _log(self, text: str, level: int = LogLevel.INFO) -> None:
         log_store(self.m, text, level)
 
     # --- boot ----------------------------------------------------------------------------------
@@ -128,8 +113,8 @@ class Ftrace:
         self._log("ftrace record flags: 0")
         self._log(" (0)   ")
         self._log(f" expected tramp: {ip:x}")
-        self._log("------------[ cut here ]------------", LOGLEVEL_WARNING)
-        self._log("WARNING: CPU: 0 PID: 0 at kernel/trace/ftrace.c ftrace_bug", LOGLEVEL_WARNING)
+        self._log("------------[ cut here ]------------", LogLevel.WARNING)
+        self._log("WARNING: CPU: 0 PID: 0 at kernel/trace/ftrace.c ftrace_bug", LogLevel.WARNING)
         self._kill()
 
     # --- trampolines and the redirect policy ---------------------------------------------------
@@ -264,9 +249,10 @@ class Ftrace:
         if not ips:
             return 0
         m = self.m
-        addr = m.heap.kzalloc(8 + 8 * len(ips))
-        m.mem.write_u64(addr, len(ips))
-        m.mem.write(addr + 8, b"".join(ip.to_bytes(8, "little") for ip in sorted(ips)))
+        ips_at = FTRACE_HASH_OFFSET["ips"]  # struct ftrace_hash: a count, then the sorted ips
+        addr = m.heap.kzalloc(ips_at + 8 * len(ips))
+        m.mem.write_u64(addr + FTRACE_HASH_OFFSET["count"], len(ips))
+        m.mem.write(addr + ips_at, b"".join(ip.to_bytes(8, "little") for ip in sorted(ips)))
         return addr
 
     def _install_hash(self, ops: FtraceOps, member: str, ips: set[int]) -> None:
@@ -534,7 +520,7 @@ class Ftrace:
         try:
             self.records.insert(done)
         except OverflowError:
-            raise KlpemuError(f"no room for {len(done)} more ftrace records", 12) from None  # ENOMEM
+            raise KlpemuError(f"no room for {len(done)} more ftrace records", ENOMEM) from None  # ENOMEM
         return done
 
     def module_enable(self) -> None:

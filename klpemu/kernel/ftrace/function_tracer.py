@@ -7,6 +7,7 @@ the way Linux's trace output looks.
 
 from __future__ import annotations
 
+from errno import EINVAL
 from typing import TYPE_CHECKING
 
 from ...errors import KlpemuError
@@ -68,7 +69,7 @@ class FunctionTracer:
 
     def set_tracer(self, name: str) -> None:
         if name not in TRACERS:
-            raise KlpemuError(f"{name}: no such tracer", 22)
+            raise KlpemuError(f"{name}: no such tracer", EINVAL)
         if name == self.current:
             return
         if name == "function":

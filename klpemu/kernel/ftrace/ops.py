@@ -10,26 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-FL = {
-    "ENABLED": 1 << 0,
-    "DYNAMIC": 1 << 1,
-    "SAVE_REGS": 1 << 2,
-    "SAVE_REGS_IF_SUPPORTED": 1 << 3,
-    "RECURSION": 1 << 4,
-    "STUB": 1 << 5,
-    "INITIALIZED": 1 << 6,
-    "DELETED": 1 << 7,
-    "ADDING": 1 << 8,
-    "REMOVING": 1 << 9,
-    "MODIFYING": 1 << 10,
-    "ALLOC_TRAMP": 1 << 11,
-    "IPMODIFY": 1 << 12,
-    "PID": 1 << 13,
-    "RCU": 1 << 14,
-    "TRACE_ARRAY": 1 << 15,
-    "PERMANENT": 1 << 16,
-    "DIRECT": 1 << 17,
-}
+from ...abi import FTRACE_OPS_FL
+
+FL = FTRACE_OPS_FL  # by short name: FL["SAVE_REGS"]
 
 # A Python handler: (ip, parent_ip, regs) -> None, where regs is a typed view of the saved
 # pt_regs (writable: setting regs.ip redirects, as a native handler would).

@@ -5,8 +5,12 @@ from __future__ import annotations
 import bisect
 from typing import TYPE_CHECKING
 
+from ...abi import DYN_FTRACE_OFFSET
+
 if TYPE_CHECKING:
     from ...machine.machine import Machine
+
+FLAGS = DYN_FTRACE_OFFSET["flags"]  # read and written for every record on each update
 
 
 class Records:
@@ -29,17 +33,17 @@ class Records:
         return self.m.mem.read_u64(self._addr(i))
 
     def flags(self, i: int) -> int:
-        return self.m.mem.read_u64(self._addr(i) + 8)
+        return self.m.mem.read_u64(self._addr(i) + FLAGS)
 
     def set_flags(self, i: int, flags: int) -> None:
-        self.m.mem.write_u64(self._addr(i) + 8, flags)
+        self.m.mem.write_u64(self._addr(i) + FLAGS, flags)
 
     def append(self, ip: int, flags: int = 0) -> int:
         n = len(self)
         if n >= self.capacity:
             raise OverflowError("ftrace_records is full")
         self.m.mem.write_u64(self._addr(n), ip)
-        self.m.mem.write_u64(self._addr(n) + 8, flags)
+        self.m.mem.write_u64(self._addr(n) + FLAGS, flags)
         self.m.mem.write_u64(self.m.var_addr("ftrace_nr_records"), n + 1)
         self._ips.append(ip)
         return n

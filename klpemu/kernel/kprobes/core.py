@@ -13,25 +13,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from errno import EAGAIN, EBUSY, EINVAL, ENOENT, ETIMEDOUT
 from typing import TYPE_CHECKING
 
+from ...abi import KPROBE_FLAG, KPROBE_HASH_BITS, KPROBE_TABLE_SIZE
 from ...errors import KlpemuError
 from ..guestlist import GuestList
-from ..printk import log_store
+from ..printk import LogLevel, log_store
 from . import insn as x86
 
 if TYPE_CHECKING:
     from ...machine.machine import Machine
     from ..ftrace.ops import FtraceOps
 
-ENOENT, EAGAIN, EINVAL, E2BIG, ETIMEDOUT = 2, 11, 22, 7, 110
 SYNC_TIMEOUT_NS = 1_000_000_000
-KPROBE_HASH_BITS = 6
-KPROBE_TABLE_SIZE = 1 << KPROBE_HASH_BITS
-FLAG = {"GONE": 1, "DISABLED": 2, "OPTIMIZED": 4, "FTRACE": 8}
+FLAG = KPROBE_FLAG  # by short name: FLAG["GONE"]
 INT3 = 0xCC
 POLICIES = ("mainline", "legacy")
-LOGLEVEL_ERR, LOGLEVEL_WARNING, LOGLEVEL_INFO = 3, 4, 6
 PR_FMT = "kprobes: "  # kernel/kprobes.c's pr_fmt
 
 # A Python pre handler: (probe, regs view) -> int (nonzero: it set regs.ip, skip the step);
@@ -41,15 +39,15 @@ PyHandler = Callable[..., int | None]
 
 def pr_info(m: Machine, text: str) -> None:
     """kernel/kprobes.c's pr_info, with its pr_fmt."""
-    log_store(m, PR_FMT + text, LOGLEVEL_INFO)
+    log_store(m, PR_FMT + text, LogLevel.INFO)
 
 
 def pr_warn(m: Machine, text: str) -> None:
-    log_store(m, PR_FMT + text, LOGLEVEL_WARNING)
+    log_store(m, PR_FMT + text, LogLevel.WARNING)
 
 
 def pr_err(m: Machine, text: str) -> None:
-    log_store(m, PR_FMT + text, LOGLEVEL_ERR)
+    log_store(m, PR_FMT + text, LogLevel.ERR)
 
 
 def kprobe_hash(addr: int) -> int:
@@ -92,18 +90,14 @@ class Kprobes:
             "ret": sym("kretprobe_host_handler"),
             "entry": sym("kretprobe_host_entry_handler"),
         }
-        layout = {name: machine.types.offsetof("pt_regs", name) // 8 for name, _ in x86.PT_REGS_SLOT.values()}
-        if layout != dict(x86.PT_REGS_SLOT.values()):
-            raise KlpemuError(f"struct pt_regs in the image is not the layout kprobes emulates: {layout}", EINVAL)
         self._size = machine.types.sizeof("kprobe")
         self._list_off = machine.types.offsetof("kprobe", "list")
         self._table = machine.var_addr("kprobe_table")
-        t = machine.types.enum
-        machine.hypercalls[t("HC_KPROBE_REGISTER")] = self._hc_register
-        machine.hypercalls[t("HC_KPROBE_UNREGISTER")] = self._hc_unregister
-        machine.hypercalls[t("HC_KPROBE_CALLBACK")] = self._hc_callback
-        machine.hypercalls[t("HC_KPROBE_ENABLE")] = self._hc_enable
-        machine.hypercalls[t("HC_KPROBE_DUMP")] = self._hc_dump
+        machine.hypercalls.register("HC_KPROBE_REGISTER", self._hc_register)
+        machine.hypercalls.register("HC_KPROBE_UNREGISTER", self._hc_unregister)
+        machine.hypercalls.register("HC_KPROBE_CALLBACK", self._hc_callback)
+        machine.hypercalls.register("HC_KPROBE_ENABLE", self._hc_enable)
+        machine.hypercalls.register("HC_KPROBE_DUMP", self._hc_dump)
         from .kretprobe import Kretprobes
 
         self.kretprobes = Kretprobes(machine, self)
@@ -122,7 +116,7 @@ class Kprobes:
         if name not in POLICIES:
             raise KlpemuError(f"kprobes policy must be one of {', '.join(POLICIES)}", EINVAL)
         if self._ftrace_users[False] or self._ftrace_users[True]:
-            raise KlpemuError("kprobes policy cannot change while probes are armed through ftrace", 16)
+            raise KlpemuError("kprobes policy cannot change while probes are armed through ftrace", EBUSY)
         self._policy = name
 
     # --- guest structs -------------------------------------------------------------------------
@@ -321,7 +315,7 @@ class Kprobes:
         except KlpemuError as e:
             m.heap.free(slot)
             if isinstance(e, x86.DisplacementOverflow):
-                log_store(m, str(e), LOGLEVEL_ERR)  # arch/x86's pr_err, which has no pr_fmt
+                log_store(m, str(e), LogLevel.ERR)  # arch/x86's pr_err, which has no pr_fmt
             raise
         a = v.ainsn
         a.size, a.emulate_op, a.opcode = prep.size, prep.emulate_op, prep.opcode
@@ -792,7 +786,7 @@ class Kprobes:
         name = m.mem.read_cstr(v.symbol_name, 512) if v.symbol_name else "(null)"
         pr_err(m, "Dump kprobe:")
         log_store(
-            m, f".symbol_name = {name}, .offset = {v.offset:x}, .addr = {m.image.symbolize(v.addr)}", LOGLEVEL_ERR
+            m, f".symbol_name = {name}, .offset = {v.offset:x}, .addr = {m.image.symbolize(v.addr)}", LogLevel.ERR
         )
         return 0
 

@@ -13,48 +13,35 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from errno import EILSEQ, EINVAL, EOPNOTSUPP
 
 from capstone import CS_ARCH_X86, CS_MODE_64, Cs
 from capstone import x86_const as cx
 
+from ...abi import KPROBE_EMULATE, MAX_INSN_SIZE, PT_REGS_OFFSET
 from ...errors import KlpemuError
 
-EILSEQ, EINVAL, EOPNOTSUPP = 84, 22, 95
-MAX_INSN_SIZE = 16
-
-# enum kprobe_emulate_op (linux/kprobes.h)
-EMULATE = {
-    "none": 0,
-    "ifmodifiers": 1,
-    "ret": 2,
-    "call": 3,
-    "jmp": 4,
-    "jcc": 5,
-    "loop": 6,
-    "call_indirect": 7,
-    "jmp_indirect": 8,
-}
+# enum kprobe_emulate_op, by lower-case short name: EMULATE["jcc"]
+EMULATE = {name.lower(): value for name, value in KPROBE_EMULATE.items()}
 
 # The struct pt_regs member and 8-byte slot of each register an indirect branch may name.
-# prepare() runs without the image at hand, so the slots are written out here; Kprobes checks
-# them against the image's DWARF layout of struct pt_regs when it starts.
 PT_REGS_SLOT = {
-    cx.X86_REG_R15: ("r15", 0),
-    cx.X86_REG_R14: ("r14", 1),
-    cx.X86_REG_R13: ("r13", 2),
-    cx.X86_REG_R12: ("r12", 3),
-    cx.X86_REG_RBP: ("bp", 4),
-    cx.X86_REG_RBX: ("bx", 5),
-    cx.X86_REG_R11: ("r11", 6),
-    cx.X86_REG_R10: ("r10", 7),
-    cx.X86_REG_R9: ("r9", 8),
-    cx.X86_REG_R8: ("r8", 9),
-    cx.X86_REG_RAX: ("ax", 10),
-    cx.X86_REG_RCX: ("cx", 11),
-    cx.X86_REG_RDX: ("dx", 12),
-    cx.X86_REG_RSI: ("si", 13),
-    cx.X86_REG_RDI: ("di", 14),
-    cx.X86_REG_RSP: ("sp", 19),
+    cx.X86_REG_R15: ("r15", PT_REGS_OFFSET["r15"] // 8),
+    cx.X86_REG_R14: ("r14", PT_REGS_OFFSET["r14"] // 8),
+    cx.X86_REG_R13: ("r13", PT_REGS_OFFSET["r13"] // 8),
+    cx.X86_REG_R12: ("r12", PT_REGS_OFFSET["r12"] // 8),
+    cx.X86_REG_RBP: ("bp", PT_REGS_OFFSET["bp"] // 8),
+    cx.X86_REG_RBX: ("bx", PT_REGS_OFFSET["bx"] // 8),
+    cx.X86_REG_R11: ("r11", PT_REGS_OFFSET["r11"] // 8),
+    cx.X86_REG_R10: ("r10", PT_REGS_OFFSET["r10"] // 8),
+    cx.X86_REG_R9: ("r9", PT_REGS_OFFSET["r9"] // 8),
+    cx.X86_REG_R8: ("r8", PT_REGS_OFFSET["r8"] // 8),
+    cx.X86_REG_RAX: ("ax", PT_REGS_OFFSET["ax"] // 8),
+    cx.X86_REG_RCX: ("cx", PT_REGS_OFFSET["cx"] // 8),
+    cx.X86_REG_RDX: ("dx", PT_REGS_OFFSET["dx"] // 8),
+    cx.X86_REG_RSI: ("si", PT_REGS_OFFSET["si"] // 8),
+    cx.X86_REG_RDI: ("di", PT_REGS_OFFSET["di"] // 8),
+    cx.X86_REG_RSP: ("sp", PT_REGS_OFFSET["sp"] // 8),
 }
 
 _cs = Cs(CS_ARCH_X86, CS_MODE_64)

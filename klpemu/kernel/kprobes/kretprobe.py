@@ -16,17 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from errno import E2BIG, EINVAL, ENOENT
 from typing import TYPE_CHECKING
 
+from ...abi import KRETPROBE_MAX_DATA_SIZE
 from ...errors import KlpemuError
 
 if TYPE_CHECKING:
     from ...machine.machine import Machine
     from ..tasks import Task
     from .core import Kprobes, PyHandler
-
-EINVAL, ENOENT, E2BIG = 22, 2, 7
-KRETPROBE_MAX_DATA_SIZE = 4096
 
 
 @dataclass(eq=False)
@@ -42,9 +41,8 @@ class Kretprobes:
         self.registered: dict[int, KretprobeRecord] = {}
         self.trampoline = machine.image.addr("__kretprobe_trampoline")
         self._kp_off = machine.types.offsetof("kretprobe", "kp")
-        t = machine.types.enum
-        machine.hypercalls[t("HC_KRETPROBE_REGISTER")] = self._hc_register
-        machine.hypercalls[t("HC_KRETPROBE_UNREGISTER")] = self._hc_unregister
+        machine.hypercalls.register("HC_KRETPROBE_REGISTER", self._hc_register)
+        machine.hypercalls.register("HC_KRETPROBE_UNREGISTER", self._hc_unregister)
 
     def view(self, rp: int):
         return self.m.struct("kretprobe", rp)

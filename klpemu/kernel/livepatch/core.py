@@ -10,11 +10,13 @@ writes run them from host context.
 
 from __future__ import annotations
 
+from errno import EBUSY, EEXIST, EINVAL, ENODEV, ENOENT
 from typing import TYPE_CHECKING
 
+from ...abi import MODULE_NAME_LEN
 from ...errors import KlpemuError
 from ..guestlist import GuestList
-from ..printk import log_store
+from ..printk import LogLevel, log_store
 from . import callbacks
 from .guestcall import CallbackGen, GuestCalls
 from .patch import KlpPatchLayer
@@ -27,10 +29,7 @@ if TYPE_CHECKING:
     from ...machine.machine import Machine
     from ..module import Module, Modules
 
-EINVAL, EBUSY, ENOENT, ENODEV, EEXIST = 22, 16, 2, 19, 17
 KSYM_NAME_LEN = 512
-MODULE_NAME_LEN = 56
-LOGLEVEL_ERR, LOGLEVEL_WARNING, LOGLEVEL_NOTICE = 3, 4, 5
 
 
 class Livepatch:
@@ -47,7 +46,7 @@ class Livepatch:
         self.list = GuestList(machine.mem)
         self._head = machine.var_addr("klp_patches")
         self._list_off = machine.types.offsetof("klp_patch", "list")
-        machine.hypercalls[machine.types.enum("HC_KLP_ENABLE_PATCH")] = self._hc_enable
+        machine.hypercalls.register("HC_KLP_ENABLE_PATCH", self._hc_enable)
         modules.add_notifier(self.module_coming, self.module_going)
 
     def log(self, text: str, level: int) -> None:
@@ -171,7 +170,7 @@ class Livepatch:
             new = m.image.function_at(f.new_func)
             f.new_size = new.size if new is not None else 0
             if not f.new_size:
-                self.log(f"kallsyms size lookup failed for '{old_name}' replacement", LOGLEVEL_ERR)
+                self.log(f"kallsyms size lookup failed for '{old_name}' replacement", LogLevel.ERR)
                 raise KlpemuError(f"kallsyms size lookup failed for '{old_name}' replacement", ENOENT)
 
     def _find_object_symbol(self, objname: str, name: str, sympos: int):
@@ -191,7 +190,7 @@ class Livepatch:
         elif sympos > len(syms):
             message = f"symbol position {sympos} for symbol '{name}' in object '{objname}' not found"
         if message:
-            self.log(message, LOGLEVEL_ERR)
+            self.log(message, LogLevel.ERR)
             raise KlpemuError(message, EINVAL)
         return syms[max(sympos, 1) - 1]
 
@@ -210,13 +209,13 @@ class Livepatch:
     def _sysfs_add(self, names: set[str], path: str) -> None:
         """kobject_add: a second entry of the same name in one directory is refused."""
         if path in names:
-            log_store(self.m, f"sysfs: cannot create duplicate filename '{path}'", LOGLEVEL_WARNING)
+            log_store(self.m, f"sysfs: cannot create duplicate filename '{path}'", LogLevel.WARNING)
             leaf = path.rsplit("/", 1)[1]
             log_store(
                 self.m,
                 f"kobject: kobject_add_internal failed for {leaf} with -EEXIST, don't try to "
                 "register things with the same name in the same directory.",
-                LOGLEVEL_ERR,
+                LogLevel.ERR,
             )
             raise KlpemuError(f"cannot create duplicate filename '{path}'", EEXIST)
         names.add(path)
@@ -260,7 +259,7 @@ class Livepatch:
         if not mod or not m.struct("klp_patch", patch).objs:
             return -EINVAL
         if not m.struct("module", mod).klp:
-            self.log(f"module {self.name(patch)} is not marked as a livepatch module", LOGLEVEL_ERR)
+            self.log(f"module {self.name(patch)} is not marked as a livepatch module", LogLevel.ERR)
             return -EINVAL
         try:
             yield from self._enable(patch)
@@ -284,7 +283,7 @@ class Livepatch:
         name = self.name(patch)
         if not is_patch_compatible(m, patch, self.patches):
             message = f"Livepatch patch ({name}) is not compatible with the already installed livepatches."
-            self.log(message, LOGLEVEL_ERR)
+            self.log(message, LogLevel.ERR)
             raise KlpemuError(message, EINVAL)
         mod = m.struct("klp_patch", patch).mod
         if mod and m.struct("module", mod).state == m.types.enum("MODULE_STATE_GOING"):
@@ -304,7 +303,7 @@ class Livepatch:
         if self.transition.patch is not None:
             raise KlpemuError("another patch is in transition", EBUSY)
         name = self.name(patch)
-        self.log(f"enabling patch '{name}'", LOGLEVEL_NOTICE)
+        self.log(f"enabling patch '{name}'", LogLevel.NOTICE)
         self.transition.init(patch, PATCHED)
         for obj in self.objects(patch):
             if not self.is_object_loaded(obj):
@@ -312,16 +311,16 @@ class Livepatch:
             ret = yield from callbacks.pre_patch(self.m, obj)
             error = None
             if ret:
-                self.log(f"pre-patch callback failed for object '{self.object_name(obj)}'", LOGLEVEL_WARNING)
+                self.log(f"pre-patch callback failed for object '{self.object_name(obj)}'", LogLevel.WARNING)
                 error = KlpemuError(f"pre-patch callback failed for object '{self.object_name(obj)}'", -ret)
             else:
                 try:
                     self.patch_object(obj)
                 except KlpemuError as e:
-                    self.log(f"failed to patch object '{self.object_name(obj)}'", LOGLEVEL_WARNING)
+                    self.log(f"failed to patch object '{self.object_name(obj)}'", LogLevel.WARNING)
                     error = e
             if error is not None:
-                self.log(f"failed to enable patch '{name}'", LOGLEVEL_WARNING)
+                self.log(f"failed to enable patch '{name}'", LogLevel.WARNING)
                 yield from self.transition.cancel()
                 raise error
         self.transition.start()
@@ -408,18 +407,18 @@ class Livepatch:
                     self._init_object_loaded(patch, obj)
                 except KlpemuError as e:
                     self.log(
-                        f"failed to initialize patch '{pname}' for module '{mod.name}' (-{e.errno})", LOGLEVEL_WARNING
+                        f"failed to initialize patch '{pname}' for module '{mod.name}' (-{e.errno})", LogLevel.WARNING
                     )
                     yield from self._refuse_module(mod, patch, obj, e)
-                self.log(f"applying patch '{pname}' to loading module '{mod.name}'", LOGLEVEL_NOTICE)
+                self.log(f"applying patch '{pname}' to loading module '{mod.name}'", LogLevel.NOTICE)
                 ret = yield from callbacks.pre_patch(m, obj)
                 if ret:
-                    self.log(f"pre-patch callback failed for object '{mod.name}'", LOGLEVEL_WARNING)
+                    self.log(f"pre-patch callback failed for object '{mod.name}'", LogLevel.WARNING)
                     yield from self._refuse_module(mod, patch, obj, KlpemuError("pre-patch callback failed", -ret))
                 try:
                     self.patch_object(obj)
                 except KlpemuError as e:
-                    self.log(f"failed to apply patch '{pname}' to module '{mod.name}' (-{e.errno})", LOGLEVEL_WARNING)
+                    self.log(f"failed to apply patch '{pname}' to module '{mod.name}' (-{e.errno})", LogLevel.WARNING)
                     yield from callbacks.post_unpatch(m, obj)
                     yield from self._refuse_module(mod, patch, obj, e)
                 if patch != self.transition.patch:
@@ -430,7 +429,7 @@ class Livepatch:
     def _refuse_module(self, mod: Module, patch: int, obj: int, error: KlpemuError) -> CallbackGen:
         self.log(
             f"patch '{self.name(patch)}' failed for module '{mod.name}', refusing to load module '{mod.name}'",
-            LOGLEVEL_WARNING,
+            LogLevel.WARNING,
         )
         self.m.struct("module", mod.addr).klp_alive = 0
         # Linux leaves the relocations written here; the module could then never load again.
@@ -461,7 +460,7 @@ class Livepatch:
                     break
                 if patch != self.transition.patch:
                     yield from callbacks.pre_unpatch(m, obj)
-                self.log(f"reverting patch '{self.name(patch)}' on unloading module '{mod.name}'", LOGLEVEL_NOTICE)
+                self.log(f"reverting patch '{self.name(patch)}' on unloading module '{mod.name}'", LogLevel.NOTICE)
                 if m.struct("klp_object", obj).patched:
                     self.unpatch_object(obj)
                 yield from callbacks.post_unpatch(m, obj)

@@ -12,14 +12,15 @@ in the order the kernel would run it.
 from __future__ import annotations
 
 from collections.abc import Generator
+from errno import EBUSY
 from typing import TYPE_CHECKING
 
+from ...abi import KLP_RUN_CALLBACK  # not an errno: the guest is asked to run klp_call_request
 from ...errors import KlpemuError
 
 if TYPE_CHECKING:
     from ...machine.machine import Machine
 
-KLP_RUN_CALLBACK = 1  # not an errno: the guest is asked to run klp_call_request
 CallbackGen = Generator[tuple[int, int], int, int]
 
 
@@ -34,7 +35,7 @@ class GuestCalls:
         self.m = machine
         self._pending: CallbackGen | None = None
         self._running = 0  # operations being run from host context
-        machine.hypercalls[machine.types.enum("HC_KLP_CALLBACK_DONE")] = self._hc_done
+        machine.hypercalls.register("HC_KLP_CALLBACK_DONE", self._hc_done)
 
     @property
     def busy(self) -> bool:
@@ -58,7 +59,7 @@ class GuestCalls:
     def start_in_guest(self, gen: CallbackGen) -> int:
         """From a hypercall: the value the hypercall returns (KLP_RUN_CALLBACK or the result)."""
         if self._pending is not None:
-            raise KlpemuError("a livepatch operation is already waiting for a callback", 16)
+            raise KlpemuError("a livepatch operation is already waiting for a callback", EBUSY)
         self._pending = gen
         return self._advance(None)
 

@@ -8,17 +8,17 @@ host keeps only a map from the old function to its klp_ops.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from errno import EINVAL
 from typing import TYPE_CHECKING
 
 from ...errors import KlpemuError
 from ..ftrace.ops import FL, FtraceOps
 from ..guestlist import GuestList
-from ..printk import log_store
+from ..printk import LogLevel, log_store
 
 if TYPE_CHECKING:
     from ...machine.machine import Machine
 
-EINVAL = 22
 KLP_FOPS_FLAGS = FL["DYNAMIC"] | FL["IPMODIFY"] | FL["PERMANENT"]  # WITH_ARGS: no SAVE_REGS
 
 
@@ -59,7 +59,7 @@ class KlpPatchLayer:
             ft = m.kernel.ftrace
             name = m.mem.read_cstr(func.old_name, 512)
             if ft.records.find(old) is None:
-                log_store(m, f"livepatch: failed to find location for function '{name}'", 3)
+                log_store(m, f"livepatch: failed to find location for function '{name}'", LogLevel.ERR)
                 raise KlpemuError(f"failed to find location for function '{m.image.symbolize(old)}'", EINVAL)
             addr = m.heap.kzalloc(m.types.sizeof("klp_ops"))
             self.list.init(addr + self._stack_off)
@@ -74,12 +74,18 @@ class KlpPatchLayer:
                 try:
                     ft.set_filter(fops, [old])
                 except KlpemuError as e:
-                    log_store(m, f"livepatch: failed to set ftrace filter for function '{name}' ({-e.errno})", 3)
+                    log_store(
+                        m, f"livepatch: failed to set ftrace filter for function '{name}' ({-e.errno})", LogLevel.ERR
+                    )
                     raise
                 try:
                     ft.register(fops)
                 except KlpemuError as e:
-                    log_store(m, f"livepatch: failed to register ftrace handler for function '{name}' ({-e.errno})", 3)
+                    log_store(
+                        m,
+                        f"livepatch: failed to register ftrace handler for function '{name}' ({-e.errno})",
+                        LogLevel.ERR,
+                    )
                     raise
             except KlpemuError:
                 self.list.delete(func_addr + self._node_off)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Callable
+from errno import EINVAL
 from typing import TYPE_CHECKING, NoReturn
 
 from elftools.elf.elffile import ELFFile
@@ -26,16 +27,14 @@ from elftools.elf.sections import SymbolTableSection
 
 from ...errors import KlpemuError
 from ..module import ModuleError, apply_relocate_add, clear_relocate_add
-from ..printk import log_store
+from ..printk import LogLevel, log_store
 
 if TYPE_CHECKING:
     from ...machine.machine import Machine
     from ..module import KlpInfo, Module, Relocs
     from .core import Livepatch
 
-EINVAL = 22
 SHN_LIVEPATCH = 0xFF20
-LOGLEVEL_ERR = 3
 # The widths of the kernel's sscanf formats: MODULE_NAME_LEN - 1 and KSYM_NAME_LEN - 1.
 _SEC_NAME = re.compile(r"\.klp\.rela\.([^.]{1,55})")
 _SYM_NAME = re.compile(r"\.klp\.sym\.([^.]{1,55})\.([^,]{1,511}),\s*([+-]?)(\d+)")
@@ -118,7 +117,7 @@ class KlpRelocs:
             klp.symbol_values[index] = self.lp._find_object_symbol(sym_objname, sym_name, sympos).addr
 
     def _fail(self, message: str) -> NoReturn:
-        self.lp.log(message, LOGLEVEL_ERR)
+        self.lp.log(message, LogLevel.ERR)
         raise KlpemuError(message, EINVAL)
 
     def _write_section_relocs(

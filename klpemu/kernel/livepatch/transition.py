@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..printk import log_store
+from ...abi import KLP_TRANSITION_IDLE, KLP_TRANSITION_PATCHED, KLP_TRANSITION_UNPATCHED
+from ..printk import LogLevel, log_store
 from ..stacktrace import unwind_task
 from ..tasks import PF_KTHREAD, TASK_INTERRUPTIBLE, TIF_NEED_RESCHED, TIF_PATCH_PENDING, Task, all_tasks
 from . import callbacks
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from .core import Livepatch
     from .guestcall import CallbackGen
 
-IDLE, UNPATCHED, PATCHED = -1, 0, 1
+IDLE, UNPATCHED, PATCHED = KLP_TRANSITION_IDLE, KLP_TRANSITION_UNPATCHED, KLP_TRANSITION_PATCHED
 RETRY_NS = 1_000_000_000  # round_jiffies_relative(HZ)
 SIGNALS_EVERY = 15
 
@@ -69,7 +70,7 @@ class Transition:
     def init(self, patch: int, state: int) -> None:
         """klp_init_transition: every task starts in the opposite state; every func is marked."""
         name = self.lp.name(patch)
-        log_store(self.m, f"livepatch: '{name}': initializing {self._verb(state)} transition", 7)
+        log_store(self.m, f"livepatch: '{name}': initializing {self._verb(state)} transition", LogLevel.DEBUG)
         self.patch = patch
         self.target = state
         for t in self._tasks():
@@ -80,7 +81,7 @@ class Transition:
     def start(self) -> None:
         """klp_start_transition: flag every task that still has to switch."""
         name = self.lp.name(self.patch)
-        log_store(self.m, f"livepatch: '{name}': starting {self._verb(self.target)} transition", 5)
+        log_store(self.m, f"livepatch: '{name}': starting {self._verb(self.target)} transition", LogLevel.NOTICE)
         for t in self._tasks():
             if t.patch_state != self.target:
                 self._flag(t, TIF_PATCH_PENDING, True)
@@ -202,7 +203,7 @@ class Transition:
     def send_signals(self) -> None:
         """klp_send_signals: kthreads are woken; user tasks get a fake signal."""
         if self.signals_cnt == SIGNALS_EVERY:
-            log_store(self.m, "livepatch: signaling remaining tasks", 5)
+            log_store(self.m, "livepatch: signaling remaining tasks", LogLevel.NOTICE)
         for t in self._tasks():
             if t.is_idle or t.patch_state == self.target or not self.pending(t):
                 continue
@@ -213,7 +214,7 @@ class Transition:
 
     def force(self) -> None:
         """klp_force_transition: every remaining task switches, unchecked."""
-        log_store(self.m, "livepatch: forcing remaining tasks to the patched state", 4)
+        log_store(self.m, "livepatch: forcing remaining tasks to the patched state", LogLevel.WARNING)
         for t in self._tasks():
             if self.pending(t):
                 self._flag(t, TIF_PATCH_PENDING, False)
@@ -229,7 +230,9 @@ class Transition:
     def cancel(self) -> CallbackGen:
         """klp_cancel_transition: a patch that failed before its transition started goes back."""
         log_store(
-            self.m, f"livepatch: '{self.lp.name(self.patch)}': canceling patching transition, going to unpatch", 7
+            self.m,
+            f"livepatch: '{self.lp.name(self.patch)}': canceling patching transition, going to unpatch",
+            LogLevel.DEBUG,
         )
         self.target = UNPATCHED
         yield from self.complete()
@@ -240,7 +243,7 @@ class Transition:
         m, lp = self.m, self.lp
         patch, target = self.patch, self.target
         name = lp.name(patch)
-        log_store(m, f"livepatch: '{name}': completing {self._verb(target)} transition", 7)
+        log_store(m, f"livepatch: '{name}': completing {self._verb(target)} transition", LogLevel.DEBUG)
         if target == PATCHED and m.struct("klp_patch", patch).replace:
             for old in lp.patches:  # klp_unpatch_replaced_patches: no callbacks of theirs run
                 if old == patch:
@@ -262,7 +265,7 @@ class Transition:
                 yield from callbacks.post_patch(m, obj)
             else:
                 yield from callbacks.post_unpatch(m, obj)
-        log_store(m, f"livepatch: '{name}': {self._verb(target)} complete", 5)
+        log_store(m, f"livepatch: '{name}': {self._verb(target)} complete", LogLevel.NOTICE)
         self.target = IDLE
         self.patch = None
         self.why.clear()
@@ -273,7 +276,9 @@ class Transition:
         name = self.lp.name(self.patch)
         old = self.target
         log_store(
-            self.m, f"livepatch: '{name}': reversing transition from {self._verb(old)} to {self._verb(1 - old)}", 7
+            self.m,
+            f"livepatch: '{name}': reversing transition from {self._verb(old)} to {self._verb(1 - old)}",
+            LogLevel.DEBUG,
         )
         for t in self._tasks():
             self._flag(t, TIF_PATCH_PENDING, False)
