@@ -35,7 +35,8 @@ from unicorn import UC_HOOK_CODE
 from klpemu.bench import BareGuest, best_of, format_table
 from klpemu.machine.console import Console
 from klpemu.machine.image import KernelImage
-from klpemu.machine.machine import NS_PER_SEC, Machine, shipped_image
+from klpemu.machine.machine import NS_PER_SEC, shipped_image
+from klpemu.system import System
 
 CALL_LOOP_FILE = "/sys/kernel/debug/klpemu/call_loop"
 LOOP, LEAF, FENTRY = "bench_call_loop", "bench_leaf", "__fentry__"
@@ -91,7 +92,7 @@ def row(name: str, calls: int, insns: int, seconds: float, **extra) -> dict:
 
 
 def bench_machine(calls: int, per_iter: int, repeat: int) -> list[dict]:
-    m = Machine()
+    m = System().machine
     m.boot()
     con = Console(m)
     timeout = 5 * NS_PER_SEC + 4 * calls * per_iter * m.config.insn_ns

@@ -102,6 +102,7 @@ from .kernel.text_poke import MCOUNT_INSN_SIZE, NOP5, call_insn
 from .machine.image import KernelImage
 from .machine.machine import FOREVER, Machine, MachineConfig
 from .machine.memory import PTE_RW, PTE_USER, GuestMemory
+from .system import System
 
 ARG_REGS = (x.UC_X86_REG_RDI, x.UC_X86_REG_RSI, x.UC_X86_REG_RDX)
 # Written in this order: paging goes on (CR0.PG) only once CR3 and CR4.PAE hold.
@@ -1007,7 +1008,7 @@ def add_arguments(ap: argparse.ArgumentParser, results: Path = Path("benchmarks/
 def run(args: argparse.Namespace) -> int:
     if args.calls < 1 or args.repeat < 1:
         raise KlpemuError("--calls and --repeat must be positive", EINVAL)
-    m = Machine()
+    m = System().machine
     m.boot()
     result = run_handler_overhead(
         m, calls=args.calls, repeat=args.repeat, relevant=args.relevant, irrelevant=args.irrelevant

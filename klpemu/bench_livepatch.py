@@ -34,7 +34,7 @@ class BenchLivepatches:
     def __init__(self, machine: Machine):
         self.m = machine
         self.lp = machine.kernel.livepatch
-        self.builder = KlpBuilder(machine)
+        self.builder = KlpBuilder(machine.kernel.livepatch)
         self.patches: list[int] = []  # enabled by this session, oldest first
 
     # --- the transition ------------------------------------------------------------------------

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from .fs import guestfs, kprobesfs, modulefs, procfs, sysctl, sysfs, tracefs
 from .fs.vfs import VFS
+from .kernel.core import Kernel
 from .machine.console import Console
 from .machine.machine import Machine, MachineConfig
 
 
 class System:
-    """The machine, the console the shell talks through, and the /proc and /sys trees."""
+    """The machine, the kernel's control plane, the console the shell talks through, and the
+    /proc and /sys trees: what builds them and wires them together."""
 
     def __init__(self, config: MachineConfig | None = None, **overrides):
         self.machine = Machine(config, **overrides)
+        self.kernel = Kernel(self.machine)
         self.console = Console(self.machine)
         self.vfs = VFS()
         procfs.mount(self.vfs, self.machine)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from klpemu.kernel.tasks import all_tasks
 from klpemu.machine.machine import DEFAULT_CMDLINE, Machine
+from klpemu.system import System
 
 MS = 1_000_000  # emulated nanoseconds
 
@@ -40,7 +41,7 @@ def make_machine(extra: str = "", *, boot: bool = True, settle_tasks: bool = Fal
     """A new Machine; extra is appended to the command line; booted, and settled if asked."""
     if extra:
         config["cmdline"] = f"{config.get('cmdline', DEFAULT_CMDLINE)} {extra}"
-    m = Machine(**config)
+    m = System(**config).machine
     if boot:
         m.boot()
         assert m.booted and m.oops is None

@@ -26,7 +26,7 @@ def system() -> System:
 
 
 def patch(m, name="lp"):
-    b = KlpBuilder(m)
+    b = KlpBuilder(m.kernel.livepatch)
     return b.patch(name, [b.object(None, [b.func(FUNC, "version_proc_show")])])
 
 

@@ -99,7 +99,7 @@ def test_random_sequences_keep_the_consistency_model(seed):
     lp = m.kernel.livepatch
     rec = Recorder(system)
     rng = random.Random(seed)
-    b = KlpBuilder(m)
+    b = KlpBuilder(m.kernel.livepatch)
     made = replaced = 0
     for _ in range(40):
         action = rng.choice(["enable", "enable", "replace", "replace", "disable", "reverse", "force", "run"])

@@ -10,7 +10,7 @@ from unicorn import UC_HOOK_CODE
 from klpemu.kernel.printk import dmesg
 from klpemu.kernel.stacktrace import unwind_task
 from klpemu.kernel.tasks import all_tasks
-from klpemu.machine.machine import Machine
+from klpemu.system import System
 
 MS = 1_000_000
 RUN_NS = 20 * MS
@@ -27,7 +27,7 @@ class Run:
 
 
 def record(seed: int, **config) -> Run:
-    m = Machine(seed=seed, **config)
+    m = System(seed=seed, **config).machine
     trace: list[tuple[int, int]] = []
 
     def hook(_uc, addr, _size, _ud):

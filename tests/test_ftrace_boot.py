@@ -6,12 +6,12 @@ import pytest
 
 from klpemu.kernel.printk import records as log_records
 from klpemu.kernel.text_poke import NOP5, call_insn
-from klpemu.machine.machine import Machine
+from klpemu.system import System
 
 
 @pytest.fixture(scope="module")
 def booted():
-    m = Machine()
+    m = System().machine
     m.boot()
     return m
 
@@ -49,7 +49,7 @@ def test_ftrace_location_lookup(booted):
 
 
 def test_a_site_that_does_not_match_is_an_ftrace_bug():
-    m = Machine()
+    m = System().machine
     bad = m.image.addr("cmdline_proc_show")
     m.mem.write(bad, b"\x90" * 5)  # a site someone else changed before ftrace_init
     m.boot()

@@ -9,14 +9,14 @@ from klpemu.kernel.ftrace.core import REC, REF_MASK
 from klpemu.kernel.ftrace.ops import FL
 from klpemu.kernel.text_poke import NOP5, call_insn
 from klpemu.machine.console import Console
-from klpemu.machine.machine import Machine
+from klpemu.system import System
 
 FUNC = "cmdline_proc_show"
 
 
 @pytest.fixture
 def m():
-    machine = Machine()
+    machine = System().machine
     machine.boot()
     return machine
 
@@ -181,7 +181,7 @@ def test_ftrace_enabled_and_permanent_ops(m):
 
 
 def test_disabled_ftrace_refuses_with_enodev():
-    m = Machine()
+    m = System().machine
     m.mem.write(m.image.addr("meminfo_proc_show"), b"\x90" * 5)
     m.boot()
     ft = m.kernel.ftrace

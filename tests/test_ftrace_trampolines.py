@@ -20,6 +20,7 @@ from unicorn import x86_const as x
 
 from klpemu.machine.console import Console
 from klpemu.machine.machine import Machine
+from klpemu.system import System
 
 SITE_FUNC = "cmdline_proc_show"
 LEAF = "ftrace_selftest_leaf"
@@ -149,7 +150,7 @@ class Rig:
 
 @pytest.fixture(scope="module")
 def machine() -> Machine:
-    m = Machine()
+    m = System().machine
     m.boot()
     return m
 

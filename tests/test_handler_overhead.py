@@ -32,6 +32,7 @@ from klpemu.cli import main as cli_main
 from klpemu.kernel.printk import records
 from klpemu.kernel.text_poke import NOP5
 from klpemu.machine.machine import Machine
+from klpemu.system import System
 
 LOOP_5 = {LOOP: 5}  # call, mov, add, cmp, jne
 TRAMP = {"ftrace_caller (own copy)": 42}
@@ -160,7 +161,7 @@ HOST_ENTRIES = {"h": 1, "i": 1, "q": 2}
 
 @pytest.fixture(scope="module")
 def bench() -> HandlerBench:
-    m = Machine()
+    m = System().machine
     m.boot()
     return HandlerBench(m, relevant=2, irrelevant=5)
 

@@ -9,14 +9,14 @@ from klpemu.kernel.ftrace.core import REC
 from klpemu.kernel.ftrace.ops import FL
 from klpemu.kernel.tasks import all_tasks
 from klpemu.machine.console import Console
-from klpemu.machine.machine import Machine
+from klpemu.system import System
 
 OLD = "cmdline_proc_show"
 
 
 @pytest.fixture
 def m():
-    machine = Machine()
+    machine = System().machine
     machine.boot()
     return machine
 

@@ -122,7 +122,7 @@ def test_a_disabled_but_loaded_module_is_removed_and_loaded_again(system):
 
 def test_list_shows_a_stalled_transition_with_each_task_its_reason_and_stack(system):
     m = system.machine
-    b = KlpBuilder(m)
+    b = KlpBuilder(m.kernel.livepatch)
     # khungtaskd sleeps in watchdog() for good: patching it stalls.
     m.kernel.livepatch.enable(b.patch("blocked", [b.object(None, [b.func("watchdog", "version_proc_show")])]))
     khung = next(t for t in all_tasks(m) if t.comm == "khungtaskd")
@@ -146,7 +146,7 @@ def test_list_shows_a_stalled_transition_with_each_task_its_reason_and_stack(sys
 
 def test_load_retries_while_another_patch_is_in_transition(system):
     m = system.machine
-    b = KlpBuilder(m)
+    b = KlpBuilder(m.kernel.livepatch)
     m.kernel.livepatch.enable(b.patch("blocked", [b.object(None, [b.func("watchdog", "version_proc_show")])]))
     t0 = m.now
     status, out, err = shell_run(system, "kpatch load livepatch-sample")

@@ -110,7 +110,7 @@ def test_transition_completes_past_a_task_sleeping_under_a_kretprobe(system):
     m = system.machine
     task = sleeping_under_kretprobe(system)
     lp = m.kernel.livepatch
-    b = KlpBuilder(m)
+    b = KlpBuilder(m.kernel.livepatch)
     lp.enable(b.patch("unrelated", [b.object(None, [b.func("cmdline_proc_show", "version_proc_show")])]))
     assert m.run_until(lambda: lp.transition.patch is None, 5 * SEC)
     assert task.patch_state == -1
@@ -120,7 +120,7 @@ def test_the_recovered_caller_blocks_a_patch_of_it(system):
     m = system.machine
     task = sleeping_under_kretprobe(system)
     lp = m.kernel.livepatch
-    b = KlpBuilder(m)
+    b = KlpBuilder(m.kernel.livepatch)
     lp.enable(b.patch("watchdog", [b.object(None, [b.func("watchdog", "version_proc_show")])]))
     m.run(1 * MS)
     # The trampoline stands where watchdog's return address was; the recovered one names it.

@@ -30,7 +30,7 @@ def settle(m):
 
 
 def enable(m, name, pairs, replace=False, states=()):
-    b = KlpBuilder(m)
+    b = KlpBuilder(m.kernel.livepatch)
     patch = b.patch(name, [b.object(None, [b.func(o, n) for o, n in pairs])], replace=replace, states=states)
     m.kernel.livepatch.enable(patch)
     return patch

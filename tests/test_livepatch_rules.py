@@ -30,7 +30,7 @@ def settle(m):
 
 def test_an_object_with_a_name_and_no_funcs_is_refused(system):
     m = system.machine
-    b = KlpBuilder(m)
+    b = KlpBuilder(m.kernel.livepatch)
     patch = b.patch(
         "p",
         [
@@ -47,7 +47,7 @@ def test_an_object_with_a_name_and_no_funcs_is_refused(system):
 
 def test_a_func_with_new_func_but_no_old_name_is_refused_not_taken_for_the_end(system):
     m = system.machine
-    b = KlpBuilder(m)
+    b = KlpBuilder(m.kernel.livepatch)
     patch = b.patch(
         "p",
         [
@@ -67,7 +67,7 @@ def test_a_func_with_new_func_but_no_old_name_is_refused_not_taken_for_the_end(s
 def test_an_empty_replace_patch_reverts_everything(system):
     m = system.machine
     lp = m.kernel.livepatch
-    b = KlpBuilder(m)
+    b = KlpBuilder(m.kernel.livepatch)
     original = system.console.read_file("/proc/cmdline")
     lp.enable(b.patch("p1", [b.object(None, [b.func("cmdline_proc_show", "version_proc_show")])]))
     settle(m)
@@ -82,7 +82,7 @@ def test_an_empty_replace_patch_reverts_everything(system):
 
 def test_duplicate_sysfs_names_are_refused_with_eexist(system):
     m = system.machine
-    b = KlpBuilder(m)
+    b = KlpBuilder(m.kernel.livepatch)
     patch = b.patch(
         "dup",
         [
@@ -108,7 +108,7 @@ def test_objects_are_checked_one_after_the_other(system):
     """klp_init_object runs per object: the first object's unknown symbol is what is reported,
     although a later object has a func without new_func."""
     m = system.machine
-    b = KlpBuilder(m)
+    b = KlpBuilder(m.kernel.livepatch)
     patch = b.patch(
         "order",
         [
@@ -125,7 +125,7 @@ def test_objects_are_checked_one_after_the_other(system):
 
 def test_a_data_symbol_is_found_but_has_no_fentry_site(system):
     m = system.machine
-    b = KlpBuilder(m)
+    b = KlpBuilder(m.kernel.livepatch)
     start = len(records(m))
     with pytest.raises(KlpemuError) as e:
         m.kernel.livepatch.enable(b.patch("data", [b.object(None, [b.func("jiffies", "version_proc_show")])]))
@@ -140,7 +140,7 @@ def test_a_data_symbol_is_found_but_has_no_fentry_site(system):
 @pytest.mark.parametrize("word, enabled", [("no", 0), ("false\n", 0), ("oFf", 0), ("disable", 0), ("1x", 1)])
 def test_enabled_takes_what_kstrtobool_takes(system, word, enabled):
     m = system.machine
-    b = KlpBuilder(m)
+    b = KlpBuilder(m.kernel.livepatch)
     m.kernel.livepatch.enable(b.patch("p", [b.object(None, [b.func("cmdline_proc_show", "version_proc_show")])]))
     settle(m)
     if enabled:
@@ -158,7 +158,7 @@ def test_one_queued_retry_after_force_disable_and_a_new_transition(system):
     keep to one queued retry, so the next stuck one signals at its 16th attempt (about 15 s)."""
     m = system.machine
     lp = m.kernel.livepatch
-    b = KlpBuilder(m)
+    b = KlpBuilder(m.kernel.livepatch)
     p1 = b.patch("p1", [b.object(None, [b.func("watchdog", "version_proc_show")])])
     lp.enable(p1)
     m.run(SEC * 5 // 2)
@@ -178,7 +178,7 @@ def test_one_queued_retry_after_force_disable_and_a_new_transition(system):
 def test_the_retry_waits_while_an_operation_holds_klp_mutex(system):
     m = system.machine
     lp = m.kernel.livepatch
-    b = KlpBuilder(m)
+    b = KlpBuilder(m.kernel.livepatch)
     lp.enable(b.patch("p1", [b.object(None, [b.func("watchdog", "version_proc_show")])]))
     attempts = lp.transition.signals_cnt
     lp.calls._running += 1  # as while a module's pre_patch callback runs under klp_mutex

@@ -43,7 +43,7 @@ def test_a_patch_that_cannot_be_enabled_fails_the_insmod():
     # Another patch stuck in transition: klp_enable_patch returns -EBUSY and insmod reports it.
     from klpemu.kernel.livepatch.builder import KlpBuilder
 
-    b = KlpBuilder(m)
+    b = KlpBuilder(m.kernel.livepatch)
     m.kernel.livepatch.enable(b.patch("blocked", [b.object(None, [b.func("watchdog", "version_proc_show")])]))
     status, _, err = shell_run(system, "insmod livepatch-sample.ko")
     assert status == 1

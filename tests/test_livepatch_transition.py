@@ -24,7 +24,7 @@ def klp_lines(m):
 
 
 def make_patch(m, name="livepatch_sample", old="cmdline_proc_show", new="version_proc_show", sympos=0):
-    b = KlpBuilder(m)
+    b = KlpBuilder(m.kernel.livepatch)
     return b.patch(name, [b.object(None, [b.func(old, new, sympos)])])
 
 

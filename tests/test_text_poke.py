@@ -6,14 +6,14 @@ import pytest
 from unicorn import UC_HOOK_CODE
 
 from klpemu.kernel.text_poke import NOP5, call_insn
-from klpemu.machine.machine import Machine
+from klpemu.system import System
 
 SITE_FUNC = "bench_leaf"  # traceable, takes an int, returns it transformed, touches nothing else
 
 
 @pytest.fixture
 def m():
-    machine = Machine()
+    machine = System().machine
     machine.boot()
     return machine
 

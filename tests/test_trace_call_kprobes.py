@@ -15,7 +15,7 @@ def test_kretprobe_and_livepatch_on_one_function():
     m = system.machine
     returns = []
     m.kernel.kprobes.kretprobes.add("cmdline_proc_show", handler=lambda ri, regs: returns.append(ri.ret_addr))
-    b = KlpBuilder(m)
+    b = KlpBuilder(m.kernel.livepatch)
     m.kernel.livepatch.enable(b.patch("lp", [b.object(None, [b.func("cmdline_proc_show", "version_proc_show")])]))
     assert m.run_until(lambda: m.kernel.livepatch.transition.patch is None, 5_000_000_000)
     r = trace_call(m, "cmdline_proc_show", seq_file=True)

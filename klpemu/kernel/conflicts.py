@@ -22,7 +22,8 @@ from .kprobes.core import FLAG
 if TYPE_CHECKING:
     from ..machine.machine import Machine
     from .ftrace.ops import FtraceOps
-    from .kprobes.core import Probe
+    from .kprobes.core import Kprobes, Probe
+    from .livepatch.core import Livepatch
 
 
 RULES = {
@@ -74,19 +75,30 @@ class Conflicts:
     def __init__(self, machine: Machine):
         self.m = machine
         self.records: list[Conflict] = []
+        self._kprobes_peer: Kprobes | None = None
+        self._livepatch: Livepatch | None = None
+
+    def connect(self, kprobes: Kprobes, livepatch: Livepatch) -> None:
+        """The users the record names. They report to the record, so they are built after it
+        and connected to it once they exist."""
+        self._kprobes_peer, self._livepatch = kprobes, livepatch
 
     # --- who is behind an ops --------------------------------------------------------------------
 
-    def _kprobes(self):
-        return self.m.kernel.kprobes
+    def _kprobes(self) -> Kprobes:
+        assert self._kprobes_peer is not None, "Conflicts.connect was not called"
+        return self._kprobes_peer
+
+    def _lp(self) -> Livepatch:
+        assert self._livepatch is not None, "Conflicts.connect was not called"
+        return self._livepatch
 
     def _patch_of(self, ops: FtraceOps, ip: int) -> str | None:
         """The livepatch behind a klp_ops' fops: the newest patch with a func for ip (the one
         being enabled counts: its ops registers before the patch is in effect)."""
-        k = self.m.kernel
-        if not any(klp.fops is ops for klp in k.klp_patch.ops.values()) and not ops.name.startswith("livepatch:"):
+        lp = self._lp()
+        if not any(klp.fops is ops for klp in lp.patch_layer.ops.values()) and not ops.name.startswith("livepatch:"):
             return None
-        lp = k.livepatch
         patches = list(lp.patches)
         if lp.transition.patch is not None and lp.transition.patch not in patches:
             patches.append(lp.transition.patch)
@@ -242,8 +254,8 @@ class Conflicts:
         sym = self.m.image.function_at(v.addr)
         if sym is None or sym.addr == v.addr:
             return
-        klp = self.m.kernel.klp_patch.ops.get(sym.addr)
-        if klp is None or not self.m.kernel.klp_patch.func_stack(sym.addr):
+        klp = self._lp().patch_layer.ops.get(sym.addr)
+        if klp is None or not self._lp().patch_layer.func_stack(sym.addr):
             return
         patch = self._patch_of(klp.fops, sym.addr) or "livepatch"
         desc = self.describe_probe(probe.kp)

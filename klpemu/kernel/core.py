@@ -19,17 +19,21 @@ if TYPE_CHECKING:
 
 
 class Kernel:
-    """Holds one instance of each subsystem; each registers the hypercalls it serves."""
+    """Builds one instance of each subsystem and hands each its peers; each registers the
+    hypercalls it serves. The conflict record is the one peer connected after the fact: the
+    users it names (kprobes, livepatch) report to it, so they are built after it."""
 
     def __init__(self, machine: Machine):
         self.slab = Slab(machine)
         self.text_poke = TextPoke(machine)
-        self.ftrace = Ftrace(machine, self.text_poke)
+        self.conflicts = Conflicts(machine)
+        self.ftrace = Ftrace(machine, self.text_poke, self.conflicts)
         self.function_tracer = FunctionTracer(machine, self.ftrace)
         self.modules = Modules(machine, self.ftrace)
-        self.klp_patch = KlpPatchLayer(machine)
+        self.klp_patch = KlpPatchLayer(machine, self.ftrace)
         self.livepatch = Livepatch(machine, self.klp_patch, self.modules)
-        self.kprobes = Kprobes(machine)
-        self.conflicts = Conflicts(machine)
+        self.kprobes = Kprobes(machine, self.ftrace, self.text_poke, self.modules, self.conflicts)
+        self.conflicts.connect(self.kprobes, self.livepatch)
         self.modules.add_notifier(self.kprobes.module_coming, self.kprobes.module_going)
         self.modules.add_live_notifier(self.kprobes.module_live)
+        machine.attach_kernel(self)

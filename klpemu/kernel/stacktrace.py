@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 from capstone import CS_ARCH_X86, CS_MODE_64, Cs
 
+from .kprobes.kretprobe import kretprobe_find_ret_addr
+
 if TYPE_CHECKING:
     from ..machine.machine import Machine
     from .tasks import Task
@@ -75,6 +77,7 @@ class Unwinder:
     def __init__(self, machine: Machine):
         self.m = machine
         self._task = 0  # the task being walked: whose kretprobe instances recover return addresses
+        self._kretprobe_trampoline = machine.image.addr("__kretprobe_trampoline")
 
     # --- entry points --------------------------------------------------------------------------
 
@@ -121,10 +124,9 @@ class Unwinder:
     def _recover(self, trace: StackTrace, ret: int, slot: int) -> int | None:
         """A return address a kretprobe replaced by its trampoline: the real one, from the task's
         kretprobe instances (kretprobe_find_ret_addr). None if no instance has it: unreliable."""
-        kretprobes = self.m.kernel.kprobes.kretprobes
-        if ret != kretprobes.trampoline:
+        if ret != self._kretprobe_trampoline:
             return ret
-        real = kretprobes.find_ret_addr(self._task, slot) if self._task else None
+        real = kretprobe_find_ret_addr(self.m, self._task, slot) if self._task else None
         if real is None:
             trace.unreliable(f"kretprobe trampoline at 0x{slot:x} with no instance to recover it")
         return real
@@ -156,9 +158,9 @@ class Unwinder:
         else:
             return None
         ret = m.mem.try_read_u64(slot)
-        if ret is None or ret != m.kernel.kprobes.kretprobes.trampoline:
+        if ret is None or ret != self._kretprobe_trampoline:
             return ret
-        real = m.kernel.kprobes.kretprobes.find_ret_addr(self._task, slot) if self._task else None
+        real = kretprobe_find_ret_addr(m, self._task, slot) if self._task else None
         return real if real is not None else ret
 
     def _walk(

@@ -11,9 +11,10 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from errno import EAGAIN, EINVAL, ETIMEDOUT
+from errno import EAGAIN, EEXIST, EINVAL, ENODEV, ETIMEDOUT
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_HOOK_INTR, UC_MODE_64, Uc, UcError
 from unicorn import x86_const as x
@@ -28,6 +29,9 @@ from .image import KernelImage
 from .memory import PTE_RW, PTE_USER, GuestMemory
 from .oops import Oops
 from .types import Pointer, TypeInfo, View, container_of, list_for_each_entry
+
+if TYPE_CHECKING:
+    from ..kernel.core import Kernel
 
 DEFAULT_CMDLINE = "console=ttyS0 root=/dev/vda ro quiet"
 NS_PER_SEC = 1_000_000_000
@@ -94,9 +98,19 @@ class Machine:
         self.hypercalls.register("HC_PANIC", self._hc_panic)
         self._install_hooks()
         self._start_boot_cpu()
-        from ..kernel.core import Kernel  # the control plane the firmware calls into
+        self._kernel: Kernel | None = None
 
-        self.kernel = Kernel(self)
+    @property
+    def kernel(self) -> Kernel:
+        """The control plane the firmware calls into (built by System, which attaches it)."""
+        if self._kernel is None:
+            raise KlpemuError("this machine has no kernel control plane: build it through System", ENODEV)
+        return self._kernel
+
+    def attach_kernel(self, kernel: Kernel) -> None:
+        if self._kernel is not None:
+            raise KlpemuError("this machine has a kernel control plane already", EEXIST)
+        self._kernel = kernel
 
     # --- setting up ----------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from .trampoline import Trampolines
 
 if TYPE_CHECKING:
     from ...machine.machine import Machine
+    from ..conflicts import Conflicts
 
 ENTRIES_PER_PAGE = PAGE_SIZE // SIZEOF_DYN_FTRACE
 
@@ -42,9 +43,10 @@ def _ins(data: bytes) -> str:
 
 
 class Ftrace:
-    def __init__(self, machine: Machine, text_poke: TextPoke):
+    def __init__(self, machine: Machine, text_poke: TextPoke, conflicts: Conflicts):
         self.m = machine
         self.text_poke = text_poke
+        self.conflicts = conflicts
         self.records = Records(machine)
         self.ops: list[FtraceOps] = []  # enabled ops, in the guest list's order (newest first)
         self._by_addr: dict[int, FtraceOps] = {}
@@ -122,7 +124,7 @@ class Ftrace:
     @property
     def tramps(self) -> Trampolines:
         if self._tramps is None:
-            self._tramps = Trampolines(self.m)
+            self._tramps = Trampolines(self.m, self.text_poke)
         return self._tramps
 
     REDIRECT_POLICIES = ("mainline", "pre-5.11")
@@ -303,7 +305,7 @@ class Ftrace:
             clash = {ip for ip in new_filter if ip not in ops.notrace and other.matches(ip)}
             if clash:
                 ip = min(clash)
-                self.m.kernel.conflicts.ipmodify_refused(ip, other, ops)
+                self.conflicts.ipmodify_refused(ip, other, ops)
                 raise KlpemuError(f"{self.symbol_of(ip)} already has an IPMODIFY ops ({other.name})", EBUSY)
 
     # --- registering ---------------------------------------------------------------------------
@@ -345,7 +347,7 @@ class Ftrace:
             present = [o for o in self.ops if o is not ops and o.matches(ip)]
             if present:
                 others[ip] = present
-        self.m.kernel.conflicts.ops_attached(ops, ips, others)
+        self.conflicts.ops_attached(ops, ips, others)
 
     def unregister(self, ops: FtraceOps) -> None:
         if self.disabled:

@@ -16,13 +16,15 @@ from .ops import FL, FtraceOps
 
 if TYPE_CHECKING:
     from ...machine.machine import Machine
+    from ..text_poke import TextPoke
 
 OP_PTR_INSN = bytes.fromhex("488b15")  # movq disp32(%rip), %rdx
 
 
 class Trampolines:
-    def __init__(self, machine: Machine):
+    def __init__(self, machine: Machine, text_poke: TextPoke):
         self.m = machine
+        self.text_poke = text_poke
         sym = machine.image.addr
         self.caller = sym("ftrace_caller")
         self.regs_caller = sym("ftrace_regs_caller")
@@ -65,5 +67,5 @@ class Trampolines:
         code[at + 3 : at + 7] = struct.pack("<i", ptr_slot - (tramp + at + 7))
         at = call_slot - start
         code[at : at + 5] = call_insn(tramp + at, self.handler_of(ops, flags))
-        m.kernel.text_poke.write_early(tramp, bytes(code) + struct.pack("<Q", ops.addr))
+        self.text_poke.write_early(tramp, bytes(code) + struct.pack("<Q", ops.addr))
         return tramp, size + 8

@@ -24,7 +24,11 @@ from . import insn as x86
 
 if TYPE_CHECKING:
     from ...machine.machine import Machine
+    from ..conflicts import Conflicts
+    from ..ftrace import Ftrace
     from ..ftrace.ops import FtraceOps
+    from ..module import Modules
+    from ..text_poke import TextPoke
 
 SYNC_TIMEOUT_NS = 1_000_000_000
 FLAG = KPROBE_FLAG  # by short name: FLAG["GONE"]
@@ -68,8 +72,12 @@ class Probe:
 
 
 class Kprobes:
-    def __init__(self, machine: Machine):
+    def __init__(self, machine: Machine, ftrace: Ftrace, text_poke: TextPoke, modules: Modules, conflicts: Conflicts):
         self.m = machine
+        self.ftrace = ftrace
+        self.text_poke = text_poke
+        self.modules = modules
+        self.conflicts = conflicts
         self.list = GuestList(machine.mem)
         self.probes: dict[int, Probe] = {}  # struct kprobe -> its record
         self.all_disarmed = False  # /sys/kernel/debug/kprobes/enabled = 0
@@ -185,7 +193,7 @@ class Kprobes:
         img = self.m.image
         if ":" in name:
             mod_name, sym = name.split(":", 1)
-            mod = self.m.kernel.modules.find(mod_name)
+            mod = self.modules.find(mod_name)
             hits = mod.kallsyms.by_name.get(sym, []) if mod is not None and mod.kallsyms else []
             return hits[0].addr if hits else None
         # kallsyms_lookup_name: any symbol, data too; check_kprobe_address_safe refuses those.
@@ -252,7 +260,7 @@ class Kprobes:
 
     def ftrace_location(self, addr: int) -> int | None:
         """The fentry site whose 5 bytes hold addr, if any."""
-        records = self.m.kernel.ftrace.records
+        records = self.ftrace.records
         for ip in (addr - k for k in range(5)):
             if records.find(ip) is not None:
                 return ip
@@ -267,7 +275,7 @@ class Kprobes:
             if site != addr:
                 raise KlpemuError(f"0x{addr:x} is inside the fentry site at {m.image.symbolize(site)}", x86.EILSEQ)
             flags |= FLAG["FTRACE"]
-        mod = m.kernel.modules.module_at(addr)
+        mod = self.modules.module_at(addr)
         in_text = m.image.is_kernel_text(addr) or (
             mod is not None and any(lo <= addr < hi for lo, hi in mod.text_ranges())
         )
@@ -278,7 +286,7 @@ class Kprobes:
             raise KlpemuError(f"{m.image.symbolize(addr)} is on the kprobe blacklist ({black})", EINVAL)
         if mod is not None:
             base, size = mod.mem.get("MOD_INIT_TEXT", (0, 0))
-            if base <= addr < base + size and m.kernel.modules.state(mod) != "MODULE_STATE_COMING":
+            if base <= addr < base + size and self.modules.state(mod) != "MODULE_STATE_COMING":
                 raise KlpemuError(f"{mod.name}'s init text is gone", ENOENT)
         return flags
 
@@ -322,7 +330,7 @@ class Kprobes:
         a.indirect_reg, a.rel32, a.ret_imm = prep.indirect_reg, prep.rel32, prep.ret_imm
         v.opcode = code[0]
         if prep.copy:
-            m.kernel.text_poke.write_early(slot, prep.copy + bytes([INT3]))  # nothing runs it yet
+            self.text_poke.write_early(slot, prep.copy + bytes([INT3]))  # nothing runs it yet
             a.insn = slot
         else:
             m.heap.free(slot)
@@ -339,7 +347,7 @@ class Kprobes:
     def _ftrace_ops(self, ipmodify: bool) -> FtraceOps:
         if ipmodify not in self._ops:
             name = "kprobe_ipmodify_ops" if ipmodify else "kprobe_ftrace_ops"
-            self._ops[ipmodify] = self.m.kernel.ftrace.static_ops(name, name)
+            self._ops[ipmodify] = self.ftrace.static_ops(name, name)
         return self._ops[ipmodify]
 
     def ops_of(self, p: int) -> FtraceOps | None:
@@ -357,7 +365,7 @@ class Kprobes:
     def _arm_probe(self, p: int) -> None:
         v = self.view(p)
         if v.flags & FLAG["FTRACE"]:
-            ft = self.m.kernel.ftrace
+            ft = self.ftrace
             ipmodify = bool(v.post_handler) or self._policy == "legacy"
             ops = self._ftrace_ops(ipmodify)
             ft.set_filter(ops, [v.addr], reset=False)
@@ -370,7 +378,7 @@ class Kprobes:
             self._ftrace_users[ipmodify] += 1
             self._armed_on[p] = ipmodify
             return
-        self.m.kernel.text_poke.poke(v.addr, bytes([INT3]))
+        self.text_poke.poke(v.addr, bytes([INT3]))
         self._armed_on[p] = False
 
     def _disarm(self, p: int) -> None:
@@ -379,14 +387,14 @@ class Kprobes:
             return
         v = self.view(p)
         if v.flags & FLAG["FTRACE"]:
-            ft = self.m.kernel.ftrace
+            ft = self.ftrace
             ops = self._ftrace_ops(ipmodify)
             if self._ftrace_users[ipmodify] == 1:
                 ft.unregister(ops)
             self._ftrace_users[ipmodify] -= 1
             ft.set_filter(ops, [v.addr], remove=True)
             return
-        self.m.kernel.text_poke.poke(v.addr, bytes([v.opcode]))
+        self.text_poke.poke(v.addr, bytes([v.opcode]))
 
     def armed(self, p: int) -> bool:
         return p in self._armed_on
@@ -399,7 +407,6 @@ class Kprobes:
         """register_kprobe, in Linux's order: the address is written to the struct and its
         flags masked before the checks (a refused probe shows where it would have been);
         nothing else changes before every check passed, and an arming failure is undone."""
-        m = self.m
         addr = self.kprobe_addr(kp)
         v = self.view(kp)
         v.addr = addr
@@ -428,7 +435,7 @@ class Kprobes:
         except KlpemuError:
             del self.probes[kp]
             raise
-        m.kernel.conflicts.kprobe_arrived(probe)
+        self.conflicts.kprobe_arrived(probe)
         return probe
 
     def _copy_kprobe(self, src: int, dst: int) -> None:
@@ -755,7 +762,7 @@ class Kprobes:
     # --- hypercalls ----------------------------------------------------------------------------
 
     def _caller(self, struct_addr: int) -> str:
-        mod = self.m.kernel.modules.module_at(struct_addr)
+        mod = self.modules.module_at(struct_addr)
         return mod.name if mod is not None else "vmlinux"
 
     def _hc_register(self, kp: int, *_args) -> int:
@@ -835,5 +842,5 @@ class Kprobes:
         return "".join(out)
 
     def blacklist_text(self) -> str:
-        ps = self.m.kernel.ftrace.symbol_ps
+        ps = self.ftrace.symbol_ps
         return "".join(f"0x{s:016x}-0x{e:016x}\t{ps(s)}\n" for s, e, _ in self.blacklist)

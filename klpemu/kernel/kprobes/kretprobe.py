@@ -196,19 +196,31 @@ class Kretprobes:
 
     def instances_of(self, task: Task) -> list:
         """The kretprobe instances a task's calls wait on, newest first."""
-        out = []
-        node = task.view.kretprobe_instances.first
-        while node and len(out) < 4096:
-            out.append(self.m.struct("kretprobe_instance", node))
-            node = out[-1].llist.next
-        return out
+        return kretprobe_instances(self.m, task.addr)
 
     def find_ret_addr(self, task_addr: int, slot: int) -> int | None:
-        """kretprobe_find_ret_addr: the real return address of the call whose return address,
-        at stack address slot, is the trampoline; None if no instance of the task has it."""
-        from ..tasks import Task
+        return kretprobe_find_ret_addr(self.m, task_addr, slot)
 
-        for ri in self.instances_of(Task(self.m, task_addr)):
-            if ri.fp == slot and ri.ret_addr != self.trampoline:
-                return ri.ret_addr
-        return None
+
+# Guest data only, so the unwinder reads them without a peer (kernel/kprobes.c keeps them with
+# the kretprobe code; arch/x86's unwinder calls kretprobe_find_ret_addr).
+
+
+def kretprobe_instances(m: Machine, task_addr: int) -> list:
+    """The kretprobe instances on a task's current->kretprobe_instances, newest first."""
+    out = []
+    node = m.struct("task_struct", task_addr).kretprobe_instances.first
+    while node and len(out) < 4096:
+        out.append(m.struct("kretprobe_instance", node))
+        node = out[-1].llist.next
+    return out
+
+
+def kretprobe_find_ret_addr(m: Machine, task_addr: int, slot: int) -> int | None:
+    """kretprobe_find_ret_addr: the real return address of the call whose return address, at
+    stack address slot, is the trampoline; None if no instance of the task has it."""
+    trampoline = m.image.addr("__kretprobe_trampoline")
+    for ri in kretprobe_instances(m, task_addr):
+        if ri.fp == slot and ri.ret_addr != trampoline:
+            return int(ri.ret_addr)
+    return None

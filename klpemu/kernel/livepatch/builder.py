@@ -1,8 +1,8 @@
 """Building a livepatch from Python: the same guest structs a livepatch module's C declares.
 
-b = KlpBuilder(machine)
+b = KlpBuilder(kernel.livepatch)
 patch = b.patch("livepatch_sample", [b.object(None, [b.func("cmdline_proc_show", "version_proc_show")])])
-machine.kernel.livepatch.enable(patch)
+kernel.livepatch.enable(patch)
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ...machine.machine import Machine
+    from .core import Livepatch
 
 
 @dataclass
@@ -28,8 +28,9 @@ class ObjectSpec:
 
 
 class KlpBuilder:
-    def __init__(self, machine: Machine):
-        self.m = machine
+    def __init__(self, livepatch: Livepatch):
+        self.m = livepatch.m
+        self.livepatch = livepatch
 
     def cstring(self, text: str) -> int:
         data = text.encode() + b"\0"
@@ -74,5 +75,5 @@ class KlpBuilder:
                 st = m.struct("klp_state", view.states + i * ssize)
                 st.id = state_id
                 st.version = version
-        m.kernel.livepatch.names[patch] = name
+        self.livepatch.name_patch(patch, name)
         return patch

@@ -49,6 +49,10 @@ class Livepatch:
         machine.hypercalls.register("HC_KLP_ENABLE_PATCH", self._hc_enable)
         modules.add_notifier(self.module_coming, self.module_going)
 
+    def name_patch(self, patch: int, name: str) -> None:
+        """The name of a patch built from Python, which has no module to take it from."""
+        self.names[patch] = name
+
     def log(self, text: str, level: int) -> None:
         log_store(self.m, f"livepatch: {text}", level)
 

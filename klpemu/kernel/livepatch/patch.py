@@ -18,6 +18,7 @@ from ..printk import LogLevel, log_store
 
 if TYPE_CHECKING:
     from ...machine.machine import Machine
+    from ..ftrace import Ftrace
 
 KLP_FOPS_FLAGS = FL["DYNAMIC"] | FL["IPMODIFY"] | FL["PERMANENT"]  # WITH_ARGS: no SAVE_REGS
 
@@ -30,8 +31,9 @@ class KlpOps:
 
 
 class KlpPatchLayer:
-    def __init__(self, machine: Machine):
+    def __init__(self, machine: Machine, ftrace: Ftrace):
         self.m = machine
+        self.ftrace = ftrace
         self.list = GuestList(machine.mem)
         self.ops: dict[int, KlpOps] = {}  # old_func -> klp_ops (klp_find_ops)
         self._stack_off = machine.types.offsetof("klp_ops", "func_stack")
@@ -56,7 +58,7 @@ class KlpPatchLayer:
         old = func.old_func
         ops = self.ops.get(old)
         if ops is None:
-            ft = m.kernel.ftrace
+            ft = self.ftrace
             name = m.mem.read_cstr(func.old_name, 512)
             if ft.records.find(old) is None:
                 log_store(m, f"livepatch: failed to find location for function '{name}'", LogLevel.ERR)
@@ -105,7 +107,7 @@ class KlpPatchLayer:
             raise KlpemuError("klp_unpatch_func: function not patched", EINVAL)
         ops = self.ops[func.old_func]
         if self.func_stack(ops.old_func) == [func_addr]:
-            ft = m.kernel.ftrace
+            ft = self.ftrace
             ft.unregister(ops.fops)
             ft.forget(ops.fops)
             self.list.delete(func_addr + self._node_off)
