@@ -21,17 +21,16 @@ def m():
     return machine
 
 
-def new_func(m, old: str, new: str, nop: bool = False) -> int:
-    """A klp_func in guest memory, set up as klp_init_func leaves it."""
-    addr = m.heap.kzalloc(m.types.sizeof("klp_func"))
-    f = m.struct("klp_func", addr)
+def new_func(m, old: str, new: str, nop: bool = False):
+    """A klp_func in guest memory, set up as klp_init_func leaves it: a typed pointer to it."""
+    f = m.ptr("klp_func", m.heap.kzalloc(m.types.sizeof("klp_func")))
     old_sym = m.image.lookup(old)
     f.old_func = old_sym.addr
     f.old_size = old_sym.size
     f.new_func = old_sym.addr if nop else m.image.addr(new)
     f.new_size = old_sym.size if nop else m.image.lookup(new).size
     f.nop = int(nop)
-    return addr
+    return f
 
 
 def sh_task(m):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ...machine.types import Pointer
     from .core import Livepatch
 
 
@@ -47,7 +48,7 @@ class KlpBuilder:
 
     def patch(
         self, name: str, objects: list[ObjectSpec], replace: bool = False, states: list[tuple[int, int]] = ()
-    ) -> int:
+    ) -> Pointer:
         """A struct klp_patch (with its zero-terminated object, func and state arrays); returns its
         address. `name` is what Linux takes from the module: the patch's sysfs directory.
         `states` are (id, version) pairs."""
@@ -57,22 +58,21 @@ class KlpBuilder:
         for i, spec in enumerate(objects):
             funcs = m.heap.kzalloc(fsize * (len(spec.funcs) + 1))
             for j, f in enumerate(spec.funcs):
-                view = m.struct("klp_func", funcs + j * fsize)
-                view.old_name = self.cstring(f.old_name)
-                view.new_func = f.new_func
-                view.old_sympos = f.old_sympos
-            obj = m.struct("klp_object", objs + i * osize)
+                func = m.ptr("klp_func", funcs + j * fsize)
+                func.old_name = self.cstring(f.old_name)
+                func.new_func = f.new_func
+                func.old_sympos = f.old_sympos
+            obj = m.ptr("klp_object", objs + i * osize)
             obj.name = self.cstring(spec.name) if spec.name else 0
             obj.funcs = funcs
-        patch = m.heap.kzalloc(t.sizeof("klp_patch"))
-        view = m.struct("klp_patch", patch)
-        view.objs = objs
-        view.replace = int(replace)
+        patch = m.ptr("klp_patch", m.heap.kzalloc(t.sizeof("klp_patch")))
+        patch.objs = objs
+        patch.replace = int(replace)
         if states:
             ssize = t.sizeof("klp_state")
-            view.states = m.heap.kzalloc(ssize * (len(states) + 1))
+            patch.states = m.heap.kzalloc(ssize * (len(states) + 1))
             for i, (state_id, version) in enumerate(states):
-                st = m.struct("klp_state", view.states + i * ssize)
+                st = m.ptr("klp_state", patch.states + i * ssize)
                 st.id = state_id
                 st.version = version
         self.livepatch.name_patch(patch, name)

@@ -9,10 +9,11 @@ from .guestcall import CallbackGen, as_int
 
 if TYPE_CHECKING:
     from ...machine.machine import Machine
+    from ...machine.types import Pointer
 
 
-def pre_patch(m: Machine, obj: int) -> CallbackGen:
-    cb = m.struct("klp_object", obj).callbacks
+def pre_patch(m: Machine, obj: Pointer) -> CallbackGen:
+    cb = obj.callbacks
     ret = 0
     if cb.pre_patch:
         ret = as_int((yield cb.pre_patch, obj))
@@ -20,22 +21,22 @@ def pre_patch(m: Machine, obj: int) -> CallbackGen:
     return ret
 
 
-def post_patch(m: Machine, obj: int) -> CallbackGen:
-    cb = m.struct("klp_object", obj).callbacks
+def post_patch(m: Machine, obj: Pointer) -> CallbackGen:
+    cb = obj.callbacks
     if cb.post_patch:
         yield cb.post_patch, obj
     return 0
 
 
-def pre_unpatch(m: Machine, obj: int) -> CallbackGen:
-    cb = m.struct("klp_object", obj).callbacks
+def pre_unpatch(m: Machine, obj: Pointer) -> CallbackGen:
+    cb = obj.callbacks
     if cb.pre_unpatch:
         yield cb.pre_unpatch, obj
     return 0
 
 
-def post_unpatch(m: Machine, obj: int) -> CallbackGen:
-    cb = m.struct("klp_object", obj).callbacks
+def post_unpatch(m: Machine, obj: Pointer) -> CallbackGen:
+    cb = obj.callbacks
     if cb.post_unpatch_enabled and cb.post_unpatch:
         yield cb.post_unpatch, obj
     cb.post_unpatch_enabled = 0

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from ...abi import MODULE_NAME_LEN
 from ...errors import KlpemuError
+from ...machine.types import Pointer
 from ..guestlist import GuestList
 from ..printk import LogLevel, log_store
 from . import callbacks
@@ -49,7 +50,7 @@ class Livepatch:
         machine.hypercalls.register("HC_KLP_ENABLE_PATCH", self._hc_enable)
         modules.add_notifier(self.module_coming, self.module_going)
 
-    def name_patch(self, patch: int, name: str) -> None:
+    def name_patch(self, patch: Pointer, name: str) -> None:
         """The name of a patch built from Python, which has no module to take it from."""
         self.names[patch] = name
 
@@ -59,85 +60,83 @@ class Livepatch:
     # --- klp_patches, in guest memory ------------------------------------------------------------
 
     @property
-    def patches(self) -> list[int]:
+    def patches(self) -> list[Pointer]:
         """klp_patches, oldest first: every patch from its init until it is freed."""
-        return [n - self._list_off for n in self.list.nodes(self._head)]
+        return list(self.m.list_for_each_entry("klp_patch", self._head, "list"))
 
-    def _add_patch(self, patch: int) -> None:
+    def _add_patch(self, patch: Pointer) -> None:
         self.list.add_tail(patch + self._list_off, self._head)
 
-    def _free_patch(self, patch: int) -> None:
+    def _free_patch(self, patch: Pointer) -> None:
         """klp_free_patch: off the list (its sysfs directory goes), its nops freed, its module
         reference dropped unless it was ever forced."""
         self.list.delete(patch + self._list_off)
         self.nops.free(patch)
-        view = self.m.struct("klp_patch", patch)
         for obj in self.objects(patch):
             self._free_object_loaded(obj)
-        if view.mod and not view.forced:
-            self._module_get(view.mod, -1)
+        if patch.mod and not patch.forced:
+            self._module_get(patch.mod, -1)
 
-    def _module_get(self, mod: int, delta: int) -> None:
-        counter = self.m.struct("module", mod).refcnt
+    def _module_get(self, mod: Pointer, delta: int) -> None:
+        counter = mod.refcnt
         counter.counter = counter.counter + delta
 
     # --- walking the guest structs -------------------------------------------------------------
 
-    def name(self, patch: int) -> str:
-        mod = self.m.struct("klp_patch", patch).mod
+    def name(self, patch: Pointer) -> str:
+        mod = patch.mod
         if mod:
-            return self.m.struct("module", mod).name.decode()
+            return mod.name.decode()
         return self.names.get(patch, f"patch@{patch:x}")
 
-    def _array(self, addr: int, struct: str, *members: str) -> list[int]:
+    def _array(self, addr: int, struct: str, *members: str) -> list[Pointer]:
         """The entries of a zero-terminated array (klp_for_each_object_static and friends):
         it ends at the first entry whose `members` are all zero."""
         size = self.m.types.sizeof(struct)
         out = []
         while addr:
-            view = self.m.struct(struct, addr)
-            if not any(getattr(view, member) for member in members):
+            entry = self.m.ptr(struct, addr)
+            if not any(getattr(entry, member) for member in members):
                 break
-            out.append(addr)
+            out.append(entry)
             addr += size
         return out
 
-    def static_objects(self, patch: int) -> list[int]:
-        return self._array(self.m.struct("klp_patch", patch).objs, "klp_object", "funcs", "name")
+    def static_objects(self, patch: Pointer) -> list[Pointer]:
+        return self._array(patch.objs, "klp_object", "funcs", "name")
 
-    def objects(self, patch: int) -> list[int]:
+    def objects(self, patch: Pointer) -> list[Pointer]:
         """klp_for_each_object: the static ones in order, then those atomic replace added."""
         return self.static_objects(patch) + self.nops.objects(patch)
 
-    def funcs(self, obj: int) -> list[int]:
-        view = self.m.struct("klp_object", obj)
-        static = [] if view.dynamic else self._array(view.funcs, "klp_func", "old_name", "new_func", "old_sympos")
+    def funcs(self, obj: Pointer) -> list[Pointer]:
+        static = [] if obj.dynamic else self._array(obj.funcs, "klp_func", "old_name", "new_func", "old_sympos")
         return static + self.nops.funcs(obj)
 
-    def all_funcs(self, patch: int) -> list[int]:
+    def all_funcs(self, patch: Pointer) -> list[Pointer]:
         return [f for o in self.objects(patch) for f in self.funcs(o)]
 
-    def object_name(self, obj: int) -> str:
-        name = self.m.struct("klp_object", obj).name
+    def object_name(self, obj: Pointer) -> str:
+        name = obj.name
         return self.m.mem.read_cstr(name, MODULE_NAME_LEN + 1) if name else "vmlinux"
 
-    def is_module(self, obj: int) -> bool:
-        return bool(self.m.struct("klp_object", obj).name)
+    def is_module(self, obj: Pointer) -> bool:
+        return bool(obj.name)
 
-    def is_object_loaded(self, obj: int) -> bool:
-        return not self.is_module(obj) or bool(self.m.struct("klp_object", obj).mod)
+    def is_object_loaded(self, obj: Pointer) -> bool:
+        return not self.is_module(obj) or bool(obj.mod)
 
-    def func_name(self, func: int) -> str:
-        return self.m.mem.read_cstr(self.m.struct("klp_func", func).old_name, KSYM_NAME_LEN + 1)
+    def func_name(self, func: Pointer) -> str:
+        return self.m.mem.read_cstr(func.old_name, KSYM_NAME_LEN + 1)
 
-    def set_enabled(self, patch: int, value: bool) -> None:
-        self.m.struct("klp_patch", patch).enabled = int(value)
+    def set_enabled(self, patch: Pointer, value: bool) -> None:
+        patch.enabled = int(value)
 
     # --- klp_init_patch ------------------------------------------------------------------------
 
-    def _check_func(self, func: int) -> None:
+    def _check_func(self, func: Pointer) -> None:
         """klp_init_func's checks, made for every func before anything is touched."""
-        f = self.m.struct("klp_func", func)
+        f = func
         if not f.old_name:
             raise KlpemuError("a func has no old_name", EINVAL)
         old_name = self.func_name(func)
@@ -146,15 +145,15 @@ class Livepatch:
         if len(old_name) >= KSYM_NAME_LEN:
             raise KlpemuError(f"function name too long: {old_name[:32]}...", EINVAL)
 
-    def _find_object_module(self, obj: int) -> None:
+    def _find_object_module(self, obj: Pointer) -> None:
         """klp_find_object_module: a module object is loaded if its module is, and may be patched."""
         if not self.is_module(obj):
             return
         mod = self.modules.find(self.object_name(obj))
         if mod is not None and self.m.struct("module", mod.addr).klp_alive:
-            self.m.struct("klp_object", obj).mod = mod.addr
+            obj.mod = mod.addr
 
-    def _init_object_loaded(self, patch: int, obj: int) -> None:
+    def _init_object_loaded(self, patch: Pointer, obj: Pointer) -> None:
         """klp_init_object_loaded: a module object's klp relocations (vmlinux's were written when
         the patch module was loaded), then each func's address and both sizes, from kallsyms."""
         m = self.m
@@ -162,7 +161,7 @@ class Livepatch:
         if self.is_module(obj):
             self.relocs.apply_object_relocs(patch, obj)
         for func in self.funcs(obj):
-            f = m.struct("klp_func", func)
+            f = func
             old_name = self.func_name(func)
             sym = self._find_object_symbol(objname, old_name, f.old_sympos)
             f.old_func = sym.addr
@@ -198,14 +197,14 @@ class Livepatch:
             raise KlpemuError(message, EINVAL)
         return syms[max(sympos, 1) - 1]
 
-    def _free_object_loaded(self, obj: int) -> None:
+    def _free_object_loaded(self, obj: Pointer) -> None:
         """klp_free_object_loaded: a module object forgets its module and the addresses in it."""
-        view = self.m.struct("klp_object", obj)
+        view = obj
         if not view.name:
             return
         view.mod = 0
         for func in self.funcs(obj):
-            f = self.m.struct("klp_func", func)
+            f = func
             f.old_func = 0
             if f.nop:
                 f.new_func = 0
@@ -224,10 +223,10 @@ class Livepatch:
             raise KlpemuError(f"cannot create duplicate filename '{path}'", EEXIST)
         names.add(path)
 
-    def _init_patch(self, patch: int) -> None:
+    def _init_patch(self, patch: Pointer) -> None:
         """klp_init_patch: the nops of atomic replace, then object by object its checks, its sysfs
         names and, if it is loaded, its addresses. On failure everything it set up is undone."""
-        if self.m.struct("klp_patch", patch).replace:
+        if patch.replace:
             self.nops.add(patch)
         names: set[str] = set()
         try:
@@ -240,7 +239,7 @@ class Livepatch:
                 self._sysfs_add(names, objdir)
                 for func in self.funcs(obj):
                     self._check_func(func)
-                    sympos = self.m.struct("klp_func", func).old_sympos
+                    sympos = func.old_sympos
                     self._sysfs_add(names, f"{objdir}/{self.func_name(func)},{sympos or 1}")
                 if self.is_object_loaded(obj):
                     self._init_object_loaded(patch, obj)
@@ -253,16 +252,15 @@ class Livepatch:
 
     # --- klp_enable_patch ----------------------------------------------------------------------
 
-    def _hc_enable(self, patch: int, *_args) -> int:
+    def _hc_enable(self, patch: Pointer, *_args) -> int:
         """klp_enable_patch from a livepatch module's init; the callbacks run in the guest."""
-        return self.calls.start_in_guest(self._enable_from_module(patch))
+        return self.calls.start_in_guest(self._enable_from_module(self.m.ptr("klp_patch", patch)))
 
-    def _enable_from_module(self, patch: int) -> CallbackGen:
-        m = self.m
-        mod = m.struct("klp_patch", patch).mod if patch else 0
-        if not mod or not m.struct("klp_patch", patch).objs:
+    def _enable_from_module(self, patch: Pointer) -> CallbackGen:
+        mod = patch.mod if patch else 0
+        if not mod or not patch.objs:
             return -EINVAL
-        if not m.struct("module", mod).klp:
+        if not mod.klp:
             self.log(f"module {self.name(patch)} is not marked as a livepatch module", LogLevel.ERR)
             return -EINVAL
         try:
@@ -271,16 +269,16 @@ class Livepatch:
             return -(e.errno or EINVAL)
         return 0
 
-    def enable(self, patch: int) -> None:
+    def enable(self, patch: Pointer) -> None:
         """klp_enable_patch from host context (a patch built in Python, say)."""
         self.calls.run(self._enable(patch))
 
-    def _enable(self, patch: int) -> CallbackGen:
+    def _enable(self, patch: Pointer) -> CallbackGen:
         """klp_enable_patch: every check before anything changes; then __klp_enable_patch."""
         m = self.m
-        if not patch or not m.struct("klp_patch", patch).objs:
+        if not patch or not patch.objs:
             raise KlpemuError("patch or its objects are NULL", EINVAL)
-        if any(not m.struct("klp_object", obj).funcs for obj in self.static_objects(patch)):
+        if any(not obj.funcs for obj in self.static_objects(patch)):
             raise KlpemuError("an object has no funcs", EINVAL)  # klp_init_patch_early
         if patch in self.patches:
             raise KlpemuError(f"'{self.name(patch)}' is already enabled", EINVAL)
@@ -289,8 +287,8 @@ class Livepatch:
             message = f"Livepatch patch ({name}) is not compatible with the already installed livepatches."
             self.log(message, LogLevel.ERR)
             raise KlpemuError(message, EINVAL)
-        mod = m.struct("klp_patch", patch).mod
-        if mod and m.struct("module", mod).state == m.types.enum("MODULE_STATE_GOING"):
+        mod = patch.mod
+        if mod and mod.state == m.types.enum("MODULE_STATE_GOING"):
             raise KlpemuError(f"module of '{name}' is going away", ENODEV)  # try_module_get
         self._init_patch(patch)
         if mod:
@@ -302,7 +300,7 @@ class Livepatch:
             self._free_patch(patch)
             raise
 
-    def _enable_patch(self, patch: int) -> CallbackGen:
+    def _enable_patch(self, patch: Pointer) -> CallbackGen:
         """__klp_enable_patch."""
         if self.transition.patch is not None:
             raise KlpemuError("another patch is in transition", EBUSY)
@@ -334,7 +332,7 @@ class Livepatch:
 
     # --- objects -------------------------------------------------------------------------------
 
-    def patch_object(self, obj: int) -> None:
+    def patch_object(self, obj: Pointer) -> None:
         """klp_patch_object: every func on its stack, or none."""
         done: list[int] = []
         try:
@@ -345,47 +343,47 @@ class Livepatch:
             for func in reversed(done):
                 self.patch_layer.unpatch_func(func)
             raise
-        self.m.struct("klp_object", obj).patched = 1
+        obj.patched = 1
 
-    def unpatch_object(self, obj: int, nops_only: bool = False) -> None:
+    def unpatch_object(self, obj: Pointer, nops_only: bool = False) -> None:
         for func in self.funcs(obj):
-            f = self.m.struct("klp_func", func)
+            f = func
             if f.patched and (f.nop or not nops_only):
                 self.patch_layer.unpatch_func(func)
-        if not nops_only or self.m.struct("klp_object", obj).dynamic:
-            self.m.struct("klp_object", obj).patched = 0
+        if not nops_only or obj.dynamic:
+            obj.patched = 0
 
-    def unpatch_objects(self, patch: int, nops_only: bool = False) -> None:
+    def unpatch_objects(self, patch: Pointer, nops_only: bool = False) -> None:
         for obj in self.objects(patch):
-            if self.m.struct("klp_object", obj).patched:
+            if obj.patched:
                 self.unpatch_object(obj, nops_only)
 
     # --- disable -------------------------------------------------------------------------------
 
-    def disable(self, patch: int) -> None:
+    def disable(self, patch: Pointer) -> None:
         self.calls.run(self._disable(patch))
 
-    def _disable(self, patch: int) -> CallbackGen:
+    def _disable(self, patch: Pointer) -> CallbackGen:
         """__klp_disable_patch (a 0 written to enabled)."""
-        if patch not in self.patches or not self.m.struct("klp_patch", patch).enabled:
+        if patch not in self.patches or not patch.enabled:
             raise KlpemuError(f"'{self.name(patch)}' is not enabled", EINVAL)
         if self.transition.patch is not None:
             raise KlpemuError("another patch is in transition", EBUSY)
         self.transition.init(patch, UNPATCHED)
         for obj in self.objects(patch):
-            if self.m.struct("klp_object", obj).patched:
+            if obj.patched:
                 yield from callbacks.pre_unpatch(self.m, obj)
         self.transition.start()
         self.set_enabled(patch, False)
         yield from self.transition.try_complete()
         return 0
 
-    def transition_done(self, patch: int) -> None:
+    def transition_done(self, patch: Pointer) -> None:
         """After klp_complete_transition: a disabled patch is freed, or the patches a replacing
         one has replaced are."""
-        if not self.m.struct("klp_patch", patch).enabled:
+        if not patch.enabled:
             self._free_patch(patch)
-        elif self.m.struct("klp_patch", patch).replace:
+        elif patch.replace:
             for old in self.patches:
                 if old == patch:
                     break
@@ -406,7 +404,7 @@ class Livepatch:
                 if not self.is_module(obj) or self.object_name(obj) != mod.name:
                     continue
                 pname = self.name(patch)
-                m.struct("klp_object", obj).mod = mod.addr
+                obj.mod = mod.addr
                 try:
                     self._init_object_loaded(patch, obj)
                 except KlpemuError as e:
@@ -430,7 +428,7 @@ class Livepatch:
                 break
         return 0
 
-    def _refuse_module(self, mod: Module, patch: int, obj: int, error: KlpemuError) -> CallbackGen:
+    def _refuse_module(self, mod: Module, patch: Pointer, obj: Pointer, error: KlpemuError) -> CallbackGen:
         self.log(
             f"patch '{self.name(patch)}' failed for module '{mod.name}', refusing to load module '{mod.name}'",
             LogLevel.WARNING,
@@ -451,7 +449,7 @@ class Livepatch:
         yield from self._cleanup_module_patches(mod, limit=None)
         return 0
 
-    def _cleanup_module_patches(self, mod: Module, limit: int | None) -> CallbackGen:
+    def _cleanup_module_patches(self, mod: Module, limit: Pointer | None) -> CallbackGen:
         """klp_cleanup_module_patches_limited: the patches before `limit` (all if None)."""
         m = self.m
         for patch in self.patches:
@@ -460,12 +458,12 @@ class Livepatch:
             for obj in self.objects(patch):
                 if not self.is_module(obj) or self.object_name(obj) != mod.name:
                     continue
-                if not m.struct("klp_object", obj).mod:
+                if not obj.mod:
                     break
                 if patch != self.transition.patch:
                     yield from callbacks.pre_unpatch(m, obj)
                 self.log(f"reverting patch '{self.name(patch)}' on unloading module '{mod.name}'", LogLevel.NOTICE)
-                if m.struct("klp_object", obj).patched:
+                if obj.patched:
                     self.unpatch_object(obj)
                 yield from callbacks.post_unpatch(m, obj)
                 self.relocs.clear_object_relocs(patch, obj)
@@ -475,12 +473,12 @@ class Livepatch:
 
     # --- sysfs: /sys/kernel/livepatch/<patch>/enabled and force --------------------------------
 
-    def write_enabled(self, patch: int, value: bool) -> None:
+    def write_enabled(self, patch: Pointer, value: bool) -> None:
         self.calls.run(self._write_enabled(patch, value))
 
-    def _write_enabled(self, patch: int, value: bool) -> CallbackGen:
+    def _write_enabled(self, patch: Pointer, value: bool) -> CallbackGen:
         """enabled_store."""
-        enabled = bool(self.m.struct("klp_patch", patch).enabled)
+        enabled = bool(patch.enabled)
         if value == enabled:
             raise KlpemuError("enabled already has that value", EINVAL)
         if self.transition.patch == patch:
@@ -491,7 +489,7 @@ class Livepatch:
             yield from self._disable(patch)
         return 0
 
-    def write_force(self, patch: int, value: bool) -> None:
+    def write_force(self, patch: Pointer, value: bool) -> None:
         """force_store: the remaining tasks switch now; the transition completes at the next
         attempt of the queued retry, within a second."""
         if not value:
@@ -500,5 +498,5 @@ class Livepatch:
             raise KlpemuError("patch is not in transition", EINVAL)
         self.transition.force()
 
-    def stack_order(self, patch: int) -> int:
+    def stack_order(self, patch: Pointer) -> int:
         return self.patches.index(patch) + 1

@@ -12,6 +12,7 @@ from errno import EINVAL
 from typing import TYPE_CHECKING
 
 from ...errors import KlpemuError
+from ...machine.types import Pointer
 from ..ftrace.ops import FL, FtraceOps
 from ..guestlist import GuestList
 from ..printk import LogLevel, log_store
@@ -39,20 +40,17 @@ class KlpPatchLayer:
         self._stack_off = machine.types.offsetof("klp_ops", "func_stack")
         self._node_off = machine.types.offsetof("klp_func", "stack_node")
 
-    def func(self, addr: int):
-        return self.m.struct("klp_func", addr)
-
-    def func_stack(self, old_func: int) -> list[int]:
+    def func_stack(self, old_func: int) -> list[Pointer]:
         """The klp_funcs stacked on old_func, newest (the active one) first."""
         ops = self.ops.get(old_func)
         if ops is None:
             return []
-        return [n - self._node_off for n in self.list.nodes(ops.addr + self._stack_off)]
+        return list(self.m.list_for_each_entry("klp_func", ops.addr + self._stack_off, "stack_node"))
 
-    def patch_func(self, func_addr: int) -> None:
+    def patch_func(self, func: Pointer) -> None:
         """klp_patch_func: put the func on top of its function's stack, making the ops if needed."""
         m = self.m
-        func = self.func(func_addr)
+        func_addr = int(func)
         if not func.old_func or func.patched:
             raise KlpemuError("klp_patch_func: function not set up or already patched", EINVAL)
         old = func.old_func
@@ -99,10 +97,10 @@ class KlpPatchLayer:
             self.list.add(func_addr + self._node_off, ops.addr + self._stack_off)  # newest wins
         func.patched = 1
 
-    def unpatch_func(self, func_addr: int) -> None:
+    def unpatch_func(self, func: Pointer) -> None:
         """klp_unpatch_func: the last func takes the ftrace ops with it."""
         m = self.m
-        func = self.func(func_addr)
+        func_addr = int(func)
         if not func.patched:
             raise KlpemuError("klp_unpatch_func: function not patched", EINVAL)
         ops = self.ops[func.old_func]

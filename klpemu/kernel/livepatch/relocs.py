@@ -26,6 +26,7 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
 from ...errors import KlpemuError
+from ...machine.types import Pointer
 from ..module import ModuleError, apply_relocate_add, clear_relocate_add
 from ..printk import LogLevel, log_store
 
@@ -161,15 +162,15 @@ class KlpRelocs:
 
     # --- one object ----------------------------------------------------------------------------
 
-    def _patch_module(self, patch: int) -> tuple[Module, KlpInfo] | tuple[None, None]:
+    def _patch_module(self, patch: Pointer) -> tuple[Module, KlpInfo] | tuple[None, None]:
         """The livepatch module of patch and its klp_info (none for a patch built from Python)."""
-        addr = self.m.struct("klp_patch", patch).mod
+        addr = patch.mod
         mod = next((mod for mod in self.lp.modules.loaded.values() if mod.addr == addr), None) if addr else None
         if mod is None or mod.klp_info is None or not mod.klp_info.relocs:
             return None, None
         return mod, mod.klp_info
 
-    def apply_object_relocs(self, patch: int, obj: int) -> None:
+    def apply_object_relocs(self, patch: Pointer, obj: Pointer) -> None:
         """klp_apply_object_relocs: every .klp.rela.<obj>.* section, or none of them."""
         pmod, klp = self._patch_module(patch)
         if klp is None:
@@ -197,7 +198,7 @@ class KlpRelocs:
             self._poke(pmod, run[0], bytes(staged[a] for a in run))
         klp.written.add(objname)
 
-    def clear_object_relocs(self, patch: int, obj: int) -> None:
+    def clear_object_relocs(self, patch: Pointer, obj: Pointer) -> None:
         """klp_clear_object_relocs: zeros back where apply wrote, if it did. A section whose
         targets no longer hold what was written is left as it is, with x86's warning."""
         pmod, klp = self._patch_module(patch)

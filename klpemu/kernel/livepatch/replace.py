@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ...machine.machine import Machine
+    from ...machine.types import Pointer
     from .core import Livepatch
 
 
@@ -25,13 +26,13 @@ class Nops:
     def __init__(self, machine: Machine, lp: Livepatch):
         self.m = machine
         self.lp = lp
-        self._objects: dict[int, list[int]] = {}  # patch -> its dynamic klp_objects
-        self._funcs: dict[int, list[int]] = {}  # klp_object -> its nop klp_funcs
+        self._objects: dict[int, list[Pointer]] = {}  # patch -> its dynamic klp_objects
+        self._funcs: dict[int, list[Pointer]] = {}  # klp_object -> its nop klp_funcs
 
-    def objects(self, patch: int) -> list[int]:
+    def objects(self, patch: Pointer) -> list[Pointer]:
         return list(self._objects.get(patch, []))
 
-    def funcs(self, obj: int) -> list[int]:
+    def funcs(self, obj: Pointer) -> list[Pointer]:
         return list(self._funcs.get(obj, []))
 
     def _cstring(self, addr: int, limit: int) -> int:
@@ -43,16 +44,15 @@ class Nops:
         self.m.mem.write(copy, data)
         return copy
 
-    def _find_object(self, patch: int, name: str) -> int | None:
+    def _find_object(self, patch: Pointer, name: str) -> Pointer | None:
         return next((o for o in self.lp.objects(patch) if self.lp.object_name(o) == name), None)
 
-    def _has_func(self, obj: int, old_name: str, old_sympos: int) -> bool:
+    def _has_func(self, obj: Pointer, old_name: str, old_sympos: int) -> bool:
         return any(
-            self.lp.func_name(f) == old_name and _same_sympos(self.m.struct("klp_func", f).old_sympos, old_sympos)
-            for f in self.lp.funcs(obj)
+            self.lp.func_name(f) == old_name and _same_sympos(f.old_sympos, old_sympos) for f in self.lp.funcs(obj)
         )
 
-    def add(self, patch: int) -> None:
+    def add(self, patch: Pointer) -> None:
         """klp_add_nops: for each object and func of every installed patch."""
         m = self.m
         for old_patch in self.lp.patches:
@@ -60,36 +60,33 @@ class Nops:
                 name = self.lp.object_name(old_obj)
                 obj = self._find_object(patch, name)
                 if obj is None:
-                    obj = m.heap.kzalloc(m.types.sizeof("klp_object"))
-                    view = m.struct("klp_object", obj)
-                    view.name = self._cstring(m.struct("klp_object", old_obj).name, 64)
-                    view.dynamic = 1
+                    obj = m.ptr("klp_object", m.heap.kzalloc(m.types.sizeof("klp_object")))
+                    obj.name = self._cstring(old_obj.name, 64)
+                    obj.dynamic = 1
                     self._objects.setdefault(patch, []).append(obj)
                 for old_func in self.lp.funcs(old_obj):
-                    old = m.struct("klp_func", old_func)
-                    if self._has_func(obj, self.lp.func_name(old_func), old.old_sympos):
+                    if self._has_func(obj, self.lp.func_name(old_func), old_func.old_sympos):
                         continue
-                    func = m.heap.kzalloc(m.types.sizeof("klp_func"))
-                    view = m.struct("klp_func", func)
-                    view.old_name = self._cstring(old.old_name, 512)
-                    view.old_sympos = old.old_sympos
-                    view.nop = 1
+                    func = m.ptr("klp_func", m.heap.kzalloc(m.types.sizeof("klp_func")))
+                    func.old_name = self._cstring(old_func.old_name, 512)
+                    func.old_sympos = old_func.old_sympos
+                    func.nop = 1
                     self._funcs.setdefault(obj, []).append(func)
 
-    def free(self, patch: int) -> None:
+    def free(self, patch: Pointer) -> None:
         """klp_free_objects_dynamic: the nop funcs, then the objects made for them."""
         m = self.m
         for obj in self.lp.objects(patch):
             for func in self._funcs.pop(obj, []):
-                m.heap.free(m.struct("klp_func", func).old_name)
+                m.heap.free(func.old_name)
                 m.heap.free(func)
         for obj in self._objects.pop(patch, []):
-            name = m.struct("klp_object", obj).name
+            name = obj.name
             if name:
                 m.heap.free(name)
             m.heap.free(obj)
 
-    def discard(self, patch: int) -> None:
+    def discard(self, patch: Pointer) -> None:
         """klp_discard_nops: once the replaced patches are gone, the nops have nothing to hide."""
         self.lp.unpatch_objects(patch, nops_only=True)
         self.free(patch)

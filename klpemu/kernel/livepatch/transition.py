@@ -19,6 +19,7 @@ from . import callbacks
 
 if TYPE_CHECKING:
     from ...machine.machine import Machine
+    from ...machine.types import Pointer
     from .core import Livepatch
     from .guestcall import CallbackGen
 
@@ -38,9 +39,10 @@ class Transition:
     # --- guest state ---------------------------------------------------------------------------
 
     @property
-    def patch(self) -> int | None:
+    def patch(self) -> Pointer | None:
         """klp_transition_patch."""
-        return self.m.read_var_int("klp_transition_patch") or None
+        value = self.m.read_var_int("klp_transition_patch")
+        return self.m.ptr("klp_patch", value) if value else None
 
     @patch.setter
     def patch(self, value: int | None) -> None:
@@ -67,7 +69,7 @@ class Transition:
 
     # --- the phases ----------------------------------------------------------------------------
 
-    def init(self, patch: int, state: int) -> None:
+    def init(self, patch: Pointer, state: int) -> None:
         """klp_init_transition: every task starts in the opposite state; every func is marked."""
         name = self.lp.name(patch)
         log_store(self.m, f"livepatch: '{name}': initializing {self._verb(state)} transition", LogLevel.DEBUG)
@@ -76,7 +78,7 @@ class Transition:
         for t in self._tasks():
             t.view.patch_state = UNPATCHED if state == PATCHED else PATCHED
         for func in self.lp.all_funcs(patch):
-            self.m.struct("klp_func", func).transition = 1
+            func.transition = 1
 
     def start(self) -> None:
         """klp_start_transition: flag every task that still has to switch."""
@@ -176,9 +178,9 @@ class Transition:
         """klp_check_stack_func for every patched func: the name of a function in the way."""
         m = self.m
         addrs = [f.addr for f in trace.frames if f.kind != "user"]
-        patched_objs = [o for o in self.lp.objects(self.patch) if m.struct("klp_object", o).patched]
+        patched_objs = [o for o in self.lp.objects(self.patch) if o.patched]
         for func in [f for o in patched_objs for f in self.lp.funcs(o)]:
-            f = m.struct("klp_func", func)
+            f = func
             if self.target == UNPATCHED:
                 lo, size = f.new_func, f.new_size
             else:
@@ -187,7 +189,7 @@ class Transition:
                 if below is None:
                     lo, size = f.old_func, f.old_size
                 else:
-                    prev = m.struct("klp_func", below)
+                    prev = below
                     lo, size = prev.new_func, prev.new_size
             if any(lo <= a < lo + size for a in addrs):
                 return m.mem.read_cstr(f.old_name, 512)
@@ -221,11 +223,11 @@ class Transition:
                 t.view.patch_state = self.target
         # Forced patches keep their module for good: the one being removed, or those replaced.
         if self.target == UNPATCHED:
-            self.m.struct("klp_patch", self.patch).forced = 1
-        elif self.m.struct("klp_patch", self.patch).replace:
+            self.patch.forced = 1
+        elif self.patch.replace:
             for patch in self.lp.patches:
                 if patch != self.patch:
-                    self.m.struct("klp_patch", patch).forced = 1
+                    patch.forced = 1
 
     def cancel(self) -> CallbackGen:
         """klp_cancel_transition: a patch that failed before its transition started goes back."""
@@ -244,7 +246,7 @@ class Transition:
         patch, target = self.patch, self.target
         name = lp.name(patch)
         log_store(m, f"livepatch: '{name}': completing {self._verb(target)} transition", LogLevel.DEBUG)
-        if target == PATCHED and m.struct("klp_patch", patch).replace:
+        if target == PATCHED and patch.replace:
             for old in lp.patches:  # klp_unpatch_replaced_patches: no callbacks of theirs run
                 if old == patch:
                     break
@@ -254,7 +256,7 @@ class Transition:
         if target == UNPATCHED:
             lp.unpatch_objects(patch)
         for func in lp.all_funcs(patch):
-            m.struct("klp_func", func).transition = 0
+            func.transition = 0
         for t in self._tasks():
             self._flag(t, TIF_PATCH_PENDING, False)
             t.view.patch_state = IDLE
