@@ -1,15 +1,24 @@
-"""The checks a module file passes before anything is allocated for it (elf_validity_check, kernel/module/main.c)."""
+"""A module file's checks before layout: ELF validity, .modinfo and its taints (kernel/module/main.c)."""
 
 from __future__ import annotations
 
 import struct
+from typing import TYPE_CHECKING
+
+from ..printk import log_store
+from .internal import LOGLEVEL_NOTICE, TAINT_LIVEPATCH, TAINT_OOT_MODULE, TAINT_PROPRIETARY_MODULE
+
+if TYPE_CHECKING:
+    from ...machine.machine import Machine
 
 ET_REL, EM_X86_64 = 1, 62
 SHT_NOBITS = 8
 ELF64_EHDR_SIZE, ELF64_SHDR_SIZE = 64, 64
+# license_is_gpl_compatible (include/linux/license.h)
+GPL_COMPATIBLE = ("GPL", "GPL v2", "GPL and additional rights", "Dual BSD/GPL", "Dual MIT/GPL", "Dual MPL/GPL")
 
 
-def _check_elf(data: bytes) -> str | None:
+def elf_validity_check(data: bytes) -> str | None:
     """elf_validity_check: Linux's message for a file it refuses (-ENOEXEC), or None."""
     if len(data) < ELF64_EHDR_SIZE:
         return f"Invalid ELF header len {len(data)}"
@@ -36,10 +45,32 @@ def _check_elf(data: bytes) -> str | None:
     return None
 
 
-def _parse_modinfo(raw: bytes) -> dict[str, list[str]]:
+def parse_modinfo(raw: bytes) -> dict[str, list[str]]:
+    """The .modinfo section's `tag=value` strings, each tag with its values in order."""
     info: dict[str, list[str]] = {}
     for entry in raw.split(b"\0"):
         if b"=" in entry:
             tag, value = entry.decode("utf-8", "replace").split("=", 1)
             info.setdefault(tag, []).append(value)
     return info
+
+
+def check_modinfo(m: Machine, tainted: int, name: str, info: dict[str, list[str]]) -> int:
+    """check_modinfo and module_license_taint_check: the taint bits the module sets. Each
+    message is printed only while the kernel (tainted) does not have its bit yet."""
+    taints = 0
+    if "intree" not in info:
+        if not tainted & (1 << TAINT_OOT_MODULE):
+            log_store(m, f"{name}: loading out-of-tree module taints kernel.")
+        taints |= 1 << TAINT_OOT_MODULE
+    if "livepatch" in info:
+        if not tainted & (1 << TAINT_LIVEPATCH):
+            log_store(m, f"{name}: tainting kernel with TAINT_LIVEPATCH", LOGLEVEL_NOTICE)
+        taints |= 1 << TAINT_LIVEPATCH
+    license = (info.get("license") or ["unspecified"])[0]
+    if license not in GPL_COMPATIBLE:
+        if not tainted & (1 << TAINT_PROPRIETARY_MODULE):
+            log_store(m, f"{name}: module license '{license}' taints kernel.")
+            log_store(m, "Disabling lock debugging due to kernel taint")
+        taints |= 1 << TAINT_PROPRIETARY_MODULE
+    return taints

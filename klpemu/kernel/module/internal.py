@@ -12,7 +12,6 @@ if TYPE_CHECKING:
     from .kallsyms import ModuleKallsyms
     from .params import Param
 
-ENOENT, ENOEXEC, ENOMEM, EBUSY, EEXIST, EINVAL, ENOSPC, ERANGE, ENAMETOOLONG = 2, 8, 12, 16, 17, 22, 28, 34, 36
 LOGLEVEL_ERR, LOGLEVEL_WARNING, LOGLEVEL_NOTICE = 3, 4, 5
 MODULE_REF_BASE = 1  # include/linux/module.h
 # Taint bits a module can set, in Linux's order (kernel/panic.c taint_flags): letter per bit.
@@ -22,6 +21,9 @@ TAINT_LETTERS = {TAINT_PROPRIETARY_MODULE: "P", TAINT_OOT_MODULE: "O", TAINT_LIV
 MEM_TYPES = ("MOD_TEXT", "MOD_DATA", "MOD_RODATA", "MOD_INIT_TEXT", "MOD_INIT_DATA")
 TEXT_TYPES = ("MOD_TEXT", "MOD_INIT_TEXT")
 INIT_TYPES = ("MOD_INIT_TEXT", "MOD_INIT_DATA")
+# One symbol of a module's symbol table as the loader keeps it: name, address, size, kind
+# (func, object, label), local, and the mod_mem_type it lives in (init symbols go after init).
+SymtabEntry = tuple[str, int, int, str, bool, str]
 
 
 class ModuleError(KlpemuError):
@@ -56,8 +58,8 @@ class Module:
     holders: list[Module] = field(default_factory=list)  # modules that use its symbols
     records: list[int] = field(default_factory=list)  # ips of its ftrace records
     klp_info: KlpInfo | None = None  # for MODULE_INFO(livepatch, "Y") modules
-    _charp: dict[int, int] = field(default_factory=dict)  # variable -> kzalloc'd string the loader owns
-    _symbols: list = field(default_factory=list)  # (name, addr, size, kind, local, mem type) of all
+    charp_strings: dict[int, int] = field(default_factory=dict)  # variable -> kzalloc'd string the loader owns
+    symtab: list[SymtabEntry] = field(default_factory=list)  # every named symbol of a loaded section
 
     def lookup(self, name: str, sympos: int = 0) -> Symbol:
         """A function or object of this module by name and position (klp_find_object_symbol)."""

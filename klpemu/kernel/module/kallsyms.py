@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import errno
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ...errors import KlpemuError
 from ...machine.image import Symbol
-from .internal import EINVAL, INIT_TYPES
+from .internal import INIT_TYPES
 
 if TYPE_CHECKING:
+    from elftools.elf.sections import SymbolTableSection
+
     from ...machine.machine import Machine
     from .internal import Module
+
+KINDS = {"STT_FUNC": "func", "STT_OBJECT": "object", "STT_NOTYPE": "label"}
 
 
 class ModuleKallsyms:
@@ -43,24 +49,46 @@ class ModuleKallsyms:
     def lookup(self, name: str, sympos: int = 0) -> Symbol:
         syms = self.by_name.get(name)
         if not syms:
-            raise KlpemuError(f"symbol '{name}' not found in module {self.module}", EINVAL)
+            raise KlpemuError(f"symbol '{name}' not found in module {self.module}", errno.EINVAL)
         if sympos == 0:
             if len(syms) > 1:
                 raise KlpemuError(
-                    f"unresolvable ambiguity for symbol '{name}' in module {self.module}: {len(syms)} matches", EINVAL
+                    f"unresolvable ambiguity for symbol '{name}' in module {self.module}: {len(syms)} matches",
+                    errno.EINVAL,
                 )
             return syms[0]
         if sympos > len(syms):
-            raise KlpemuError(f"symbol '{name}' position {sympos} not found in module {self.module}", EINVAL)
+            raise KlpemuError(f"symbol '{name}' position {sympos} not found in module {self.module}", errno.EINVAL)
         return syms[sympos - 1]
 
 
-def _set_kallsyms(m: Machine, mod: Module, init: bool) -> None:
+def add_kallsyms(
+    m: Machine, mod: Module, symtab: SymbolTableSection, values: list[int], place: Mapping[int, tuple[str, int]]
+) -> None:
+    """add_kallsyms: every named symbol of a loaded section (place: section index -> mod_mem_type
+    and offset), in symbol-table order; published with the init symbols, as init may run."""
+    for sym, value in zip(symtab.iter_symbols(), values, strict=True):
+        shndx = sym["st_shndx"]
+        kind = KINDS.get(sym["st_info"]["type"])
+        if not sym.name or kind is None or not isinstance(shndx, int) or shndx not in place:
+            continue
+        mem_type = place[shndx][0]
+        mod.symtab.append((sym.name, value, sym["st_size"], kind, sym["st_info"]["bind"] == "STB_LOCAL", mem_type))
+    publish_kallsyms(m, mod, init=True)
+
+
+def publish_kallsyms(m: Machine, mod: Module, init: bool) -> None:
     """Publish mod's kallsyms: with its init symbols while init may run, without them after."""
     old = mod.kallsyms
-    syms = [s[:5] for s in mod._symbols if init or s[5] not in INIT_TYPES]
+    syms = [s[:5] for s in mod.symtab if init or s[5] not in INIT_TYPES]
     mod.kallsyms = ModuleKallsyms(mod.name, syms, mod.text_ranges())
     if old in m.image.module_kallsyms:
         m.image.module_kallsyms[m.image.module_kallsyms.index(old)] = mod.kallsyms
     else:
         m.image.module_kallsyms.append(mod.kallsyms)
+
+
+def remove_kallsyms(m: Machine, mod: Module) -> None:
+    """The module's symbols leave kallsyms (free_module, or a load that failed)."""
+    if mod.kallsyms in m.image.module_kallsyms:
+        m.image.module_kallsyms.remove(mod.kallsyms)

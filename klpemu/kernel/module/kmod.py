@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from importlib import resources
 from pathlib import Path
-
-from .internal import EINVAL, ENOENT, ENOEXEC
 
 
 def shipped_modules_dir() -> Path:
@@ -21,13 +21,11 @@ def shipped_module(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def mod_strerror(errno: int) -> str:
+def mod_strerror(err: int) -> str:
     """What kmod's insmod says for an init_module error."""
-    import os
-
     return {
-        ENOEXEC: "Invalid module format",
-        ENOENT: "Unknown symbol in module",
-        3: "Module has wrong symbol version",
-        EINVAL: "Invalid parameters",
-    }.get(errno, os.strerror(errno))
+        errno.ENOEXEC: "Invalid module format",
+        errno.ENOENT: "Unknown symbol in module",
+        errno.ESRCH: "Module has wrong symbol version",
+        errno.EINVAL: "Invalid parameters",
+    }.get(err, os.strerror(err))

@@ -19,49 +19,45 @@ ip 0 in its place, as clear_mod_from_hashes leaves it. ftrace therefore never wr
 
 from __future__ import annotations
 
+import errno
+import functools
 import io
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from elftools.common.exceptions import ELFError
 from elftools.construct.core import ConstructError
 from elftools.elf.elffile import ELFFile
+from elftools.elf.relocation import RelocationSection
 from elftools.elf.sections import SymbolTableSection
 
 from ...errors import KlpemuError
-from .checks import _check_elf, _parse_modinfo
+from ..printk import log_store
+from .checks import check_modinfo, elf_validity_check, parse_modinfo
 from .internal import (
-    EEXIST,
-    EINVAL,
-    ENAMETOOLONG,
-    ENOENT,
-    ENOEXEC,
-    ENOMEM,
     INIT_TYPES,
     LOGLEVEL_ERR,
-    LOGLEVEL_NOTICE,
     LOGLEVEL_WARNING,
     MEM_TYPES,
     MODULE_REF_BASE,
-    TAINT_LIVEPATCH,
-    TAINT_OOT_MODULE,
-    TAINT_PROPRIETARY_MODULE,
     TEXT_TYPES,
     KlpInfo,
     Module,
     ModuleError,
 )
-from .kallsyms import _set_kallsyms
-from .params import INT_TYPES, Param
+from .kallsyms import add_kallsyms, publish_kallsyms, remove_kallsyms
+from .params import PARAM_TYPES, Param, destroy_params, parse_args
 from .relocations import apply_relocate_add
 
 if TYPE_CHECKING:
+    from elftools.elf.sections import Section
+
     from .main import Modules
 
 PAGE_SIZE = 4096
 SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 0x1, 0x2, 0x4
 SHF_RELA_LIVEPATCH = 0x00100000
-GPL_COMPATIBLE = ("GPL", "GPL v2", "GPL and additional rights", "Dual BSD/GPL", "Dual MIT/GPL", "Dual MPL/GPL")
 THIS_MODULE_SECTION = ".gnu.linkonce.this_module"
 
 
@@ -73,28 +69,18 @@ class _Layout:
         self.size = {t: 0 for t in MEM_TYPES}
         self.base = {t: 0 for t in MEM_TYPES}
 
-    def add(self, index: int, mem_type: str, size: int, align: int) -> int:
+    def add(self, index: int, mem_type: str, size: int, align: int) -> None:
         align = max(align, 1)
         off = (self.size[mem_type] + align - 1) // align * align
         self.place[index] = (mem_type, off)
         self.size[mem_type] = off + size
-        return off
 
     def addr(self, index: int) -> int:
         mem_type, off = self.place[index]
         return self.base[mem_type] + off
 
 
-def _klp_info(data: bytes, sections: list, layout: _Layout, values: list[int]) -> KlpInfo:
-    return KlpInfo(
-        data,
-        {i: layout.addr(i) for i in layout.place if i >= 0},
-        values,
-        [i for i, sec in enumerate(sections) if sec["sh_type"] == "SHT_RELA" and sec["sh_flags"] & SHF_RELA_LIVEPATCH],
-    )
-
-
-class _Loading:
+class Loader:
     """One load_module() call: each step records what to undo; a failure undoes it in reverse."""
 
     def __init__(self, modules: Modules, data: bytes, filename: str, argv: list[str]):
@@ -103,13 +89,16 @@ class _Loading:
         self.data = data
         self.filename = filename
         self.argv = argv
-        self.undo: list[Callable[[], None]] = []
-        self.mod: Module | None = None
+        self.undo: list[Callable[[], object]] = []
+        self.sections: list[Section] = []
 
-    def fail(self, errno: int, message: str, log: str | None = None, level: int = LOGLEVEL_ERR) -> ModuleError:
+    def log(self, text: str, level: int = LOGLEVEL_WARNING) -> None:
+        log_store(self.m, text, level)
+
+    def fail(self, err: int, message: str, log: str | None = None, level: int = LOGLEVEL_ERR) -> ModuleError:
         if log is not None:
-            self.mods._log(log, level)
-        return ModuleError(message, errno)
+            self.log(log, level)
+        return ModuleError(message, err)
 
     def run(self) -> Module:
         try:
@@ -117,7 +106,7 @@ class _Loading:
                 return self._load()
             except (ELFError, ConstructError, UnicodeDecodeError) as e:  # pyelftools on a damaged file
                 raise self.fail(
-                    ENOEXEC,
+                    errno.ENOEXEC,
                     f"{self.filename}: not a valid module ELF ({e})",
                     f"{self.filename}: not a valid module ELF",
                 ) from None
@@ -128,75 +117,55 @@ class _Loading:
 
     def _load(self) -> Module:
         m, mods = self.m, self.mods
-        why = _check_elf(self.data)
+        why = elf_validity_check(self.data)
         if why is not None:
-            raise self.fail(ENOEXEC, why, why)
-        elf = ELFFile(io.BytesIO(self.data))
-        sections = list(elf.iter_sections())
-        self.elf, self.sections = elf, sections
+            raise self.fail(errno.ENOEXEC, why, why)
+        sections = self.sections = list(ELFFile(io.BytesIO(self.data)).iter_sections())
         modinfo = next((s for s in sections if s.name == ".modinfo"), None)
-        info = _parse_modinfo(modinfo.data()) if modinfo is not None else {}
+        info = parse_modinfo(modinfo.data()) if modinfo is not None else {}
         stem = self.filename.rsplit("/", 1)[-1].removesuffix(".ko")
         name = (info.get("name") or [stem.replace("-", "_")])[0]
         name_max = m.types.struct("module").member("name")[1].size
         if not name or len(name.encode()) >= name_max:
-            raise self.fail(ENAMETOOLONG, f"module name '{name}' is longer than {name_max - 1} bytes")
+            raise self.fail(errno.ENAMETOOLONG, f"module name '{name}' is longer than {name_max - 1} bytes")
         symtab = next((s for s in sections if isinstance(s, SymbolTableSection) and s.name == ".symtab"), None)
         if symtab is None:
             raise self.fail(
-                ENOEXEC,
+                errno.ENOEXEC,
                 f"{name}: module has no symbols (stripped?)",
                 f"{name}: module has no symbols (stripped?)",
                 LOGLEVEL_WARNING,
             )
-        taints = self._check_modinfo(name, info)
-        if name in mods.loaded:  # module_patient_check_exists
-            raise self.fail(EEXIST, f"module {name} is already loaded")
-        layout = self._layout(name)
-        mod = self.mod = Module(name, 0, {}, {}, info, taints)
+        taints = check_modinfo(m, mods.tainted, name, info)
+        mods.tainted |= taints  # add_taint_module: the kernel stays tainted
+        if mods.find(name) is not None:  # module_patient_check_exists
+            raise self.fail(errno.EEXIST, f"module {name} is already loaded")
+        layout = self._layout()
+        mod = Module(name, 0, {}, {}, info, taints)
         self._allocate(mod, layout)
-        mods.loaded[name] = mod  # add_unformed_module: a second load now gets -EEXIST
-        self.undo.append(lambda: mods.loaded.pop(name, None))
+        mods.mod_tree_insert(mod)
+        self.undo.append(lambda: mods.mod_tree_remove(mod))
+        self.undo.append(lambda: mods.module_unload_free(mod))
         values = self._simplify_symbols(mod, symtab, layout)
         if "livepatch" in info:
-            mod.klp_info = _klp_info(self.data, sections, layout, values)
+            mod.klp_info = self._klp_info(layout, values)
         images = self._images(layout)
-        self._apply_relocations(mod, symtab, values, layout, images)
-        self._write(mod, layout, images)
+        self._apply_relocations(mod, values, layout, images)
+        self._write(mod, images)
         self._make_struct_module(mod, symtab, values, layout)
-        self._link(mod)
-        self._kallsyms(mod, symtab, values, layout)
+        mods.list_add_rcu(mod)
+        self.undo.append(lambda: mods.list_del_rcu(mod))
+        add_kallsyms(m, mod, symtab, values, layout.place)
+        self.undo.append(lambda: remove_kallsyms(m, mod))
         self._ftrace_init(mod)
         self._coming(mod)
-        self.undo.append(lambda: self._free_params(mod))
-        mods._parse_args(mod, self.argv)
+        self.undo.append(lambda: destroy_params(m, mod))
+        parse_args(m, mod, self.argv)
         return self._init(mod)
-
-    # --- modinfo, taints -----------------------------------------------------------------------
-
-    def _check_modinfo(self, name: str, info: dict[str, list[str]]) -> int:
-        mods = self.mods
-        taints = 0
-        if "intree" not in info:
-            if not mods.tainted & (1 << TAINT_OOT_MODULE):
-                mods._log(f"{name}: loading out-of-tree module taints kernel.")
-            taints |= 1 << TAINT_OOT_MODULE
-        if "livepatch" in info:
-            if not mods.tainted & (1 << TAINT_LIVEPATCH):
-                mods._log(f"{name}: tainting kernel with TAINT_LIVEPATCH", LOGLEVEL_NOTICE)
-            taints |= 1 << TAINT_LIVEPATCH
-        license = (info.get("license") or ["unspecified"])[0]
-        if license not in GPL_COMPATIBLE:
-            if not mods.tainted & (1 << TAINT_PROPRIETARY_MODULE):
-                mods._log(f"{name}: module license '{license}' taints kernel.")
-                mods._log("Disabling lock debugging due to kernel taint")
-            taints |= 1 << TAINT_PROPRIETARY_MODULE
-        mods.tainted |= taints  # add_taint_module: the kernel stays tainted
-        return taints
 
     # --- layout and memory ---------------------------------------------------------------------
 
-    def _layout(self, name: str) -> _Layout:
+    def _layout(self) -> _Layout:
         layout = _Layout()
         for i, sec in enumerate(self.sections):
             flags = sec["sh_flags"]
@@ -224,10 +193,10 @@ class _Loading:
             try:
                 base = alloc(size, PAGE_SIZE)
             except KlpemuError as e:
-                raise ModuleError(f"{mod.name}: {e}", ENOMEM) from None
+                raise ModuleError(f"{mod.name}: {e}", errno.ENOMEM) from None
             layout.base[mem_type] = base
             mod.mem[mem_type] = (base, size)
-            self.undo.append(lambda t=mem_type: self.mods._free_mem(mod, t))
+            self.undo.append(functools.partial(self.mods.module_memory_free, mod, mem_type))
         mod.addr = layout.addr(-1)
         for i in layout.place:  # what /sys/module/<mod>/sections lists: non-empty sections
             if i >= 0 and self.sections[i]["sh_size"]:
@@ -266,39 +235,23 @@ class _Loading:
                 if hit is not None:
                     value, owner = hit
                     if owner is not None and owner not in mod.uses:
-                        self._use(mod, owner)
+                        self.mods.ref_module(mod, owner)
                 elif sym["st_info"]["bind"] == "STB_WEAK":
                     value = 0
                 else:
-                    self.mods._log(f"{mod.name}: Unknown symbol {sym.name} (err -{ENOENT})")
-                    err = err or ENOENT
+                    self.log(f"{mod.name}: Unknown symbol {sym.name} (err -{errno.ENOENT})")
+                    err = err or errno.ENOENT
             elif shndx == "SHN_COMMON":
-                self.mods._log(f"{mod.name}: please compile with -fno-common")
-                err = ENOEXEC
+                self.log(f"{mod.name}: please compile with -fno-common")
+                err = errno.ENOEXEC
             elif isinstance(shndx, int) and shndx in layout.place:
                 value = layout.addr(shndx) + sym["st_value"]
             values.append(value & (2**64 - 1))
-        if err == ENOENT:
-            raise ModuleError(f"{mod.name}: Unknown symbol in module", ENOENT)
+        if err == errno.ENOENT:
+            raise ModuleError(f"{mod.name}: Unknown symbol in module", errno.ENOENT)
         if err:
             raise ModuleError(f"{mod.name}: common symbols (compile with -fno-common)", err)
         return values
-
-    def _use(self, mod: Module, owner: Module) -> None:
-        """ref_module: mod holds a reference on owner while it is loaded."""
-        view = self.m.struct("module", owner.addr)
-        view.refcnt.counter = view.refcnt.counter + 1
-        mod.uses.append(owner)
-        owner.holders.append(mod)
-
-        def undo() -> None:
-            view.refcnt.counter = view.refcnt.counter - 1
-            if mod in owner.holders:
-                owner.holders.remove(mod)
-            if owner in mod.uses:
-                mod.uses.remove(owner)
-
-        self.undo.append(undo)
 
     # --- relocations ---------------------------------------------------------------------------
 
@@ -312,9 +265,7 @@ class _Loading:
                 images[mem_type][off : off + sec["sh_size"]] = sec.data()
         return images
 
-    def _apply_relocations(
-        self, mod: Module, symtab: SymbolTableSection, values: list[int], layout: _Layout, images: dict[str, bytearray]
-    ) -> None:
+    def _apply_relocations(self, mod: Module, values: list[int], layout: _Layout, images: dict[str, bytearray]) -> None:
         """apply_relocate_add on every relocation section of a loaded (SHF_ALLOC) section."""
         for index, sec in enumerate(self.sections):
             if sec["sh_type"] not in ("SHT_RELA", "SHT_REL"):
@@ -327,7 +278,9 @@ class _Loading:
                 continue
             if sec["sh_type"] == "SHT_REL":
                 raise self.fail(
-                    ENOEXEC, f"{mod.name}: REL relocation unsupported", f"module {mod.name}: REL relocation unsupported"
+                    errno.ENOEXEC,
+                    f"{mod.name}: REL relocation unsupported",
+                    f"module {mod.name}: REL relocation unsupported",
                 )
             mem_type, base_off = layout.place[target]
             image, sec_addr = images[mem_type], layout.addr(target)
@@ -338,9 +291,10 @@ class _Loading:
             def write(addr: int, data: bytes, image=image, delta=base_off - sec_addr) -> None:
                 image[addr + delta : addr + delta + len(data)] = data
 
+            assert isinstance(sec, RelocationSection)  # what pyelftools makes of SHT_RELA
             relocs = [(r["r_offset"], r["r_info_type"], r["r_info_sym"], r["r_addend"]) for r in sec.iter_relocations()]
             apply_relocate_add(
-                mod.name, relocs, values, sec_addr, self.sections[target]["sh_size"], read, write, self.mods._log
+                mod.name, relocs, values, sec_addr, self.sections[target]["sh_size"], read, write, self.log
             )
 
     def _klp_relocations(
@@ -351,13 +305,13 @@ class _Loading:
         apply = self.mods.klp_apply_section_relocs
         if apply is None:
             return
-        klp = mod.klp_info or _klp_info(self.data, self.sections, layout, values)
+        klp = mod.klp_info or self._klp_info(layout, values)
 
         def locate(addr: int) -> tuple[bytearray, int]:
             for mem_type, (base, size) in mod.mem.items():
                 if size and base <= addr < base + size:
                     return images[mem_type], addr - base
-            raise ModuleError(f"{mod.name}: klp relocation at 0x{addr:x} outside the module", ENOEXEC)
+            raise ModuleError(f"{mod.name}: klp relocation at 0x{addr:x} outside the module", errno.ENOEXEC)
 
         def read(addr: int, size: int) -> bytes:
             image, off = locate(addr)
@@ -372,9 +326,21 @@ class _Loading:
         except ModuleError:
             raise
         except KlpemuError as e:
-            raise ModuleError(str(e), e.errno or EINVAL) from None
+            raise ModuleError(str(e), e.errno or errno.EINVAL) from None
 
-    def _write(self, mod: Module, layout: _Layout, images: dict[str, bytearray]) -> None:
+    def _klp_info(self, layout: _Layout, values: list[int]) -> KlpInfo:
+        return KlpInfo(
+            self.data,
+            {i: layout.addr(i) for i in layout.place if i >= 0},
+            values,
+            [
+                i
+                for i, sec in enumerate(self.sections)
+                if sec["sh_type"] == "SHT_RELA" and sec["sh_flags"] & SHF_RELA_LIVEPATCH
+            ],
+        )
+
+    def _write(self, mod: Module, images: dict[str, bytearray]) -> None:
         m = self.m
         for mem_type, image in images.items():
             base, size = mod.mem[mem_type]
@@ -384,7 +350,7 @@ class _Loading:
             if mem_type in TEXT_TYPES:
                 m.uc.ctl_remove_cache(base, base + size)  # flush_module_icache
 
-    # --- struct module, list, kallsyms ---------------------------------------------------------
+    # --- struct module -----------------------------------------------------------------------------
 
     def _section_of(self, name: str, layout: _Layout) -> tuple[int, int] | None:
         for i, sec in enumerate(self.sections):
@@ -423,10 +389,10 @@ class _Loading:
                 kp = m.struct("kernel_param", addr + k * kp_size)
                 type_name = m.mem.read_u64(kp.addr_of("type"))  # View.type is the view's own type
                 mod.params.append(Param(m.mem.read_cstr(kp.name, 256), m.mem.read_cstr(type_name, 32), kp.perm, kp.arg))
-            bad = [p for p in mod.params if p.type not in (*INT_TYPES, "bool", "invbool", "charp")]
+            bad = [p for p in mod.params if p.type not in PARAM_TYPES]
             if bad:
                 raise self.fail(
-                    EINVAL,
+                    errno.EINVAL,
                     f"{mod.name}: parameter {bad[0].name} has unknown type {bad[0].type}",
                     f"{mod.name}: parameter {bad[0].name} has unknown type {bad[0].type}",
                 )
@@ -442,30 +408,6 @@ class _Loading:
         if kprobes_text is not None:
             view.kprobes_text_start, view.kprobes_text_size = kprobes_text
 
-    def _link(self, mod: Module) -> None:
-        self.mods._link(mod)
-        self.undo.append(lambda: self.mods._unlink(mod))
-
-    def _kallsyms(self, mod: Module, symtab: SymbolTableSection, values: list[int], layout: _Layout) -> None:
-        """add_kallsyms: every named symbol of a loaded section, in symbol-table order."""
-        kinds = {"STT_FUNC": "func", "STT_OBJECT": "object", "STT_NOTYPE": "label"}
-        for sym, value in zip(symtab.iter_symbols(), values, strict=True):
-            shndx = sym["st_shndx"]
-            kind = kinds.get(sym["st_info"]["type"])
-            if not sym.name or kind is None or not isinstance(shndx, int) or shndx not in layout.place:
-                continue
-            mem_type = layout.place[shndx][0]
-            mod._symbols.append(
-                (sym.name, value, sym["st_size"], kind, sym["st_info"]["bind"] == "STB_LOCAL", mem_type)
-            )
-        _set_kallsyms(self.m, mod, init=True)
-
-        def undo() -> None:
-            if mod.kallsyms in self.m.image.module_kallsyms:
-                self.m.image.module_kallsyms.remove(mod.kallsyms)
-
-        self.undo.append(undo)
-
     # --- ftrace, coming, init ------------------------------------------------------------------
 
     def _ftrace_init(self, mod: Module) -> None:
@@ -476,15 +418,15 @@ class _Loading:
         stray = [ip for ip in sites if ip and not any(lo <= ip < hi for lo, hi in mod.text_ranges())]
         if stray:  # Linux trusts the section; a record for someone else's code would be a second one
             raise self.fail(
-                ENOEXEC,
+                errno.ENOEXEC,
                 f"{mod.name}: __mcount_loc names 0x{stray[0]:x}, outside the module's text",
                 f"{mod.name}: __mcount_loc entry 0x{stray[0]:x} is outside the module's text",
             )
         try:
             mod.records = self.mods.ft.module_init(sites)
         except KlpemuError as e:
-            raise ModuleError(f"{mod.name}: {e}", e.errno or ENOMEM) from None
-        self.undo.append(lambda: self.mods._release_records(mod, 0, 1 << 64))
+            raise ModuleError(f"{mod.name}: {e}", e.errno or errno.ENOMEM) from None
+        self.undo.append(lambda: self.mods.ftrace_release_mod(mod))
 
     def _coming(self, mod: Module) -> None:
         """complete_formation and prepare_coming_module."""
@@ -497,13 +439,8 @@ class _Loading:
             try:
                 coming(mod)
             except KlpemuError as e:  # the hooks that succeeded are undone by the unwinding
-                raise ModuleError(str(e), e.errno or EINVAL) from None
-            self.undo.append(lambda going=going: going(mod))
-
-    def _free_params(self, mod: Module) -> None:
-        for addr in mod._charp.values():
-            self.m.heap.free(addr)
-        mod._charp.clear()
+                raise ModuleError(str(e), e.errno or errno.EINVAL) from None
+            self.undo.append(functools.partial(going, mod))
 
     def _init(self, mod: Module) -> Module:
         """do_init_module: init in the shell process, then free init memory; or unwind."""
@@ -516,8 +453,6 @@ class _Loading:
             self.undo.clear()
             raise
         if status < 0:
-            import os
-
             raise ModuleError(f"{mod.name}: init failed: {os.strerror(-status)}", -status)
         self.undo.clear()  # LIVE: from now on the module goes only through rmmod
         for live in mods.live_notifiers:
@@ -525,14 +460,14 @@ class _Loading:
         # Init memory goes away: its ftrace records (ftrace_free_mem), symbols, allocations.
         base, size = mod.mem["MOD_INIT_TEXT"]
         if size:
-            mods._release_records(mod, base, base + size)
+            mods.ftrace_free_mem(mod, base, base + size)
         view = m.struct("module", mod.addr)
         for mem_type in INIT_TYPES:
             if mod.mem[mem_type][1]:
-                mods._free_mem(mod, mem_type)
+                mods.module_memory_free(mod, mem_type)
             mod.mem[mem_type] = (0, 0)
             mv = view.mem[m.types.enum(mem_type)]
             mv.base = 0
             mv.size = 0
-        _set_kallsyms(m, mod, init=False)
+        publish_kallsyms(m, mod, init=False)
         return mod

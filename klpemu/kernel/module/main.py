@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
+import builtins
+import errno
+import os
 import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ...errors import KlpemuError
-from ..printk import log_store
-from .internal import (
-    EBUSY,
-    EINVAL,
-    ENOENT,
-    ENOSPC,
-    LOGLEVEL_ERR,
-    LOGLEVEL_WARNING,
-    MODULE_REF_BASE,
-    TEXT_TYPES,
-    Module,
-    ModuleError,
-)
-from .loader import _Loading
-from .params import CHARP_MAX, INT_TYPES, Param, _kstrto, _kstrtobool
+from ..guestlist import GuestList
+from .internal import MODULE_REF_BASE, TEXT_TYPES, Module, ModuleError
+from .kallsyms import remove_kallsyms
+from .loader import Loader
+from .params import Param, destroy_params, param_get, param_set
 
 if TYPE_CHECKING:
+    from ...machine.console import Console
     from ...machine.image import Symbol
     from ...machine.machine import Machine
     from ..ftrace.core import Ftrace
@@ -43,7 +37,8 @@ class Modules:
         # klp_apply_section_relocs, set by the livepatch core: the loader has it write the
         # .klp.rela.vmlinux.* sections of a module it loads (objname None).
         self.klp_apply_section_relocs: Callable[..., None] | None = None
-        self._console = None
+        self._console: Console | None = None
+        self._list = GuestList(machine.mem)
 
     def add_notifier(self, coming: Callable[[Module], None], going: Callable[[Module], None]) -> None:
         """Hooks at Linux's klp_module_coming / klp_module_going places. coming(mod) runs with the
@@ -60,7 +55,7 @@ class Modules:
 
     # --- lookups -----------------------------------------------------------------------------
 
-    def list(self) -> list[Module]:
+    def list(self) -> builtins.list[Module]:
         """Newest first, as /proc/modules and lsmod list them."""
         return list(reversed(self.loaded.values()))
 
@@ -74,7 +69,7 @@ class Modules:
             return self.m.image.lookup(name, sympos)
         mod = self.find(objname)
         if mod is None:
-            raise KlpemuError(f"module {objname} is not loaded", ENOENT)
+            raise KlpemuError(f"module {objname} is not loaded", errno.ENOENT)
         return mod.lookup(name, sympos)
 
     def module_at(self, addr: int) -> Module | None:
@@ -98,19 +93,19 @@ class Modules:
         return self.m.struct("module", mod.addr).refcnt.counter - MODULE_REF_BASE
 
     @property
-    def console(self):
+    def console(self) -> Console:
+        """The shell process's system calls: init_module(2) and delete_module(2) run there."""
         if self._console is None:
             from ...machine.console import Console
 
             self._console = Console(self.m)
         return self._console
 
-    def _log(self, text: str, level: int = LOGLEVEL_WARNING) -> None:
-        log_store(self.m, text, level)
-
     # --- load ----------------------------------------------------------------------------------
 
-    def load(self, source: bytes | str | Path, args: str | list[str] = "", *, filename: str | None = None) -> Module:
+    def load(
+        self, source: bytes | str | Path, args: str | builtins.list[str] = "", *, filename: str | None = None
+    ) -> Module:
         """insmod: load a relocatable ELF module and run its init in the guest's shell process.
 
         source is the .ko's bytes or path; args are `name=value` parameters (a string is split
@@ -121,14 +116,13 @@ class Modules:
             try:
                 data = path.read_bytes()
             except OSError as e:
-                raise ModuleError(f"could not load module {path}: {e.strerror}", e.errno or ENOENT) from None
+                raise ModuleError(f"could not load module {path}: {e.strerror}", e.errno or errno.ENOENT) from None
             filename = filename or path.name
         else:
             data = bytes(source)
         argv = shlex.split(args) if isinstance(args, str) else list(args)
         self.m._check_running()
-        loading = _Loading(self, data, filename or "module.ko", argv)
-        return loading.run()
+        return Loader(self, data, filename or "module.ko", argv).run()
 
     # --- unload --------------------------------------------------------------------------------
 
@@ -138,15 +132,13 @@ class Modules:
         self.m._check_running()
         mod = self.loaded.get(name)
         if mod is None or self.state(mod) == "MODULE_STATE_UNFORMED":
-            raise ModuleError(f"Module {name} is not currently loaded", ENOENT)
+            raise ModuleError(f"Module {name} is not currently loaded", errno.ENOENT)
         if mod.holders:
-            raise ModuleError(f"Module {name} is in use by: {' '.join(h.name for h in mod.holders)}", EBUSY)
+            raise ModuleError(f"Module {name} is in use by: {' '.join(h.name for h in mod.holders)}", errno.EBUSY)
         if self.refcount(mod) > 0:
-            raise ModuleError(f"Module {name} is in use", EBUSY)
+            raise ModuleError(f"Module {name} is in use", errno.EBUSY)
         status = self.console.delete_module(name)
         if status < 0:
-            import os
-
             raise ModuleError(f"could not remove module {name}: {os.strerror(-status)}", -status)
         self._going(mod)
         self._free_module(mod)
@@ -155,37 +147,67 @@ class Modules:
         """After exit (or a failed init): the going hooks (klp_module_going), ftrace_release_mod."""
         for _, going in reversed(self.notifiers):
             going(mod)
-        self._release_records(mod, 0, 1 << 64)
-
-    def _release_records(self, mod: Module, start: int, end: int) -> None:
-        for base, size in mod.text_ranges():
-            lo, hi = max(base, start), min(base + size, end)
-            if lo < hi:
-                gone = set(self.ft.release(lo, hi))
-                mod.records = [ip for ip in mod.records if ip not in gone]
+        self.ftrace_release_mod(mod)
 
     def _free_module(self, mod: Module) -> None:
         """free_module: sysfs, the list, the references it holds, parameters, kallsyms, memory."""
         m = self.m
         view = m.struct("module", mod.addr)
         view.state = m.types.enum("MODULE_STATE_UNFORMED")
+        self.mod_tree_remove(mod)
+        self.module_unload_free(mod)
+        destroy_params(m, mod)
+        self.list_del_rcu(mod)
+        remove_kallsyms(m, mod)
+        for mem_type in list(mod.mem):
+            self.module_memory_free(mod, mem_type)
+
+    # --- the steps of load and free that the loader shares -------------------------------------
+
+    def mod_tree_insert(self, mod: Module) -> None:
+        """add_unformed_module: from now on a second load of the name gets -EEXIST."""
+        self.loaded[mod.name] = mod
+
+    def mod_tree_remove(self, mod: Module) -> None:
         self.loaded.pop(mod.name, None)
-        for used in mod.uses:  # module_unload_free
+
+    def list_add_rcu(self, mod: Module) -> None:
+        """list_add_rcu(&mod->list, &modules): at the head, newest first."""
+        self._list.add(self.m.struct("module", mod.addr).addr_of("list"), self.m.var_addr("modules"))
+
+    def list_del_rcu(self, mod: Module) -> None:
+        self._list.delete_rcu(self.m.struct("module", mod.addr).addr_of("list"))
+
+    def ref_module(self, mod: Module, owner: Module) -> None:
+        """ref_module: mod uses owner's symbols, so holds a reference on it while it is loaded."""
+        view = self.m.struct("module", owner.addr)
+        view.refcnt.counter = view.refcnt.counter + 1
+        mod.uses.append(owner)
+        owner.holders.append(mod)
+
+    def module_unload_free(self, mod: Module) -> None:
+        """module_unload_free: mod drops the references ref_module took."""
+        for used in mod.uses:
             if mod in used.holders:
                 used.holders.remove(mod)
-            uv = m.struct("module", used.addr)
+            uv = self.m.struct("module", used.addr)
             uv.refcnt.counter = uv.refcnt.counter - 1
         mod.uses.clear()
-        for addr in mod._charp.values():  # destroy_params
-            m.heap.free(addr)
-        mod._charp.clear()
-        self._unlink(mod)
-        if mod.kallsyms in m.image.module_kallsyms:
-            m.image.module_kallsyms.remove(mod.kallsyms)
-        for mem_type in list(mod.mem):
-            self._free_mem(mod, mem_type)
 
-    def _free_mem(self, mod: Module, mem_type: str) -> None:
+    def ftrace_release_mod(self, mod: Module) -> None:
+        """ftrace_release_mod: every ftrace record of the module's text goes."""
+        self.ftrace_free_mem(mod, 0, 1 << 64)
+
+    def ftrace_free_mem(self, mod: Module, start: int, end: int) -> None:
+        """ftrace_free_mem: the records of the module's text in [start, end) go."""
+        for base, size in mod.text_ranges():
+            lo, hi = max(base, start), min(base + size, end)
+            if lo < hi:
+                gone = set(self.ft.release(lo, hi))
+                mod.records = [ip for ip in mod.records if ip not in gone]
+
+    def module_memory_free(self, mod: Module, mem_type: str) -> None:
+        """module_memory_free: one of the module's allocations goes back to its heap."""
         base, size = mod.mem.pop(mem_type)
         if not size:
             return
@@ -197,86 +219,12 @@ class Modules:
             m.mem.write(base, bytes(size))
         m.heap.free(base)
 
-    def _link(self, mod: Module) -> None:
-        """list_add_rcu(&mod->list, &modules): at the head, newest first."""
-        m = self.m
-        head = m.var_addr("modules")
-        node = m.struct("module", mod.addr).addr_of("list")
-        first = m.mem.read_u64(head)
-        m.mem.write_u64(node, first)
-        m.mem.write_u64(node + 8, head)
-        m.mem.write_u64(first + 8, node)
-        m.mem.write_u64(head, node)  # the store that publishes it
-
-    def _unlink(self, mod: Module) -> None:
-        m = self.m
-        node = m.struct("module", mod.addr).addr_of("list")
-        nxt, prev = m.mem.read_u64(node), m.mem.read_u64(node + 8)
-        if not nxt:
-            return
-        m.mem.write_u64(nxt + 8, prev)
-        m.mem.write_u64(prev, nxt)
-        m.mem.write_u64(node, 0)
-        m.mem.write_u64(node + 8, 0)
-
     # --- parameters ----------------------------------------------------------------------------
 
     def param_get(self, mod: Module, p: Param) -> str:
         """param_get_<type>: the text of /sys/module/<mod>/parameters/<param>."""
-        mem = self.m.mem
-        if p.type in INT_TYPES:
-            size, signed = INT_TYPES[p.type]
-            return f"{int.from_bytes(mem.read(p.arg, size), 'little', signed=signed)}\n"
-        if p.type in ("bool", "invbool"):
-            value = mem.read(p.arg, 1)[0] != 0
-            return ("Y" if value != (p.type == "invbool") else "N") + "\n"
-        if p.type == "charp":
-            ptr = mem.read_u64(p.arg)
-            return (mem.read_cstr(ptr, CHARP_MAX + 1) if ptr else "(null)") + "\n"
-        raise KlpemuError(f"{mod.name}: parameter {p.name} has unknown type {p.type}", EINVAL)
+        return param_get(self.m, mod, p)
 
     def param_set(self, mod: Module, p: Param, value: str | None) -> None:
         """param_set_<type>: raises KlpemuError with the errno Linux's setter returns."""
-        m = self.m
-        if p.type in INT_TYPES:
-            if value is None:
-                raise KlpemuError("missing value", EINVAL)
-            size, signed = INT_TYPES[p.type]
-            n = _kstrto(value, size, signed)
-            m.mem.write(p.arg, n.to_bytes(size, "little", signed=signed))
-        elif p.type in ("bool", "invbool"):
-            b = _kstrtobool(value)
-            m.mem.write(p.arg, bytes([int(b != (p.type == "invbool"))]))
-        elif p.type == "charp":
-            if value is None:
-                raise KlpemuError("missing value", EINVAL)
-            raw = value.encode()
-            if len(raw) > CHARP_MAX:
-                raise KlpemuError("too large", ENOSPC)
-            addr = m.heap.kzalloc(len(raw) + 1)
-            m.mem.write(addr, raw + b"\0")
-            m.mem.write_u64(p.arg, addr)
-            old = mod._charp.pop(p.arg, None)
-            if old is not None:
-                m.heap.free(old)
-            mod._charp[p.arg] = addr
-        else:
-            raise KlpemuError(f"{mod.name}: parameter {p.name} has unknown type {p.type}", EINVAL)
-
-    def _parse_args(self, mod: Module, argv: list[str]) -> None:
-        """parse_args for a module: unknown names are ignored with a warning, bad values refuse."""
-        by_name = {p.name.replace("-", "_"): p for p in mod.params}
-        for arg in argv:
-            name, eq, value = arg.partition("=")
-            p = by_name.get(name.replace("-", "_"))
-            if p is None:
-                self._log(f"{mod.name}: unknown parameter '{name}' ignored")
-                continue
-            try:
-                self.param_set(mod, p, value if eq else None)
-            except KlpemuError as e:
-                if e.errno == ENOSPC:
-                    self._log(f"{mod.name}: `{value}' too large for parameter `{name}'", LOGLEVEL_ERR)
-                else:
-                    self._log(f"{mod.name}: `{value}' invalid for parameter `{name}'", LOGLEVEL_ERR)
-                raise ModuleError(f"{mod.name}: `{value}' invalid for parameter `{name}'", e.errno) from None
+        param_set(self.m, mod, p, value)

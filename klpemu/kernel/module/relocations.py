@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable
 
-from .internal import ENOEXEC, LOGLEVEL_ERR, LOGLEVEL_WARNING, ModuleError
+from .internal import LOGLEVEL_ERR, LOGLEVEL_WARNING, ModuleError
 
 R_X86_64 = {0: "NONE", 1: "64", 2: "PC32", 4: "PLT32", 10: "32", 11: "32S", 24: "PC64"}
 
@@ -63,13 +64,13 @@ def _write_relocate_add(
         kind = R_X86_64.get(r_type)
         if kind is None:
             log(f"{name}: Unknown rela relocation: {r_type}", LOGLEVEL_ERR)
-            raise ModuleError(f"{name}: Unknown rela relocation: {r_type}", ENOEXEC)
+            raise ModuleError(f"{name}: Unknown rela relocation: {r_type}", errno.ENOEXEC)
         if kind == "NONE":
             continue
         size = 8 if kind in ("64", "PC64") else 4
         if sym_index >= len(values) or offset + size > sec_size:
             log(f"{name}: Invalid relocation at offset 0x{offset:x} (symbol {sym_index})", LOGLEVEL_ERR)
-            raise ModuleError(f"{name}: relocation at offset 0x{offset:x} outside its section or table", ENOEXEC)
+            raise ModuleError(f"{name}: relocation at offset 0x{offset:x} outside its section or table", errno.ENOEXEC)
         loc = sec_addr + offset
         val = (values[sym_index] + addend) & (2**64 - 1)
         if kind in ("PC32", "PLT32", "PC64"):
@@ -78,7 +79,7 @@ def _write_relocate_add(
         if (kind == "32" and val >> 32) or (kind in ("32S", "PC32", "PLT32") and not -(1 << 31) <= sval < (1 << 31)):
             log(f"overflow in relocation type {r_type} val {val:x}", LOGLEVEL_ERR)
             log(f"`{name}' likely not compiled with -mcmodel=kernel", LOGLEVEL_ERR)
-            raise ModuleError(f"{name}: overflow in relocation type {r_type} val {val:x}", ENOEXEC)
+            raise ModuleError(f"{name}: overflow in relocation type {r_type} val {val:x}", errno.ENOEXEC)
         value = (val & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
         if apply:
             if any(read(loc, size)):
@@ -87,7 +88,7 @@ def _write_relocate_add(
                     f"loc {loc:016x}, val {val:x}",
                     LOGLEVEL_ERR,
                 )
-                raise ModuleError(f"{name}: relocation target 0x{loc:x} is not zero", ENOEXEC)
+                raise ModuleError(f"{name}: relocation target 0x{loc:x} is not zero", errno.ENOEXEC)
             write(loc, value)
         else:
             if read(loc, size) != value:
@@ -96,5 +97,5 @@ def _write_relocate_add(
                     f"for type {r_type}, loc {loc:016x}, val {val:x}",
                     LOGLEVEL_WARNING,
                 )
-                raise ModuleError(f"{name}: relocation target 0x{loc:x} does not hold its value", ENOEXEC)
+                raise ModuleError(f"{name}: relocation target 0x{loc:x} does not hold its value", errno.ENOEXEC)
             write(loc, bytes(size))
