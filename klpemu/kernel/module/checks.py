@@ -5,8 +5,8 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
-from ..printk import log_store
-from .internal import LOGLEVEL_NOTICE, TAINT_LIVEPATCH, TAINT_OOT_MODULE, TAINT_PROPRIETARY_MODULE
+from ..printk import LogLevel, log_store
+from .internal import TAINT_LIVEPATCH, TAINT_OOT_MODULE, TAINT_PROPRIETARY_MODULE
 
 if TYPE_CHECKING:
     from ...machine.machine import Machine
@@ -65,7 +65,7 @@ def check_modinfo(m: Machine, tainted: int, name: str, info: dict[str, list[str]
         taints |= 1 << TAINT_OOT_MODULE
     if "livepatch" in info:
         if not tainted & (1 << TAINT_LIVEPATCH):
-            log_store(m, f"{name}: tainting kernel with TAINT_LIVEPATCH", LOGLEVEL_NOTICE)
+            log_store(m, f"{name}: tainting kernel with TAINT_LIVEPATCH", LogLevel.NOTICE)
         taints |= 1 << TAINT_LIVEPATCH
     license = (info.get("license") or ["unspecified"])[0]
     if license not in GPL_COMPATIBLE:

@@ -12,8 +12,6 @@ if TYPE_CHECKING:
     from .kallsyms import ModuleKallsyms
     from .params import Param
 
-LOGLEVEL_ERR, LOGLEVEL_WARNING, LOGLEVEL_NOTICE = 3, 4, 5
-MODULE_REF_BASE = 1  # include/linux/module.h
 # Taint bits a module can set, in Linux's order (kernel/panic.c taint_flags): letter per bit.
 TAINT_PROPRIETARY_MODULE, TAINT_OOT_MODULE, TAINT_LIVEPATCH = 0, 12, 15
 TAINT_LETTERS = {TAINT_PROPRIETARY_MODULE: "P", TAINT_OOT_MODULE: "O", TAINT_LIVEPATCH: "K"}

@@ -32,15 +32,14 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
 from elftools.elf.sections import SymbolTableSection
 
+from ...abi import MODULE_REF_BASE
 from ...errors import KlpemuError
-from ..printk import log_store
+from ...machine.memory import PAGE_SIZE
+from ..printk import LogLevel, log_store
 from .checks import check_modinfo, elf_validity_check, parse_modinfo
 from .internal import (
     INIT_TYPES,
-    LOGLEVEL_ERR,
-    LOGLEVEL_WARNING,
     MEM_TYPES,
-    MODULE_REF_BASE,
     TEXT_TYPES,
     KlpInfo,
     Module,
@@ -55,7 +54,6 @@ if TYPE_CHECKING:
 
     from .main import Modules
 
-PAGE_SIZE = 4096
 SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 0x1, 0x2, 0x4
 SHF_RELA_LIVEPATCH = 0x00100000
 THIS_MODULE_SECTION = ".gnu.linkonce.this_module"
@@ -92,10 +90,10 @@ class Loader:
         self.undo: list[Callable[[], object]] = []
         self.sections: list[Section] = []
 
-    def log(self, text: str, level: int = LOGLEVEL_WARNING) -> None:
+    def log(self, text: str, level: int = LogLevel.WARNING) -> None:
         log_store(self.m, text, level)
 
-    def fail(self, err: int, message: str, log: str | None = None, level: int = LOGLEVEL_ERR) -> ModuleError:
+    def fail(self, err: int, message: str, log: str | None = None, level: int = LogLevel.ERR) -> ModuleError:
         if log is not None:
             self.log(log, level)
         return ModuleError(message, err)
@@ -134,7 +132,7 @@ class Loader:
                 errno.ENOEXEC,
                 f"{name}: module has no symbols (stripped?)",
                 f"{name}: module has no symbols (stripped?)",
-                LOGLEVEL_WARNING,
+                LogLevel.WARNING,
             )
         taints = check_modinfo(m, mods.tainted, name, info)
         mods.tainted |= taints  # add_taint_module: the kernel stays tainted

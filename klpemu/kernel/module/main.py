@@ -10,9 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ...abi import MODULE_REF_BASE
 from ...errors import KlpemuError
 from ..guestlist import GuestList
-from .internal import MODULE_REF_BASE, TEXT_TYPES, Module, ModuleError
+from .internal import TEXT_TYPES, Module, ModuleError
 from .kallsyms import remove_kallsyms
 from .loader import Loader
 from .params import Param, destroy_params, param_get, param_set

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 from ...errors import KlpemuError
 from ..kstrtox import kstrtobool
-from ..printk import log_store
-from .internal import LOGLEVEL_ERR, ModuleError
+from ..printk import LogLevel, log_store
+from .internal import ModuleError
 
 if TYPE_CHECKING:
     from ...machine.machine import Machine
@@ -124,9 +124,9 @@ def parse_args(m: Machine, mod: Module, argv: list[str]) -> None:
             param_set(m, mod, p, value if eq else None)
         except KlpemuError as e:
             if e.errno == errno.ENOSPC:
-                log_store(m, f"{mod.name}: `{value}' too large for parameter `{name}'", LOGLEVEL_ERR)
+                log_store(m, f"{mod.name}: `{value}' too large for parameter `{name}'", LogLevel.ERR)
             else:
-                log_store(m, f"{mod.name}: `{value}' invalid for parameter `{name}'", LOGLEVEL_ERR)
+                log_store(m, f"{mod.name}: `{value}' invalid for parameter `{name}'", LogLevel.ERR)
             raise ModuleError(f"{mod.name}: `{value}' invalid for parameter `{name}'", e.errno) from None
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import errno
 from collections.abc import Callable
 
-from .internal import LOGLEVEL_ERR, LOGLEVEL_WARNING, ModuleError
+from ..printk import LogLevel
+from .internal import ModuleError
 
 R_X86_64 = {0: "NONE", 1: "64", 2: "PC32", 4: "PLT32", 10: "32", 11: "32S", 24: "PC64"}
 
@@ -63,13 +64,13 @@ def _write_relocate_add(
     for offset, r_type, sym_index, addend in relocs:
         kind = R_X86_64.get(r_type)
         if kind is None:
-            log(f"{name}: Unknown rela relocation: {r_type}", LOGLEVEL_ERR)
+            log(f"{name}: Unknown rela relocation: {r_type}", LogLevel.ERR)
             raise ModuleError(f"{name}: Unknown rela relocation: {r_type}", errno.ENOEXEC)
         if kind == "NONE":
             continue
         size = 8 if kind in ("64", "PC64") else 4
         if sym_index >= len(values) or offset + size > sec_size:
-            log(f"{name}: Invalid relocation at offset 0x{offset:x} (symbol {sym_index})", LOGLEVEL_ERR)
+            log(f"{name}: Invalid relocation at offset 0x{offset:x} (symbol {sym_index})", LogLevel.ERR)
             raise ModuleError(f"{name}: relocation at offset 0x{offset:x} outside its section or table", errno.ENOEXEC)
         loc = sec_addr + offset
         val = (values[sym_index] + addend) & (2**64 - 1)
@@ -77,8 +78,8 @@ def _write_relocate_add(
             val = (val - loc) & (2**64 - 1)
         sval = val - (1 << 64) if val >> 63 else val
         if (kind == "32" and val >> 32) or (kind in ("32S", "PC32", "PLT32") and not -(1 << 31) <= sval < (1 << 31)):
-            log(f"overflow in relocation type {r_type} val {val:x}", LOGLEVEL_ERR)
-            log(f"`{name}' likely not compiled with -mcmodel=kernel", LOGLEVEL_ERR)
+            log(f"overflow in relocation type {r_type} val {val:x}", LogLevel.ERR)
+            log(f"`{name}' likely not compiled with -mcmodel=kernel", LogLevel.ERR)
             raise ModuleError(f"{name}: overflow in relocation type {r_type} val {val:x}", errno.ENOEXEC)
         value = (val & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
         if apply:
@@ -86,7 +87,7 @@ def _write_relocate_add(
                 log(
                     f"x86/modules: Invalid relocation target, existing value is nonzero for type {r_type}, "
                     f"loc {loc:016x}, val {val:x}",
-                    LOGLEVEL_ERR,
+                    LogLevel.ERR,
                 )
                 raise ModuleError(f"{name}: relocation target 0x{loc:x} is not zero", errno.ENOEXEC)
             write(loc, value)
@@ -95,7 +96,7 @@ def _write_relocate_add(
                 log(
                     f"x86/modules: Invalid relocation target, existing value does not match expected value "
                     f"for type {r_type}, loc {loc:016x}, val {val:x}",
-                    LOGLEVEL_WARNING,
+                    LogLevel.WARNING,
                 )
                 raise ModuleError(f"{name}: relocation target 0x{loc:x} does not hold its value", errno.ENOEXEC)
             write(loc, bytes(size))
