@@ -11,12 +11,12 @@ modules instead of loading or removing them anyway.
 
 from __future__ import annotations
 
-from errno import EIO
+from errno import EBUSY, EIO
 from typing import TYPE_CHECKING, TextIO
 
 from .errors import KlpemuError
 from .fs.vfs import Dir
-from .kernel.module import EBUSY, ModuleError, mod_strerror
+from .kernel.module import ModuleError, mod_strerror
 from .kernel.stacktrace import unwind_task
 from .modinfo import (
     ModuleFile,

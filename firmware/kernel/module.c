@@ -4,7 +4,7 @@
  * and the two system calls that run a module's own code in the calling task,
  * as insmod and rmmod run init_module and delete_module.
  *
- * The loader is the host (klpemu/kernel/module.py): it does load_module()'s
+ * The loader is the host (klpemu/kernel/module/): it does load_module()'s
  * work (ELF checks, layout, relocations, symbols, ftrace records, struct
  * module, parameters), links the module on `modules` in MODULE_STATE_COMING,
  * and then asks the shell process to call init_module with the address of

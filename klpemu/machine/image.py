@@ -72,7 +72,7 @@ class KernelImage:
             if s["p_type"] == "PT_LOAD"
         ]
         self._load_symbols()
-        # kallsyms of the loaded modules, kept by the module loader (klpemu/kernel/module.py):
+        # kallsyms of the loaded modules, kept by the module loader (klpemu/kernel/module/kallsyms.py):
         # lookups that vmlinux cannot answer ask them, as kallsyms asks module_address_lookup.
         # Each has contains(addr), function_at(addr) and by_name (name -> [Symbol]).
         self.module_kallsyms: list = []

@@ -6,7 +6,7 @@
  *
  * A module is a relocatable object (`gcc -c` with the kernel's flags plus
  * -DMODULE -DKBUILD_MODNAME='"name"'). There is no modpost: the loader (the
- * host, klpemu/kernel/module.py) finds init_module and cleanup_module in the
+ * host, klpemu/kernel/module/) finds init_module and cleanup_module in the
  * symbol table, makes struct module itself and binds __this_module to it.
  */
 #ifndef _LINUX_MODULE_H

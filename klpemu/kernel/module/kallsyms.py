@@ -1,0 +1,94 @@
+"""The symbols of loaded modules, as kallsyms and klp_find_object_symbol see them (kernel/module/kallsyms.c)."""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from ...errors import KlpemuError
+from ...machine.image import Symbol
+from .internal import INIT_TYPES
+
+if TYPE_CHECKING:
+    from elftools.elf.sections import SymbolTableSection
+
+    from ...machine.machine import Machine
+    from .internal import Module
+
+KINDS = {"STT_FUNC": "func", "STT_OBJECT": "object", "STT_NOTYPE": "label"}
+
+
+class ModuleKallsyms:
+    """A loaded module's symbols, in its symbol table's order, as kallsyms and
+    klp_find_object_symbol see them: sympos counts same-named symbols in that order."""
+
+    def __init__(self, module: str, symbols: list[tuple[str, int, int, str, bool]], text: list[tuple[int, int]]):
+        self.module = module
+        self.text = text  # [start, end) of each text allocation
+        seen: dict[str, int] = {}
+        self.symbols: list[Symbol] = []
+        for name, addr, size, kind, local in symbols:
+            seen[name] = seen.get(name, 0) + 1
+            self.symbols.append(Symbol(name, addr, size, kind, local, seen[name], module))
+        self.by_name: dict[str, list[Symbol]] = {}
+        for sym in self.symbols:
+            self.by_name.setdefault(sym.name, []).append(sym)
+
+    def contains(self, addr: int) -> bool:
+        return any(start <= addr < end for start, end in self.text)
+
+    def function_at(self, addr: int) -> Symbol | None:
+        """The first function in symbol-table order that contains addr (a static function
+        before the init_module alias gcc emits for it)."""
+        for sym in self.symbols:
+            if sym.kind == "func" and sym.contains(addr):
+                return sym
+        return None
+
+    def lookup(self, name: str, sympos: int = 0) -> Symbol:
+        syms = self.by_name.get(name)
+        if not syms:
+            raise KlpemuError(f"symbol '{name}' not found in module {self.module}", errno.EINVAL)
+        if sympos == 0:
+            if len(syms) > 1:
+                raise KlpemuError(
+                    f"unresolvable ambiguity for symbol '{name}' in module {self.module}: {len(syms)} matches",
+                    errno.EINVAL,
+                )
+            return syms[0]
+        if sympos > len(syms):
+            raise KlpemuError(f"symbol '{name}' position {sympos} not found in module {self.module}", errno.EINVAL)
+        return syms[sympos - 1]
+
+
+def add_kallsyms(
+    m: Machine, mod: Module, symtab: SymbolTableSection, values: list[int], place: Mapping[int, tuple[str, int]]
+) -> None:
+    """add_kallsyms: every named symbol of a loaded section (place: section index -> mod_mem_type
+    and offset), in symbol-table order; published with the init symbols, as init may run."""
+    for sym, value in zip(symtab.iter_symbols(), values, strict=True):
+        shndx = sym["st_shndx"]
+        kind = KINDS.get(sym["st_info"]["type"])
+        if not sym.name or kind is None or not isinstance(shndx, int) or shndx not in place:
+            continue
+        mem_type = place[shndx][0]
+        mod.symtab.append((sym.name, value, sym["st_size"], kind, sym["st_info"]["bind"] == "STB_LOCAL", mem_type))
+    publish_kallsyms(m, mod, init=True)
+
+
+def publish_kallsyms(m: Machine, mod: Module, init: bool) -> None:
+    """Publish mod's kallsyms: with its init symbols while init may run, without them after."""
+    old = mod.kallsyms
+    syms = [s[:5] for s in mod.symtab if init or s[5] not in INIT_TYPES]
+    mod.kallsyms = ModuleKallsyms(mod.name, syms, mod.text_ranges())
+    if old in m.image.module_kallsyms:
+        m.image.module_kallsyms[m.image.module_kallsyms.index(old)] = mod.kallsyms
+    else:
+        m.image.module_kallsyms.append(mod.kallsyms)
+
+
+def remove_kallsyms(m: Machine, mod: Module) -> None:
+    """The module's symbols leave kallsyms (free_module, or a load that failed)."""
+    if mod.kallsyms in m.image.module_kallsyms:
+        m.image.module_kallsyms.remove(mod.kallsyms)
