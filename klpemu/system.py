@@ -15,8 +15,8 @@ class System:
 
     def __init__(self, config: MachineConfig | None = None, **overrides):
         self.machine = Machine(config, **overrides)
-        self.kernel = Kernel(self.machine)
         self.console = Console(self.machine)
+        self.kernel = Kernel(self.machine, self.console)
         self.vfs = VFS()
         procfs.mount(self.vfs, self.machine)
         sysfs.mount(self.vfs, self.machine)

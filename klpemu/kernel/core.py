@@ -15,25 +15,28 @@ from .slab import Slab
 from .text_poke import TextPoke
 
 if TYPE_CHECKING:
+    from ..machine.console import Console
     from ..machine.machine import Machine
 
 
 class Kernel:
     """Builds one instance of each subsystem and hands each its peers; each registers the
-    hypercalls it serves. The conflict record is the one peer connected after the fact: the
-    users it names (kprobes, livepatch) report to it, so they are built after it."""
+    hypercalls it serves. Two peers are connected after the fact, since each is used by
+    what it needs: the conflict record (kprobes and livepatch report to it, and it names them)
+    and the loader's klp_apply_section_relocs (the livepatch core needs the loader)."""
 
-    def __init__(self, machine: Machine):
+    def __init__(self, machine: Machine, console: Console):
         self.slab = Slab(machine)
         self.text_poke = TextPoke(machine)
         self.conflicts = Conflicts(machine)
         self.ftrace = Ftrace(machine, self.text_poke, self.conflicts)
         self.function_tracer = FunctionTracer(machine, self.ftrace)
-        self.modules = Modules(machine, self.ftrace)
+        self.modules = Modules(machine, self.ftrace, console)
         self.klp_patch = KlpPatchLayer(machine, self.ftrace)
         self.livepatch = Livepatch(machine, self.klp_patch, self.modules)
         self.kprobes = Kprobes(machine, self.ftrace, self.text_poke, self.modules, self.conflicts)
         self.conflicts.connect(self.kprobes, self.livepatch)
+        self.modules.use_klp_relocs(self.livepatch.relocs.apply_section_relocs)
         self.modules.add_notifier(self.kprobes.module_coming, self.kprobes.module_going)
         self.modules.add_live_notifier(self.kprobes.module_live)
         machine.attach_kernel(self)

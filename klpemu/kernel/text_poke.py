@@ -17,6 +17,7 @@ from collections.abc import Callable
 from errno import EINVAL, ERANGE
 from typing import TYPE_CHECKING
 
+from ..abi import MCOUNT_INSN_SIZE
 from ..errors import KlpemuError
 
 if TYPE_CHECKING:
@@ -28,7 +29,6 @@ JMP32 = 0xE9
 JMP8 = 0xEB
 RET = 0xC3
 NOP5 = bytes.fromhex("0f1f440000")
-MCOUNT_INSN_SIZE = 5
 
 
 def call_insn(ip: int, target: int) -> bytes:

@@ -30,6 +30,7 @@ FAMILIES = [
 # Single enumerators, by their C name.
 ENUMERATORS = [
     "HYPERCALL_PORT",
+    "MCOUNT_INSN_SIZE",
     "KLP_RUN_CALLBACK",
     "KLP_TRANSITION_IDLE",
     "KLP_TRANSITION_UNPATCHED",

@@ -34,7 +34,7 @@ class Console:
         """One request: (the status sh reported, what it wrote to stdout)."""
         what = what or path
         m = self.m
-        m._check_running()
+        m.check_running()
         mbox = m.var("console_mbox")
         req = mbox.req
         path_b = path.encode()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from unicorn import Uc
 from unicorn import x86_const as x
@@ -55,11 +55,11 @@ class InterruptError(Exception):
 @dataclass
 class CPU:
     index: int
-    ctx: object = None  # UcContext
+    ctx: Any = None  # UcContext
     online: bool = False
     halted: bool = False
     pending: set[int] = field(default_factory=set)
-    kernel_ctx: object = None  # a ring-0 context of this CPU, the base for entries from user mode
+    kernel_ctx: Any = None  # a ring-0 context of this CPU, the base for entries from user mode
     undelivered_since: int | None = None  # emulated ns since when an interrupt waits on IF=0
     last_switches: int = 0
     last_progress_ns: int = 0

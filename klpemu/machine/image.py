@@ -121,7 +121,7 @@ class KernelImage:
                 raise KlpemuError(f"unresolvable ambiguity for symbol '{name}': {len(syms)} matches", EINVAL)
             return syms[0]
         if sympos > len(syms):
-            raise KlpemuError(f"symbol '{name}' position {sympos} not found ({len(syms)} matches)", 22)
+            raise KlpemuError(f"symbol '{name}' position {sympos} not found ({len(syms)} matches)", EINVAL)
         return syms[sympos - 1]
 
     def has(self, name: str) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from errno import EAGAIN, EEXIST, EINVAL, ENODEV, ETIMEDOUT
+from errno import EAGAIN, EEXIST, EINVAL, EIO, ENODEV, ETIMEDOUT
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -190,7 +190,9 @@ class Machine:
     @property
     def thread_size(self) -> int:
         """THREAD_SIZE, from the type of the kernel's stack array."""
-        return self.types.variables["task_stacks"].target.size
+        stack = self.types.variables["task_stacks"].target
+        assert stack is not None, "task_stacks is an array of stacks"
+        return stack.size
 
     def pcpu(self, cpu: int) -> View:
         return self.var("pcpu_hot")[cpu]
@@ -234,13 +236,13 @@ class Machine:
 
     def _hc_send_ipi(self, cpu: int, vector: int, *_unused: int) -> int:
         if cpu >= len(self.cpus) or not self.cpus[cpu].online:
-            return -22
+            return -EINVAL
         self.cpus[cpu].pending.add(vector)
         return 0
 
     def _hc_start_cpu(self, cpu: int, entry: int, stack: int, *_unused: int) -> int:
         if not 0 < cpu < len(self.cpus) or self.cpus[cpu].online:
-            return -22
+            return -EINVAL
         ctx = self.uc.context_save()  # a copy of the caller's paging state...
         ctx.reg_write(x.UC_X86_REG_EFLAGS, 0x2)
         for reg in (x.UC_X86_REG_RAX, x.UC_X86_REG_RBX, x.UC_X86_REG_RBP, x.UC_X86_REG_RSI, x.UC_X86_REG_RDX):
@@ -278,15 +280,15 @@ class Machine:
         """The CPU whose slice is executing (a hypercall's caller), or None between slices."""
         return self._running
 
-    def _check_running(self) -> None:
+    def check_running(self) -> None:
         if self.oops is not None:
-            raise GuestStopped("the machine stopped after an oops; it can be inspected but not run", 5)
+            raise GuestStopped("the machine stopped after an oops; it can be inspected but not run", EIO)
 
     def run(self, ns: int | None = None, *, insns: int | None = None, until: Callable[[], bool] | None = None) -> bool:
         """Run for ns of emulated time, or for insns instruction slots (summed over the CPUs
         that ran), or until `until()` holds, whichever comes first. Returns whether `until`
         held (True when there is no `until` and the run was not cut short by an oops)."""
-        self._check_running()
+        self.check_running()
         if ns is None and insns is None and until is None:
             raise KlpemuError("run needs a duration, an instruction count or a condition", EINVAL)
         deadline = self.now + ns if ns is not None else None
@@ -398,7 +400,7 @@ class Machine:
         except UcError as e:
             error = e
         if not self._count_armed:
-            self.uc.ctl_flush_tb()
+            self.uc.ctl_flush_tb()  # type: ignore[attr-defined]  # in unicorn 2.1, not in its stubs
             self._count_armed = True
         return error
 
@@ -427,7 +429,7 @@ class Machine:
         """Execute count instructions on one CPU, yielding (addr, regs_before, regs_after, events)
         for each, and (None, None, None, events) when an interrupt is delivered; the other CPUs
         wait. A halted CPU is first run to its next interrupt."""
-        self._check_running()
+        self.check_running()
         if not 0 <= cpu_index < len(self.cpus) or not self.cpus[cpu_index].online:
             raise KlpemuError(f"no CPU {cpu_index} online", EINVAL)
         cpu = self.cpus[cpu_index]
@@ -506,7 +508,7 @@ class Machine:
         Other CPUs do not run meanwhile. A function that does not return within `budget`
         instructions is a runaway: the machine stops with an oops.
         """
-        self._check_running()
+        self.check_running()
         if isinstance(func, str):
             func = self._sym(func)
         if len(args) > 6:
@@ -538,7 +540,8 @@ class Machine:
             self._report_crash(fake, error)
         finally:
             fake.ctx = saved
-        raise GuestStopped(str(self.oops.lines[0]), 5)
+        assert self.oops is not None
+        raise GuestStopped(str(self.oops.lines[0]), EIO)
 
     def _hostcall_ctx(self, cpu: int):
         """A ring-0 state of that CPU (its GDT, TSS and %gs), whatever mode the CPU is in now."""

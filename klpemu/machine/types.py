@@ -17,6 +17,9 @@ from typing import TYPE_CHECKING, Any
 from ..errors import KlpemuError
 
 if TYPE_CHECKING:
+    from elftools.dwarf.die import DIE
+    from elftools.dwarf.dwarfinfo import DWARFInfo
+
     from .memory import GuestMemory
 
 
@@ -47,7 +50,7 @@ VOID = Type("void", 0, "void")
 class TypeInfo:
     """All struct, enum and global-variable types of an image, read once at load."""
 
-    def __init__(self, dwarf):
+    def __init__(self, dwarf: DWARFInfo):
         self.structs: dict[str, Type] = {}
         self.enums: dict[str, int] = {}
         self.variables: dict[str, Type] = {}
@@ -69,7 +72,7 @@ class TypeInfo:
                     if name not in self.variables or "DW_AT_location" in die.attributes:
                         self.variables[name] = self._type(die.get_DIE_from_attribute("DW_AT_type"))
 
-    def _type(self, die) -> Type:
+    def _type(self, die: DIE) -> Type:
         key = die.offset
         if key in self._cache:
             return self._cache[key]

@@ -11,7 +11,7 @@
 #include <linux/compiler.h>
 #include <asm/ptrace.h>
 
-#define MCOUNT_INSN_SIZE 5
+enum { MCOUNT_INSN_SIZE = 5 };	/* call __fentry__; an enum, so the emulator reads it from DWARF */
 #define FTRACE_MAX_RECORDS 1024
 
 /* struct dyn_ftrace.flags: the low bits count the enabled ops that trace this site. */

@@ -15,6 +15,7 @@ from ..tasks import all_tasks
 
 if TYPE_CHECKING:
     from ...machine.machine import Machine
+    from ...machine.types import View
     from .core import Ftrace
 
 TRACERS = ("function", "nop")
@@ -114,7 +115,7 @@ class FunctionTracer:
         bufs = self.m.var("trace_buffers")
         return [bufs[c.index] for c in self.m.cpus if c.online]
 
-    def entries(self) -> list[tuple[int, int, object]]:
+    def entries(self) -> list[tuple[int, int, View]]:
         """(ts, cpu, entry view) of everything still in the rings, oldest first."""
         out = []
         for cpu, ring in enumerate(self._rings()):

@@ -47,7 +47,11 @@ class KlpBuilder:
         return ObjectSpec(name, funcs)
 
     def patch(
-        self, name: str, objects: list[ObjectSpec], replace: bool = False, states: list[tuple[int, int]] = ()
+        self,
+        name: str,
+        objects: list[ObjectSpec],
+        replace: bool = False,
+        states: tuple[tuple[int, int], ...] | list[tuple[int, int]] = (),
     ) -> Pointer:
         """A struct klp_patch (with its zero-terminated object, func and state arrays); returns its
         address. `name` is what Linux takes from the module: the patch's sysfs directory.

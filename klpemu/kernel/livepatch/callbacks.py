@@ -16,7 +16,7 @@ def pre_patch(m: Machine, obj: Pointer) -> CallbackGen:
     cb = obj.callbacks
     ret = 0
     if cb.pre_patch:
-        ret = as_int((yield cb.pre_patch, obj))
+        ret = as_int((yield cb.pre_patch, obj) or 0)
     cb.post_unpatch_enabled = int(ret == 0)
     return ret
 

@@ -42,7 +42,6 @@ class Livepatch:
         self.transition = Transition(machine, self)
         self.nops = Nops(machine, self)
         self.relocs = KlpRelocs(machine, self)
-        modules.klp_apply_section_relocs = self.relocs.apply_section_relocs
         self.names: dict[int, str] = {}  # patches built from Python, which have no module
         self.list = GuestList(machine.mem)
         self._head = machine.var_addr("klp_patches")
@@ -183,7 +182,7 @@ class Livepatch:
             syms = [s for s in self.m.image.by_name.get(name, []) if s.addr >> 63]
         else:
             mod = self.modules.find(objname)
-            syms = mod.kallsyms.by_name.get(name, []) if mod is not None else []
+            syms = mod.kallsyms.by_name.get(name, []) if mod is not None and mod.kallsyms is not None else []
         message = None
         if not syms:
             message = f"symbol '{name}' not found in symbol table"
@@ -257,7 +256,7 @@ class Livepatch:
         return self.calls.start_in_guest(self._enable_from_module(self.m.ptr("klp_patch", patch)))
 
     def _enable_from_module(self, patch: Pointer) -> CallbackGen:
-        mod = patch.mod if patch else 0
+        mod = patch.mod
         if not mod or not patch.objs:
             return -EINVAL
         if not mod.klp:
@@ -295,7 +294,7 @@ class Livepatch:
             self._module_get(mod, +1)
         self._add_patch(patch)
         try:
-            yield from self._enable_patch(patch)
+            return (yield from self._enable_patch(patch))
         except KlpemuError:
             self._free_patch(patch)
             raise
@@ -334,7 +333,7 @@ class Livepatch:
 
     def patch_object(self, obj: Pointer) -> None:
         """klp_patch_object: every func on its stack, or none."""
-        done: list[int] = []
+        done: list[Pointer] = []
         try:
             for func in self.funcs(obj):
                 self.patch_layer.patch_func(func)

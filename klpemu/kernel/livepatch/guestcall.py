@@ -12,7 +12,7 @@ in the order the kernel would run it.
 from __future__ import annotations
 
 from collections.abc import Generator
-from errno import EBUSY
+from errno import EBUSY, EINVAL
 from typing import TYPE_CHECKING
 
 from ...abi import KLP_RUN_CALLBACK  # not an errno: the guest is asked to run klp_call_request
@@ -21,7 +21,7 @@ from ...errors import KlpemuError
 if TYPE_CHECKING:
     from ...machine.machine import Machine
 
-CallbackGen = Generator[tuple[int, int], int, int]
+CallbackGen = Generator[tuple[int, int], int | None, int]
 
 
 def as_int(value: int) -> int:
@@ -65,10 +65,11 @@ class GuestCalls:
 
     def _hc_done(self, ret: int, *_args) -> int:
         if self._pending is None:
-            return -22
+            return -EINVAL
         return self._advance(ret)
 
     def _advance(self, value: int | None) -> int:
+        assert self._pending is not None
         try:
             fn, arg = self._pending.send(value)
         except StopIteration as stop:

@@ -74,7 +74,7 @@ class _KlpElf:
     def relocs(self, secndx: int) -> Relocs:
         return [
             (r["r_offset"], r["r_info_type"], r["r_info_sym"], r["r_addend"])
-            for r in self.sections[secndx].iter_relocations()
+            for r in self.sections[secndx].iter_relocations()  # type: ignore[attr-defined]  # a RelocationSection
         ]
 
 
@@ -162,19 +162,20 @@ class KlpRelocs:
 
     # --- one object ----------------------------------------------------------------------------
 
-    def _patch_module(self, patch: Pointer) -> tuple[Module, KlpInfo] | tuple[None, None]:
+    def _patch_module(self, patch: Pointer) -> tuple[Module, KlpInfo] | None:
         """The livepatch module of patch and its klp_info (none for a patch built from Python)."""
         addr = patch.mod
         mod = next((mod for mod in self.lp.modules.loaded.values() if mod.addr == addr), None) if addr else None
         if mod is None or mod.klp_info is None or not mod.klp_info.relocs:
-            return None, None
+            return None
         return mod, mod.klp_info
 
     def apply_object_relocs(self, patch: Pointer, obj: Pointer) -> None:
         """klp_apply_object_relocs: every .klp.rela.<obj>.* section, or none of them."""
-        pmod, klp = self._patch_module(patch)
-        if klp is None:
+        found = self._patch_module(patch)
+        if found is None:
             return
+        pmod, klp = found
         objname = self.lp.object_name(obj)
         elf = _klp_elf(klp)
         staged: dict[int, int] = {}  # address -> byte, written only once every section is ready
@@ -201,10 +202,11 @@ class KlpRelocs:
     def clear_object_relocs(self, patch: Pointer, obj: Pointer) -> None:
         """klp_clear_object_relocs: zeros back where apply wrote, if it did. A section whose
         targets no longer hold what was written is left as it is, with x86's warning."""
-        pmod, klp = self._patch_module(patch)
+        found = self._patch_module(patch)
         objname = self.lp.object_name(obj)
-        if klp is None or objname not in klp.written:
+        if found is None or objname not in found[1].written:
             return
+        pmod, klp = found
         elf = _klp_elf(klp)
 
         def write(addr: int, data: bytes) -> None:

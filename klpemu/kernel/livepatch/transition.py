@@ -49,6 +49,13 @@ class Transition:
         self.m.mem.write_u64(self.m.var_addr("klp_transition_patch"), value or 0)
 
     @property
+    def active(self) -> Pointer:
+        """klp_transition_patch, where a transition is known to be under way."""
+        patch = self.patch
+        assert patch is not None, "no livepatch transition is under way"
+        return patch
+
+    @property
     def target(self) -> int:
         return self.m.read_var_int("klp_target_state")
 
@@ -82,7 +89,7 @@ class Transition:
 
     def start(self) -> None:
         """klp_start_transition: flag every task that still has to switch."""
-        name = self.lp.name(self.patch)
+        name = self.lp.name(self.active)
         log_store(self.m, f"livepatch: '{name}': starting {self._verb(self.target)} transition", LogLevel.NOTICE)
         for t in self._tasks():
             if t.patch_state != self.target:
@@ -178,7 +185,7 @@ class Transition:
         """klp_check_stack_func for every patched func: the name of a function in the way."""
         m = self.m
         addrs = [f.addr for f in trace.frames if f.kind != "user"]
-        patched_objs = [o for o in self.lp.objects(self.patch) if o.patched]
+        patched_objs = [o for o in self.lp.objects(self.active) if o.patched]
         for func in [f for o in patched_objs for f in self.lp.funcs(o)]:
             f = func
             if self.target == UNPATCHED:
@@ -223,17 +230,17 @@ class Transition:
                 t.view.patch_state = self.target
         # Forced patches keep their module for good: the one being removed, or those replaced.
         if self.target == UNPATCHED:
-            self.patch.forced = 1
-        elif self.patch.replace:
+            self.active.forced = 1
+        elif self.active.replace:
             for patch in self.lp.patches:
-                if patch != self.patch:
+                if patch != self.active:
                     patch.forced = 1
 
     def cancel(self) -> CallbackGen:
         """klp_cancel_transition: a patch that failed before its transition started goes back."""
         log_store(
             self.m,
-            f"livepatch: '{self.lp.name(self.patch)}': canceling patching transition, going to unpatch",
+            f"livepatch: '{self.lp.name(self.active)}': canceling patching transition, going to unpatch",
             LogLevel.DEBUG,
         )
         self.target = UNPATCHED
@@ -243,7 +250,7 @@ class Transition:
     def complete(self) -> CallbackGen:
         """klp_complete_transition."""
         m, lp = self.m, self.lp
-        patch, target = self.patch, self.target
+        patch, target = self.active, self.target
         name = lp.name(patch)
         log_store(m, f"livepatch: '{name}': completing {self._verb(target)} transition", LogLevel.DEBUG)
         if target == PATCHED and patch.replace:
@@ -275,7 +282,7 @@ class Transition:
 
     def reverse(self) -> None:
         """klp_reverse_transition: the other way, from where each task is now."""
-        name = self.lp.name(self.patch)
+        name = self.lp.name(self.active)
         old = self.target
         log_store(
             self.m,
@@ -285,5 +292,5 @@ class Transition:
         for t in self._tasks():
             self._flag(t, TIF_PATCH_PENDING, False)
         self.target = 1 - old
-        self.lp.set_enabled(self.patch, self.target == PATCHED)
+        self.lp.set_enabled(self.active, self.target == PATCHED)
         self.start()

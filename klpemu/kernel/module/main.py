@@ -28,17 +28,17 @@ if TYPE_CHECKING:
 class Modules:
     """The loaded modules, newest first (the guest's `modules` list is the same list)."""
 
-    def __init__(self, machine: Machine, ftrace: Ftrace):
+    def __init__(self, machine: Machine, ftrace: Ftrace, console: Console):
         self.m = machine
         self.ft = ftrace
+        self.console = console  # init_module(2) and delete_module(2) run in its shell process
         self.loaded: dict[str, Module] = {}
         self.tainted = 0  # the kernel's taint bits that modules set (the "once" messages)
         self.notifiers: list[tuple[Callable[[Module], None], Callable[[Module], None]]] = []
         self.live_notifiers: list[Callable[[Module], None]] = []
-        # klp_apply_section_relocs, set by the livepatch core: the loader has it write the
-        # .klp.rela.vmlinux.* sections of a module it loads (objname None).
+        # klp_apply_section_relocs, the livepatch core's: the loader has it write the
+        # .klp.rela.vmlinux.* sections of a module it loads (objname None). See use_klp_relocs.
         self.klp_apply_section_relocs: Callable[..., None] | None = None
-        self._console: Console | None = None
         self._list = GuestList(machine.mem)
 
     def add_notifier(self, coming: Callable[[Module], None], going: Callable[[Module], None]) -> None:
@@ -93,14 +93,9 @@ class Modules:
         """module_refcount: references held (try_module_get, modules using its symbols)."""
         return self.m.struct("module", mod.addr).refcnt.counter - MODULE_REF_BASE
 
-    @property
-    def console(self) -> Console:
-        """The shell process's system calls: init_module(2) and delete_module(2) run there."""
-        if self._console is None:
-            from ...machine.console import Console
-
-            self._console = Console(self.m)
-        return self._console
+    def use_klp_relocs(self, apply_section_relocs: Callable[..., None]) -> None:
+        """Connect the livepatch core's klp_apply_section_relocs, which is built after this."""
+        self.klp_apply_section_relocs = apply_section_relocs
 
     # --- load ----------------------------------------------------------------------------------
 
@@ -122,7 +117,7 @@ class Modules:
         else:
             data = bytes(source)
         argv = shlex.split(args) if isinstance(args, str) else list(args)
-        self.m._check_running()
+        self.m.check_running()
         return Loader(self, data, filename or "module.ko", argv).run()
 
     # --- unload --------------------------------------------------------------------------------
@@ -130,7 +125,7 @@ class Modules:
     def unload(self, name: str) -> None:
         """rmmod: kmod's checks, then delete_module(2) in the shell process (exit runs there),
         then free_module on the host."""
-        self.m._check_running()
+        self.m.check_running()
         mod = self.loaded.get(name)
         if mod is None or self.state(mod) == "MODULE_STATE_UNFORMED":
             raise ModuleError(f"Module {name} is not currently loaded", errno.ENOENT)
