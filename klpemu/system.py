@@ -14,17 +14,29 @@ class System:
     /proc and /sys trees: what builds them and wires them together."""
 
     def __init__(self, config: MachineConfig | None = None, **overrides):
-        self.machine = Machine(config, **overrides)
-        self.kernel = Kernel(self.machine)
-        self.console = Console(self.machine)
+        machine = Machine(config, **overrides)
+        self._wire(machine, Kernel(machine))
+
+    @classmethod
+    def around(cls, machine: Machine) -> System:
+        """A System on a machine that exists already, its kernel attached (a restored snapshot):
+        the console and the file views hold no state of their own, so they are built anew."""
+        system = cls.__new__(cls)
+        system._wire(machine, machine.kernel)
+        return system
+
+    def _wire(self, machine: Machine, kernel: Kernel) -> None:
+        self.machine = machine
+        self.kernel = kernel
+        self.console = Console(machine)
         self.vfs = VFS()
-        procfs.mount(self.vfs, self.machine)
-        sysfs.mount(self.vfs, self.machine)
-        sysctl.mount(self.vfs, self.machine)
-        tracefs.mount(self.vfs, self.machine)
-        modulefs.mount(self.vfs, self.machine)
-        kprobesfs.mount(self.vfs, self.machine)
-        guestfs.mount(self.vfs, self.machine, self.console)
+        procfs.mount(self.vfs, machine)
+        sysfs.mount(self.vfs, machine)
+        sysctl.mount(self.vfs, machine)
+        tracefs.mount(self.vfs, machine)
+        modulefs.mount(self.vfs, machine)
+        kprobesfs.mount(self.vfs, machine)
+        guestfs.mount(self.vfs, machine, self.console)
 
     def boot(self) -> System:
         """Boot, then run until the console's shell process waits for input, as a login would."""

@@ -143,6 +143,13 @@ class Machine:
         uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, x.UC_X86_INS_OUT)
         uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
 
+    def after_restore(self) -> None:
+        """On a copy of this machine put onto a new Unicorn instance (klpemu/snapshot.py), with
+        RAM and the live registers already there: what else the instance must hold."""
+        self._install_hooks()
+        # Its translation cache is empty, so counting starts as on a new machine (see below).
+        self._count_armed = False
+
     def _start_boot_cpu(self) -> None:
         cpu0 = self.cpus[0]
         stack_top = self.var_addr("task_stacks") + self.thread_size
