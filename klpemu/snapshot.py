@@ -62,9 +62,9 @@ class Snapshot:
         m = target.machine if isinstance(target, System) else target
         if m.running_cpu is not None:
             raise SnapshotError("cannot snapshot a machine from inside its own slice (a hook or hypercall)")
-        detached = _Detached()
-        memo: dict[int, Any] = {id(m.uc): detached}
+        memo: dict[int, Any] = {id(m.uc): _Detached()}
         try:
+            _copy_memory_first(m, memo)
             frozen = copy.deepcopy(m, memo)
         except TypeError as e:  # a generator, a lock, a C object without copy support
             raise SnapshotError(f"cannot snapshot this machine: {e}") from e
@@ -83,7 +83,9 @@ class Snapshot:
         uc.mem_map(0, self.ram_size)  # fresh RAM reads as zeroes: only the rest is written
         for addr, data in self._pages:
             uc.mem_write(addr, data)
-        m = copy.deepcopy(self._machine, {id(self._machine.uc): uc})
+        memo: dict[int, Any] = {id(self._machine.uc): uc}
+        _copy_memory_first(self._machine, memo)
+        m = copy.deepcopy(self._machine, memo)
         uc.context_restore(self._live_ctx)
         m.after_restore()
         return m
@@ -91,6 +93,12 @@ class Snapshot:
     def restore_system(self) -> System:
         """A System around a restored machine, whichever of the two was frozen."""
         return System.around(self.restore_machine())
+
+
+def _copy_memory_first(m: Machine, memo: dict[int, Any]) -> None:
+    """Views and pointers copy onto the memory they find in the memo, else keep their own: put
+    the machine's there before anything can reach one."""
+    copy.deepcopy(m.mem, memo)
 
 
 def _nonzero_runs(uc: Uc, start: int, end: int) -> list[tuple[int, bytes]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from klpemu.kernel.tasks import all_tasks
-from klpemu.machine.machine import DEFAULT_CMDLINE, Machine
+from klpemu.machine.machine import DEFAULT_CMDLINE, Machine, MachineConfig
 from klpemu.snapshot import Snapshot
 from klpemu.system import System
 
@@ -38,9 +38,8 @@ def settle(m: Machine, comms=SLEEPERS, timeout_ns: int = 300 * MS, *, cpus_halte
     )
 
 
-# Booted machines by how they were made, frozen once per session: a test gets a restore, which
-# runs exactly as a machine booted for it would, in a few milliseconds instead of a boot's
-# parsing of the image and its DWARF.
+# Booted machines by their configuration, frozen once per session: a test gets a restore, which
+# runs exactly as a machine booted for it would, without running the boot again.
 _snapshots: dict[str, Snapshot] = {}
 
 
@@ -66,12 +65,12 @@ def make_machine(extra: str = "", *, boot: bool = True, settle_tasks: bool = Fal
             settle(m, cpus_halted=True)
         return m
 
-    return _snapshot(f"machine {settle_tasks} {sorted(config.items())}", build).restore_machine()
+    return _snapshot(f"machine {settle_tasks} {MachineConfig(**config)}", build).restore_machine()
 
 
 def booted_system(**config) -> System:
     """System(**config).boot(), as a restore of the first one booted so."""
-    return _snapshot(f"system {sorted(config.items())}", lambda: System(**config).boot()).restore_system()
+    return _snapshot(f"system {MachineConfig(**config)}", lambda: System(**config).boot()).restore_system()
 
 
 def shell_run(system, cmd):
