@@ -79,6 +79,7 @@ class Snapshot:
         return System.around(m) if self._system else m
 
     def restore_machine(self) -> Machine:
+        """A new machine in the frozen state, whichever of Machine or System was frozen."""
         uc = Uc(UC_ARCH_X86, UC_MODE_64)
         uc.mem_map(0, self.ram_size)  # fresh RAM reads as zeroes: only the rest is written
         for addr, data in self._pages:
@@ -147,7 +148,9 @@ def _check(value: Any, path: str) -> Iterator[str]:
     if isinstance(value, types.FunctionType):
         if not _frozen(value, set()):
             yield f"{path} ({value.__qualname__}) is a closure over mutable state"
-    elif isinstance(value, types.BuiltinMethodType) and not isinstance(value.__self__, types.ModuleType | None):
+    elif isinstance(value, types.BuiltinMethodType) and not _frozen(value.__self__, set()):
+        # deepcopy does not copy a builtin's bound method (list.append) either: it would act on
+        # the original's object. A module's function (len) has the module as __self__: fine.
         yield f"{path} (a method of {type(value.__self__).__name__}, which it shares its object with)"
     elif isinstance(value, tuple | frozenset):  # deepcopy keeps these when their items are unchanged
         for name, item in _contents(value):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from machine_util import MS, make_machine
+from machine_util import MS, booted_system, make_machine, shell_run
 from unicorn import UC_HOOK_CODE
 
 from klpemu.kernel.printk import dmesg
@@ -92,6 +92,20 @@ def test_a_system_restores_with_its_console_and_files():
     assert system.vfs.read("/proc/sys/kernel/ftrace_enabled") == "1\n"
     assert state(copy.machine) != state(system.machine)
     system.vfs.write("/proc/sys/kernel/ftrace_enabled", "0")
+    assert state(copy.machine) == state(system.machine)
+
+
+def test_a_system_in_the_middle_of_things_restores_too():
+    """A livepatch in transition (its retry queued as host work), a kretprobe and the function
+    tracer: the restore goes on as the original does."""
+    system = booted_system()
+    cmds = "insmod livepatch-sample.ko; kprobe -r version_proc_show; echo function > /sys/kernel/tracing/current_tracer"
+    assert shell_run(system, cmds)[0] == 0
+    assert system.machine.kernel.livepatch.transition.patch is not None
+    copy = Snapshot.take(system).restore_system()
+    cmds = "sleep 1100ms; cat /proc/cmdline /proc/version; kprobe -l; lsmod; conflicts; rmmod livepatch_sample"
+    assert shell_run(copy, cmds) == shell_run(system, cmds)
+    assert copy.machine.kernel.livepatch.transition.patch is None
     assert state(copy.machine) == state(system.machine)
 
 
