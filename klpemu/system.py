@@ -14,17 +14,31 @@ class System:
     /proc and /sys trees: what builds them and wires them together."""
 
     def __init__(self, config: MachineConfig | None = None, **overrides):
-        self.machine = Machine(config, **overrides)
-        self.console = Console(self.machine)
-        self.kernel = Kernel(self.machine, self.console)
+        machine = Machine(config, **overrides)
+        console = Console(machine)
+        self._wire(machine, Kernel(machine, console), console)
+
+    @classmethod
+    def around(cls, machine: Machine) -> System:
+        """A System on a machine that exists already, its kernel attached (a restored snapshot):
+        the console came with the kernel's loader, and the file views hold no state of their
+        own, so they are built anew."""
+        system = cls.__new__(cls)
+        system._wire(machine, machine.kernel, machine.kernel.modules.console)
+        return system
+
+    def _wire(self, machine: Machine, kernel: Kernel, console: Console) -> None:
+        self.machine = machine
+        self.kernel = kernel
+        self.console = console
         self.vfs = VFS()
-        procfs.mount(self.vfs, self.machine)
-        sysfs.mount(self.vfs, self.machine)
-        sysctl.mount(self.vfs, self.machine)
-        tracefs.mount(self.vfs, self.machine)
-        modulefs.mount(self.vfs, self.machine)
-        kprobesfs.mount(self.vfs, self.machine)
-        guestfs.mount(self.vfs, self.machine, self.console)
+        procfs.mount(self.vfs, machine)
+        sysfs.mount(self.vfs, machine)
+        sysctl.mount(self.vfs, machine)
+        tracefs.mount(self.vfs, machine)
+        modulefs.mount(self.vfs, machine)
+        kprobesfs.mount(self.vfs, machine)
+        guestfs.mount(self.vfs, machine, self.console)
 
     def boot(self) -> System:
         """Boot, then run until the console's shell process waits for input, as a login would."""

@@ -2,7 +2,8 @@
 
 `machine` is one booted machine per test module, run until the long-lived tasks are asleep;
 tests that use it only read it. Tests that run, corrupt or crash a machine build their own
-with `make_machine`.
+with `make_machine`. Booted machines are restores of one snapshot per configuration
+(machine_util.py), so a test pays for a boot only the first time its configuration is used.
 """
 
 from __future__ import annotations

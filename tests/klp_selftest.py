@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
-from machine_util import shell_run
+from machine_util import booted_system, shell_run
 
 from klpemu.errors import KlpemuError
 from klpemu.kernel.module import shipped_modules_dir
@@ -67,7 +67,7 @@ def is_livepatch_mod(mod: str) -> bool:
 
 class KlpSelftest:
     def __init__(self, system: System | None = None):
-        self.system = system if system is not None else System().boot()
+        self.system = system if system is not None else booted_system()
         self.machine = self.system.machine
         self.vfs = self.system.vfs
         self.last_seq = self.machine.var("printk_rb").next_seq

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from klpemu.kernel.tasks import all_tasks
-from klpemu.machine.machine import DEFAULT_CMDLINE, Machine
+from klpemu.machine.machine import DEFAULT_CMDLINE, Machine, MachineConfig
+from klpemu.snapshot import Snapshot
 from klpemu.system import System
 
 MS = 1_000_000  # emulated nanoseconds
@@ -37,17 +38,39 @@ def settle(m: Machine, comms=SLEEPERS, timeout_ns: int = 300 * MS, *, cpus_halte
     )
 
 
+# Booted machines by their configuration, frozen once per session: a test gets a restore, which
+# runs exactly as a machine booted for it would, without running the boot again.
+_snapshots: dict[str, Snapshot] = {}
+
+
+def _snapshot(key: str, build) -> Snapshot:
+    if key not in _snapshots:
+        _snapshots[key] = Snapshot.take(build())
+    return _snapshots[key]
+
+
 def make_machine(extra: str = "", *, boot: bool = True, settle_tasks: bool = False, **config) -> Machine:
-    """A new Machine; extra is appended to the command line; booted, and settled if asked."""
+    """A new Machine; extra is appended to the command line; booted, and settled if asked.
+    A booted one is a restore of the first one made so (boot=False builds a new one)."""
     if extra:
         config["cmdline"] = f"{config.get('cmdline', DEFAULT_CMDLINE)} {extra}"
-    m = System(**config).machine
-    if boot:
+    if not boot:
+        return System(**config).machine
+
+    def build() -> Machine:
+        m = System(**config).machine
         m.boot()
         assert m.booted and m.oops is None
-    if settle_tasks:
-        settle(m, cpus_halted=True)
-    return m
+        if settle_tasks:
+            settle(m, cpus_halted=True)
+        return m
+
+    return _snapshot(f"machine {settle_tasks} {MachineConfig(**config)}", build).restore_machine()
+
+
+def booted_system(**config) -> System:
+    """System(**config).boot(), as a restore of the first one booted so."""
+    return _snapshot(f"system {MachineConfig(**config)}", lambda: System(**config).boot()).restore_system()
 
 
 def shell_run(system, cmd):

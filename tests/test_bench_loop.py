@@ -1,11 +1,11 @@
 """The benchmark's call loop (firmware/kernel/bench.c): exact instruction and call counts, no timing."""
 
 import pytest
+from machine_util import make_machine
 from unicorn import UC_HOOK_CODE
 
 from klpemu.errors import KlpemuError
 from klpemu.machine.console import Console
-from klpemu.system import System
 
 CALL_LOOP_FILE = "/sys/kernel/debug/klpemu/call_loop"
 # bench_call_loop 5 (call, mov, add, cmp, jne) + bench_leaf 6 (call __fentry__, push, lea, mov,
@@ -15,8 +15,7 @@ INSNS_PER_ITER = 11  # 5 in the loop, 6 in bench_leaf (its fentry site is a NOP5
 
 @pytest.fixture
 def machine():
-    m = System().machine
-    m.boot()
+    m = make_machine()
     return m
 
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from machine_util import shell_run
+from machine_util import booted_system, shell_run
 
 from klpemu.errors import KlpemuError
 from klpemu.kernel.ftrace.ops import FL
@@ -22,7 +22,7 @@ FUNC = "cmdline_proc_show"
 
 @pytest.fixture
 def system() -> System:
-    return System().boot()
+    return booted_system()
 
 
 def patch(m, name="lp"):

@@ -11,13 +11,13 @@ from __future__ import annotations
 import random
 
 import pytest
+from machine_util import booted_system
 from unicorn import UC_HOOK_CODE
 from unicorn import x86_const as x
 
 from klpemu.kernel.livepatch.builder import KlpBuilder
 from klpemu.kernel.stacktrace import Unwinder, unwind_task
 from klpemu.kernel.tasks import TIF_PATCH_PENDING, Task, all_tasks
-from klpemu.system import System
 
 MS = 1_000_000
 # Redirects that keep the kernel working: the new functions have the old ones' behaviour.
@@ -94,7 +94,7 @@ class Recorder:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_random_sequences_keep_the_consistency_model(seed):
-    system = System(seed=seed).boot()
+    system = booted_system(seed=seed)
     m = system.machine
     lp = m.kernel.livepatch
     rec = Recorder(system)

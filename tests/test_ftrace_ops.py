@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from machine_util import make_machine
 
 from klpemu.errors import KlpemuError
 from klpemu.kernel.ftrace.core import REC, REF_MASK
@@ -16,8 +17,7 @@ FUNC = "cmdline_proc_show"
 
 @pytest.fixture
 def m():
-    machine = System().machine
-    machine.boot()
+    machine = make_machine()
     return machine
 
 

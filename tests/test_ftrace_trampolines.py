@@ -14,13 +14,12 @@ import struct
 import pytest
 from capstone import CS_ARCH_X86, CS_MODE_64, Cs
 from capstone.x86 import X86_OP_IMM, X86_OP_MEM, X86_REG_RIP
-from machine_util import task_by_comm
+from machine_util import make_machine, task_by_comm
 from unicorn import UC_HOOK_CODE
 from unicorn import x86_const as x
 
 from klpemu.machine.console import Console
 from klpemu.machine.machine import Machine
-from klpemu.system import System
 
 SITE_FUNC = "cmdline_proc_show"
 LEAF = "ftrace_selftest_leaf"
@@ -150,8 +149,7 @@ class Rig:
 
 @pytest.fixture(scope="module")
 def machine() -> Machine:
-    m = System().machine
-    m.boot()
+    m = make_machine()
     return m
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from machine_util import make_machine
 from unicorn import UC_HOOK_CODE
 from unicorn import x86_const as x
 
@@ -32,7 +33,6 @@ from klpemu.cli import main as cli_main
 from klpemu.kernel.printk import records
 from klpemu.kernel.text_poke import NOP5
 from klpemu.machine.machine import Machine
-from klpemu.system import System
 
 LOOP_5 = {LOOP: 5}  # call, mov, add, cmp, jne
 TRAMP = {"ftrace_caller (own copy)": 42}
@@ -161,8 +161,7 @@ HOST_ENTRIES = {"h": 1, "i": 1, "q": 2}
 
 @pytest.fixture(scope="module")
 def bench() -> HandlerBench:
-    m = System().machine
-    m.boot()
+    m = make_machine()
     return HandlerBench(m, relevant=2, irrelevant=5)
 
 

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import pytest
+from machine_util import make_machine
 
 from klpemu.errors import KlpemuError
 from klpemu.kernel.ftrace.core import REC
 from klpemu.kernel.ftrace.ops import FL
 from klpemu.kernel.tasks import all_tasks
 from klpemu.machine.console import Console
-from klpemu.system import System
 
 OLD = "cmdline_proc_show"
 
 
 @pytest.fixture
 def m():
-    machine = System().machine
-    machine.boot()
+    machine = make_machine()
     return machine
 
 

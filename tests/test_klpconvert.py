@@ -15,13 +15,12 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
-from machine_util import shell_run
+from machine_util import booted_system, shell_run
 
 from klpemu.kernel.module import shipped_module
 from klpemu.klpconvert import KlpConvertError, convert
 from klpemu.machine.machine import shipped_image
 from klpemu.modbuild import module_command
-from klpemu.system import System
 
 REPO = Path(__file__).resolve().parent.parent
 SHF_ALLOC, SHF_INFO_LINK, SHF_RELA_LIVEPATCH = 0x2, 0x40, 0x00100000
@@ -247,7 +246,7 @@ def test_build_module_converts_and_the_module_loads(tmp_path):
     ko = tmp_path / "my-convert.ko"
     klp = [s.name for s in elf_of(ko.read_bytes()).iter_sections() if s.name.startswith(".klp.")]
     assert klp == [".klp.rela.vmlinux..text"]
-    system = System().boot()
+    system = booted_system()
     m = system.machine
     status, _, err = shell_run(system, f"insmod {ko}; wait /sys/kernel/livepatch/my_convert/transition 0")
     assert (status, err) == (0, "")

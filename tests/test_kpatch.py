@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from machine_util import shell_run
+from machine_util import booted_system, shell_run
 
 from klpemu import cli
 from klpemu.kernel.livepatch.builder import KlpBuilder
@@ -13,7 +13,6 @@ from klpemu.kernel.printk import records
 from klpemu.kernel.tasks import all_tasks
 from klpemu.machine.machine import DEFAULT_CMDLINE
 from klpemu.modinfo import find_module_file, shipped_module_files
-from klpemu.system import System
 
 LP = "/sys/kernel/livepatch/livepatch_sample"
 SAMPLE_INFO = (
@@ -27,7 +26,7 @@ SAMPLE_INFO = (
 
 @pytest.fixture
 def system():
-    return System().boot()
+    return booted_system()
 
 
 def release(system) -> str:
@@ -160,7 +159,7 @@ def test_load_retries_while_another_patch_is_in_transition(system):
 
 def test_a_stalled_load_gives_up_then_reverses_and_unloads():
     # krecurse sleeps 120 calls deep: its stack is unreliable, so it never switches.
-    system = System(cmdline=f"{DEFAULT_CMDLINE} krecurse.depth=120").boot()
+    system = booted_system(cmdline=f"{DEFAULT_CMDLINE} krecurse.depth=120")
     m = system.machine
     krecurse = next(t for t in all_tasks(m) if t.comm == "krecurse")
     t0 = m.now

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from capstone import CS_ARCH_X86, CS_MODE_64, Cs
-from machine_util import shell_run
+from machine_util import booted_system, shell_run
 
 from klpemu.errors import KlpemuError
 from klpemu.kernel.kprobes.core import FLAG
@@ -19,7 +19,7 @@ DEBUGFS = "/sys/kernel/debug/kprobes"
 
 @pytest.fixture
 def system() -> System:
-    return System().boot()
+    return booted_system()
 
 
 def ok(system: System, cmd: str) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from machine_util import shell_run
+from machine_util import booted_system, shell_run
 
 from klpemu.errors import KlpemuError
 from klpemu.kernel.kprobes.core import FLAG
@@ -19,7 +19,7 @@ needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not i
 
 @pytest.fixture
 def system() -> System:
-    return System().boot()
+    return booted_system()
 
 
 def ok(system: System, cmd: str) -> str:

@@ -4,14 +4,14 @@ no CPU is (synchronize_rcu in unregister_kprobes), from the host and from a modu
 from __future__ import annotations
 
 from capstone import CS_ARCH_X86, CS_MODE_64, Cs
-from machine_util import MS, task_by_comm
+from machine_util import MS, booted_system, task_by_comm
 
 from klpemu.machine.machine import DEFAULT_CMDLINE
 from klpemu.system import System
 
 
 def busy_system() -> System:
-    return System(cmdline=DEFAULT_CMDLINE + " kbusy=1").boot()
+    return booted_system(cmdline=DEFAULT_CMDLINE + " kbusy=1")
 
 
 def stepped_copy_probe(m):

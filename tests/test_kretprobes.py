@@ -4,7 +4,7 @@ trampoline, and a livepatch transition past a task sleeping under a kretprobe'd 
 from __future__ import annotations
 
 import pytest
-from machine_util import MS, settle, shell_run, task_by_comm
+from machine_util import MS, booted_system, settle, shell_run, task_by_comm
 
 from klpemu.errors import KlpemuError
 from klpemu.kernel.livepatch.builder import KlpBuilder
@@ -18,7 +18,7 @@ SEC = 1000 * MS
 
 @pytest.fixture
 def system() -> System:
-    return System().boot()
+    return booted_system()
 
 
 def test_return_handler_sees_the_real_return_address_and_the_value(system):
@@ -170,7 +170,7 @@ module_exit(threads_exit);
 MODULE_LICENSE("GPL");
 """)
     ko = build_module(src)
-    system = System().boot()
+    system = booted_system()
     m = system.machine
     rps = m.kernel.kprobes.kretprobes
     rp = rps.add("do_exit", handler=lambda ri, regs: 0, maxactive=1)

@@ -3,7 +3,7 @@ demo's comment describes, with the log of each run as golden text."""
 
 from __future__ import annotations
 
-from machine_util import shell_run
+from machine_util import booted_system, shell_run
 
 from klpemu.kernel.printk import records
 from klpemu.system import System
@@ -23,7 +23,7 @@ def run(system: System, script: str) -> list[str]:
 
 
 def test_target_module_then_demo():
-    system = System().boot()
+    system = booted_system()
     log = run(
         system,
         f"insmod livepatch-callbacks-mod.ko; insmod livepatch-callbacks-demo.ko; "
@@ -54,7 +54,7 @@ def test_target_module_then_demo():
 
 
 def test_a_failing_pre_patch_refuses_the_target_module():
-    system = System().boot()
+    system = booted_system()
     run(
         system,
         f"insmod livepatch-callbacks-demo.ko; wait {LP}/transition 0; "
@@ -80,7 +80,7 @@ def test_a_busy_target_module_holds_the_transition_up():
     """busymod's work item sleeps in busymod_work_func, which the demo replaces: the transition
     waits for it. A target module loaded meanwhile gets its pre_patch but no post_patch, and
     unloading it skips pre_unpatch; post_patch runs for all once the work item has left."""
-    system = System().boot()
+    system = booted_system()
     log = run(system, "insmod livepatch-callbacks-busymod.ko sleep_secs=2; insmod livepatch-callbacks-demo.ko")
     assert system.vfs.read(f"{LP}/transition") == "1\n"
     log += run(system, "insmod livepatch-callbacks-mod.ko; rmmod livepatch_callbacks_mod")

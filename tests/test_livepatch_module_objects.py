@@ -3,11 +3,10 @@ as it found it; a task asleep in a patched module function holds the transition 
 
 from __future__ import annotations
 
-from machine_util import shell_run, vfs_tree
+from machine_util import booted_system, shell_run, vfs_tree
 
 from klpemu.kernel.printk import records
 from klpemu.kernel.tasks import all_tasks
-from klpemu.system import System
 
 LP = "/sys/kernel/livepatch"
 
@@ -27,7 +26,7 @@ def snapshot(system):
 
 
 def test_a_failing_pre_patch_after_a_patched_object_undoes_everything():
-    system = System().boot()
+    system = booted_system()
     m = system.machine
     status, _, err = shell_run(
         system, f"insmod livepatch-sample.ko; wait {LP}/livepatch_sample/transition 0; insmod test_klp_callbacks_mod.ko"
@@ -63,7 +62,7 @@ def test_a_failing_pre_patch_after_a_patched_object_undoes_everything():
 
 
 def test_the_same_patch_loads_once_the_callback_agrees():
-    system = System().boot()
+    system = booted_system()
     status, out, err = shell_run(
         system,
         "insmod test_klp_callbacks_mod.ko; "
@@ -87,7 +86,7 @@ def test_the_same_patch_loads_once_the_callback_agrees():
 
 
 def test_a_task_asleep_in_a_patched_module_function_holds_the_transition_until_it_leaves():
-    system = System().boot()
+    system = booted_system()
     m = system.machine
     lp = m.kernel.livepatch
     status, _, err = shell_run(

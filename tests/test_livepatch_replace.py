@@ -6,13 +6,12 @@ from __future__ import annotations
 import re
 
 import pytest
-from machine_util import vfs_tree
+from machine_util import booted_system, vfs_tree
 
 from klpemu.errors import KlpemuError
 from klpemu.kernel.livepatch.builder import KlpBuilder
 from klpemu.kernel.printk import records
 from klpemu.kernel.tasks import all_tasks
-from klpemu.system import System
 
 SEC = 1_000_000_000
 LP = "/sys/kernel/livepatch"
@@ -21,7 +20,7 @@ NOP5 = bytes.fromhex("0f1f440000")
 
 @pytest.fixture
 def system():
-    return System().boot()
+    return booted_system()
 
 
 def settle(m):

@@ -4,11 +4,11 @@ names, the order errors are found in, kstrtobool, and the transition's one queue
 from __future__ import annotations
 
 import pytest
+from machine_util import booted_system
 
 from klpemu.errors import KlpemuError
 from klpemu.kernel.livepatch.builder import KlpBuilder
 from klpemu.kernel.printk import records
-from klpemu.system import System
 
 SEC = 1_000_000_000
 LP = "/sys/kernel/livepatch"
@@ -16,7 +16,7 @@ LP = "/sys/kernel/livepatch"
 
 @pytest.fixture
 def system():
-    return System().boot()
+    return booted_system()
 
 
 def klp_lines(m, start=0):

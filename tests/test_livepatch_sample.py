@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from machine_util import shell_run
+from machine_util import booted_system, shell_run
 
 from klpemu.kernel.printk import records
-from klpemu.system import System
 
 LP = "/sys/kernel/livepatch/livepatch_sample"
 
 
 def test_insmod_livepatch_sample_transcript():
-    system = System().boot()
+    system = booted_system()
     status, out, err = shell_run(
         system, f"insmod livepatch-sample.ko; wait {LP}/transition 0; cat /proc/cmdline; rmmod livepatch_sample"
     )
@@ -38,7 +37,7 @@ def test_insmod_livepatch_sample_transcript():
 
 
 def test_a_patch_that_cannot_be_enabled_fails_the_insmod():
-    system = System().boot()
+    system = booted_system()
     m = system.machine
     # Another patch stuck in transition: klp_enable_patch returns -EBUSY and insmod reports it.
     from klpemu.kernel.livepatch.builder import KlpBuilder

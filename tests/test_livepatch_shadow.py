@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import re
 
-from machine_util import shell_run
+from machine_util import booted_system, shell_run
 
 from klpemu.kernel.printk import records
-from klpemu.system import System
 
 KLP = "/sys/kernel/livepatch"
 
@@ -27,7 +26,7 @@ def addrs(lines: list[str], pattern: str) -> list[str]:
 
 
 def test_fix1_and_fix2_repair_the_leak_of_dummies_allocated_after_them():
-    system = System().boot()
+    system = booted_system()
     slab = system.machine.kernel.slab
     live_before = set(slab.objects)
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from machine_util import booted_system
 
 from klpemu.errors import KlpemuError
 from klpemu.kernel.livepatch.builder import KlpBuilder
 from klpemu.kernel.printk import records
 from klpemu.kernel.tasks import all_tasks
-from klpemu.system import System
 
 SEC = 1_000_000_000
 LP = "/sys/kernel/livepatch"
@@ -16,7 +16,7 @@ LP = "/sys/kernel/livepatch"
 
 @pytest.fixture
 def system():
-    return System().boot()
+    return booted_system()
 
 
 def klp_lines(m):

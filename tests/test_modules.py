@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
-from machine_util import shell_run
+from machine_util import booted_system, shell_run
 
 from klpemu.kernel.module import ModuleError, shipped_module
 from klpemu.kernel.printk import records
@@ -27,7 +27,7 @@ TRACING = "/sys/kernel/tracing"
 
 @pytest.fixture
 def system() -> System:
-    return System().boot()
+    return booted_system()
 
 
 def run(system: System, cmd: str) -> tuple[int, str, str]:

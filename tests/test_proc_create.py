@@ -4,10 +4,9 @@ refused with Linux's warning."""
 
 from __future__ import annotations
 
-from machine_util import shell_run
+from machine_util import booted_system, shell_run
 
 from klpemu.kernel.printk import records
-from klpemu.system import System
 
 
 def guest_string(m, text: str) -> int:
@@ -17,7 +16,7 @@ def guest_string(m, text: str) -> int:
 
 
 def test_an_entry_comes_reads_and_goes():
-    system = System().boot()
+    system = booted_system()
     m = system.machine
     show = m.image.addr("cmdline_proc_show")
     de = m.call("proc_create_single", guest_string(m, "klp_extra"), 0, 0, show)
@@ -32,7 +31,7 @@ def test_an_entry_comes_reads_and_goes():
 
 
 def test_a_taken_name_is_refused():
-    system = System().boot()
+    system = booted_system()
     m = system.machine
     seq = m.var("printk_rb").next_seq
     assert m.call("proc_create_single", guest_string(m, "cmdline"), 0o444, 0, m.image.addr("meminfo_proc_show")) == 0

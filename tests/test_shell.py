@@ -7,15 +7,14 @@ import subprocess
 import sys
 
 import pytest
-from machine_util import shell_run
+from machine_util import booted_system, shell_run
 
 from klpemu.shell import split_commands
-from klpemu.system import System
 
 
 @pytest.fixture(scope="module")
 def system():
-    return System().boot()
+    return booted_system()
 
 
 run = shell_run

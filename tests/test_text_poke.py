@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import pytest
+from machine_util import make_machine
 from unicorn import UC_HOOK_CODE
 
 from klpemu.kernel.text_poke import NOP5, call_insn
-from klpemu.system import System
 
 SITE_FUNC = "bench_leaf"  # traceable, takes an int, returns it transformed, touches nothing else
 
 
 @pytest.fixture
 def m():
-    machine = System().machine
-    machine.boot()
+    machine = make_machine()
     return machine
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import io
 
 import pytest
-from machine_util import shell_run
+from machine_util import booted_system, shell_run
 
 from klpemu.errors import KlpemuError
 from klpemu.kernel.ftrace.ops import FL
 from klpemu.shell import Shell
-from klpemu.system import System
 from klpemu.trace_call import TraceCallError, trace_call
 
 FUNC = "cmdline_proc_show"
@@ -42,7 +41,7 @@ REDIRECT_COUNTS = {
 
 @pytest.fixture
 def system():
-    return System().boot()
+    return booted_system()
 
 
 shell = shell_run
@@ -255,7 +254,7 @@ def test_a_call_that_crashes_shows_the_trace_then_the_oops(system):
 
 
 def test_the_shell_prints_a_crashing_call_and_its_oops():
-    system = System().boot()
+    system = booted_system()
     out, err = io.StringIO(), io.StringIO()
     sh = Shell(system, out=out, err=err)
     assert sh.run_line(f"trace-call {FUNC} --arg 0 --arg 0") == 1

@@ -3,15 +3,14 @@ int3 kprobe stepped out of line, each part labelled."""
 
 from __future__ import annotations
 
-from machine_util import shell_run
+from machine_util import booted_system, shell_run
 
 from klpemu.kernel.livepatch.builder import KlpBuilder
-from klpemu.system import System
 from klpemu.trace_call import trace_call
 
 
 def test_kretprobe_and_livepatch_on_one_function():
-    system = System().boot()
+    system = booted_system()
     m = system.machine
     returns = []
     m.kernel.kprobes.kretprobes.add("cmdline_proc_show", handler=lambda ri, regs: returns.append(ri.ret_addr))
@@ -47,7 +46,7 @@ def test_kretprobe_and_livepatch_on_one_function():
 
 
 def test_int3_kprobe_stepped_out_of_line():
-    system = System().boot()
+    system = booted_system()
     m = system.machine
     m.kernel.kprobes.add_kprobe(
         "cmdline_proc_show", 5, pre_handler=lambda p, regs: 0, post_handler=lambda p, regs, flags: None

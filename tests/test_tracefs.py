@@ -5,11 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from machine_util import shell_run
+from machine_util import booted_system, shell_run
 
 from klpemu.errors import KlpemuError
 from klpemu.kernel.ftrace.ops import FL
-from klpemu.system import System
 
 T = "/sys/kernel/tracing"
 HEADER = """\
@@ -31,7 +30,7 @@ LINE = re.compile(r"^ {0,15}(\S+)-(\d+) +\[(\d{3})\] [.dNnphHs0-9]{5} +\d+\.\d{6
 
 @pytest.fixture
 def system():
-    return System().boot()
+    return booted_system()
 
 
 sh = shell_run
@@ -137,7 +136,7 @@ def test_ftrace_enabled_sysctl_and_permanent(system):
 
 @pytest.mark.parametrize("policy, redirected", [("mainline", True), ("pre-5.11", False)])
 def test_redirect_policy_through_ftrace_caller(policy, redirected):
-    system = System().boot()
+    system = booted_system()
     m = system.machine
     ft = m.kernel.ftrace
     ft.redirect_policy = policy

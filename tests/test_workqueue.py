@@ -4,12 +4,11 @@ a sleeping work item does not starve the others (the pool keeps a spare worker).
 from __future__ import annotations
 
 import pytest
-from machine_util import MS, shell_run, task_by_comm
+from machine_util import MS, booted_system, shell_run, task_by_comm
 
 from klpemu.kernel.printk import records
 from klpemu.kernel.stacktrace import unwind_task
 from klpemu.kernel.tasks import all_tasks
-from klpemu.system import System
 
 # test_workqueue's init, one line per promise. On one CPU nothing else runs while init queues.
 EXPECTED = [
@@ -34,7 +33,7 @@ def module_lines(system, name: str) -> list[str]:
 
 @pytest.mark.parametrize("cpus", [1, 2])
 def test_workqueue_promises(cpus):
-    system = System(cpus=cpus).boot()
+    system = booted_system(cpus=cpus)
     status, out, err = shell_run(system, "insmod test_workqueue.ko; rmmod test_workqueue")
     assert (status, out, err) == (0, "", "")
     lines = module_lines(system, "test_workqueue")
@@ -50,7 +49,7 @@ def kworkers(m) -> list[str]:
 
 
 def test_the_pool_keeps_a_spare_worker_and_grows_only_as_work_sleeps():
-    system = System().boot()
+    system = booted_system()
     m = system.machine
     m.run(200 * MS)
     # vmstat's periodic work runs on kworker/0:1, which made kworker/0:2 its spare.
@@ -61,7 +60,7 @@ def test_the_pool_keeps_a_spare_worker_and_grows_only_as_work_sleeps():
 
 
 def test_vmstat_is_a_delayed_work_run_by_a_kworker():
-    system = System().boot()
+    system = booted_system()
     m = system.machine
     before = m.var("vm_stat").updates
     m.run(1000 * MS)

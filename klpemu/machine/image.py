@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import copy
 import struct
 from dataclasses import dataclass
 from errno import EFAULT, EINVAL, ENOEXEC
@@ -76,6 +77,14 @@ class KernelImage:
         # lookups that vmlinux cannot answer ask them, as kallsyms asks module_address_lookup.
         # Each has contains(addr), function_at(addr) and by_name (name -> [Symbol]).
         self.module_kallsyms: list = []
+
+    def __deepcopy__(self, memo: dict) -> KernelImage:
+        """A copy of a machine (klpemu/snapshot.py) shares the parsed image, which nothing
+        changes; only the kallsyms of its loaded modules are its own."""
+        clone = copy.copy(self)
+        memo[id(self)] = clone
+        clone.module_kallsyms = copy.deepcopy(self.module_kallsyms, memo)
+        return clone
 
     def _load_symbols(self) -> None:
         symtab = self.elf.get_section_by_name(".symtab")

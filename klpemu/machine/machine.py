@@ -8,6 +8,8 @@ instruction per cycle clock) and jumps to the next timer tick when every CPU is 
 
 from __future__ import annotations
 
+import copy
+import functools
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -42,6 +44,29 @@ def shipped_image() -> Path:
     return Path(str(resources.files("klpemu") / "images" / "vmlinux"))
 
 
+def load_image(path: str | Path) -> tuple[KernelImage, TypeInfo]:
+    """The image at path and its DWARF types, parsed once per version of the file in this
+    process, since parsing takes longer than booting: machines share the parse, which nothing
+    changes, each with its own copy of the one per-machine part (the module kallsyms)."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError:
+        return _parse(p)  # the loader reports it in its own words
+    image, types = _parse_cached(p, st.st_mtime_ns, st.st_size)
+    return copy.deepcopy(image), types
+
+
+def _parse(path: Path) -> tuple[KernelImage, TypeInfo]:
+    image = KernelImage(path)
+    return image, TypeInfo(image.dwarf)
+
+
+@functools.lru_cache(maxsize=4)
+def _parse_cached(path: Path, _mtime_ns: int, _size: int) -> tuple[KernelImage, TypeInfo]:
+    return _parse(path)
+
+
 @dataclass
 class MachineConfig:
     image: str | Path | None = None
@@ -63,8 +88,7 @@ class Machine:
         self.config = config = config or MachineConfig(**overrides)
         if config.cpus < 1 or config.cpus > 8:
             raise KlpemuError(f"cpus must be between 1 and 8, not {config.cpus}", EINVAL)
-        self.image = KernelImage(config.image or shipped_image())
-        self.types = TypeInfo(self.image.dwarf)
+        self.image, self.types = load_image(config.image or shipped_image())
         if config.image is not None and Path(config.image).resolve() != shipped_image().resolve():
             abi_gen.check(self.types)  # the shipped image's are checked by the tests
         self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
@@ -142,6 +166,13 @@ class Machine:
         uc = self.uc
         uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, x.UC_X86_INS_OUT)
         uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
+
+    def after_restore(self) -> None:
+        """On a copy of this machine put onto a new Unicorn instance (klpemu/snapshot.py), with
+        RAM and the live registers already there: what else the instance must hold."""
+        self._install_hooks()
+        # Its translation cache is empty, so counting starts as on a new machine (see below).
+        self._count_armed = False
 
     def _start_boot_cpu(self) -> None:
         cpu0 = self.cpus[0]

@@ -77,6 +77,11 @@ class GuestMemory:
             self.uc.mem_write(pa + (va - start), data)
         return pa
 
+    def allocated(self) -> list[tuple[int, int]]:
+        """The physical ranges handed out so far, as [start, end): no mapping reaches the rest of
+        RAM, so it still holds the zeroes it was mapped with."""
+        return [(PT_POOL_START, self._pt_next), (ALLOC_START, self._alloc_next)]
+
     def is_mapped(self, va: int) -> bool:
         return (va & PAGE_MASK) in self._pages
 

@@ -33,6 +33,9 @@ class Type:
     count: int = 0  # array length
     members: dict[str, tuple[int, Type]] = field(default_factory=dict)
 
+    def __deepcopy__(self, memo: dict) -> Type:
+        return self  # read from DWARF once; copies of a machine share it (klpemu/snapshot.py)
+
     def member(self, name: str) -> tuple[int, Type]:
         """Offset and type of a member; `a.b` walks into nested structs."""
         offset, t = 0, self
@@ -71,6 +74,9 @@ class TypeInfo:
                     name = die.attributes["DW_AT_name"].value.decode()
                     if name not in self.variables or "DW_AT_location" in die.attributes:
                         self.variables[name] = self._type(die.get_DIE_from_attribute("DW_AT_type"))
+
+    def __deepcopy__(self, memo: dict) -> TypeInfo:
+        return self  # read-only after load, like each Type
 
     def _type(self, die: DIE) -> Type:
         key = die.offset
@@ -170,6 +176,11 @@ class View:
         object.__setattr__(self, "_mem", mem)
         object.__setattr__(self, "_type", t)
         object.__setattr__(self, "_address", addr)
+
+    def __deepcopy__(self, memo: dict) -> View:
+        # As a Pointer's: the memory is the copy's when a whole machine is being copied, else the
+        # same. (The default would restore the slots through __setattr__, a guest memory write.)
+        return View(memo.get(id(self._mem), self._mem), self._type, self._address)
 
     def _read(self, off: int, t: Type) -> Any:
         addr = self._address + off
