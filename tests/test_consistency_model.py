@@ -124,6 +124,7 @@ def test_random_sequences_keep_the_consistency_model(seed):
             rec.forced = False
         m.run(rng.randint(1, 1500) * MS)
         assert m.oops is None
+        assert system.kernel.check_consistency() == [], action  # host caches agree with guest memory
     assert rec.violations == []
     assert replaced > 0
     assert len(rec.switches) > 10

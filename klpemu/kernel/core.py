@@ -40,3 +40,8 @@ class Kernel:
         self.modules.add_notifier(self.kprobes.module_coming, self.kprobes.module_going)
         self.modules.add_live_notifier(self.kprobes.module_live)
         machine.attach_kernel(self)
+
+    def check_consistency(self) -> list[str]:
+        """Every place a subsystem keeps a host cache of guest state, checked against guest
+        memory (the randomised tests call it after every step). Empty when all agree."""
+        return self.ftrace.check_consistency() + self.modules.check_consistency() + self.klp_patch.check_consistency()

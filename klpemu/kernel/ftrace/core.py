@@ -48,8 +48,11 @@ class Ftrace:
         self.text_poke = text_poke
         self.conflicts = conflicts
         self.records = Records(machine)
-        self.ops: list[FtraceOps] = []  # enabled ops, in the guest list's order (newest first)
+        # The host side of every ops the guest can name: its name, its kind, and its filter and
+        # notrace hashes as sets (a cache of the guest hashes, for the record updates).
         self._by_addr: dict[int, FtraceOps] = {}
+        self._list_end = machine.var_addr("ftrace_list_end")
+        self._next_off = machine.types.offsetof("ftrace_ops", "next")
         self._tramps: Trampolines | None = None
         self.sysctl_enabled = True  # /proc/sys/kernel/ftrace_enabled
         # Policy: give each ops its own trampoline for the sites it alone traces (Linux on x86).
@@ -184,6 +187,37 @@ class Ftrace:
         ops = FtraceOps(name, addr, "native", None)
         self._by_addr[addr] = ops
         return ops
+
+    @property
+    def ops(self) -> list[FtraceOps]:
+        """The registered ops, newest first: ftrace_ops_list in guest memory, the one list."""
+        out = []
+        node = self.m.read_var_int("ftrace_ops_list")
+        while node and node != self._list_end and len(out) < 4096:
+            out.append(self._by_addr[node])
+            node = self.m.mem.read_u64(node + self._next_off)
+        return out
+
+    def check_consistency(self) -> list[str]:
+        """Where the host's caches disagree with guest memory: each ops' filter and notrace
+        sets against its guest hashes, and the list against the ENABLED flags. Empty if none."""
+        problems = []
+        registered = {ops.addr for ops in self.ops}
+        for addr, ops in self._by_addr.items():
+            view = self.m.struct("ftrace_ops", addr)
+            for member, cached in (("filter_hash", ops.filter), ("notrace_hash", ops.notrace)):
+                if self._read_hash(getattr(view, member)) != cached:
+                    problems.append(f"ftrace: {ops.name}: {member} differs from the host's set")
+            if bool(view.flags & FL["ENABLED"]) != (addr in registered):
+                problems.append(f"ftrace: {ops.name}: ENABLED is not whether it is on ftrace_ops_list")
+        return problems
+
+    def _read_hash(self, addr: int) -> set[int]:
+        if not addr:
+            return set()
+        count = self.m.mem.read_u64(addr + FTRACE_HASH_OFFSET["count"])
+        raw = self.m.mem.read(addr + FTRACE_HASH_OFFSET["ips"], 8 * count)
+        return {int.from_bytes(raw[i : i + 8], "little") for i in range(0, len(raw), 8)}
 
     def forget(self, ops: FtraceOps) -> None:
         """Drop an unregistered ops and free what the host allocated for it."""
@@ -332,7 +366,6 @@ class Ftrace:
         self._set_flags(ops, flags | FL["ENABLED"] | FL["INITIALIZED"])
         view.next = self.m.read_var_int("ftrace_ops_list")
         self.m.mem.write_u64(self.m.var_addr("ftrace_ops_list"), ops.addr)  # pushed at the head
-        self.ops.insert(0, ops)
         self._update()
         self._report_meetings(ops)
 
@@ -354,12 +387,10 @@ class Ftrace:
             raise KlpemuError("ftrace is disabled", ENODEV)
         if ops not in self.ops:
             raise KlpemuError(f"{ops.name}: not registered", EBUSY)
-        self.ops.remove(ops)
         prev = self.m.var_addr("ftrace_ops_list")
         node = self.m.mem.read_u64(prev)
-        next_off = self.m.types.offsetof("ftrace_ops", "next")
         while node != ops.addr:
-            prev = node + next_off
+            prev = node + self._next_off
             node = self.m.mem.read_u64(prev)
         self.m.mem.write_u64(prev, self.m.struct("ftrace_ops", ops.addr).next)
         self._set_flags(ops, self.flags(ops) & ~FL["ENABLED"])

@@ -40,6 +40,22 @@ class KlpPatchLayer:
         self._stack_off = machine.types.offsetof("klp_ops", "func_stack")
         self._node_off = machine.types.offsetof("klp_func", "stack_node")
 
+    def check_consistency(self) -> list[str]:
+        """Where the klp_ops the host keeps disagree with guest memory: each must have funcs on
+        its func_stack, each of them patched and for its function, and its fops registered."""
+        problems = []
+        registered = {ops.addr for ops in self.ftrace.ops}
+        for old_func, ops in self.ops.items():
+            stack = self.func_stack(old_func)
+            if not stack:
+                problems.append(f"klp_ops of {old_func:#x}: empty func_stack")
+            for func in stack:
+                if func.old_func != old_func or not func.patched:
+                    problems.append(f"klp_ops of {old_func:#x}: func {func:#x} is not a patched func of it")
+            if ops.fops.addr not in registered:
+                problems.append(f"klp_ops of {old_func:#x}: its ftrace_ops is not registered")
+        return problems
+
     def func_stack(self, old_func: int) -> list[Pointer]:
         """The klp_funcs stacked on old_func, newest (the active one) first."""
         ops = self.ops.get(old_func)

@@ -46,7 +46,9 @@ class KlpInfo:
 class Module:
     name: str
     addr: int  # the guest struct module
-    mem: dict[str, tuple[int, int]]  # mod_mem_type -> (base, size); size 0 means none
+    # mod_mem_type -> (base, size), size 0 for none: a cache of struct module's mem[], which
+    # the loader needs before that struct exists (it lives in MOD_DATA); see check_consistency.
+    mem: dict[str, tuple[int, int]]
     sections: dict[str, int]  # loaded section -> address (/sys/module/<mod>/sections)
     info: dict[str, list[str]]  # .modinfo: tag -> values
     taints: int = 0

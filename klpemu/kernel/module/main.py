@@ -93,6 +93,25 @@ class Modules:
         """module_refcount: references held (try_module_get, modules using its symbols)."""
         return self.m.struct("module", mod.addr).refcnt.counter - MODULE_REF_BASE
 
+    def check_consistency(self) -> list[str]:
+        """Where the host's caches disagree with guest memory: each live module's memory
+        against its struct module mem[], and the loaded set against the guest's modules list.
+        Empty if none."""
+        problems = []
+        t = self.m.types
+        on_list = {int(p) for p in self.m.list_for_each_entry("module", self.m.var_addr("modules"), "list")}
+        for name, mod in self.loaded.items():
+            if mod.addr not in on_list:
+                problems.append(f"module {name}: not on the guest's modules list")
+            view = self.m.struct("module", mod.addr)
+            for mem_type, (base, size) in mod.mem.items():
+                guest = view.mem[t.enum(mem_type)]
+                if (guest.base, guest.size) != (base, size) and size:
+                    problems.append(f"module {name}: {mem_type} is {base:#x}+{size:#x} here, not in the guest")
+        if len(on_list) != len(self.loaded):
+            problems.append(f"modules: {len(on_list)} on the guest's list, {len(self.loaded)} loaded here")
+        return problems
+
     def use_klp_relocs(self, apply_section_relocs: Callable[..., None]) -> None:
         """Connect the livepatch core's klp_apply_section_relocs, which is built after this."""
         self.klp_apply_section_relocs = apply_section_relocs
