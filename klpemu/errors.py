@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno as _errno
 import os
 
 
@@ -14,13 +13,5 @@ class KlpemuError(Exception):
         self.errno = errno
 
     @property
-    def errname(self) -> str:
-        return _errno.errorcode.get(self.errno, str(self.errno))
-
-    @property
     def strerror(self) -> str:
         return os.strerror(self.errno) if self.errno else str(self)
-
-
-def error(errno: int, message: str) -> KlpemuError:
-    return KlpemuError(message, errno)

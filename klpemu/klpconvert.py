@@ -93,7 +93,7 @@ class _Elf:
         if len(data) < EHDR.size or data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
             raise KlpConvertError(["not a little-endian ELF64 object"])
         fields = EHDR.unpack_from(data)
-        self.ident, e_type, e_machine = fields[0], fields[1], fields[2]
+        e_type, e_machine = fields[1], fields[2]
         self.header = fields
         if e_type != 1 or e_machine != 62:
             raise KlpConvertError(["not an x86_64 relocatable object (gcc -c output)"])

@@ -62,8 +62,6 @@ def _descriptor(insn: bytes) -> tuple[int, int]:
 class TextPoke:
     """The only writer of live kernel text."""
 
-    STEPS = ("int3", "tail", "first byte", "done")
-
     def __init__(self, machine: Machine):
         self.m = machine
         self.syncs = 0

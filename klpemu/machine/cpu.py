@@ -74,10 +74,6 @@ class CPU:
     def user_mode(self) -> bool:
         return (self.reg("cs") & 3) == 3
 
-    @property
-    def irqs_enabled(self) -> bool:
-        return bool(self.reg("eflags") & EFLAGS_IF)
-
 
 def live_regs(uc: Uc) -> dict[str, int]:
     return {name: uc.reg_read(rid) for name, rid in GPRS}

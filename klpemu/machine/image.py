@@ -192,12 +192,6 @@ class KernelImage:
         data = sec.data()
         return sorted(struct.unpack_from(f"<{len(data) // 8}Q", data))
 
-    def section_bytes(self, name: str) -> tuple[int, bytes]:
-        sec = self.elf.get_section_by_name(name)
-        if sec is None:
-            raise KlpemuError(f"{self.path}: no section {name}", ENOEXEC)
-        return sec["sh_addr"], sec.data()
-
     def read_static(self, addr: int, size: int) -> bytes:
         """Bytes of the image as built (before boot changed anything)."""
         for seg in self.segments:

@@ -151,7 +151,6 @@ class Machine:
         uc.reg_write(x.UC_X86_REG_CR4, uc.reg_read(x.UC_X86_REG_CR4) | (1 << 5))  # PAE
         uc.reg_write(x.UC_X86_REG_CR0, uc.reg_read(x.UC_X86_REG_CR0) | (1 << 31) | (1 << 16))  # PG, WP
         uc.reg_write(x.UC_X86_REG_EFLAGS, 0x2)
-        self._reset_ctx = uc.context_save()
         params = self.var("boot_params")
         cmd = self.config.cmdline.encode()
         limit = params.type.member("cmdline")[1].size - 1
