@@ -171,7 +171,7 @@ class BareGuest:
             uc.reg_write(reg, value)
         start = self.image.addr(func) if isinstance(func, str) else func
         uc.emu_start(start, self.sentinel, count=FOREVER)
-        if not self._flushed:  # as the machine does: see unicorn facts, the count= pitfall
+        if not self._flushed:  # as the machine does: blocks translated before count= ignore it
             uc.ctl_flush_tb()
             self._flushed = True
         rip = uc.reg_read(x.UC_X86_REG_RIP)
@@ -231,7 +231,7 @@ HOST_CALLS_DIVISOR = 20  # (h), (i) and (q) enter Python on every call: time N /
 DEFAULT_CALLS = 200_000
 DEFAULT_REPEAT = 5
 
-# Real hardware, for the README and the JSON (shared/reference interfaces-and-anchors §3a):
+# Real hardware, for the README and the JSON (samples/ftrace/ftrace-ops.c by Mark Rutland):
 # Mark Rutland's ftrace-ops.ko, x86 2 GHz Xeon E5-2660 in QEMU+KVM, 100k calls of an empty function.
 ANCHORS_NS = {
     "one ops, own trampoline (c)": 16,

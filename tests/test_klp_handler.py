@@ -1,4 +1,4 @@
-"""klp_ftrace_handler and the func stacks (kernel-semantics §4.2-§4.3), from real guest structs."""
+"""klp_ftrace_handler and the func stacks (kernel/livepatch/patch.c), from real guest structs."""
 
 from __future__ import annotations
 

@@ -183,7 +183,8 @@ class Machine:
         cpu0.ctx = ctx
         cpu0.online = True
         # Unicorn installs its instruction-count hook lazily at the first counted run and keeps
-        # blocks translated before that uncounted: flush once after it (see unicorn facts, count=).
+        # blocks translated before that uncounted (Unicorn 2.1: a count= given later is ignored in
+        # them): flush once after it.
         self._count_armed = False
 
     # --- guest data ----------------------------------------------------------------------------
