@@ -41,7 +41,7 @@ from pathlib import Path
 
 try:
     import drgn
-    from drgn import Architecture, Object, Platform, PlatformFlags, Program
+    from drgn import Object, Program
     from drgn.helpers.linux.list import list_for_each_entry
 except ImportError:  # not a dependency of klpemu
     sys.exit("this benchmark needs drgn: pip install drgn")
@@ -49,9 +49,11 @@ except ImportError:  # not a dependency of klpemu
 from klpemu.bench import format_table
 from klpemu.bench_livepatch import BenchLivepatches
 from klpemu.kernel.guestlist import GuestList
+from klpemu.machine.drgn_program import drgn_program
 from klpemu.machine.image import KernelImage
 from klpemu.machine.machine import Machine
 from klpemu.machine.types import TypeInfo
+from klpemu.system import System
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "typed_layer.json"
 KSYM_NAME_LEN = 512
@@ -72,36 +74,6 @@ FENTRY_SIZE = 5
 
 
 # --- drgn over the machine -------------------------------------------------------------------------
-
-
-def image_range(image: KernelImage) -> tuple[int, int]:
-    """From the lowest loadable segment (the user part, 0x400000) to the end of the highest."""
-    return min(s.vaddr for s in image.segments), max(s.vaddr + s.memsz for s in image.segments)
-
-
-def drgn_program(m: Machine) -> Program:
-    """A Program reading the machine's live memory by virtual address, with the image's DWARF.
-
-    The image has no build ID, so load_debug_info([path]) ignores it; it goes in as an extra
-    module's file with force=True. drgn biases the file by the module's first address minus the
-    file's lowest one: the range must start at the image's lowest segment, 0x400000 here, or
-    function addresses come out shifted (variables do not, which hides it)."""
-    prog = Program(Platform(Architecture.X86_64, PlatformFlags.IS_64_BIT | PlatformFlags.IS_LITTLE_ENDIAN))
-    mem = m.mem
-
-    def read_fn(address: int, count: int, _offset: int, _physical: bool) -> bytes:
-        return mem.read(address, count)
-
-    heap = m.heap
-    for base, size in [(s.vaddr, s.memsz) for s in m.image.segments] + [
-        (r.base, r.size) for r in (heap.data, heap.text, heap.module_data)
-    ]:
-        prog.add_memory_segment(base, size, read_fn)
-    path = str(m.image.path)
-    module = prog.extra_module(path, create=True)
-    module.address_range = image_range(m.image)
-    module.try_file(path, force=True)
-    return prog
 
 
 class DrgnTypes:
@@ -390,7 +362,7 @@ def row(key: str, what: str, unit: str, times: tuple[float, float], **extra) -> 
 
 
 def measure(args) -> dict:
-    m = Machine()
+    m = System().machine
     m.boot()
     start = startup(m, args.startup_repeat)
 

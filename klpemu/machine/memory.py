@@ -97,6 +97,12 @@ class GuestMemory:
             raise KlpemuError(f"guest address 0x{va:x} is not mapped", EFAULT) from None
 
     def read(self, va: int, size: int) -> bytes:
+        offset = va & (PAGE_SIZE - 1)
+        if offset + size <= PAGE_SIZE:  # within one page: most reads, a member or a record
+            try:
+                return bytes(self.uc.mem_read(self._pages[va - offset][0] + offset, size))
+            except KeyError:
+                raise KlpemuError(f"guest address 0x{va:x} is not mapped", EFAULT) from None
         out = bytearray()
         while size > 0:
             chunk = min(size, PAGE_SIZE - (va & (PAGE_SIZE - 1)))

@@ -38,6 +38,9 @@ class Type:
 
     def member(self, name: str) -> tuple[int, Type]:
         """Offset and type of a member; `a.b` walks into nested structs."""
+        found = self.members.get(name)
+        if found is not None:  # the common case: one level
+            return found
         offset, t = 0, self
         for part in name.split("."):
             if t.kind != "struct" or part not in t.members:
@@ -183,24 +186,14 @@ class View:
         return View(memo.get(id(self._mem), self._mem), self._type, self._address)
 
     def _read(self, off: int, t: Type) -> Any:
-        addr = self._address + off
-        if t.kind == "pointer":
-            return Pointer(self._mem, t.target or VOID, self._mem.read_u64(addr))
-        if t.kind in ("base", "enum"):
-            return decode_scalar(t, self._mem.read(addr, t.size))
-        if t.kind == "array" and t.target and t.target.kind == "base" and t.target.size == 1:
-            return self._mem.read(addr, t.size).split(b"\0", 1)[0]
-        return View(self._mem, t, addr)
+        return _load(self._mem, t, self._address + off)
 
     def __getattr__(self, name: str) -> Any:
         off, t = self._type.member(name)
-        return self._read(off, t)
+        return _load(self._mem, t, self._address + off)
 
     def __setattr__(self, name: str, value: int) -> None:
-        off, t = self._type.member(name)
-        if t.kind not in ("base", "enum", "pointer"):
-            raise KlpemuError(f"cannot assign to non-scalar member {name}", EINVAL)
-        self._mem.write(self._address + off, int(value).to_bytes(t.size, "little", signed=value < 0))
+        _store(self._mem, self._type, self._address, name, value)
 
     def __getitem__(self, index: int) -> Any:
         t = self._type
@@ -257,10 +250,15 @@ class Pointer(int):
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
-        return getattr(self.deref(), name)
+        if not self:
+            self.deref()  # the null dereference error
+        off, t = self._target.member(name)
+        return _load(self._mem, t, int(self) + off)
 
     def __setattr__(self, name: str, value: int) -> None:
-        setattr(self.deref(), name, value)
+        if not self:
+            self.deref()
+        _store(self._mem, self._target, int(self), name, value)
 
     def __getitem__(self, index: int) -> Any:
         """p[i]: the i-th element an array pointer points at."""
@@ -283,6 +281,25 @@ class Pointer(int):
 
     def __str__(self) -> str:  # printed as the number, like any int
         return int.__repr__(self)
+
+
+def _load(mem: GuestMemory, t: Type, addr: int) -> Any:
+    """The value of type t at addr: an int, a Pointer, the bytes of a string, or a View."""
+    kind = t.kind
+    if kind == "base" or kind == "enum":
+        return int.from_bytes(mem.read(addr, t.size), "little", signed=t.signed)
+    if kind == "pointer":
+        return Pointer(mem, t.target or VOID, mem.read_u64(addr))
+    if kind == "array" and t.target and t.target.kind == "base" and t.target.size == 1:
+        return mem.read(addr, t.size).split(b"\0", 1)[0]
+    return View(mem, t, addr)
+
+
+def _store(mem: GuestMemory, struct: Type, addr: int, name: str, value: int) -> None:
+    off, t = struct.member(name)
+    if t.kind not in ("base", "enum", "pointer"):
+        raise KlpemuError(f"cannot assign to non-scalar member {name}", EINVAL)
+    mem.write(addr + off, int(value).to_bytes(t.size, "little", signed=value < 0))
 
 
 def offsetof(t: Type, member: str) -> int:
