@@ -82,7 +82,7 @@ import struct
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from errno import EBUSY, EINVAL, EIO
@@ -92,6 +92,7 @@ import unicorn
 from capstone import CS_ARCH_X86, CS_MODE_64, Cs
 from unicorn import UC_ARCH_X86, UC_HOOK_CODE, UC_HOOK_INTR, UC_MODE_64, Uc
 from unicorn import x86_const as x
+from unicorn.unicorn import UcContext
 
 from .bench_livepatch import BenchLivepatches
 from .errors import KlpemuError
@@ -107,6 +108,9 @@ from .system import System
 ARG_REGS = (x.UC_X86_REG_RDI, x.UC_X86_REG_RSI, x.UC_X86_REG_RDX)
 # Written in this order: paging goes on (CR0.PG) only once CR3 and CR4.PAE hold.
 CPU_STATE_REGS = (x.UC_X86_REG_CR3, x.UC_X86_REG_CR4, x.UC_X86_REG_CR0, x.UC_X86_REG_GS_BASE, x.UC_X86_REG_FS_BASE)
+# What enters the host during a count: a hypercall (its number) or an interrupt the host
+# delivers, as ("intr", vector), so that one counter holds both.
+Event = int | tuple[str, int]
 
 
 def _enable_paging(uc: Uc, pml4: int) -> None:
@@ -121,6 +125,8 @@ class BareGuest:
 
     Good for functions that touch nothing but their stack and guest memory.
     """
+
+    mem: GuestMemory | None  # None for a copy: its virtual-to-physical map is the machine's
 
     def __init__(self, image: KernelImage, mem_mb: int = MachineConfig.mem_mb):
         uc = Uc(UC_ARCH_X86, UC_MODE_64)
@@ -145,9 +151,10 @@ class BareGuest:
         uc.mem_write(0, bytes(machine.uc.mem_read(0, size)))
         c = machine.cpus[cpu]
         ctx = c.kernel_ctx if c.kernel_ctx is not None else c.ctx
+        assert isinstance(ctx, UcContext)  # a booted CPU has a saved context; Cpu types it as object
         for reg in CPU_STATE_REGS:
             uc.reg_write(reg, ctx.reg_read(reg))
-        self.mem = None  # the copy's virtual-to-physical map is the machine's
+        self.mem = None
         self._setup(machine.image, uc, machine.mem.phys)
         return self
 
@@ -172,7 +179,7 @@ class BareGuest:
         start = self.image.addr(func) if isinstance(func, str) else func
         uc.emu_start(start, self.sentinel, count=FOREVER)
         if not self._flushed:  # as the machine does: blocks translated before count= ignore it
-            uc.ctl_flush_tb()
+            uc.ctl_flush_tb()  # type: ignore[attr-defined]  # mypy follows unicorn's py2 module, whose Uc lacks it
             self._flushed = True
         rip = uc.reg_read(x.UC_X86_REG_RIP)
         if rip != self.sentinel:
@@ -190,7 +197,7 @@ def best_of(repeat: int, fn: Callable[[], object]) -> float:
     return best
 
 
-def format_table(head: tuple[str, ...], body: list[tuple[str, ...]]) -> str:
+def format_table(head: tuple[str, ...], body: Sequence[tuple[str, ...]]) -> str:
     """A plain text table: the first column left-aligned, the others right-aligned."""
     widths = [max(len(line[i]) for line in [head, *body]) for i in range(len(head))]
 
@@ -328,7 +335,7 @@ class HandlerBench:
             handler = self._name(ft.tramps.handler_of(ops, flags))
             return f"own trampoline (copy of {template}) -> {handler}" + self._host_note(handler)
         slot = ft.tramps.slots[0 if target == ft.tramps.caller else 1]
-        handler = self._name(ft.site_target(slot))
+        handler = self._name(ft.tramps.slot_target(slot))
         note = f" (tests {len(ft.ops)} ops)" if handler == "ftrace_ops_list_func" else self._host_note(handler)
         return f"{ft.tramps.owner_name(target)} -> {handler}{note}"
 
@@ -474,6 +481,7 @@ class HandlerBench:
                 )
             else:
                 ops = kprobes.ops_of(kprobes.get_kprobe(self.leaf))
+                assert ops is not None  # a probe on the fentry site is armed on an ftrace ops
                 path = f"{self.path()} ({ops.name}) -> {' + '.join(handlers)}"
             yield Applied(path, handlers=handlers)
         finally:
@@ -548,13 +556,13 @@ class HandlerBench:
     # --- counting ------------------------------------------------------------------------------
 
     @contextmanager
-    def _counting_hypercalls(self) -> Iterator[Counter]:
-        seen: Counter = Counter()
+    def _counting_hypercalls(self) -> Iterator[Counter[Event]]:
+        seen: Counter[Event] = Counter()
         with self.m.hypercalls.observe(lambda nr: seen.update((nr,))):
             yield seen
 
     @contextmanager
-    def _counting_interrupts(self, seen: Counter) -> Iterator[None]:
+    def _counting_interrupts(self, seen: Counter[Event]) -> Iterator[None]:
         """Interrupts the host delivers (the int3 of a kprobe), counted into seen as ("intr", vector)."""
 
         def hook(_uc, intno: int, _ud) -> None:
@@ -726,15 +734,18 @@ class HandlerBench:
         }
 
 
-def _count_runs(uc: Uc, run: Callable[[int], int], n: int, hypercalls: Counter | None = None):
+def _count_runs(
+    uc: Uc, run: Callable[[int], int], n: int, hypercalls: Counter[Event] | None = None
+) -> list[tuple[Counter[int], Counter[Event]]]:
     """Executions per address (and hypercalls) for run(n) and run(2n), with a counting hook."""
-    hits: Counter = Counter()
+    hits: Counter[int] = Counter()
 
     def hook(_uc, addr: int, _size: int, _ud) -> None:
         hits[addr] += 1
 
     h = uc.hook_add(UC_HOOK_CODE, hook)
-    uc.ctl_flush_tb()  # a hook applies only to blocks translated after it was added
+    # A hook applies only to blocks translated after it was added.
+    uc.ctl_flush_tb()  # type: ignore[attr-defined]  # mypy follows unicorn's py2 module, whose Uc lacks it
     runs = []
     try:
         for k in (n, 2 * n):
@@ -746,11 +757,11 @@ def _count_runs(uc: Uc, run: Callable[[int], int], n: int, hypercalls: Counter |
             runs.append((Counter(hits), Counter(hypercalls or ())))
     finally:
         uc.hook_del(h)
-        uc.ctl_flush_tb()
+        uc.ctl_flush_tb()  # type: ignore[attr-defined]  # mypy follows unicorn's py2 module, whose Uc lacks it
     return runs
 
 
-def _per_call(runs, n: int) -> tuple[dict[int, int], dict[int, int], int]:
+def _per_call(runs: list[tuple[Counter[int], Counter[Event]]], n: int) -> tuple[dict[int, int], dict[Event, int], int]:
     (a, ha), (b, hb) = runs
 
     def diff(x1: Counter, x2: Counter) -> dict:

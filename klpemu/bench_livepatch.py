@@ -23,6 +23,7 @@ from .kernel.tasks import Task
 
 if TYPE_CHECKING:
     from .machine.machine import Machine
+    from .machine.types import Pointer
 
 SETTLE_NS = 5_000_000_000  # a transition with no blocker completes at the first retry, after 1 s
 STATE_NAMES = {UNPATCHED: "unpatched", PATCHED: "patched"}
@@ -35,7 +36,7 @@ class BenchLivepatches:
         self.m = machine
         self.lp = machine.kernel.livepatch
         self.builder = KlpBuilder(machine.kernel.livepatch)
-        self.patches: list[int] = []  # enabled by this session, oldest first
+        self.patches: list[Pointer] = []  # enabled by this session, oldest first
 
     # --- the transition ------------------------------------------------------------------------
 
@@ -79,7 +80,7 @@ class BenchLivepatches:
 
     # --- patches -------------------------------------------------------------------------------
 
-    def enable(self, name: str, old: str, new: str, *, replace: bool = False, settle: bool = True) -> int:
+    def enable(self, name: str, old: str, new: str, *, replace: bool = False, settle: bool = True) -> Pointer:
         """A one-function patch of vmlinux's `old` by `new`, enabled; by default its transition
         is run to the end."""
         b = self.builder
@@ -97,7 +98,12 @@ class BenchLivepatches:
         out = []
         for func in layer.func_stack(m.image.addr(old)):
             f = m.struct("klp_func", func)
-            out.append(f"nop ({old})" if f.nop else m.image.function_at(f.new_func).name)
+            if f.nop:
+                out.append(f"nop ({old})")
+                continue
+            new = m.image.function_at(f.new_func)
+            assert new is not None  # each new_func here is a function of the image: enable() takes it by name
+            out.append(new.name)
         return out
 
     @contextmanager

@@ -73,10 +73,12 @@ class Tour:
 
     def run(self, cmd: str, shown: Callable[[str], str] | None = None) -> None:
         print(f"# {cmd}", file=self.out)
-        buf = io.StringIO() if shown else self.out
+        if shown is None:
+            self.status |= Shell(self.system, out=self.out, err=self.out).run_line(cmd)
+            return
+        buf = io.StringIO()
         self.status |= Shell(self.system, out=buf, err=self.out).run_line(cmd)
-        if shown:
-            self.out.write(shown(buf.getvalue()))
+        self.out.write(shown(buf.getvalue()))
 
     def step(self, text: str, *cmds: str) -> None:
         self.say(text)

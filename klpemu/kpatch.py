@@ -11,7 +11,9 @@ modules instead of loading or removing them anyway.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from errno import EBUSY, EIO
+from functools import partial
 from typing import TYPE_CHECKING, TextIO
 
 from .errors import KlpemuError
@@ -80,22 +82,27 @@ class Kpatch:
         if not argv:
             return self.usage()
         cmd, args = argv[0], argv[1:]
-        handlers = {
+        # One table per arity, so that each is a table of one signature.
+        takes_module: dict[str, Callable[[str], int]] = {
             "load": self.cmd_load,
             "unload": self.cmd_unload,
-            "list": self.cmd_list,
             "info": self.cmd_info,
-            "signal": self.cmd_signal,
         }
+        takes_nothing: dict[str, Callable[[], int]] = {"list": self.cmd_list, "signal": self.cmd_signal}
         if cmd in ("help", "-h", "--help"):
             return self.usage()
-        if cmd not in handlers:
+        if cmd not in takes_module and cmd not in takes_nothing:
             self.say(f"subcommand {cmd} not recognized")
             return self.usage()
-        if len(args) != (0 if cmd in ("list", "signal") else 1):
+        run: Callable[[], int]
+        if cmd in takes_module and len(args) == 1:
+            run = partial(takes_module[cmd], args[0])
+        elif cmd in takes_nothing and not args:
+            run = takes_nothing[cmd]
+        else:
             return self.usage()
         try:
-            return handlers[cmd](*args)
+            return run()
         except Die as e:
             self.warn(str(e))
             return 1

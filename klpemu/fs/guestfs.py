@@ -26,7 +26,9 @@ def guest_entries(machine: Machine) -> list[tuple[str, int]]:
 def dynamic_entries(machine: Machine) -> list[tuple[str, int]]:
     """(path, mode) of the entries made at run time (proc_create_single), from proc_dynamic."""
     out = []
-    for e in machine.var("proc_dynamic"):
+    table = machine.var("proc_dynamic")
+    for i in range(len(table)):  # by index: a View iterates through __getitem__, which mypy does not follow
+        e = table[i]
         if e.de.name:
             out.append((machine.mem.read_cstr(e.de.name, 256), e.de.mode))
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 from .vfs import VFS, Dir, File
@@ -58,7 +59,7 @@ def module_dir(mods: Modules, mod: Module) -> Dir:
     holders.dynamic = lambda: {h.name: Dir(h.name, 0o755) for h in mod.holders}  # symlinks in Linux
     sections = d.add(Dir("sections", 0o755))
     for name, addr in sorted(mod.sections.items()):
-        sections.add(File(name, 0o400, lambda a=addr: f"0x{a:016x}\n"))
+        sections.add(File(name, 0o400, partial("0x{:016x}\n".format, addr)))
     shown = [p for p in mod.params if p.perm]
     if shown:
         params = d.add(Dir("parameters", 0o755))

@@ -50,6 +50,7 @@ def _write_printk(machine: Machine, data: str) -> None:
     if not values or len(values) > 4 or any(not -(2**31) <= v < 2**31 for v in values):
         raise KlpemuError("kernel.printk takes up to four integers", EINVAL)
     levels = machine.var("console_printk")
+    assert levels.type.target is not None  # console_printk is an int array, whose elements have a type
     size = levels.type.target.size
     for i, v in enumerate(values):
         machine.mem.write(levels.addr_of() + i * size, v.to_bytes(size, "little", signed=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 from ..kernel.kstrtox import kstrtobool
@@ -10,6 +11,7 @@ from .vfs import VFS, Dir, File
 
 if TYPE_CHECKING:
     from ..machine.machine import Machine
+    from ..machine.types import Pointer
 
 
 def _cpu_list(cpus: list[int]) -> str:
@@ -18,34 +20,39 @@ def _cpu_list(cpus: list[int]) -> str:
     return (f"{cpus[0]}-{cpus[-1]}" if len(cpus) > 1 else f"{cpus[0]}") + "\n"
 
 
-def _livepatch_dirs(machine: Machine) -> dict[str, Dir]:
-    """/sys/kernel/livepatch/<patch>/: one directory per patch in klp_patches."""
+def _patch_dir(machine: Machine, patch: Pointer) -> Dir:
+    """/sys/kernel/livepatch/<patch>/: its files read the patch's state at each read."""
     lp = machine.kernel.livepatch
-    out: dict[str, Dir] = {}
-    for patch in lp.patches:
-        view = lambda p=patch: machine.struct("klp_patch", p)  # noqa: E731
-        d = Dir(lp.name(patch), 0o755)
-        d.add(
-            File(
-                "enabled",
-                0o644,
-                lambda v=view: f"{v().enabled}\n",
-                lambda data, p=patch: lp.write_enabled(p, kstrtobool(data)),
-            )
-        )
-        d.add(File("transition", 0o444, lambda p=patch: f"{int(lp.transition.patch == p)}\n"))
-        d.add(File("force", 0o200, None, lambda data, p=patch: lp.write_force(p, kstrtobool(data))))
-        d.add(File("replace", 0o444, lambda v=view: f"{v().replace}\n"))
-        d.add(File("stack_order", 0o444, lambda p=patch: f"{lp.stack_order(p)}\n"))
-        for obj in lp.objects(patch):
-            od = d.mkdir(lp.object_name(obj), 0o755)
-            od.add(File("patched", 0o444, lambda o=obj: f"{machine.struct('klp_object', o).patched}\n"))
-            for func in lp.funcs(obj):
-                f = machine.struct("klp_func", func)
-                name = machine.mem.read_cstr(f.old_name, 512)
-                od.mkdir(f"{name},{f.old_sympos or 1}", 0o755)
-        out[d.name] = d
-    return out
+    d = Dir(lp.name(patch), 0o755)
+
+    def write_enabled(data: str) -> None:
+        lp.write_enabled(patch, kstrtobool(data))
+
+    def write_force(data: str) -> None:
+        lp.write_force(patch, kstrtobool(data))
+
+    d.add(File("enabled", 0o644, lambda: f"{patch.enabled}\n", write_enabled))
+    d.add(File("transition", 0o444, lambda: f"{int(lp.transition.patch == patch)}\n"))
+    d.add(File("force", 0o200, None, write_force))
+    d.add(File("replace", 0o444, lambda: f"{patch.replace}\n"))
+    d.add(File("stack_order", 0o444, lambda: f"{lp.stack_order(patch)}\n"))
+    for obj in lp.objects(patch):
+        od = d.mkdir(lp.object_name(obj), 0o755)
+        od.add(File("patched", 0o444, partial(_object_patched, obj)))
+        for func in lp.funcs(obj):
+            name = machine.mem.read_cstr(func.old_name, 512)
+            od.mkdir(f"{name},{func.old_sympos or 1}", 0o755)
+    return d
+
+
+def _object_patched(obj: Pointer) -> str:
+    return f"{obj.patched}\n"
+
+
+def _livepatch_dirs(machine: Machine) -> dict[str, Dir]:
+    """/sys/kernel/livepatch/: one directory per patch in klp_patches."""
+    dirs = (_patch_dir(machine, patch) for patch in machine.kernel.livepatch.patches)
+    return {d.name: d for d in dirs}
 
 
 def mount(vfs: VFS, machine: Machine) -> None:
@@ -55,14 +62,12 @@ def mount(vfs: VFS, machine: Machine) -> None:
     from ..kernel.printk import log_store
 
     # /dev/kmsg: what a process writes there becomes a kernel log line (the selftests' markers).
-    vfs.makedirs("/dev", 0o755).add(
-        File(
-            "kmsg",
-            0o644,
-            None,
-            lambda data: [log_store(machine, line, LogLevel.WARNING) for line in data.splitlines() if line],
-        )
-    )
+    def write_kmsg(data: str) -> None:
+        for line in data.splitlines():
+            if line:
+                log_store(machine, line, LogLevel.WARNING)
+
+    vfs.makedirs("/dev", 0o755).add(File("kmsg", 0o644, None, write_kmsg))
     cpus = vfs.makedirs("/sys/devices/system/cpu", 0o755)
     cpus.add(File("online", 0o444, lambda: _cpu_list([c.index for c in machine.cpus if c.online])))
     cpus.add(File("possible", 0o444, lambda: _cpu_list([c.index for c in machine.cpus])))

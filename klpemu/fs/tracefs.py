@@ -30,26 +30,21 @@ def mount(vfs: VFS, machine: Machine) -> None:
     def write_tracing_on(data: str) -> None:
         tracer.tracing_on = _bool01(data, "tracing_on")
 
+    def write_filter(data: str, append: bool = False) -> None:
+        tracer.set_filter(data, append=append)
+
+    def write_notrace(data: str, append: bool = False) -> None:
+        tracer.set_filter(data, append=append, notrace=True)
+
+    def write_trace(data: str) -> None:
+        tracer.reset()
+
     d.add(File("available_tracers", 0o444, lambda: " ".join(("function", "nop")) + "\n"))
     d.add(File("current_tracer", 0o644, lambda: tracer.current + "\n", write_tracer))
     d.add(File("available_filter_functions", 0o444, ft.available_filter_functions))
-    d.add(
-        File(
-            "set_ftrace_filter",
-            0o644,
-            lambda: tracer.filter_text(),
-            lambda data, append=False: tracer.set_filter(data, append=append),
-        )
-    )
-    d.add(
-        File(
-            "set_ftrace_notrace",
-            0o644,
-            lambda: tracer.filter_text(notrace=True),
-            lambda data, append=False: tracer.set_filter(data, append=append, notrace=True),
-        )
-    )
+    d.add(File("set_ftrace_filter", 0o644, tracer.filter_text, write_filter))
+    d.add(File("set_ftrace_notrace", 0o644, lambda: tracer.filter_text(notrace=True), write_notrace))
     d.add(File("tracing_on", 0o644, lambda: f"{int(tracer.tracing_on)}\n", write_tracing_on))
-    d.add(File("trace", 0o644, tracer.text, lambda data, append=False: tracer.reset()))
+    d.add(File("trace", 0o644, tracer.text, write_trace))
     d.add(File("enabled_functions", 0o444, ft.enabled_functions))
     d.add(File("touched_functions", 0o444, ft.touched_functions))

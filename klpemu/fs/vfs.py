@@ -6,20 +6,39 @@ moment. Directories may be dynamic (one per task under /proc).
 
 from __future__ import annotations
 
+import inspect
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from errno import EACCES, EINVAL, EISDIR, ENOENT, ENOTDIR
+from typing import Protocol, TypeGuard, TypeVar
 
 from ..errors import KlpemuError
+
+ReadFn = Callable[[], str]
+WriteFn = Callable[[str], None]
+
+
+class AppendingWriteFn(Protocol):
+    """A write callback that tells `>>` from `>`, as ftrace's filter files do (`>>` adds to
+    the filter); any other file takes both the same way."""
+
+    def __call__(self, data: str, /, append: bool = False) -> None: ...
+
+
+def takes_append(write: WriteFn) -> TypeGuard[AppendingWriteFn]:
+    try:
+        return "append" in inspect.signature(write).parameters
+    except (TypeError, ValueError):  # no signature to read (a builtin): it takes data alone
+        return False
 
 
 @dataclass
 class File:
     name: str
     mode: int  # permission bits, e.g. 0o444
-    read: Callable[[], str] | None = None
-    write: Callable[[str], None] | None = None
+    read: ReadFn | None = None
+    write: WriteFn | AppendingWriteFn | None = None
 
     @property
     def st_mode(self) -> int:
@@ -31,7 +50,7 @@ class Dir:
     name: str
     mode: int = 0o555
     entries: dict[str, File | Dir] = field(default_factory=dict)
-    dynamic: Callable[[], dict[str, File | Dir]] | None = None
+    dynamic: Callable[[], Mapping[str, File | Dir]] | None = None
 
     @property
     def st_mode(self) -> int:
@@ -43,7 +62,7 @@ class Dir:
             out.update(self.dynamic())
         return out
 
-    def add(self, node: File | Dir) -> File | Dir:
+    def add(self, node: N) -> N:
         self.entries[node.name] = node
         return node
 
@@ -51,10 +70,11 @@ class Dir:
         existing = self.entries.get(name)
         if isinstance(existing, Dir):
             return existing
-        return self.add(Dir(name, mode))  # type: ignore[return-value]
+        return self.add(Dir(name, mode))
 
 
 Node = File | Dir
+N = TypeVar("N", bound=Node)
 
 
 def split(path: str) -> list[str]:
@@ -116,12 +136,9 @@ class VFS:
             raise KlpemuError(path, EISDIR)
         if node.write is None or not node.mode & 0o222:
             raise KlpemuError(path, EACCES)
-        if append:
-            try:
-                node.write(data, append=True)  # type: ignore[call-arg]
-                return
-            except TypeError:
-                pass
+        if append and takes_append(node.write):
+            node.write(data, append=True)
+            return
         node.write(data)
 
     def listdir(self, path: str) -> list[Node]:

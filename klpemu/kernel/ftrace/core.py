@@ -191,7 +191,7 @@ class Ftrace:
     @property
     def ops(self) -> list[FtraceOps]:
         """The registered ops, newest first: ftrace_ops_list in guest memory, the one list."""
-        out = []
+        out: list[FtraceOps] = []
         node = self.m.read_var_int("ftrace_ops_list")
         while node and node != self._list_end and len(out) < 4096:
             out.append(self._by_addr[node])
@@ -514,7 +514,7 @@ class Ftrace:
                 )
             return f"{line}\ttramp: ERROR!"
         slot = self.tramps.slots[0]
-        return f"{line}\ttramp: {self.tramps.owner_name(target)} ->{m.image.symbolize(self.site_target(slot))}"
+        return f"{line}\ttramp: {self.tramps.owner_name(target)} ->{m.image.symbolize(self.tramps.slot_target(slot))}"
 
     def enabled_functions(self) -> str:
         return "".join(self.record_line(i) + "\n" for i in range(len(self.records)) if self.records.flags(i) & REF_MASK)

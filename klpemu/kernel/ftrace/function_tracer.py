@@ -111,7 +111,7 @@ class FunctionTracer:
     def tracing_on(self, value: bool) -> None:
         self.m.mem.write(self.m.var_addr("tracing_on"), int(value).to_bytes(4, "little"))
 
-    def _rings(self):
+    def _rings(self) -> list[View]:
         bufs = self.m.var("trace_buffers")
         return [bufs[c.index] for c in self.m.cpus if c.online]
 

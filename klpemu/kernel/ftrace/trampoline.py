@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
-from ..text_poke import call_insn
+from ..text_poke import call_insn, decode_target
 from .ops import FL, FtraceOps
 
 if TYPE_CHECKING:
@@ -38,6 +38,12 @@ class Trampolines:
             ),
         }
         self.slots = [sym("ftrace_call"), sym("ftrace_regs_call")]
+
+    def slot_target(self, slot: int) -> int:
+        """What a shared trampoline's call slot calls now."""
+        target = decode_target(slot, self.m.mem.read(slot, 5))
+        assert target is not None, "a call slot is a call rel32 (the template contract of ftrace_64.S)"
+        return target
 
     def owner_name(self, addr: int) -> str:
         """How enabled_functions names a trampoline: the shared ones by symbol."""
