@@ -93,7 +93,7 @@ class Modules:
         """module_refcount: references held (try_module_get, modules using its symbols)."""
         return self.m.struct("module", mod.addr).refcnt.counter - MODULE_REF_BASE
 
-    def check_consistency(self) -> list[str]:
+    def check_consistency(self) -> builtins.list[str]:
         """Where the host's caches disagree with guest memory: each live module's memory
         against its struct module mem[], and the loaded set against the guest's modules list.
         Empty if none."""
