@@ -23,7 +23,7 @@ def proc_modules(mods: Modules) -> str:
         if state == "MODULE_STATE_UNFORMED":
             continue
         users = "".join(f"{h.name}," for h in mod.holders)
-        view = mods.m.struct("module", mod.addr)
+        view = mod.struct
         if view.init and not view.exit:
             users += "[permanent],"
         flags = mod.taint_letters

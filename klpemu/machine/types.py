@@ -247,6 +247,10 @@ class Pointer(int):
             return decode_scalar(t, self._mem.read(int(self), t.size))
         return View(self._mem, t, int(self))
 
+    def addr_of(self, member: str | None = None) -> int:
+        """&p->member, or the address p holds (as View.addr_of)."""
+        return int(self) + (self._target.member(member)[0] if member is not None else 0)
+
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)

@@ -149,7 +149,7 @@ class Livepatch:
         if not self.is_module(obj):
             return
         mod = self.modules.find(self.object_name(obj))
-        if mod is not None and self.m.struct("module", mod.addr).klp_alive:
+        if mod is not None and mod.struct.klp_alive:
             obj.mod = mod.addr
 
     def _init_object_loaded(self, patch: Pointer, obj: Pointer) -> None:
@@ -396,7 +396,7 @@ class Livepatch:
     def _module_coming(self, mod: Module) -> CallbackGen:
         """klp_module_coming: patch the new module with every patch that has an object for it."""
         m = self.m
-        view = m.struct("module", mod.addr)
+        view = mod.struct
         view.klp_alive = 1
         for patch in self.patches:
             for obj in self.objects(patch):
@@ -432,7 +432,7 @@ class Livepatch:
             f"patch '{self.name(patch)}' failed for module '{mod.name}', refusing to load module '{mod.name}'",
             LogLevel.WARNING,
         )
-        self.m.struct("module", mod.addr).klp_alive = 0
+        mod.struct.klp_alive = 0
         # Linux leaves the relocations written here; the module could then never load again.
         self.relocs.clear_object_relocs(patch, obj)
         self._free_object_loaded(obj)
@@ -444,7 +444,7 @@ class Livepatch:
 
     def _module_going(self, mod: Module) -> CallbackGen:
         """klp_module_going: every patch lets go of the module's object."""
-        self.m.struct("module", mod.addr).klp_alive = 0
+        mod.struct.klp_alive = 0
         yield from self._cleanup_module_patches(mod, limit=None)
         return 0
 

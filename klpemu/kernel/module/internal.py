@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ...errors import KlpemuError
+from ...machine.types import Pointer
 
 if TYPE_CHECKING:
     from ...machine.image import Symbol
@@ -45,7 +46,7 @@ class KlpInfo:
 @dataclass(eq=False)
 class Module:
     name: str
-    addr: int  # the guest struct module
+    addr: int  # the guest struct module: a typed Pointer once the loader has placed it
     # mod_mem_type -> (base, size), size 0 for none: a cache of struct module's mem[], which
     # the loader needs before that struct exists (it lives in MOD_DATA); see check_consistency.
     mem: dict[str, tuple[int, int]]
@@ -60,6 +61,12 @@ class Module:
     klp_info: KlpInfo | None = None  # for MODULE_INFO(livepatch, "Y") modules
     charp_strings: dict[int, int] = field(default_factory=dict)  # variable -> kzalloc'd string the loader owns
     symtab: list[SymtabEntry] = field(default_factory=list)  # every named symbol of a loaded section
+
+    @property
+    def struct(self) -> Pointer:
+        """The guest's struct module, typed (its address, once the loader has placed it)."""
+        assert isinstance(self.addr, Pointer), "the loader has not placed this module's struct yet"
+        return self.addr
 
     def lookup(self, name: str, sympos: int = 0) -> Symbol:
         """A function or object of this module by name and position (klp_find_object_symbol)."""

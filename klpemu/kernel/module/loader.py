@@ -195,7 +195,7 @@ class Loader:
             layout.base[mem_type] = base
             mod.mem[mem_type] = (base, size)
             self.undo.append(functools.partial(self.mods.module_memory_free, mod, mem_type))
-        mod.addr = layout.addr(-1)
+        mod.addr = self.m.ptr("module", layout.addr(-1))
         for i in layout.place:  # what /sys/module/<mod>/sections lists: non-empty sections
             if i >= 0 and self.sections[i]["sh_size"]:
                 mod.sections[self.sections[i].name] = layout.addr(i)
@@ -359,7 +359,7 @@ class Loader:
     def _make_struct_module(self, mod: Module, symtab: SymbolTableSection, values: list[int], layout: _Layout) -> None:
         m = self.m
         t = m.types
-        view = m.struct("module", mod.addr)
+        view = mod.struct
         view.state = t.enum("MODULE_STATE_UNFORMED")
         m.mem.write(view.addr_of("name"), mod.name.encode() + b"\0")
         for mem_type in MEM_TYPES:
@@ -410,7 +410,7 @@ class Loader:
 
     def _ftrace_init(self, mod: Module) -> None:
         m = self.m
-        view = m.struct("module", mod.addr)
+        view = mod.struct
         n = view.num_ftrace_callsites
         sites = [m.mem.read_u64(view.ftrace_callsites + 8 * k) for k in range(n)]
         stray = [ip for ip in sites if ip and not any(lo <= ip < hi for lo, hi in mod.text_ranges())]
@@ -429,7 +429,7 @@ class Loader:
     def _coming(self, mod: Module) -> None:
         """complete_formation and prepare_coming_module."""
         m = self.m
-        view = m.struct("module", mod.addr)
+        view = mod.struct
         view.state = m.types.enum("MODULE_STATE_COMING")
         self.undo.append(lambda: setattr(view, "state", m.types.enum("MODULE_STATE_GOING")))
         self.mods.ft.module_enable()
@@ -459,7 +459,7 @@ class Loader:
         base, size = mod.mem["MOD_INIT_TEXT"]
         if size:
             mods.ftrace_free_mem(mod, base, base + size)
-        view = m.struct("module", mod.addr)
+        view = mod.struct
         for mem_type in INIT_TYPES:
             if mod.mem[mem_type][1]:
                 mods.module_memory_free(mod, mem_type)

@@ -82,7 +82,7 @@ class Modules:
 
     def state(self, mod: Module) -> str:
         """MODULE_STATE_* of the guest struct, as its enumerator name."""
-        value = self.m.struct("module", mod.addr).state
+        value = mod.struct.state
         return next(
             n
             for n in ("MODULE_STATE_LIVE", "MODULE_STATE_COMING", "MODULE_STATE_GOING", "MODULE_STATE_UNFORMED")
@@ -91,7 +91,7 @@ class Modules:
 
     def refcount(self, mod: Module) -> int:
         """module_refcount: references held (try_module_get, modules using its symbols)."""
-        return self.m.struct("module", mod.addr).refcnt.counter - MODULE_REF_BASE
+        return mod.struct.refcnt.counter - MODULE_REF_BASE
 
     def check_consistency(self) -> builtins.list[str]:
         """Where the host's caches disagree with guest memory: each live module's memory
@@ -103,7 +103,7 @@ class Modules:
         for name, mod in self.loaded.items():
             if mod.addr not in on_list:
                 problems.append(f"module {name}: not on the guest's modules list")
-            view = self.m.struct("module", mod.addr)
+            view = mod.struct
             for mem_type, (base, size) in mod.mem.items():
                 guest = view.mem[t.enum(mem_type)]
                 if (guest.base, guest.size) != (base, size) and size:
@@ -167,7 +167,7 @@ class Modules:
     def _free_module(self, mod: Module) -> None:
         """free_module: sysfs, the list, the references it holds, parameters, kallsyms, memory."""
         m = self.m
-        view = m.struct("module", mod.addr)
+        view = mod.struct
         view.state = m.types.enum("MODULE_STATE_UNFORMED")
         self.mod_tree_remove(mod)
         self.module_unload_free(mod)
@@ -188,14 +188,14 @@ class Modules:
 
     def list_add_rcu(self, mod: Module) -> None:
         """list_add_rcu(&mod->list, &modules): at the head, newest first."""
-        self._list.add(self.m.struct("module", mod.addr).addr_of("list"), self.m.var_addr("modules"))
+        self._list.add(mod.struct.addr_of("list"), self.m.var_addr("modules"))
 
     def list_del_rcu(self, mod: Module) -> None:
-        self._list.delete_rcu(self.m.struct("module", mod.addr).addr_of("list"))
+        self._list.delete_rcu(mod.struct.addr_of("list"))
 
     def ref_module(self, mod: Module, owner: Module) -> None:
         """ref_module: mod uses owner's symbols, so holds a reference on it while it is loaded."""
-        view = self.m.struct("module", owner.addr)
+        view = owner.struct
         view.refcnt.counter = view.refcnt.counter + 1
         mod.uses.append(owner)
         owner.holders.append(mod)
@@ -205,7 +205,7 @@ class Modules:
         for used in mod.uses:
             if mod in used.holders:
                 used.holders.remove(mod)
-            uv = self.m.struct("module", used.addr)
+            uv = used.struct
             uv.refcnt.counter = uv.refcnt.counter - 1
         mod.uses.clear()
 
