@@ -130,14 +130,9 @@ def idle_tasks(machine: Machine) -> Iterator[Task]:
 def all_tasks(machine: Machine) -> list[Task]:
     """Idle tasks first (pid 0, one per CPU), then the task list in creation order."""
     tasks = list(idle_tasks(machine))
-    head = machine.var_addr("task_list")
-    off = machine.types.offsetof("task_struct", "tasks")
-    node = machine.mem.read_u64(head)
-    seen = 0
-    while node != head and seen < 4096:
-        tasks.append(Task(machine, node - off))
-        node = machine.mem.read_u64(node)
-        seen += 1
+    tasks += [
+        Task(machine, t) for t in machine.list_for_each_entry("task_struct", machine.var_addr("task_list"), "tasks")
+    ]
     return tasks
 
 
