@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from errno import EBUSY
+from errno import EBUSY, errorcode
 from typing import TYPE_CHECKING
 
-from .kprobes.core import FLAG
+from ..abi import KPROBE_FLAG
 
 if TYPE_CHECKING:
     from ..machine.machine import Machine
     from .ftrace.ops import FtraceOps
-    from .kprobes.core import Kprobes, Probe
+    from .kprobes.core import Kprobes
+    from .kprobes.probe import Probe
     from .livepatch.core import Livepatch
 
 
@@ -68,7 +69,7 @@ class Conflict:
 
 
 def _errname(errno: int) -> str:
-    return {-EBUSY: "EBUSY"}.get(errno, "E?")
+    return errorcode.get(-errno, "E?")
 
 
 class Conflicts:
@@ -133,12 +134,8 @@ class Conflicts:
             return [("livepatch", name)]
         if ops.name in ("kprobe_ftrace_ops", "kprobe_ipmodify_ops"):
             kprobes = self._kprobes()
-            ipmodify = ops.name == "kprobe_ipmodify_ops"
             out = []
-            for kp in self._probes_at(ip):
-                top = self._top(kp)
-                if kprobes._armed_on.get(top, None if top != kprobes.arming else ipmodify) != ipmodify:
-                    continue
+            for kp in kprobes.probes_on(ops, ip):
                 v = kprobes.view(kp)
                 if v.pre_handler == kprobes.pre_handler_kretprobe:
                     kind = "kretprobe"
@@ -149,16 +146,6 @@ class Conflicts:
         if ops.name == "function":
             return [("function tracer", "the function tracer")]
         return [("ops", f"ftrace ops '{ops.name}'")]
-
-    def _top(self, kp: int) -> int:
-        return self._kprobes().get_kprobe(self._kprobes().view(kp).addr) or kp
-
-    def _probes_at(self, ip: int) -> list[int]:
-        kprobes = self._kprobes()
-        p = kprobes.get_kprobe(ip)
-        if not p:
-            return []
-        return kprobes.children(p) if kprobes.is_aggregate(p) else [p]
 
     # --- recording -------------------------------------------------------------------------------
 
@@ -233,8 +220,8 @@ class Conflicts:
         kprobes = self._kprobes()
         for p in kprobes.table():
             v = kprobes.view(p)
-            if sym.addr < v.addr < sym.addr + sym.size and not v.flags & FLAG["FTRACE"]:
-                for kp in kprobes.children(p) if kprobes.is_aggregate(p) else [p]:
+            if sym.addr < v.addr < sym.addr + sym.size and not v.flags & KPROBE_FLAG["FTRACE"]:
+                for kp in kprobes.probes_at(v.addr):
                     probe = self.describe_probe(kp)
                     self._record(
                         v.addr,
@@ -249,7 +236,7 @@ class Conflicts:
         """A probe was registered: warn if it sits inside a body a livepatch redirects."""
         kprobes = self._kprobes()
         v = kprobes.view(probe.kp)
-        if v.flags & FLAG["FTRACE"]:  # at the fentry site: ftrace reported the meeting
+        if v.flags & KPROBE_FLAG["FTRACE"]:  # at the fentry site: ftrace reported the meeting
             return
         sym = self.m.image.function_at(v.addr)
         if sym is None or sym.addr == v.addr:

@@ -1,29 +1,34 @@
 """Kprobes' control plane (kernel/kprobes.c): registering, arming and disarming probes.
 
 A probe is a guest struct kprobe (a module's, or one the host made for a Python probe). The
-host checks its address as check_kprobe_address_safe does, prepares its instruction
-(insn.py), links it into the guest's kprobe_table, and arms it: an int3 written through
-text_poke, or, at a fentry site, a filter entry of kprobe_ftrace_ops (kprobe_ipmodify_ops
-when the probe has a post handler; every ftrace probe under the `legacy` policy, as before
-5.4). Several probes at one address hang off one aggregate probe, whose handlers walk them.
-Hitting a probe runs machine code only (arch/x86/kernel/kprobes/ in the firmware).
+host checks its address as check_kprobe_address_safe does, prepares its instruction, links it
+into the guest's kprobe_table (table.py), and arms it: an int3 written through text_poke
+(arch.py), or, at a fentry site, a filter entry of kprobe_ftrace_ops (kprobe_ipmodify_ops when
+the probe has a post handler; every ftrace probe under the `legacy` policy, as before 5.4:
+ftrace.py). Several probes at one address hang off one aggregate probe, whose handlers walk
+them. Hitting a probe runs machine code only (arch/x86/kernel/kprobes/ in the firmware). The
+guest's own calls come in through guest.py; the debugfs files are klpemu/fs/kprobesfs.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from errno import EAGAIN, EBUSY, EINVAL, ENOENT, ETIMEDOUT
+from errno import EAGAIN, EILSEQ, EINVAL, ENOENT, ETIMEDOUT
 from typing import TYPE_CHECKING
 
-from ...abi import KPROBE_FLAG, KPROBE_HASH_BITS, KPROBE_TABLE_SIZE
 from ...errors import KlpemuError
 from ..guestlist import GuestList
-from ..printk import LogLevel, log_store
-from . import insn as x86
+from .arch import ArchKprobes
+from .blacklist import KprobeBlacklist
+from .ftrace import KprobeFtrace
+from .guest import KprobesGuest
+from .kretprobe import Kretprobes
+from .probe import FLAG, Probe, PyHandler, pr_info, pr_warn
+from .table import KprobeTable
 
 if TYPE_CHECKING:
     from ...machine.machine import Machine
+    from ...machine.types import View
     from ..conflicts import Conflicts
     from ..ftrace import Ftrace
     from ..ftrace.ops import FtraceOps
@@ -31,63 +36,24 @@ if TYPE_CHECKING:
     from ..text_poke import TextPoke
 
 SYNC_TIMEOUT_NS = 1_000_000_000
-FLAG = KPROBE_FLAG  # by short name: FLAG["GONE"]
-INT3 = 0xCC
-POLICIES = ("mainline", "legacy")
-PR_FMT = "kprobes: "  # kernel/kprobes.c's pr_fmt
-
-# A Python pre handler: (probe, regs view) -> int (nonzero: it set regs.ip, skip the step);
-# a post handler: (probe, regs view, flags) -> None.
-PyHandler = Callable[..., int | None]
-
-
-def pr_info(m: Machine, text: str) -> None:
-    """kernel/kprobes.c's pr_info, with its pr_fmt."""
-    log_store(m, PR_FMT + text, LogLevel.INFO)
-
-
-def pr_warn(m: Machine, text: str) -> None:
-    log_store(m, PR_FMT + text, LogLevel.WARNING)
-
-
-def pr_err(m: Machine, text: str) -> None:
-    log_store(m, PR_FMT + text, LogLevel.ERR)
-
-
-def kprobe_hash(addr: int) -> int:
-    return (addr ^ (addr >> KPROBE_HASH_BITS) ^ (addr >> (2 * KPROBE_HASH_BITS))) & (KPROBE_TABLE_SIZE - 1)
-
-
-@dataclass(eq=False)
-class Probe:
-    """What the host keeps about one registered struct kprobe (a kretprobe's embedded one too)."""
-
-    kp: int  # the guest struct kprobe
-    owner: str  # the module that registered it, or "host"
-    kind: str = "k"  # "k" a kprobe, "r" a kretprobe's entry probe
-    rp: int = 0  # the struct kretprobe, for kind "r"
-    py: dict[str, PyHandler] = field(default_factory=dict)  # Python handlers by role
-    allocations: list[int] = field(default_factory=list)  # host-made memory to free with it
-    hits: dict[str, int] = field(default_factory=dict)  # calls of each Python handler
+OFF = FLAG["DISABLED"] | FLAG["GONE"]  # kprobe_disabled(): a probe that must not fire
 
 
 class Kprobes:
     def __init__(self, machine: Machine, ftrace: Ftrace, text_poke: TextPoke, modules: Modules, conflicts: Conflicts):
         self.m = machine
         self.ftrace = ftrace
-        self.text_poke = text_poke
         self.modules = modules
         self.conflicts = conflicts
         self.list = GuestList(machine.mem)
         self.probes: dict[int, Probe] = {}  # struct kprobe -> its record
         self.all_disarmed = False  # /sys/kernel/debug/kprobes/enabled = 0
-        self._policy = "mainline"
-        self._armed_on: dict[int, bool] = {}  # aggregate-or-single probe -> armed on the IPMODIFY ops?
-        self._ftrace_users = {False: 0, True: 0}  # kprobe_ftrace_enabled, kprobe_ipmodify_enabled
-        self._ops: dict[bool, FtraceOps] = {}
-        self._blacklist: list[tuple[int, int, str]] | None = None
-        self.arming = 0  # the probe being armed, for the conflict record to name
-        self._unregistering: dict[int, Callable[[], None]] = {}  # guest unregisters waiting to free
+        self.kprobe_table = KprobeTable(machine)
+        self.blacklist = KprobeBlacklist(machine)
+        self.arch = ArchKprobes(machine, text_poke, self.kprobe_table)
+        self.on_ftrace = KprobeFtrace(ftrace)
+        self._armed: dict[int, FtraceOps | None] = {}  # armed probe -> its ftrace ops (None: an int3)
+        self._arming = 0  # the probe being armed, which ftrace reports before it is in _armed
         sym = machine.image.addr
         self.pre_handler_kretprobe = sym("pre_handler_kretprobe")
         self.aggr_pre_handler = sym("aggr_pre_handler")
@@ -100,70 +66,30 @@ class Kprobes:
         }
         self._size = machine.types.sizeof("kprobe")
         self._list_off = machine.types.offsetof("kprobe", "list")
-        self._table = machine.var_addr("kprobe_table")
-        machine.hypercalls.register("HC_KPROBE_REGISTER", self._hc_register)
-        machine.hypercalls.register("HC_KPROBE_UNREGISTER", self._hc_unregister)
-        machine.hypercalls.register("HC_KPROBE_CALLBACK", self._hc_callback)
-        machine.hypercalls.register("HC_KPROBE_ENABLE", self._hc_enable)
-        machine.hypercalls.register("HC_KPROBE_DUMP", self._hc_dump)
-        from .kretprobe import Kretprobes
-
         self.kretprobes = Kretprobes(machine, self)
-
-    # --- policy --------------------------------------------------------------------------------
+        self.guest = KprobesGuest(machine, self, self.kretprobes, modules)
 
     @property
     def policy(self) -> str:
-        """Which ftrace ops a probe at a fentry site uses: "mainline" (the IPMODIFY one only with
-        a post handler, since 5.4) or "legacy" (always the IPMODIFY one: a kretprobe and a
-        livepatch on one function then exclude each other, as livepatch.rst still says)."""
-        return self._policy
+        """Which ftrace ops a probe at a fentry site uses: see KprobeFtrace.policy."""
+        return self.on_ftrace.policy
 
     @policy.setter
     def policy(self, name: str) -> None:
-        if name not in POLICIES:
-            raise KlpemuError(f"kprobes policy must be one of {', '.join(POLICIES)}", EINVAL)
-        if self._ftrace_users[False] or self._ftrace_users[True]:
-            raise KlpemuError("kprobes policy cannot change while probes are armed through ftrace", EBUSY)
-        self._policy = name
+        self.on_ftrace.policy = name
 
     # --- guest structs -------------------------------------------------------------------------
 
-    def view(self, kp: int):
+    def view(self, kp: int) -> View:
         return self.m.struct("kprobe", kp)
-
-    def _bucket(self, addr: int) -> int:
-        return self._table + 8 * kprobe_hash(addr)
 
     def get_kprobe(self, addr: int) -> int:
         """The probe (an aggregate, if several) kprobe_table has at addr, or 0."""
-        mem = self.m.mem
-        p = mem.read_u64(self._bucket(addr))
-        while p:
-            if self.view(p).addr == addr:
-                return p
-            p = self.view(p).hlist_next
-        return 0
+        return self.kprobe_table.get(addr)
 
-    def _hash_add(self, p: int, addr: int) -> None:
-        bucket = self._bucket(addr)
-        self.view(p).hlist_next = self.m.mem.read_u64(bucket)
-        self.m.mem.write_u64(bucket, p)  # published last
-
-    def _hash_replace(self, old: int, new: int, addr: int) -> None:
-        self.view(new).hlist_next = self.view(old).hlist_next
-        self._hash_link_to(old, new, addr)
-
-    def _hash_del(self, p: int, addr: int) -> None:
-        self._hash_link_to(p, self.view(p).hlist_next, addr)
-
-    def _hash_link_to(self, old: int, new: int, addr: int) -> None:
-        """Make whatever points at old point at new."""
-        mem = self.m.mem
-        slot = self._bucket(addr)
-        while mem.read_u64(slot) != old:
-            slot = mem.read_u64(slot) + self.m.types.offsetof("kprobe", "hlist_next")
-        mem.write_u64(slot, new)
+    def table(self) -> list[int]:
+        """Every probe in kprobe_table, bucket by bucket (aggregates, not their children)."""
+        return self.kprobe_table.all()
 
     def children(self, ap: int) -> list[int]:
         """The probes of an aggregate, in its list's order."""
@@ -172,19 +98,12 @@ class Kprobes:
     def is_aggregate(self, p: int) -> bool:
         return self.view(p).pre_handler == self.aggr_pre_handler
 
-    def table(self) -> list[int]:
-        """Every probe in kprobe_table, bucket by bucket (aggregates, not their children)."""
-        out = []
-        for i in range(KPROBE_TABLE_SIZE):
-            p = self.m.mem.read_u64(self._table + 8 * i)
-            while p:
-                out.append(p)
-                p = self.view(p).hlist_next
-        return out
-
-    def location(self, kp: int) -> int:
-        """Where a registered probe is (its code address)."""
-        return self.view(kp).addr
+    def probes_at(self, addr: int) -> list[int]:
+        """The registered probes at addr: an aggregate's children, or the one probe."""
+        p = self.get_kprobe(addr)
+        if not p:
+            return []
+        return self.children(p) if self.is_aggregate(p) else [p]
 
     # --- addresses -----------------------------------------------------------------------------
 
@@ -215,49 +134,6 @@ class Kprobes:
                 raise KlpemuError(f"symbol '{name}' not found", ENOENT)
         return (addr + v.offset) & (2**64 - 1)
 
-    @property
-    def blacklist(self) -> list[tuple[int, int, str]]:
-        """(start, end, name), in kprobe_blacklist's order: the NOKPROBE_SYMBOL functions, then
-        every function of the .kprobes.text and .entry.text areas, as populate_kprobe_blacklist
-        lists them; then those of loaded modules, added as each came."""
-        if self._blacklist is None:
-            img = self.m.image
-            out: list[tuple[int, int, str]] = []
-            start, stop = img.addr("__start_kprobe_blacklist"), img.addr("__stop_kprobe_blacklist")
-            self._add_ksym_blacklist(out, start, (stop - start) // 8)
-            for lo_name, hi_name in (
-                ("__kprobes_text_start", "__kprobes_text_end"),
-                ("__entry_text_start", "__entry_text_end"),
-            ):
-                self._add_area_blacklist(out, img.addr(lo_name), img.addr(hi_name))
-            self._blacklist = out
-        return self._blacklist
-
-    def _add_ksym_blacklist(self, out: list[tuple[int, int, str]], array: int, count: int) -> None:
-        """kprobe_add_ksym_blacklist for each address in a NOKPROBE_SYMBOL array."""
-        for at in range(array, array + 8 * count, 8):
-            sym = self.m.image.function_at(self.m.mem.read_u64(at))
-            if sym is not None:
-                out.append((sym.addr, sym.addr + sym.size, sym.name))
-
-    def _add_area_blacklist(self, out: list[tuple[int, int, str]], lo: int, hi: int) -> None:
-        """kprobe_add_area_blacklist: every function in [lo, hi)."""
-        at = lo
-        while at < hi:
-            sym = self.m.image.function_at(at)
-            if sym is None:
-                at += 1
-                continue
-            end = min(sym.addr + sym.size, hi)
-            out.append((sym.addr, end, sym.name))
-            at = end
-
-    def blacklisted(self, addr: int) -> str | None:
-        for start, end, name in self.blacklist:
-            if start <= addr < end:
-                return name
-        return None
-
     def ftrace_location(self, addr: int) -> int | None:
         """The fentry site whose 5 bytes hold addr, if any."""
         records = self.ftrace.records
@@ -273,7 +149,7 @@ class Kprobes:
         site = self.ftrace_location(addr)
         if site is not None:
             if site != addr:
-                raise KlpemuError(f"0x{addr:x} is inside the fentry site at {m.image.symbolize(site)}", x86.EILSEQ)
+                raise KlpemuError(f"0x{addr:x} is inside the fentry site at {m.image.symbolize(site)}", EILSEQ)
             flags |= FLAG["FTRACE"]
         mod = self.modules.module_at(addr)
         in_text = m.image.is_kernel_text(addr) or (
@@ -281,7 +157,7 @@ class Kprobes:
         )
         if not in_text:
             raise KlpemuError(f"0x{addr:x} is not kernel or module text", EINVAL)
-        black = self.blacklisted(addr)
+        black = self.blacklist.within(addr)
         if black is not None:
             raise KlpemuError(f"{m.image.symbolize(addr)} is on the kprobe blacklist ({black})", EINVAL)
         if mod is not None:
@@ -290,114 +166,57 @@ class Kprobes:
                 raise KlpemuError(f"{mod.name}'s init text is gone", ENOENT)
         return flags
 
-    # --- the instruction -----------------------------------------------------------------------
-
-    def original_bytes(self, addr: int, size: int) -> bytes:
-        """Text as it was before any kprobe's int3 (recover_probed_instruction)."""
-        data = bytearray(self.m.mem.read(addr, size))
-        for i in range(size):
-            if data[i] == INT3:
-                p = self.get_kprobe(addr + i)
-                if p and not self.view(p).flags & FLAG["FTRACE"]:
-                    data[i] = self.view(p).opcode
-        return bytes(data)
-
-    def _prepare(self, kp: int) -> None:
-        """arch_prepare_kprobe (or _ftrace): check the boundary, classify the instruction and
-        write its out-of-line copy, followed by an int3, to a fresh slot."""
-        m = self.m
-        v = self.view(kp)
-        addr = v.addr
-        if v.flags & FLAG["FTRACE"]:
-            v.ainsn.insn = 0
-            v.ainsn.size = 5
-            return
-        func = m.image.function_at(addr)
-        if func is None:
-            raise KlpemuError(f"no function at 0x{addr:x}", x86.EILSEQ)
-        x86.check_boundary(self.original_bytes, func.addr, addr)
-        code = self.original_bytes(addr, x86.MAX_INSN_SIZE)
-        slot = m.heap.alloc_text(x86.MAX_INSN_SIZE + 1)
-        try:
-            prep = x86.prepare(code, addr, slot)
-        except KlpemuError as e:
-            m.heap.free(slot)
-            if isinstance(e, x86.DisplacementOverflow):
-                log_store(m, str(e), LogLevel.ERR)  # arch/x86's pr_err, which has no pr_fmt
-            raise
-        a = v.ainsn
-        a.size, a.emulate_op, a.opcode = prep.size, prep.emulate_op, prep.opcode
-        a.indirect_reg, a.rel32, a.ret_imm = prep.indirect_reg, prep.rel32, prep.ret_imm
-        v.opcode = code[0]
-        if prep.copy:
-            self.text_poke.write_early(slot, prep.copy + bytes([INT3]))  # nothing runs it yet
-            a.insn = slot
-        else:
-            m.heap.free(slot)
-            a.insn = 0
-
-    def _free_slot(self, kp: int) -> None:
-        v = self.view(kp)
-        if v.ainsn.insn:
-            self.m.heap.free(v.ainsn.insn)
-            v.ainsn.insn = 0
-
     # --- arming --------------------------------------------------------------------------------
 
-    def _ftrace_ops(self, ipmodify: bool) -> FtraceOps:
-        if ipmodify not in self._ops:
-            name = "kprobe_ipmodify_ops" if ipmodify else "kprobe_ftrace_ops"
-            self._ops[ipmodify] = self.ftrace.static_ops(name, name)
-        return self._ops[ipmodify]
+    def _prepare(self, kp: int) -> None:
+        """prepare_kprobe."""
+        v = self.view(kp)
+        if v.flags & FLAG["FTRACE"]:
+            self.on_ftrace.prepare(v)
+        else:
+            self.arch.prepare(kp)
+
+    def _arm(self, p: int) -> None:
+        """arm_kprobe."""
+        self._arming = p
+        try:
+            v = self.view(p)
+            if v.flags & FLAG["FTRACE"]:
+                self._armed[p] = self.on_ftrace.arm(v.addr, bool(v.post_handler))
+            else:
+                self.arch.arm(p)
+                self._armed[p] = None
+        finally:
+            self._arming = 0
+
+    def _disarm(self, p: int) -> None:
+        """disarm_kprobe."""
+        if p not in self._armed:
+            return
+        ops = self._armed.pop(p)
+        if ops is not None:
+            self.on_ftrace.disarm(ops, self.view(p).addr)
+        else:
+            self.arch.disarm(p)
+
+    def armed(self, p: int) -> bool:
+        return p in self._armed
 
     def ops_of(self, p: int) -> FtraceOps | None:
         """The ftrace ops an armed ftrace probe (or aggregate) is on."""
-        ipmodify = self._armed_on.get(p)
-        return None if ipmodify is None else self._ftrace_ops(ipmodify)
+        return self._armed.get(p)
 
-    def _arm(self, p: int) -> None:
-        self.arming = p
-        try:
-            self._arm_probe(p)
-        finally:
-            self.arming = 0
-
-    def _arm_probe(self, p: int) -> None:
-        v = self.view(p)
-        if v.flags & FLAG["FTRACE"]:
-            ft = self.ftrace
-            ipmodify = bool(v.post_handler) or self._policy == "legacy"
-            ops = self._ftrace_ops(ipmodify)
-            ft.set_filter(ops, [v.addr], reset=False)
-            if self._ftrace_users[ipmodify] == 0:
-                try:
-                    ft.register(ops)
-                except KlpemuError:
-                    ft.set_filter(ops, [v.addr], remove=True)
-                    raise
-            self._ftrace_users[ipmodify] += 1
-            self._armed_on[p] = ipmodify
-            return
-        self.text_poke.poke(v.addr, bytes([INT3]))
-        self._armed_on[p] = False
-
-    def _disarm(self, p: int) -> None:
-        ipmodify = self._armed_on.pop(p, None)
-        if ipmodify is None:
-            return
-        v = self.view(p)
-        if v.flags & FLAG["FTRACE"]:
-            ft = self.ftrace
-            ops = self._ftrace_ops(ipmodify)
-            if self._ftrace_users[ipmodify] == 1:
-                ft.unregister(ops)
-            self._ftrace_users[ipmodify] -= 1
-            ft.set_filter(ops, [v.addr], remove=True)
-            return
-        self.text_poke.poke(v.addr, bytes([v.opcode]))
-
-    def armed(self, p: int) -> bool:
-        return p in self._armed_on
+    def probes_on(self, ops: FtraceOps, ip: int) -> list[int]:
+        """The probes at ip that ops stands for: those whose probe in kprobe_table is armed on
+        it, or is being armed (ftrace reports the meetings while the ops registers)."""
+        p = self.get_kprobe(ip)
+        if not p:
+            return []
+        if p in self._armed:
+            on = self._armed[p] is ops
+        else:
+            on = p == self._arming
+        return self.probes_at(ip) if on else []
 
     # --- register / unregister -----------------------------------------------------------------
 
@@ -424,13 +243,13 @@ class Kprobes:
                 self._register_aggr(old, kp)
             else:
                 self._prepare(kp)
-                self._hash_add(kp, addr)
+                self.kprobe_table.add(kp, addr)
                 if not self.all_disarmed and not v.flags & FLAG["DISABLED"]:
                     try:
                         self._arm(kp)
                     except KlpemuError:
-                        self._hash_del(kp, addr)
-                        self._free_slot(kp)
+                        self.kprobe_table.delete(kp, addr)
+                        self.arch.free_slot(kp)
                         raise
         except KlpemuError:
             del self.probes[kp]
@@ -449,10 +268,9 @@ class Kprobes:
         """register_aggr_kprobe: the second probe at an address makes an aggregate in its place;
         an aggregate whose code had gone (its module reloaded at the same address) gets a new
         slot and comes back disabled, to be armed like any other."""
-        m = self.m
         ap = orig
         if not self.is_aggregate(orig):
-            ap = m.heap.kzalloc(self._size)
+            ap = self.m.heap.kzalloc(self._size)
             self._init_aggr(ap, orig)
         a = self.view(ap)
         if a.flags & FLAG["GONE"]:
@@ -463,7 +281,7 @@ class Kprobes:
         self.list.add(kp + self._list_off, ap + self._list_off)  # list_add_rcu: newest first
         if p.post_handler and not a.post_handler:
             a.post_handler = self.aggr_post_handler
-        if a.flags & (FLAG["DISABLED"] | FLAG["GONE"]) and not p.flags & (FLAG["DISABLED"] | FLAG["GONE"]):
+        if a.flags & OFF and not p.flags & OFF:
             a.flags = a.flags & ~FLAG["DISABLED"]
             if not self.all_disarmed:
                 try:
@@ -484,9 +302,9 @@ class Kprobes:
             a.post_handler = self.aggr_post_handler
         self.list.init(ap + self._list_off)
         self.list.add(orig + self._list_off, ap + self._list_off)
-        self._hash_replace(orig, ap, o.addr)
-        if orig in self._armed_on:
-            self._armed_on[ap] = self._armed_on.pop(orig)
+        self.kprobe_table.replace(orig, ap, o.addr)
+        if orig in self._armed:
+            self._armed[ap] = self._armed.pop(orig)
 
     def unregister(self, kp: int) -> None:
         """unregister_kprobe: disarm and unlink, wait until no CPU is inside a probe, free."""
@@ -507,7 +325,7 @@ class Kprobes:
         freed: list[int] = []  # probes whose slot goes
         aggregate = 0
         if ap == kp:
-            self._hash_del(kp, addr)
+            self.kprobe_table.delete(kp, addr)
             freed.append(kp)
         else:
             p, a = self.view(kp), self.view(ap)
@@ -520,14 +338,14 @@ class Kprobes:
                 a.post_handler = 0  # (an ftrace aggregate keeps it: it names the IPMODIFY ops)
             self.list.delete_rcu(kp + self._list_off)  # a CPU walking the list may stand on kp
             if not self.children(ap):
-                self._hash_del(ap, addr)
+                self.kprobe_table.delete(ap, addr)
                 freed.append(ap)
                 aggregate = ap
         del self.probes[kp]
 
         def bottom() -> None:
             for p in freed:
-                self._free_slot(p)
+                self.arch.free_slot(p)
             if kp not in freed:
                 self.view(kp).ainsn.insn = 0  # the slot was the aggregate's
             if aggregate:
@@ -547,7 +365,7 @@ class Kprobes:
         kcb = m.var_addr("kprobe_ctlblk") + cpu.index * m.types.sizeof("kprobe_ctlblk")
         if m.struct("kprobe_ctlblk", kcb).current_kprobe:
             return True
-        return not cpu.user_mode and self.blacklisted(cpu.reg("rip")) is not None
+        return not cpu.user_mode and self.blacklist.within(cpu.reg("rip")) is not None
 
     def quiescent(self) -> bool:
         """No CPU but the one making a hypercall (if any) is inside kprobes' code."""
@@ -557,7 +375,7 @@ class Kprobes:
     def synchronize(self) -> None:
         """What synchronize_rcu gives unregistering: run the machine until no CPU is inside a
         probe, as text_poke waits for its int3 handlers. (The guest waits for itself: see
-        _guest_unregister.)"""
+        KprobesGuest.)"""
         m = self.m
         if m.stopped or self.quiescent():
             return
@@ -566,17 +384,7 @@ class Kprobes:
         if not m.run_until(self.quiescent, SYNC_TIMEOUT_NS) and not m.stopped:
             raise KlpemuError("a CPU stayed inside a kprobe; its memory is kept", ETIMEDOUT)
 
-    def _guest_unregister(self, struct: int, top: Callable[[], Callable[[], None]]) -> int:
-        """unregister_k(ret)probe from the guest: the top half at once, then -EAGAIN while a CPU is
-        inside a probe (the guest sleeps and asks again), then the bottom half and 0."""
-        bottom = self._unregistering.pop(struct, None)
-        if bottom is None:
-            bottom = top()
-        if not self.quiescent():
-            self._unregistering[struct] = bottom
-            return -EAGAIN
-        bottom()
-        return 0
+    # --- enabling and disabling ----------------------------------------------------------------
 
     def set_enabled(self, kp: int, enable: bool) -> None:
         """enable_kprobe / disable_kprobe."""
@@ -594,7 +402,7 @@ class Kprobes:
         a = self.view(ap)
         # While all probes are disarmed only a child's flag changes: the probe in kprobe_table
         # stays disabled, and arm_all_kprobes leaves it so.
-        if not self.all_disarmed and a.flags & (FLAG["DISABLED"] | FLAG["GONE"]):
+        if not self.all_disarmed and a.flags & OFF:
             a.flags = a.flags & ~FLAG["DISABLED"]
             try:
                 self._arm(ap)
@@ -609,14 +417,13 @@ class Kprobes:
         is left enabled. Returns the probe kprobe_table has at kp's address."""
         v = self.view(kp)
         ap = self.get_kprobe(v.addr)
-        off = FLAG["DISABLED"] | FLAG["GONE"]
-        if v.flags & off:
+        if v.flags & OFF:
             return ap
         if kp != ap:
             v.flags = v.flags | FLAG["DISABLED"]
-        if kp == ap or all(self.view(c).flags & off for c in self.children(ap)):
+        if kp == ap or all(self.view(c).flags & OFF for c in self.children(ap)):
             a = self.view(ap)
-            if not self.all_disarmed and not a.flags & off:
+            if not self.all_disarmed and not a.flags & OFF:
                 try:
                     self._disarm(ap)
                 except KlpemuError:
@@ -624,8 +431,6 @@ class Kprobes:
                     raise
             a.flags = a.flags | FLAG["DISABLED"]
         return ap
-
-    # --- all probes at once (/sys/kernel/debug/kprobes/enabled) --------------------------------
 
     def arm_all(self) -> None:
         """arm_all_kprobes: best effort; if any probe failed to arm, the last error is raised
@@ -640,12 +445,12 @@ class Kprobes:
             self.all_disarmed = True
             self._all_probes(self._disarm, "disabled", "disable", "enabled")
 
-    def _all_probes(self, action, done: str, verb: str, kept: str) -> None:
+    def _all_probes(self, action: Callable[[int], None], done: str, verb: str, kept: str) -> None:
         """Apply action to every probe that is neither disabled nor gone; then Linux's line."""
         total = errors = 0
         last: KlpemuError | None = None
         for p in self.table():
-            if not self.view(p).flags & (FLAG["DISABLED"] | FLAG["GONE"]):
+            if not self.view(p).flags & OFF:
                 total += 1
                 try:
                     action(p)
@@ -663,32 +468,18 @@ class Kprobes:
         if last is not None:
             raise KlpemuError(f"failed to {verb} {errors} of {total} probes: {last}", last.errno or EINVAL)
 
-    # --- modules -------------------------------------------------------------------------------
+    # --- modules (kprobes_module_callback) -----------------------------------------------------
 
     def module_coming(self, mod) -> None:
-        """kprobes_module_callback, MODULE_STATE_COMING: the module's blacklist joins the list."""
-        m = self.m
-        v = m.struct("module", mod.addr)
-        black = self.blacklist
-        self._add_ksym_blacklist(black, v.kprobe_blacklist, v.num_kprobe_blacklist)
-        if v.kprobes_text_start:
-            self._add_area_blacklist(black, v.kprobes_text_start, v.kprobes_text_start + v.kprobes_text_size)
+        self.blacklist.add_module(mod)
 
     def module_going(self, mod) -> None:
-        """kprobes_module_callback, MODULE_STATE_GOING: probes on any of the module's text die,
-        and its blacklist entries leave (kprobe_remove_area_blacklist: by start address)."""
-        self._kill_within(mod, [t for t in mod.mem])
-        m = self.m
-        v = m.struct("module", mod.addr)
-        areas = [
-            (e, e + 1) for e in (m.mem.read_u64(v.kprobe_blacklist + 8 * i) for i in range(v.num_kprobe_blacklist))
-        ]
-        if v.kprobes_text_start:
-            areas.append((v.kprobes_text_start, v.kprobes_text_start + v.kprobes_text_size))
-        self.blacklist[:] = [b for b in self.blacklist if not any(lo <= b[0] < hi for lo, hi in areas)]
+        """Probes on any of the module's text die, and its blacklist entries leave."""
+        self._kill_within(mod, list(mod.mem))
+        self.blacklist.remove_module(mod)
 
     def module_live(self, mod) -> None:
-        """kprobes_module_callback, MODULE_STATE_LIVE: probes on its init text die with it."""
+        """Probes on its init text die with it."""
         self._kill_within(mod, ["MOD_INIT_TEXT", "MOD_INIT_DATA"])
 
     def _kill_within(self, mod, mem_types: list[str]) -> None:
@@ -704,17 +495,19 @@ class Kprobes:
         if v.flags & FLAG["FTRACE"]:
             self._disarm(p)  # ftrace still knows the site until the module's records go
         else:
-            self._armed_on.pop(p, None)
+            self._armed.pop(p, None)
         v.flags = v.flags | FLAG["GONE"]
         if self.is_aggregate(p):
             for c in self.children(p):
                 self.view(c).flags = self.view(c).flags | FLAG["GONE"]
             v.post_handler = 0
-        self._free_slot(p)
+        self.arch.free_slot(p)
 
     # --- the host's own probes -----------------------------------------------------------------
 
-    def _handler_addr(self, role: str, handler, py: dict) -> int:
+    def handler_addr(self, role: str, handler, py: dict[str, PyHandler]) -> int:
+        """The address a struct's handler member takes: a guest function's (a name or an
+        address), or, for a Python callable (kept in py), the stub that hands the call to it."""
         if handler is None:
             return 0
         if callable(handler):
@@ -747,8 +540,8 @@ class Kprobes:
         v.addr = addr
         v.offset = offset
         py: dict[str, PyHandler] = {}
-        v.pre_handler = self._handler_addr("pre", pre_handler, py)
-        v.post_handler = self._handler_addr("post", post_handler, py)
+        v.pre_handler = self.handler_addr("pre", pre_handler, py)
+        v.post_handler = self.handler_addr("post", post_handler, py)
         v.flags = FLAG["DISABLED"] if disabled else 0
         try:
             probe = self.register(kp, owner, py=py)
@@ -758,89 +551,3 @@ class Kprobes:
             raise
         probe.allocations = allocations
         return kp
-
-    # --- hypercalls ----------------------------------------------------------------------------
-
-    def _caller(self, struct_addr: int) -> str:
-        mod = self.modules.module_at(struct_addr)
-        return mod.name if mod is not None else "vmlinux"
-
-    def _hc_register(self, kp: int, *_args) -> int:
-        try:
-            self.register(kp, self._caller(kp))
-        except KlpemuError as e:
-            return -(e.errno or EINVAL)
-        return 0
-
-    def _hc_unregister(self, kp: int, *_args) -> int:
-        try:
-            return self._guest_unregister(kp, lambda: self.unregister_top(kp))
-        except KlpemuError:
-            self.view(kp).addr = 0  # as unregister_kprobes marks a probe it could not find
-        return 0
-
-    def _hc_enable(self, kp: int, enable: int, *_args) -> int:
-        try:
-            self.set_enabled(kp, bool(enable))
-        except KlpemuError as e:
-            return -(e.errno or EINVAL)
-        return 0
-
-    def _hc_dump(self, kp: int, *_args) -> int:
-        """dump_kprobe: pr_err("Dump kprobe:\n.symbol_name = %s, .offset = %x, .addr = %pS\n")."""
-        m = self.m
-        v = self.view(kp)
-        name = m.mem.read_cstr(v.symbol_name, 512) if v.symbol_name else "(null)"
-        pr_err(m, "Dump kprobe:")
-        log_store(
-            m, f".symbol_name = {name}, .offset = {v.offset:x}, .addr = {m.image.symbolize(v.addr)}", LogLevel.ERR
-        )
-        return 0
-
-    def _hc_callback(self, which: int, probe: int, regs: int, arg: int) -> int:
-        role = ("pre", "post", "ret", "entry")[which]
-        m = self.m
-        kp = probe + m.types.offsetof("kretprobe", "kp") if role in ("ret", "entry") else probe
-        rec = self.probes.get(kp)
-        fn = rec.py.get(role) if rec is not None else None
-        if fn is None:
-            return 0
-        rec.hits[role] = rec.hits.get(role, 0) + 1
-        if role in ("ret", "entry"):
-            return int(fn(m.struct("kretprobe_instance", arg), m.struct("pt_regs", regs)) or 0)
-        if role == "pre":
-            return int(fn(self.view(probe), m.struct("pt_regs", regs)) or 0)
-        fn(self.view(probe), m.struct("pt_regs", regs), arg)
-        return 0
-
-    # --- what debugfs shows --------------------------------------------------------------------
-
-    def _report(self, p: int, pp: int) -> str:
-        m = self.m
-        v = self.view(p)
-        kind = "r" if v.pre_handler == self.pre_handler_kretprobe else "k"
-        sym = m.image.function_at(v.addr)
-        flags = self.view(pp).flags
-        tail = (
-            ("[GONE]" if v.flags & FLAG["GONE"] else "")
-            + ("[DISABLED]" if v.flags & FLAG["DISABLED"] and not v.flags & FLAG["GONE"] else "")
-            + ("[OPTIMIZED]" if flags & FLAG["OPTIMIZED"] else "")
-            + ("[FTRACE]" if flags & FLAG["FTRACE"] else "")
-        )
-        if sym is not None:
-            return f"{v.addr:016x}  {kind}  {sym.name}+0x{v.addr - sym.addr:x}  {sym.module or ' '} {tail}\n"
-        return f"{v.addr:016x}  {kind}  0x{v.addr:x} {tail}\n"
-
-    def list_text(self) -> str:
-        """/sys/kernel/debug/kprobes/list (show_kprobe_addr)."""
-        out = []
-        for p in self.table():
-            if self.is_aggregate(p):
-                out.extend(self._report(c, p) for c in self.children(p))
-            else:
-                out.append(self._report(p, p))
-        return "".join(out)
-
-    def blacklist_text(self) -> str:
-        ps = self.ftrace.symbol_ps
-        return "".join(f"0x{s:016x}-0x{e:016x}\t{ps(s)}\n" for s, e, _ in self.blacklist)

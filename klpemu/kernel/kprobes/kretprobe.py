@@ -8,8 +8,8 @@ instances once no CPU is inside a probe; those still waiting on a task's stack a
 (rp = NULL), so their return still works, and the guest hands them back on kretprobe_orphans
 for the host to free.
 
-find_ret_addr is kretprobe_find_ret_addr for the unwinder: the real return address of a
-frame whose return address is the trampoline.
+kretprobe_find_ret_addr is there for the unwinder: the real return address of a frame whose
+return address is the trampoline.
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ from ...errors import KlpemuError
 
 if TYPE_CHECKING:
     from ...machine.machine import Machine
+    from ...machine.types import View
     from ..tasks import Task
-    from .core import Kprobes, PyHandler
+    from .core import Kprobes
+    from .probe import PyHandler
 
 
 @dataclass(eq=False)
@@ -41,8 +43,6 @@ class Kretprobes:
         self.registered: dict[int, KretprobeRecord] = {}
         self.trampoline = machine.image.addr("__kretprobe_trampoline")
         self._kp_off = machine.types.offsetof("kretprobe", "kp")
-        machine.hypercalls.register("HC_KRETPROBE_REGISTER", self._hc_register)
-        machine.hypercalls.register("HC_KRETPROBE_UNREGISTER", self._hc_unregister)
 
     def view(self, rp: int):
         return self.m.struct("kretprobe", rp)
@@ -159,9 +159,9 @@ class Kretprobes:
         m.mem.write(name, symbol.encode() + b"\0")
         v = self.view(rp)
         v.kp.symbol_name = name
-        py: dict = {}
-        v.handler = self.kp._handler_addr("ret", handler, py)
-        v.entry_handler = self.kp._handler_addr("entry", entry_handler, py)
+        py: dict[str, PyHandler] = {}
+        v.handler = self.kp.handler_addr("ret", handler, py)
+        v.entry_handler = self.kp.handler_addr("entry", entry_handler, py)
         v.maxactive = maxactive
         v.data_size = data_size
         try:
@@ -176,39 +176,20 @@ class Kretprobes:
     def nmissed(self, rp: int) -> int:
         return self.view(rp).nmissed
 
-    # --- hypercalls ----------------------------------------------------------------------------
-
-    def _hc_register(self, rp: int, *_args) -> int:
-        try:
-            self.register(rp, self.kp._caller(rp))
-        except KlpemuError as e:
-            return -(e.errno or EINVAL)
-        return 0
-
-    def _hc_unregister(self, rp: int, *_args) -> int:
-        try:
-            return self.kp._guest_unregister(rp, lambda: self.unregister_top(rp))
-        except KlpemuError:
-            self.view(rp).kp.addr = 0  # as unregister_kretprobes marks one it could not find
-        return 0
-
     # --- the unwinder's view -------------------------------------------------------------------
 
-    def instances_of(self, task: Task) -> list:
+    def instances_of(self, task: Task) -> list[View]:
         """The kretprobe instances a task's calls wait on, newest first."""
         return kretprobe_instances(self.m, task.addr)
-
-    def find_ret_addr(self, task_addr: int, slot: int) -> int | None:
-        return kretprobe_find_ret_addr(self.m, task_addr, slot)
 
 
 # Guest data only, so the unwinder reads them without a peer (kernel/kprobes.c keeps them with
 # the kretprobe code; arch/x86's unwinder calls kretprobe_find_ret_addr).
 
 
-def kretprobe_instances(m: Machine, task_addr: int) -> list:
+def kretprobe_instances(m: Machine, task_addr: int) -> list[View]:
     """The kretprobe instances on a task's current->kretprobe_instances, newest first."""
-    out = []
+    out: list[View] = []
     node = m.struct("task_struct", task_addr).kretprobe_instances.first
     while node and len(out) < 4096:
         out.append(m.struct("kretprobe_instance", node))
