@@ -38,9 +38,10 @@ function called from a trampoline, the list function or the assist is a handler.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from errno import EAGAIN, EINVAL, EIO
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from capstone import CS_ARCH_X86, CS_MODE_64, CS_OPT_SYNTAX_ATT, Cs
 from unicorn import UC_HOOK_CODE
@@ -214,10 +215,11 @@ class _Map:
         self.m = m
         ft = m.kernel.ftrace
         img = m.image
+        self.int3_entry = img.addr("asm_exc_int3")
         self.tramps: list[_Tramp] = []
         templates = {}
         for start, end, op_ptr, call_slot in ft.tramps.templates.values():
-            name = img.function_at(start).name
+            name = self.name(start)
             templates[end - start] = (name, op_ptr - start, call_slot - start)
             self.tramps.append(_Tramp(start, end, name, op_ptr - start, call_slot - start, None))
         kprobes = m.kernel.kprobes
@@ -322,104 +324,241 @@ def _site_kind(mp: _Map, st: Step) -> str:
     return st.text
 
 
+# The rules below are data: ordered (predicate, label, detail) triples over one step's
+# context, so a new part of the path is a new row, not another branch in the loop.
+
+Text = str | Callable[["_At"], str]  # a fixed text, or one made from the step's context
+
+
+@dataclass
+class _At:
+    """What the rules see of one step: the step, the registers around it, the one before it,
+    and the stack of call frames (the outermost is the traced call's)."""
+
+    mp: _Map
+    func: str
+    site: int
+    st: Step
+    regs: tuple
+    after: tuple  # the registers after the step
+    prev: Step | None
+    prev_regs: tuple | None
+    frames: list[_Frame]
+
+    name: str = field(init=False)  # the function the step is in
+    tramp: _Tramp | None = field(init=False)
+    probed: int | None = field(init=False)  # the probed address, for a step out of line
+
+    def __post_init__(self) -> None:
+        self.name = self.mp.name(self.st.addr)
+        self.tramp = self.mp.tramp_at(self.st.addr)
+        self.probed = self.mp.slot_at(self.st.addr) if self.tramp is None else None
+
+    @property
+    def caller(self) -> str:
+        """The label of the step that made the call."""
+        return self.prev.label if self.prev is not None else ""
+
+    @property
+    def top(self) -> _Frame:
+        return self.frames[-1]
+
+    @property
+    def outermost(self) -> bool:
+        return len(self.frames) == 1
+
+    def ops(self, regs: tuple, reg: int = _RDX) -> str:
+        return self.mp.ops_name(regs[reg])
+
+    def symbolize(self, addr: int) -> str:
+        return self.mp.m.image.symbolize(addr)
+
+
+class _Rule(NamedTuple):
+    when: Callable[[_At], bool]
+    label: Text
+    detail: Text = ""
+
+
+def _text(t: Text, at: _At) -> str:
+    return t(at) if callable(t) else t
+
+
+def _first(rules: tuple[_Rule, ...], at: _At) -> tuple[str, str]:
+    rule = next(r for r in rules if r.when(at))
+    return _text(rule.label, at), _text(rule.detail, at)
+
+
+def _entered(at: _At) -> bool:
+    """Is this step the first of a function: a call went there (pushed a return address and
+    did not fall through), or the CPU took an int3?"""
+    prev, prev_regs = at.prev, at.prev_regs
+    called = (
+        prev is not None
+        and prev.text.startswith("call")
+        and prev_regs is not None
+        and at.regs[_RSP] == prev_regs[_RSP] - 8
+        and at.st.addr != prev.addr + len(prev.raw)
+    )
+    return called or (at.name == "asm_exc_int3" and at.st.addr == at.mp.int3_entry)
+
+
+def _after_kprobe(at: _At) -> bool:
+    """Did the int3 come from a probe's int3, or from the int3 closing an out-of-line step?"""
+    prev = at.prev
+    return prev is not None and bool(at.mp.m.kernel.kprobes.get_kprobe(prev.addr) or at.mp.slot_at(prev.addr))
+
+
+def _same_detail(at: _At) -> str:
+    return at.top.detail
+
+
+def _tramp(at: _At) -> _Tramp:
+    assert at.tramp is not None
+    return at.tramp
+
+
+def _call_slot(t: _Tramp) -> str:
+    return "ftrace_regs_call" if t.template == "ftrace_regs_caller" else "ftrace_call"
+
+
+def _tramp_return(at: _At) -> str:
+    dest = at.after[_RIP]
+    if at.mp.m.kernel.ftrace.records.find(dest - 5) is not None:
+        return f"back to {at.mp.where(dest)}, after the site"
+    return f"to {at.mp.where(dest)}: regs->ip, where the handler redirected"
+
+
+# The part a function belongs to when it is entered; the first rule that holds decides.
+# Callees of a part stay in it (the last rule) unless they are a part themselves.
+_CALLEE_RULES: tuple[_Rule, ...] = (
+    _Rule(lambda a: a.tramp is not None, "trampoline"),
+    _Rule(lambda a: a.name in LIST_FUNCS and a.caller == "list function", "list function", _same_detail),
+    _Rule(lambda a: a.name in LIST_FUNCS, "list function", "ftrace_ops_list_func walks ftrace_ops_list"),
+    _Rule(lambda a: a.name in ASSIST_FUNCS, "assist", lambda a: f"ftrace_ops_assist_func guards ops '{a.ops(a.regs)}'"),
+    _Rule(lambda a: "recursion" in a.name, "recursion", lambda a: a.name),
+    _Rule(
+        lambda a: a.name == HOST_FUNC,
+        "python handler",
+        lambda a: f"{HOST_FUNC} hands the call to the Python callback of ops '{a.ops(a.regs)}'",
+    ),
+    _Rule(
+        lambda a: a.st.addr in a.mp.handler_roles and not a.caller.startswith("trampoline"),
+        lambda a: f"{HANDLER_ROLES[a.mp.handler_roles[a.st.addr]]}: {a.name}",
+        lambda a: f"called by {a.mp.name(a.prev.addr) if a.prev is not None else '?'}",
+    ),
+    _Rule(
+        lambda a: a.name in KPROBE_INT3_FUNCS and a.caller == "kprobe int3 handler",
+        "kprobe int3 handler",
+        _same_detail,
+    ),
+    _Rule(lambda a: a.name in KPROBE_INT3_FUNCS, "kprobe int3 handler", "kprobe_int3_handler: the int3 was a kprobe's"),
+    _Rule(lambda a: a.name in INT3_FUNCS and a.caller == "int3 handler", "int3 handler", _same_detail),
+    _Rule(
+        lambda a: a.name in INT3_FUNCS and _after_kprobe(a),
+        "int3 handler",
+        "a kprobe's int3: do_int3 passes it to kprobe_int3_handler",
+    ),
+    _Rule(
+        lambda a: a.name in INT3_FUNCS,
+        "int3 handler",
+        "the site is being rewritten: the int3 handler emulates its new instruction",
+    ),
+    _Rule(
+        lambda a: a.caller.startswith("trampoline") or a.caller in DISPATCH,
+        lambda a: f"handler: {a.name}",
+        lambda a: f"the handler of ops '{a.ops(a.regs)}'",
+    ),
+    _Rule(lambda a: True, lambda a: a.top.label, _same_detail),
+)
+
+# What the traced call turns out to be running, outside any callee: every rule that holds
+# relabels the outermost frame, in order.
+_OUTERMOST_RULES: tuple[_Rule, ...] = (
+    _Rule(
+        lambda a: (
+            a.outermost and a.tramp is None and a.name == KRETPROBE_TRAMPOLINE and a.top.label != "kretprobe trampoline"
+        ),
+        "kretprobe trampoline",
+        "the call returned into __kretprobe_trampoline, not to its caller",
+    ),
+    _Rule(
+        lambda a: (
+            a.outermost
+            and a.tramp is None
+            and a.probed is None
+            and a.st.addr not in (a.site, a.site + 5)
+            and a.prev is not None
+            and a.prev.label == "trampoline: return"
+        ),
+        lambda a: f"new function: {a.name}",
+        lambda a: f"the handler redirected the call to {a.symbolize(a.st.addr)}",
+    ),
+)
+
+# The step's own label; the first rule that holds decides.
+_STEP_RULES: tuple[_Rule, ...] = (
+    _Rule(
+        lambda a: a.tramp is not None,
+        lambda a: f"trampoline: {_tramp_phase(_tramp(a), a.st.addr, a.st.raw)}",
+        lambda a: _tramp_detail(_tramp(a)),
+    ),
+    _Rule(
+        lambda a: a.probed is not None,
+        "kprobe: out-of-line step",
+        lambda a: f"the copy of the instruction probed at {a.symbolize(a.probed or 0)}, then an int3",
+    ),
+    _Rule(
+        lambda a: a.outermost and a.st.addr == a.site,
+        "site",
+        lambda a: f"{a.func}'s fentry site, {_site_kind(a.mp, a.st)}",
+    ),
+    _Rule(lambda a: True, lambda a: a.top.label, _same_detail),
+)
+
+# A note on the step, after it is labelled; the first rule that holds decides.
+_NOTE_RULES: tuple[tuple[Callable[[_At], bool], Text], ...] = (
+    (
+        lambda a: a.tramp is not None and a.st.addr - a.tramp.start == a.tramp.op_ptr,
+        lambda a: f"{_tramp(a).template}_op_ptr: rdx = ops '{a.ops(a.after)}'",
+    ),
+    (
+        lambda a: a.tramp is not None and a.st.addr - a.tramp.start == a.tramp.call_slot,
+        lambda a: f"{_call_slot(_tramp(a))}: the call slot",
+    ),
+    (lambda a: a.tramp is not None and a.st.raw == b"\xc3", _tramp_return),
+    (
+        lambda a: a.st.label.startswith(tuple(HANDLER_ROLES.values())) and a.st.text.startswith("out"),
+        "hypercall: the probe's Python handler runs on the host during this instruction",
+    ),
+    (
+        lambda a: a.st.label == "python handler" and a.st.text.startswith("out"),
+        lambda a: (
+            f"hypercall: the Python callback of ops '{a.ops(a.regs, _RDI)}' runs on the host during this instruction"
+        ),
+    ),
+)
+
+
 def _label(
     mp: _Map, func: str, site: int, steps: list[Step], before: list[tuple], final: tuple, hostcall_return: int
 ) -> None:
-    m = mp.m
-    int3_entry = m.image.addr("asm_exc_int3")
+    """Label, detail and note every step by the rules above, following calls and returns."""
     frames = [_Frame("traced function", f"{func}'s body", before[0][_RSP] if before else 0)]
     prev: Step | None = None
     prev_regs: tuple | None = None
     for i, (st, regs) in enumerate(zip(steps, before, strict=True)):
-        after = before[i + 1] if i + 1 < len(before) else final
-        rsp = regs[_RSP]
-        while len(frames) > 1 and frames[-1].entry_rsp < rsp:
+        while len(frames) > 1 and frames[-1].entry_rsp < regs[_RSP]:
             frames.pop()
-        name = mp.name(st.addr)
-        tramp = mp.tramp_at(st.addr)
-        called = (
-            prev is not None
-            and prev.text.startswith("call")
-            and prev_regs is not None
-            and rsp == prev_regs[_RSP] - 8
-            and st.addr != prev.addr + len(prev.raw)
-        )
-        if called or (name == "asm_exc_int3" and st.addr == int3_entry):  # int3: entered by the CPU
-            caller = prev.label if prev is not None else ""
-            if tramp is not None:
-                label, detail = "trampoline", ""
-            elif name in LIST_FUNCS:
-                label, detail = "list function", "ftrace_ops_list_func walks ftrace_ops_list"
-                if caller == "list function":
-                    label, detail = caller, frames[-1].detail
-            elif name in ASSIST_FUNCS:
-                label, detail = "assist", f"ftrace_ops_assist_func guards ops '{mp.ops_name(regs[_RDX])}'"
-            elif "recursion" in name:
-                label, detail = "recursion", name
-            elif name == HOST_FUNC:
-                label = "python handler"
-                detail = f"{HOST_FUNC} hands the call to the Python callback of ops '{mp.ops_name(regs[_RDX])}'"
-            elif st.addr in mp.handler_roles and not caller.startswith("trampoline"):
-                label = f"{HANDLER_ROLES[mp.handler_roles[st.addr]]}: {name}"
-                detail = f"called by {mp.name(prev.addr) if prev is not None else '?'}"
-            elif name in KPROBE_INT3_FUNCS:
-                label, detail = "kprobe int3 handler", "kprobe_int3_handler: the int3 was a kprobe's"
-                if caller == label:
-                    detail = frames[-1].detail
-            elif name in INT3_FUNCS:
-                label = "int3 handler"
-                detail = "the site is being rewritten: the int3 handler emulates its new instruction"
-                if prev is not None and (m.kernel.kprobes.get_kprobe(prev.addr) or mp.slot_at(prev.addr)):
-                    detail = "a kprobe's int3: do_int3 passes it to kprobe_int3_handler"
-                if caller == "int3 handler":
-                    detail = frames[-1].detail
-            elif caller.startswith("trampoline") or caller in DISPATCH:
-                label, detail = f"handler: {name}", f"the handler of ops '{mp.ops_name(regs[_RDX])}'"
-            else:
-                label, detail = frames[-1].label, frames[-1].detail
-            frames.append(_Frame(label, detail, rsp))
-        top = frames[-1]
-        probed = mp.slot_at(st.addr) if tramp is None else None
-        if len(frames) == 1 and tramp is None and name == KRETPROBE_TRAMPOLINE and top.label != "kretprobe trampoline":
-            top.label = "kretprobe trampoline"
-            top.detail = "the call returned into __kretprobe_trampoline, not to its caller"
-        if probed is not None:
-            st.label = "kprobe: out-of-line step"
-            st.detail = f"the copy of the instruction probed at {m.image.symbolize(probed)}, then an int3"
-        elif len(frames) == 1:
-            if st.addr == site:
-                st.label = "site"
-                st.detail = f"{func}'s fentry site, {_site_kind(mp, st)}"
-            else:
-                if tramp is None and prev is not None and prev.label == "trampoline: return" and st.addr != site + 5:
-                    top.label = f"new function: {name}"
-                    top.detail = f"the handler redirected the call to {m.image.symbolize(st.addr)}"
-                st.label, st.detail = top.label, top.detail
-        else:
-            st.label, st.detail = top.label, top.detail
-        if tramp is not None:
-            st.label = f"trampoline: {_tramp_phase(tramp, st.addr, st.raw)}"
-            st.detail = _tramp_detail(tramp)
-            off = st.addr - tramp.start
-            if off == tramp.op_ptr:
-                st.note = f"{tramp.template}_op_ptr: rdx = ops '{mp.ops_name(after[_RDX])}'"
-            elif off == tramp.call_slot:
-                slot = "ftrace_regs_call" if tramp.template == "ftrace_regs_caller" else "ftrace_call"
-                st.note = f"{slot}: the call slot"
-            elif st.raw == b"\xc3":
-                dest = after[_RIP]
-                st.note = (
-                    f"back to {mp.where(dest)}, after the site"
-                    if m.kernel.ftrace.records.find(dest - 5) is not None
-                    else f"to {mp.where(dest)}: regs->ip, where the handler redirected"
-                )
-        if st.label.startswith(tuple(HANDLER_ROLES.values())) and st.text.startswith("out"):
-            st.note = "hypercall: the probe's Python handler runs on the host during this instruction"
-        if st.label == "python handler" and st.text.startswith("out"):
-            st.note = (
-                f"hypercall: the Python callback of ops '{mp.ops_name(regs[_RDI])}' runs on the host "
-                f"during this instruction"
-            )
+        after = before[i + 1] if i + 1 < len(before) else final
+        at = _At(mp, func, site, st, regs, after, prev, prev_regs, frames)
+        if _entered(at):
+            frames.append(_Frame(*_first(_CALLEE_RULES, at), regs[_RSP]))
+        for rule in _OUTERMOST_RULES:
+            if rule.when(at):
+                at.top.label, at.top.detail = _text(rule.label, at), _text(rule.detail, at)
+        st.label, st.detail = _first(_STEP_RULES, at)
+        st.note = next((_text(note, at) for when, note in _NOTE_RULES if when(at)), st.note)
         prev, prev_regs = st, regs
     if steps and final[_RIP] == hostcall_return and steps[-1].raw == b"\xc3" and len(frames) == 1:
         steps[-1].label = "return"
@@ -495,7 +634,8 @@ def trace_call(
         before.append(tuple(uc_.reg_read_batch(_REG_IDS)))
 
     h = uc.hook_add(UC_HOOK_CODE, hook, None, 1, 0)
-    uc.ctl_flush_tb()
+    # (mypy reads unicorn's Python 2 Uc, which lacks ctl_flush_tb and reg_read_batch)
+    uc.ctl_flush_tb()  # type: ignore[attr-defined]
     ret = None
     crashed = None
     try:
@@ -504,8 +644,8 @@ def trace_call(
         crashed = e
     finally:
         uc.hook_del(h)
-        uc.ctl_flush_tb()
-    final = tuple(uc.reg_read_batch(_REG_IDS))
+        uc.ctl_flush_tb()  # type: ignore[attr-defined]
+    final = tuple(uc.reg_read_batch(_REG_IDS))  # type: ignore[attr-defined]
     steps = []
     for addr, executed_bytes in executed:
         _, raw, text = insn_at(m, addr)
