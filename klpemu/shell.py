@@ -7,8 +7,9 @@ import re
 import shlex
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from errno import EINVAL, EIO
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .disasm import disassemble_function, insn_at
 from .errors import KlpemuError
@@ -17,6 +18,9 @@ from .kernel.printk import dmesg
 from .kernel.tasks import all_tasks
 from .system import System
 from .trace_call import TraceCallError, trace_call
+
+if TYPE_CHECKING:
+    from .kernel.kprobes.probe import Probe
 
 CommandFn = Callable[["Shell", list[str]], int]
 COMMANDS: dict[str, tuple[CommandFn, str]] = {}
@@ -467,12 +471,58 @@ def cmd_kpatch(sh: Shell, args: list[str]) -> int:
 # --- kprobes and the conflict record ----------------------------------------------------------
 
 
-def _parse_probe_point(sh: Shell, text: str) -> tuple[str, int]:
+def _parse_probe_point(text: str) -> tuple[str, int]:
     name, _, off = text.partition("+")
     try:
         return name, int(off, 0) if off else 0
     except ValueError:
         raise UsageError(f"bad offset in '{text}'") from None
+
+
+@dataclass(frozen=True)
+class Option:
+    """A command-line option: a flag (True when given), or one taking the next argument."""
+
+    dest: str
+    default: object = False
+    convert: Callable[[str], object] | None = None  # None: a flag
+    bad_value: str = ""  # the usage error for a missing or unconvertible value
+
+
+def parse_options(
+    args: list[str], options: dict[str, Option], max_operands: int, too_many: str
+) -> tuple[dict[str, Any], list[str]]:
+    """Options (any order, repeatable, the last value wins) and operands, checked left to
+    right so the first mistake is the one reported."""
+    values: dict[str, Any] = {o.dest: o.default for o in options.values()}
+    operands: list[str] = []
+    rest = list(args)
+    while rest:
+        a = rest.pop(0)
+        opt = options.get(a)
+        if opt is not None and opt.convert is None:
+            values[opt.dest] = True
+        elif opt is not None and opt.convert is not None:
+            try:
+                values[opt.dest] = opt.convert(rest.pop(0))
+            except (IndexError, ValueError):
+                raise UsageError(opt.bad_value) from None
+        elif a.startswith("-"):
+            raise UsageError(f"unknown option '{a}'")
+        elif len(operands) < max_operands:
+            operands.append(a)
+        else:
+            raise UsageError(too_many)
+    return values, operands
+
+
+KPROBE_OPTIONS = {
+    "-r": Option("ret"),
+    "--post": Option("post"),
+    "-d": Option("delete"),
+    "-l": Option("listing"),
+    "--maxactive": Option("maxactive", 0, int, "--maxactive needs a number"),
+}
 
 
 @command(
@@ -490,68 +540,63 @@ def cmd_kprobe(sh: Shell, args: list[str]) -> int:
     if args[:1] == ["--policy"]:
         if len(args) == 1:
             print(kprobes.policy, file=sh.out)
-            return 0
-        kprobes.policy = args[1]
-        return 0
-    ret = post = delete = listing = False
-    maxactive = 0
-    point = None
-    rest = list(args)
-    while rest:
-        a = rest.pop(0)
-        if a == "-r":
-            ret = True
-        elif a == "--post":
-            post = True
-        elif a == "-d":
-            delete = True
-        elif a == "-l":
-            listing = True
-        elif a == "--maxactive":
-            try:
-                maxactive = int(rest.pop(0))
-            except (IndexError, ValueError):
-                raise UsageError("--maxactive needs a number") from None
-        elif a.startswith("-"):
-            raise UsageError(f"unknown option '{a}'")
-        elif point is None:
-            point = a
         else:
-            raise UsageError("one probe point expected")
-    mine = {kp: p for kp, p in kprobes.probes.items() if p.owner == "shell"}
-    if listing:
-        for kp, p in mine.items():
-            v = kprobes.view(kp)
-            sym = sh.machine.image.function_at(v.addr)
-            where = f"{sym.name}+0x{v.addr - sym.addr:x}" if sym is not None else f"0x{v.addr:x}"
-            counts = " ".join(f"{role}={p.hits.get(role, 0)}" for role in p.py)
-            nmissed = kprobes.kretprobes.nmissed(p.rp) if p.kind == "r" else v.nmissed
-            print(f"{v.addr:016x}  {p.kind}  {where}  {counts} nmissed={nmissed}", file=sh.out)
+            kprobes.policy = args[1]
         return 0
-    if point is None:
+    opts, points = parse_options(args, KPROBE_OPTIONS, 1, "one probe point expected")
+    if opts["listing"]:
+        return _kprobe_list(sh)
+    if not points:
         raise UsageError("missing probe point")
-    name, offset = _parse_probe_point(sh, point)
-    if delete:
-        addr = kprobes.lookup_name(name)
-        for kp, p in mine.items():
-            if addr is not None and kprobes.view(kp).addr == addr + offset:
-                if p.kind == "r":
-                    kprobes.kretprobes.unregister(p.rp)
-                else:
-                    kprobes.unregister(kp)
-                return 0
-        return sh.error(f"kprobe: no probe of this shell at {point}")
+    if opts["delete"]:
+        return _kprobe_delete(sh, points[0])
+    return _kprobe_add(sh, points[0], opts)
+
+
+def _shell_probes(sh: Shell) -> dict[int, Probe]:
+    return {kp: p for kp, p in sh.machine.kernel.kprobes.probes.items() if p.owner == "shell"}
+
+
+def _kprobe_list(sh: Shell) -> int:
+    kprobes = sh.machine.kernel.kprobes
+    for kp, p in _shell_probes(sh).items():
+        v = kprobes.view(kp)
+        sym = sh.machine.image.function_at(v.addr)
+        where = f"{sym.name}+0x{v.addr - sym.addr:x}" if sym is not None else f"0x{v.addr:x}"
+        counts = " ".join(f"{role}={p.hits.get(role, 0)}" for role in p.py)
+        nmissed = kprobes.kretprobes.nmissed(p.rp) if p.kind == "r" else v.nmissed
+        print(f"{v.addr:016x}  {p.kind}  {where}  {counts} nmissed={nmissed}", file=sh.out)
+    return 0
+
+
+def _kprobe_delete(sh: Shell, point: str) -> int:
+    kprobes = sh.machine.kernel.kprobes
+    name, offset = _parse_probe_point(point)
+    addr = kprobes.lookup_name(name)
+    for kp, p in _shell_probes(sh).items():
+        if addr is not None and kprobes.view(kp).addr == addr + offset:
+            if p.kind == "r":
+                kprobes.kretprobes.unregister(p.rp)
+            else:
+                kprobes.unregister(kp)
+            return 0
+    return sh.error(f"kprobe: no probe of this shell at {point}")
+
+
+def _kprobe_add(sh: Shell, point: str, opts: dict[str, Any]) -> int:
+    kprobes = sh.machine.kernel.kprobes
+    name, offset = _parse_probe_point(point)
     try:
-        if ret:
+        if opts["ret"]:
             if offset:
                 raise KlpemuError("a kretprobe must be at a function's entry", EINVAL)
-            kprobes.kretprobes.add(name, handler=lambda ri, regs: 0, maxactive=maxactive, owner="shell")
+            kprobes.kretprobes.add(name, handler=lambda ri, regs: 0, maxactive=opts["maxactive"], owner="shell")
         else:
             kprobes.add_kprobe(
                 name,
                 offset,
                 pre_handler=lambda p, regs: 0,
-                post_handler=(lambda p, regs, flags: None) if post else None,
+                post_handler=(lambda p, regs, flags: None) if opts["post"] else None,
                 owner="shell",
             )
     except KlpemuError as e:
