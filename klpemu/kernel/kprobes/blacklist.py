@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from ...machine.machine import Machine
+    from ..module import Module
 
 
 class BlacklistEntry(NamedTuple):
@@ -63,20 +64,20 @@ class KprobeBlacklist:
             out.append(BlacklistEntry(sym.addr, end, sym.name))
             at = end
 
-    def add_module(self, mod) -> None:
+    def add_module(self, mod: Module) -> None:
         """kprobes_module_callback, MODULE_STATE_COMING: the module's NOKPROBE_SYMBOLs and its
         .kprobes.text join the list."""
-        v = self.m.struct("module", mod.addr)
+        v = mod.struct
         entries = self.entries
         self._add_ksyms(entries, v.kprobe_blacklist, v.num_kprobe_blacklist)
         if v.kprobes_text_start:
             self._add_area(entries, v.kprobes_text_start, v.kprobes_text_start + v.kprobes_text_size)
 
-    def remove_module(self, mod) -> None:
+    def remove_module(self, mod: Module) -> None:
         """kprobes_module_callback, MODULE_STATE_GOING: kprobe_remove_area_blacklist, which
         goes by start address."""
         m = self.m
-        v = m.struct("module", mod.addr)
+        v = mod.struct
         areas = [
             (e, e + 1) for e in (m.mem.read_u64(v.kprobe_blacklist + 8 * i) for i in range(v.num_kprobe_blacklist))
         ]

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from ..conflicts import Conflicts
     from ..ftrace import Ftrace
     from ..ftrace.ops import FtraceOps
-    from ..module import Modules
+    from ..module import Module, Modules
     from ..text_poke import TextPoke
 
 SYNC_TIMEOUT_NS = 1_000_000_000
@@ -470,19 +470,19 @@ class Kprobes:
 
     # --- modules (kprobes_module_callback) -----------------------------------------------------
 
-    def module_coming(self, mod) -> None:
+    def module_coming(self, mod: Module) -> None:
         self.blacklist.add_module(mod)
 
-    def module_going(self, mod) -> None:
+    def module_going(self, mod: Module) -> None:
         """Probes on any of the module's text die, and its blacklist entries leave."""
         self._kill_within(mod, list(mod.mem))
         self.blacklist.remove_module(mod)
 
-    def module_live(self, mod) -> None:
+    def module_live(self, mod: Module) -> None:
         """Probes on its init text die with it."""
         self._kill_within(mod, ["MOD_INIT_TEXT", "MOD_INIT_DATA"])
 
-    def _kill_within(self, mod, mem_types: list[str]) -> None:
+    def _kill_within(self, mod: Module, mem_types: list[str]) -> None:
         ranges = [(base, base + size) for t, (base, size) in mod.mem.items() if t in mem_types and size]
         for p in self.table():
             if any(lo <= self.view(p).addr < hi for lo, hi in ranges):
