@@ -349,7 +349,7 @@ def cmd_blocking(sh: Shell, args: list[str]) -> int:
     if tr.patch is None:
         print("no transition in progress", file=sh.out)
         return 0
-    print(f"'{lp.name(tr.patch)}': {tr._verb(tr.target)} transition, attempt {tr.signals_cnt + 1}", file=sh.out)
+    print(f"'{lp.name(tr.patch)}': {tr.verb(tr.target)} transition, attempt {tr.signals_cnt + 1}", file=sh.out)
     for task, reason in tr.blockers():
         comm = f"[{task.comm}]" if task.is_kthread else task.comm
         print(f"{task.pid:>5} {comm:<16} {reason}", file=sh.out)

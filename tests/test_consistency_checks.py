@@ -4,7 +4,7 @@ disagreement is reported (the randomised tests call it after every step)."""
 from __future__ import annotations
 
 import pytest
-from machine_util import booted_system
+from machine_util import booted_system, shell_run
 
 from klpemu.kernel.ftrace.ops import FL
 from klpemu.kernel.livepatch.builder import KlpBuilder
@@ -51,3 +51,13 @@ def test_a_func_unpatched_behind_the_hosts_back_is_reported(system):
     assert system.kernel.check_consistency() == [
         f"klp_ops of {func.old_func:#x}: func {func:#x} is not a patched func of it"
     ]
+
+
+def test_an_int3_removed_behind_the_hosts_back_is_reported(system):
+    status, _, err = shell_run(system, "kprobe cmdline_proc_show+5; kprobe cmdline_proc_show")
+    assert (status, err) == (0, "")
+    assert system.kernel.check_consistency() == []
+    m = system.machine
+    addr = m.image.addr("cmdline_proc_show") + 5
+    m.mem.write(addr, b"\x90")  # as if the int3 had been taken out by someone else
+    assert system.kernel.check_consistency() == [f"kprobe at {addr:#x}: armed, but no int3 in the text there"]

@@ -44,4 +44,9 @@ class Kernel:
     def check_consistency(self) -> list[str]:
         """Every place a subsystem keeps a host cache of guest state, checked against guest
         memory (the randomised tests call it after every step). Empty when all agree."""
-        return self.ftrace.check_consistency() + self.modules.check_consistency() + self.klp_patch.check_consistency()
+        return (
+            self.ftrace.check_consistency()
+            + self.modules.check_consistency()
+            + self.klp_patch.check_consistency()
+            + self.kprobes.check_consistency()
+        )

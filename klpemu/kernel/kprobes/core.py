@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from ...errors import KlpemuError
 from ..guestlist import GuestList
-from .arch import ArchKprobes
+from .arch import INT3, ArchKprobes
 from .blacklist import KprobeBlacklist
 from .ftrace import KprobeFtrace
 from .guest import KprobesGuest
@@ -198,6 +198,27 @@ class Kprobes:
             self.on_ftrace.disarm(ops, self.view(p).addr)
         else:
             self.arch.disarm(p)
+
+    def check_consistency(self) -> list[str]:
+        """Where the armed set disagrees with the machine: an int3 probe must have its int3 in
+        the text, an ftrace one its address in the filter of a registered ops, and each ops as
+        many users as probes armed on it."""
+        problems = []
+        registered = {ops.addr for ops in self.ftrace.ops}
+        on_ftrace: dict[FtraceOps, int] = {}
+        for p, ops in self._armed.items():
+            addr = self.view(p).addr
+            if ops is None:
+                if self.m.mem.read(addr, 1) != bytes([INT3]):
+                    problems.append(f"kprobe at {addr:#x}: armed, but no int3 in the text there")
+                continue
+            on_ftrace[ops] = on_ftrace.get(ops, 0) + 1
+            if addr not in ops.filter or ops.addr not in registered:
+                problems.append(f"kprobe at {addr:#x}: armed on {ops.name}, which does not trace it")
+        for ops, users in self.on_ftrace.users().items():
+            if users != on_ftrace.get(ops, 0):
+                problems.append(f"{ops.name}: {users} users counted, {on_ftrace.get(ops, 0)} probes armed on it")
+        return problems
 
     def armed(self, p: int) -> bool:
         return p in self._armed

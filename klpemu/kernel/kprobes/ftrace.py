@@ -52,6 +52,10 @@ class KprobeFtrace:
             self._ops[ipmodify] = self.ftrace.static_ops(name, name)
         return self._ops[ipmodify]
 
+    def users(self) -> dict[FtraceOps, int]:
+        """Each ops' count of armed probes (kprobe_ftrace_enabled, kprobe_ipmodify_enabled)."""
+        return dict(self._users)
+
     def arm(self, addr: int, post_handler: bool) -> FtraceOps:
         """arm_kprobe_ftrace: addr joins the filter of the ops the probe takes, which registers
         with its first user. Returns that ops."""

@@ -79,7 +79,7 @@ class Transition:
     def init(self, patch: Pointer, state: int) -> None:
         """klp_init_transition: every task starts in the opposite state; every func is marked."""
         name = self.lp.name(patch)
-        log_store(self.m, f"livepatch: '{name}': initializing {self._verb(state)} transition", LogLevel.DEBUG)
+        log_store(self.m, f"livepatch: '{name}': initializing {self.verb(state)} transition", LogLevel.DEBUG)
         self.patch = patch
         self.target = state
         for t in self._tasks():
@@ -90,14 +90,14 @@ class Transition:
     def start(self) -> None:
         """klp_start_transition: flag every task that still has to switch."""
         name = self.lp.name(self.active)
-        log_store(self.m, f"livepatch: '{name}': starting {self._verb(self.target)} transition", LogLevel.NOTICE)
+        log_store(self.m, f"livepatch: '{name}': starting {self.verb(self.target)} transition", LogLevel.NOTICE)
         for t in self._tasks():
             if t.patch_state != self.target:
                 self._flag(t, TIF_PATCH_PENDING, True)
         self.signals_cnt = 0
 
     @staticmethod
-    def _verb(state: int) -> str:
+    def verb(state: int) -> str:
         return "patching" if state == PATCHED else "unpatching"
 
     def try_complete(self) -> CallbackGen:
@@ -252,7 +252,7 @@ class Transition:
         m, lp = self.m, self.lp
         patch, target = self.active, self.target
         name = lp.name(patch)
-        log_store(m, f"livepatch: '{name}': completing {self._verb(target)} transition", LogLevel.DEBUG)
+        log_store(m, f"livepatch: '{name}': completing {self.verb(target)} transition", LogLevel.DEBUG)
         if target == PATCHED and patch.replace:
             for old in lp.patches:  # klp_unpatch_replaced_patches: no callbacks of theirs run
                 if old == patch:
@@ -274,7 +274,7 @@ class Transition:
                 yield from callbacks.post_patch(m, obj)
             else:
                 yield from callbacks.post_unpatch(m, obj)
-        log_store(m, f"livepatch: '{name}': {self._verb(target)} complete", LogLevel.NOTICE)
+        log_store(m, f"livepatch: '{name}': {self.verb(target)} complete", LogLevel.NOTICE)
         self.target = IDLE
         self.patch = None
         self.why.clear()
@@ -286,7 +286,7 @@ class Transition:
         old = self.target
         log_store(
             self.m,
-            f"livepatch: '{name}': reversing transition from {self._verb(old)} to {self._verb(1 - old)}",
+            f"livepatch: '{name}': reversing transition from {self.verb(old)} to {self.verb(1 - old)}",
             LogLevel.DEBUG,
         )
         for t in self._tasks():
