@@ -351,7 +351,7 @@ class HandlerBench:
         return ops
 
     def _redirect_ops(self, ops: FtraceOps) -> FtraceOps:
-        self.m.struct("ftrace_ops", ops.addr).private = self.replacement
+        ops.struct.private = self.replacement
         self.ft.set_filter(ops, [LEAF])
         return ops
 

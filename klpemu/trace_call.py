@@ -244,7 +244,7 @@ class _Map:
         self.ops_names: dict[int, str] = {}
         for ops in ft.ops:
             self.ops_names[ops.addr] = ops.name
-            view = m.struct("ftrace_ops", ops.addr)
+            view = ops.struct
             if view.trampoline and view.trampoline_size - 8 in templates:
                 name, op_ptr, call_slot = templates[view.trampoline_size - 8]
                 self.tramps.append(

@@ -158,13 +158,12 @@ class Ftrace:
 
     def _new_ops(self, name: str, func: int, flags: int, kind: str, handler: PyHandler | None) -> FtraceOps:
         m = self.m
-        addr = m.heap.kzalloc(m.types.sizeof("ftrace_ops"))
-        view = m.struct("ftrace_ops", addr)
-        view.func = func
-        view.flags = flags
-        view.callback_id = addr
-        ops = FtraceOps(name, addr, kind, handler)
-        self._by_addr[addr] = ops
+        struct = m.ptr("ftrace_ops", m.heap.kzalloc(m.types.sizeof("ftrace_ops")))
+        struct.func = func
+        struct.flags = flags
+        struct.callback_id = struct
+        ops = FtraceOps(name, struct, kind, handler)
+        self._by_addr[struct] = ops
         return ops
 
     def ops_native(self, name: str, func: str | int, flags: int = 0) -> FtraceOps:
@@ -181,11 +180,11 @@ class Ftrace:
 
     def ops_at(self, name: str, addr: int, func: int, flags: int) -> FtraceOps:
         """Wrap a struct ftrace_ops embedded in a bigger guest struct (livepatch's klp_ops)."""
-        view = self.m.struct("ftrace_ops", addr)
-        view.func = func
-        view.flags = flags
-        ops = FtraceOps(name, addr, "native", None)
-        self._by_addr[addr] = ops
+        struct = self.m.ptr("ftrace_ops", addr)
+        struct.func = func
+        struct.flags = flags
+        ops = FtraceOps(name, struct, "native", None)
+        self._by_addr[struct] = ops
         return ops
 
     @property
@@ -204,7 +203,7 @@ class Ftrace:
         problems = []
         registered = {ops.addr for ops in self.ops}
         for addr, ops in self._by_addr.items():
-            view = self.m.struct("ftrace_ops", addr)
+            view = ops.struct
             for member, cached in (("filter_hash", ops.filter), ("notrace_hash", ops.notrace)):
                 if self._read_hash(getattr(view, member)) != cached:
                     problems.append(f"ftrace: {ops.name}: {member} differs from the host's set")
@@ -223,7 +222,7 @@ class Ftrace:
         """Drop an unregistered ops and free what the host allocated for it."""
         if ops in self.ops:
             raise KlpemuError(f"{ops.name}: still registered", EBUSY)
-        view = self.m.struct("ftrace_ops", ops.addr)
+        view = ops.struct
         for member in ("filter_hash", "notrace_hash"):
             if getattr(view, member):
                 self.m.heap.free(getattr(view, member))
@@ -234,14 +233,14 @@ class Ftrace:
         """An ops that is kernel core data (like the function tracer's): never DYNAMIC."""
         addr = self.m.var_addr(symbol)
         if addr not in self._by_addr:
-            self._by_addr[addr] = FtraceOps(name, addr, "native", None, owned=False)
+            self._by_addr[addr] = FtraceOps(name, self.m.ptr("ftrace_ops", addr), "native", None, owned=False)
         return self._by_addr[addr]
 
     def flags(self, ops: FtraceOps) -> int:
-        return self.m.struct("ftrace_ops", ops.addr).flags
+        return ops.struct.flags
 
     def _set_flags(self, ops: FtraceOps, flags: int) -> None:
-        self.m.struct("ftrace_ops", ops.addr).flags = flags
+        ops.struct.flags = flags
 
     def _hc_callback(self, op: int, ip: int, parent_ip: int, fregs: int) -> int:
         ops = self._by_addr.get(op)
@@ -292,7 +291,7 @@ class Ftrace:
         return addr
 
     def _install_hash(self, ops: FtraceOps, member: str, ips: set[int]) -> None:
-        view = self.m.struct("ftrace_ops", ops.addr)
+        view = ops.struct
         old = getattr(view, member)
         setattr(view, member, self._write_hash(ips))  # one 8-byte store: readers see old or new
         if old:
@@ -359,7 +358,7 @@ class Ftrace:
             self._check_ipmodify(ops, ops.filter)
         if ops.owned:
             flags |= FL["DYNAMIC"]
-        view = self.m.struct("ftrace_ops", ops.addr)
+        view = ops.struct
         if self.private_trampolines and not view.trampoline:
             view.trampoline, view.trampoline_size = self.tramps.create(ops, flags)
             flags |= FL["ALLOC_TRAMP"]
@@ -392,10 +391,10 @@ class Ftrace:
         while node != ops.addr:
             prev = node + self._next_off
             node = self.m.mem.read_u64(prev)
-        self.m.mem.write_u64(prev, self.m.struct("ftrace_ops", ops.addr).next)
+        self.m.mem.write_u64(prev, ops.struct.next)
         self._set_flags(ops, self.flags(ops) & ~FL["ENABLED"])
         self._update()
-        view = self.m.struct("ftrace_ops", ops.addr)
+        view = ops.struct
         if view.trampoline:  # no site calls it any more
             self.m.heap.free(view.trampoline)
             view.trampoline = 0
@@ -438,7 +437,7 @@ class Ftrace:
             flags |= REC["REGS"]
         if any(f & FL["IPMODIFY"] for f in ofl):
             flags |= REC["IPMODIFY"] | REC["MODIFIED"]
-        tramp = self.m.struct("ftrace_ops", users[0].addr).trampoline if len(users) == 1 else 0
+        tramp = users[0].struct.trampoline if len(users) == 1 else 0
         if tramp:
             flags |= REC["TRAMP"]
         if not self.sysctl_enabled:
@@ -479,7 +478,7 @@ class Ftrace:
     def trampoline_at(self, addr: int) -> tuple[FtraceOps, int] | None:
         """The ops whose private trampoline contains addr, and the offset into it."""
         for ops in self.ops:
-            view = self.m.struct("ftrace_ops", ops.addr)
+            view = ops.struct
             if view.trampoline <= addr < view.trampoline + view.trampoline_size:
                 return ops, addr - view.trampoline
         return None
@@ -504,9 +503,9 @@ class Ftrace:
         if target is None:
             return line
         if flags & REC["TRAMP_EN"]:
-            owner = next((o for o in self.ops if m.struct("ftrace_ops", o.addr).trampoline == target), None)
+            owner = next((o for o in self.ops if o.struct.trampoline == target), None)
             if owner is not None:
-                view = m.struct("ftrace_ops", owner.addr)
+                view = owner.struct
                 callee = self.tramps.handler_of(owner, self.flags(owner))
                 return (
                     f"{line}\ttramp: 0x{target:x} ({m.image.symbolize(view.func)}) "

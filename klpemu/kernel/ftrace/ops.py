@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ...abi import FTRACE_OPS_FL
+from ...machine.types import Pointer
 
 FL = FTRACE_OPS_FL  # by short name: FL["SAVE_REGS"]
 
@@ -22,12 +23,18 @@ PyHandler = Callable[[int, int, object], None]
 @dataclass(eq=False)
 class FtraceOps:
     name: str
-    addr: int  # the guest struct ftrace_ops
+    addr: int  # the guest struct ftrace_ops, as a typed Pointer (see struct)
     kind: str  # "native" (a guest function), "python" (a host callback), "stub"
     handler: PyHandler | None = None
     filter: set[int] = field(default_factory=set)  # empty: every function
     notrace: set[int] = field(default_factory=set)
     owned: bool = True  # allocated by the host (freed on release), not kernel core data
+
+    @property
+    def struct(self) -> Pointer:
+        """The guest's struct ftrace_ops, typed."""
+        assert isinstance(self.addr, Pointer), "made by Ftrace, which gives it a typed address"
+        return self.addr
 
     def matches(self, ip: int) -> bool:
         return (not self.filter or ip in self.filter) and ip not in self.notrace

@@ -58,7 +58,7 @@ class Trampolines:
         gets the assist around its handler; any other is called directly."""
         if flags & (FL["RECURSION"] | FL["RCU"]):
             return self.m.image.addr("ftrace_ops_assist_func")
-        return self.m.struct("ftrace_ops", ops.addr).func
+        return ops.struct.func
 
     def create(self, ops: FtraceOps, flags: int) -> tuple[int, int]:
         """A private trampoline for ops: (address, size). Written before any site calls it."""

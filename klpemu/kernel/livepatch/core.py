@@ -162,7 +162,7 @@ class Livepatch:
         for func in self.funcs(obj):
             f = func
             old_name = self.func_name(func)
-            sym = self._find_object_symbol(objname, old_name, f.old_sympos)
+            sym = self.find_object_symbol(objname, old_name, f.old_sympos)
             f.old_func = sym.addr
             f.old_size = sym.size
             if f.nop:
@@ -175,7 +175,7 @@ class Livepatch:
                 self.log(f"kallsyms size lookup failed for '{old_name}' replacement", LogLevel.ERR)
                 raise KlpemuError(f"kallsyms size lookup failed for '{old_name}' replacement", ENOENT)
 
-    def _find_object_symbol(self, objname: str, name: str, sympos: int):
+    def find_object_symbol(self, objname: str, name: str, sympos: int):
         """klp_find_object_symbol, with its pr_err lines: kallsyms counts every symbol of the
         kernel (data too), and for vmlinux the object's name is NULL, which one line prints."""
         if objname == "vmlinux":

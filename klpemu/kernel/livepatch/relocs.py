@@ -115,7 +115,7 @@ class KlpRelocs:
                 self._fail(
                     f"invalid access to vmlinux symbol '{sym_name}' from module-specific livepatch relocation section"
                 )
-            klp.symbol_values[index] = self.lp._find_object_symbol(sym_objname, sym_name, sympos).addr
+            klp.symbol_values[index] = self.lp.find_object_symbol(sym_objname, sym_name, sympos).addr
 
     def _fail(self, message: str) -> NoReturn:
         self.lp.log(message, LogLevel.ERR)
