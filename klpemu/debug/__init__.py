@@ -1,0 +1,1 @@
+"""Stopping and inspecting the running machine."""
