@@ -93,3 +93,37 @@ def test_ptype_takes_a_type_or_an_expression(prog):
     assert str(type_of(prog, "ftrace_ops_list->func")) == (
         "typedef void (*ftrace_func_t)(unsigned long, unsigned long, struct ftrace_ops *, struct ftrace_regs *)"
     )
+
+
+def test_a_loaded_modules_types_and_symbols_come_and_go_with_it():
+    from klpemu.debug.kernel_program import KernelProgram
+    from klpemu.machine.machine import shipped_image
+
+    system = booted_system()
+    kernel_program = KernelProgram(system)
+    with pytest.raises(ExpressionError, match='No symbol "livepatch_cmdline_proc_show"'):
+        evaluate(kernel_program.prog, "livepatch_cmdline_proc_show")
+    mod = system.kernel.modules.load(shipped_image().parent / "modules" / "livepatch-sample.ko")
+    new_func = mod.lookup("livepatch_cmdline_proc_show").addr
+    text = show(kernel_program.prog, "livepatch_cmdline_proc_show")
+    assert text == f"(int (struct seq_file *m, void *v)){new_func:#x}"
+    assert show(kernel_program.prog, "patch.objs->funcs->old_name") == (
+        show(kernel_program.prog, "objs[0].funcs[0].old_name")
+    )
+    assert show(kernel_program.prog, "*patch.objs->funcs->old_name") == "(const char)99"  # 'c'
+    assert show(kernel_program.prog, "patch.mod") == f"(struct module *){int(mod.struct):#x}"
+
+
+def test_an_unloaded_module_is_gone_from_the_program():
+    from klpemu.debug.kernel_program import KernelProgram
+    from klpemu.machine.machine import shipped_image
+
+    system = booted_system()
+    kernel_program = KernelProgram(system)
+    system.kernel.modules.load(shipped_image().parent / "modules" / "hello.ko", "count=3")
+    assert show(kernel_program.prog, "count") == "(int)3"
+    system.kernel.modules.unload("hello")
+    with pytest.raises(ExpressionError, match='No symbol "count"'):
+        evaluate(kernel_program.prog, "count")
+    system.kernel.modules.load(shipped_image().parent / "modules" / "hello.ko", "count=5")
+    assert show(kernel_program.prog, "count") == "(int)5"

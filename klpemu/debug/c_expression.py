@@ -346,7 +346,7 @@ def evaluate(prog: drgn.Program, text: str, variables: Mapping[str, int] | None 
     obj = parser.expression()
     if parser.peek().kind != "end":
         raise ExpressionError(f"A syntax error in expression, near `{parser._rest(parser.peek())}'.")
-    if obj.absent_:
+    if obj.absent_ or obj.type_.unaliased_kind() == parser.drgn.TypeKind.FUNCTION:
         return obj
     # drgn reads lazily; reading now makes a bad address this expression's error, not the printer's
     return parser.guard(obj.read_)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..machine.drgn_program import drgn_program
+from .kernel_program import KernelProgram
 
 if TYPE_CHECKING:
     from ..system import System
@@ -23,12 +23,12 @@ def console_globals(system: System, defaults: dict[str, Any]) -> dict[str, Any]:
 def run_drgn_console(system: System) -> int:
     import drgn.cli
 
-    prog = drgn_program(system.machine)
+    prog = KernelProgram(system).prog
 
     def banner(default: str) -> str:
         return (
             f"{default}\n"
-            "The machine's memory, read live, with the kernel image's types. "
+            "The machine's memory, read live, with the types of the kernel image and its loaded modules. "
             "Also here: system, machine, list_for_each_entry, container_of."
         )
 

@@ -61,6 +61,7 @@ class Module:
     klp_info: KlpInfo | None = None  # for MODULE_INFO(livepatch, "Y") modules
     charp_strings: dict[int, int] = field(default_factory=dict)  # variable -> kzalloc'd string the loader owns
     symtab: list[SymtabEntry] = field(default_factory=list)  # every named symbol of a loaded section
+    elf: bytes = field(default=b"", repr=False)  # the file as loaded, for debuggers (its DWARF)
 
     @property
     def struct(self) -> Pointer:

@@ -137,7 +137,9 @@ class Modules:
             data = bytes(source)
         argv = shlex.split(args) if isinstance(args, str) else list(args)
         self.m.check_running()
-        return Loader(self, data, filename or "module.ko", argv).run()
+        mod = Loader(self, data, filename or "module.ko", argv).run()
+        mod.elf = data
+        return mod
 
     # --- unload --------------------------------------------------------------------------------
 
