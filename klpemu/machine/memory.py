@@ -88,6 +88,10 @@ class GuestMemory:
     def page_flags(self, va: int) -> int:
         return self._pages.get(va & PAGE_MASK, (0, 0))[1]
 
+    def mapped_pages(self) -> list[tuple[int, int, int]]:
+        """Every mapped virtual page as (virtual, physical, pte flags), by address."""
+        return sorted((va, pa, flags) for va, (pa, flags) in self._pages.items())
+
     # --- virtual access, as the host sees guest memory ------------------------------------------
 
     def phys(self, va: int) -> int:
