@@ -78,6 +78,11 @@ class KernelImage:
         # Each has contains(addr), function_at(addr) and by_name (name -> [Symbol]).
         self.module_kallsyms: list = []
 
+    @property
+    def raw(self) -> bytes:
+        """The file's bytes, as read."""
+        return self._raw
+
     def __deepcopy__(self, memo: dict) -> KernelImage:
         """A copy of a machine (klpemu/snapshot.py) shares the parsed image, which nothing
         changes; only the kallsyms of its loaded modules are its own."""

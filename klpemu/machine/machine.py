@@ -30,6 +30,7 @@ from .hypercall import HypercallTable
 from .image import KernelImage
 from .memory import PTE_RW, PTE_USER, GuestMemory
 from .oops import Oops
+from .type_cache import cached_types
 from .types import Pointer, TypeInfo, View, container_of, list_for_each_entry
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ def load_image(path: str | Path) -> tuple[KernelImage, TypeInfo]:
 
 def _parse(path: Path) -> tuple[KernelImage, TypeInfo]:
     image = KernelImage(path)
-    return image, TypeInfo(image.dwarf)
+    return image, cached_types(image.raw, lambda: TypeInfo(image.dwarf))
 
 
 @functools.lru_cache(maxsize=4)
