@@ -12,7 +12,9 @@ ops (which livepatch, which probe of which module).
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from errno import EBUSY, errorcode
 from typing import TYPE_CHECKING
@@ -93,6 +95,14 @@ class Conflicts:
     def _lp(self) -> Livepatch:
         assert self._livepatch is not None, "Conflicts.connect was not called"
         return self._livepatch
+
+    def _patch_name(self, ops: FtraceOps, ip: int) -> str:
+        return self._patch_of(ops, ip) or "livepatch"
+
+    def _is_klp_fops(self, ops: FtraceOps, ip: int) -> bool:
+        """Whether ops is the fops of the klp_ops of the function at ip."""
+        klp = self._lp().patch_layer.ops.get(ip)
+        return (klp is not None and klp.fops is ops) or ops.name.startswith("livepatch:")
 
     def _patch_of(self, ops: FtraceOps, ip: int) -> str | None:
         """The livepatch behind a klp_ops' fops: the newest patch with a func for ip (the one
@@ -197,9 +207,8 @@ class Conflicts:
                         rule = self._rule({pk, ak}, policy, False)
                         self._record(ip, pd, ad, rule, 0, self._coexist(pk, ak))
         for ip in sorted(ips):
-            patch = self._patch_of(ops, ip)
-            if patch is not None:
-                self._redirected_body(ip, patch)
+            if self._is_klp_fops(ops, ip):
+                self._redirected_body(ip, functools.partial(self._patch_name, ops, ip))
 
     @staticmethod
     def _coexist(a: str, b: str) -> str:
@@ -212,8 +221,10 @@ class Conflicts:
             return "both stay: the trace shows the old function, the new one runs"
         return "both stay: both handlers run"
 
-    def _redirected_body(self, ip: int, patch: str) -> None:
-        """patch now redirects the function at ip: warn of int3 probes inside its body."""
+    def _redirected_body(self, ip: int, patch_name: Callable[[], str]) -> None:
+        """A livepatch now redirects the function at ip: warn of int3 probes inside its body.
+        The patch is named only when there is something to record: finding it reads every
+        func of every patch, which a registration per patched function must not pay."""
         sym = self.m.image.function_at(ip)
         if sym is None:
             return
@@ -221,6 +232,7 @@ class Conflicts:
         for p in kprobes.table():
             v = kprobes.view(p)
             if sym.addr < v.addr < sym.addr + sym.size and not v.flags & KPROBE_FLAG["FTRACE"]:
+                patch = patch_name()
                 for kp in kprobes.probes_at(v.addr):
                     probe = self.describe_probe(kp)
                     self._record(

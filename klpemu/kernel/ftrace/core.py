@@ -14,7 +14,8 @@ text_poke batch; the call slot of the shared trampolines follows update_ftrace_f
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from errno import EBUSY, EFAULT, EINVAL, ENODEV, ENOENT, ENOMEM
 from typing import TYPE_CHECKING
 
@@ -51,6 +52,17 @@ class Ftrace:
         # The host side of every ops the guest can name: its name, its kind, and its filter and
         # notrace hashes as sets (a cache of the guest hashes, for the record updates).
         self._by_addr: dict[int, FtraceOps] = {}
+        # ftrace_ops_list as the host last wrote it (newest first) and, for each site, the
+        # registered ops whose filter names it: the host is the list's only writer, and
+        # check_consistency compares both with the guest. They keep a registration, a filter
+        # change and a code update linear in the ops and records concerned.
+        self._registered: list[FtraceOps] = []
+        self._filtering: dict[int, list[FtraceOps]] = {}
+        self._everywhere: list[FtraceOps] = []  # registered ops with no filter, newest first
+        self._seq: dict[FtraceOps, int] = {}  # registration order, for merging the two above
+        self._next_seq = 0
+        self._deferred = 0  # depth of batched_update() blocks; an update waits for the outermost
+        self._update_pending = False
         self._list_end = machine.var_addr("ftrace_list_end")
         self._next_off = machine.types.offsetof("ftrace_ops", "next")
         self._tramps: Trampolines | None = None
@@ -189,18 +201,31 @@ class Ftrace:
 
     @property
     def ops(self) -> list[FtraceOps]:
-        """The registered ops, newest first: ftrace_ops_list in guest memory, the one list."""
-        out: list[FtraceOps] = []
+        """The registered ops, newest first, as on ftrace_ops_list."""
+        return list(self._registered)
+
+    def _walk_ops_list(self) -> list[int]:
+        """ftrace_ops_list as guest memory has it."""
+        out: list[int] = []
         node = self.m.read_var_int("ftrace_ops_list")
-        while node and node != self._list_end and len(out) < 4096:
-            out.append(self._by_addr[node])
+        while node and node != self._list_end and len(out) < 1 << 16:
+            out.append(node)
             node = self.m.mem.read_u64(node + self._next_off)
         return out
 
     def check_consistency(self) -> list[str]:
-        """Where the host's caches disagree with guest memory: each ops' filter and notrace
-        sets against its guest hashes, and the list against the ENABLED flags. Empty if none."""
+        """Where the host's caches disagree with guest memory: the registered list against
+        ftrace_ops_list, each ops' filter and notrace sets against its guest hashes, the list
+        against the ENABLED flags, and the per-site index against the filters. Empty if none."""
         problems = []
+        if self._walk_ops_list() != [int(ops.addr) for ops in self._registered]:
+            problems.append("ftrace: ftrace_ops_list differs from the host's list of registered ops")
+        index: dict[int, list[FtraceOps]] = {}
+        for ops in self._registered:
+            for ip in ops.filter:
+                index.setdefault(ip, []).append(ops)
+        if index != self._filtering:
+            problems.append("ftrace: the per-site index of filtering ops differs from their filters")
         registered = {ops.addr for ops in self.ops}
         for addr, ops in self._by_addr.items():
             view = ops.struct
@@ -318,12 +343,17 @@ class Ftrace:
             new = ips if reset else current | ips
         if ops in self.ops and not notrace and self.flags(ops) & FL["IPMODIFY"]:
             self._check_ipmodify(ops, new)
+        registered = ops in self._registered
         if notrace:
             ops.notrace = new
         else:
+            if registered:
+                self._unindex(ops)
             ops.filter = new
+            if registered:
+                self._index(ops)
         self._install_hash(ops, "notrace_hash" if notrace else "filter_hash", new)
-        if ops in self.ops:
+        if registered:
             self._update()
             if not notrace:
                 self._report_meetings(ops, (new - current) if new and current else None)
@@ -332,14 +362,63 @@ class Ftrace:
         """__ftrace_hash_update_ipmodify: one IPMODIFY ops per function, and never all functions."""
         if not new_filter:
             raise KlpemuError(f"{ops.name}: an IPMODIFY ops must have a filter", EINVAL)
-        for other in self.ops:
-            if other is ops or not self.flags(other) & FL["IPMODIFY"]:
-                continue
-            clash = {ip for ip in new_filter if ip not in ops.notrace and other.matches(ip)}
-            if clash:
-                ip = min(clash)
-                self.conflicts.ipmodify_refused(ip, other, ops)
-                raise KlpemuError(f"{self.symbol_of(ip)} already has an IPMODIFY ops ({other.name})", EBUSY)
+        clashes = [
+            (ip, other)
+            for ip in new_filter
+            if ip not in ops.notrace
+            for other in self._users(ip)
+            if other is not ops and self.flags(other) & FL["IPMODIFY"]
+        ]
+        if clashes:
+            # the clash the whole list would meet first: the newest ops, at its lowest site
+            order = {o: i for i, o in enumerate(self._registered)}
+            ip, other = min(clashes, key=lambda c: (order[c[1]], c[0]))
+            self.conflicts.ipmodify_refused(ip, other, ops)
+            raise KlpemuError(f"{self.symbol_of(ip)} already has an IPMODIFY ops ({other.name})", EBUSY)
+
+    # --- the registered list and its per-site index ----------------------------------------
+
+    def _newest_first(self, ops_list: list[FtraceOps]) -> None:
+        ops_list.sort(key=lambda o: -self._seq[o])
+
+    def _index(self, ops: FtraceOps) -> None:
+        for ip in ops.filter or ():
+            users = self._filtering.setdefault(ip, [])
+            users.append(ops)
+            self._newest_first(users)
+        if not ops.filter:
+            self._everywhere.append(ops)
+            self._newest_first(self._everywhere)
+
+    def _unindex(self, ops: FtraceOps) -> None:
+        for ip in ops.filter:
+            users = self._filtering[ip]
+            users.remove(ops)
+            if not users:
+                del self._filtering[ip]
+        if not ops.filter:
+            self._everywhere.remove(ops)
+
+    def _users(self, ip: int) -> list[FtraceOps]:
+        """The registered ops that trace ip, in list order (newest first)."""
+        named = self._filtering.get(ip, [])
+        users = named + self._everywhere if named and self._everywhere else named or self._everywhere
+        if named and self._everywhere:
+            self._newest_first(users)
+        return [o for o in users if ip not in o.notrace]
+
+    @contextmanager
+    def batched_update(self) -> Iterator[None]:
+        """Registrations and filter changes inside update the sites once, at the end, in one
+        text_poke batch (as text_poke_bp_batch does for a whole update), however many ops
+        change. Checks still run at each call, so a refusal inside changes nothing."""
+        self._deferred += 1
+        try:
+            yield
+        finally:
+            self._deferred -= 1
+            if not self._deferred and self._update_pending:
+                self._update()
 
     # --- registering ---------------------------------------------------------------------------
 
@@ -365,6 +444,10 @@ class Ftrace:
         self._set_flags(ops, flags | FL["ENABLED"] | FL["INITIALIZED"])
         view.next = self.m.read_var_int("ftrace_ops_list")
         self.m.mem.write_u64(self.m.var_addr("ftrace_ops_list"), ops.addr)  # pushed at the head
+        self._next_seq += 1
+        self._seq[ops] = self._next_seq
+        self._registered.insert(0, ops)
+        self._index(ops)
         self._update()
         self._report_meetings(ops)
 
@@ -376,7 +459,7 @@ class Ftrace:
         ips = {ip for ip in ips if ops.matches(ip) and self.records.find(ip) is not None}
         others = {}
         for ip in ips:
-            present = [o for o in self.ops if o is not ops and o.matches(ip)]
+            present = [o for o in self._users(ip) if o is not ops]
             if present:
                 others[ip] = present
         self.conflicts.ops_attached(ops, ips, others)
@@ -384,15 +467,15 @@ class Ftrace:
     def unregister(self, ops: FtraceOps) -> None:
         if self.disabled:
             raise KlpemuError("ftrace is disabled", ENODEV)
-        if ops not in self.ops:
+        if ops not in self._registered:
             raise KlpemuError(f"{ops.name}: not registered", EBUSY)
-        prev = self.m.var_addr("ftrace_ops_list")
-        node = self.m.mem.read_u64(prev)
-        while node != ops.addr:
-            prev = node + self._next_off
-            node = self.m.mem.read_u64(prev)
+        at = self._registered.index(ops)
+        prev = self.m.var_addr("ftrace_ops_list") if at == 0 else self._registered[at - 1].addr + self._next_off
         self.m.mem.write_u64(prev, ops.struct.next)
         self._set_flags(ops, self.flags(ops) & ~FL["ENABLED"])
+        self._unindex(ops)
+        del self._registered[at]
+        del self._seq[ops]
         self._update()
         view = ops.struct
         if view.trampoline:  # no site calls it any more
@@ -427,11 +510,19 @@ class Ftrace:
 
     def wanted(self, ip: int, current: int) -> tuple[int, int | None]:
         """The record flags and trampoline a site should have now (None: a NOP)."""
-        users = [o for o in self.ops if o.matches(ip)]
+        return self._wanted(ip, current, {})
+
+    def _wanted(self, ip: int, current: int, flags_of: dict[FtraceOps, int]) -> tuple[int, int | None]:
+        """wanted(), with each ops' flags read once per update (flags_of fills as it goes)."""
+        users = self._users(ip)
         flags = (current & STICKY) | len(users)
         if not users:
             return flags, None
-        ofl = [self.flags(o) for o in users]
+        ofl = []
+        for o in users:
+            if o not in flags_of:
+                flags_of[o] = self.flags(o)
+            ofl.append(flags_of[o])
         flags |= REC["TOUCHED"]
         if any(f & FL["SAVE_REGS"] for f in ofl):
             flags |= REC["REGS"]
@@ -451,7 +542,12 @@ class Ftrace:
         return flags, self.tramps.caller
 
     def _update(self) -> None:
-        """ftrace_modify_all_code: slot to the list function if it changes, sites, final slot."""
+        """ftrace_modify_all_code: slot to the list function if it changes, sites, final slot.
+        Inside batched_update() it waits for the end of the block."""
+        if self._deferred:
+            self._update_pending = True
+            return
+        self._update_pending = False
         m = self.m
         final, op = self._slot_function()
         slots = self.tramps.slots
@@ -463,9 +559,10 @@ class Ftrace:
             tp.batch([(s, call_insn(s, list_func)) for s in slots])
         m.mem.write_u64(m.var_addr("function_trace_op"), op)
         pokes = []
+        flags_of: dict[FtraceOps, int] = {}
         for i, ip in enumerate(self.records.ips()):
             cur = self.records.flags(i)
-            flags, target = self.wanted(ip, cur)
+            flags, target = self._wanted(ip, cur, flags_of)
             insn = NOP5 if target is None else call_insn(ip, target)
             if m.mem.read(ip, 5) != insn:
                 pokes.append((ip, insn))
@@ -572,7 +669,12 @@ class Ftrace:
             return []
         for ops in self._by_addr.values():
             if ops.filter & gone:
+                registered = ops in self._registered
+                if registered:
+                    self._unindex(ops)
                 ops.filter = (ops.filter - gone) | {0}
+                if registered:
+                    self._index(ops)
                 self._install_hash(ops, "filter_hash", ops.filter)
             if ops.notrace & gone:
                 ops.notrace = ops.notrace - gone

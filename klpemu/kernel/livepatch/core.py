@@ -332,30 +332,34 @@ class Livepatch:
     # --- objects -------------------------------------------------------------------------------
 
     def patch_object(self, obj: Pointer) -> None:
-        """klp_patch_object: every func on its stack, or none."""
+        """klp_patch_object: every func on its stack, or none. The sites of all its functions
+        change in one text_poke batch (no code runs between its registrations)."""
         done: list[Pointer] = []
-        try:
-            for func in self.funcs(obj):
-                self.patch_layer.patch_func(func)
-                done.append(func)
-        except KlpemuError:
-            for func in reversed(done):
-                self.patch_layer.unpatch_func(func)
-            raise
+        with self.patch_layer.ftrace.batched_update():
+            try:
+                for func in self.funcs(obj):
+                    self.patch_layer.patch_func(func)
+                    done.append(func)
+            except KlpemuError:
+                for func in reversed(done):
+                    self.patch_layer.unpatch_func(func)
+                raise
         obj.patched = 1
 
     def unpatch_object(self, obj: Pointer, nops_only: bool = False) -> None:
-        for func in self.funcs(obj):
-            f = func
-            if f.patched and (f.nop or not nops_only):
-                self.patch_layer.unpatch_func(func)
+        with self.patch_layer.ftrace.batched_update():
+            for func in self.funcs(obj):
+                f = func
+                if f.patched and (f.nop or not nops_only):
+                    self.patch_layer.unpatch_func(func)
         if not nops_only or obj.dynamic:
             obj.patched = 0
 
     def unpatch_objects(self, patch: Pointer, nops_only: bool = False) -> None:
-        for obj in self.objects(patch):
-            if obj.patched:
-                self.unpatch_object(obj, nops_only)
+        with self.patch_layer.ftrace.batched_update():
+            for obj in self.objects(patch):
+                if obj.patched:
+                    self.unpatch_object(obj, nops_only)
 
     # --- disable -------------------------------------------------------------------------------
 
