@@ -60,3 +60,64 @@ def test_guest_reads_of_an_enable_grow_linearly_with_its_functions(costs):
     per_function_10 = (costs[10][1] - costs[1][1]) / 9
     per_function_100 = (costs[100][1] - costs[10][1]) / 90
     assert per_function_100 <= 1.5 * per_function_10
+
+
+def brute_force_check_stack(transition, trace) -> str | None:
+    """klp_check_stack as the kernel writes it: every patched func against every frame."""
+    lp = transition.lp
+    addrs = [f.addr for f in trace.frames if f.kind != "user"]
+    for f in [f for o in lp.objects(transition.active) if o.patched for f in lp.funcs(o)]:
+        stack = lp.patch_layer.func_stack(f.old_func)
+        at = stack.index(f)
+        below = stack[at + 1] if at + 1 < len(stack) else None
+        lo, size = (f.old_func, f.old_size) if below is None else (below.new_func, below.new_size)
+        if any(lo <= a < lo + size for a in addrs):
+            return system_read_name(transition, f)
+    return None
+
+
+def system_read_name(transition, f) -> str:
+    return transition.m.mem.read_cstr(f.old_name, 512)
+
+
+def test_the_stack_check_finds_what_a_full_scan_finds_and_reads_nothing_again():
+    from klpemu.kernel.stacktrace import unwind_task
+    from klpemu.kernel.tasks import all_tasks
+
+    system = booted_system()
+    m = system.machine
+    tasks = [t for t in all_tasks(m) if t.running_on is None]
+    on_stacks: Counter[str] = Counter()
+    for task in tasks:
+        on_stacks.update({m.image.function_at(f.addr).name for f in unwind_task(m, task).frames if f.kind != "user"})
+    unique = set(unique_traceable_functions(system)) - {"version_proc_show"}
+    # every function no task is in, and one that a single task is in
+    (blocker, *_) = sorted(name for name in unique if on_stacks[name] == 1)
+    names = sorted(name for name in unique if not on_stacks[name]) + [blocker]
+    lp = system.kernel.livepatch
+    b = KlpBuilder(lp)
+    patch = b.patch("scale", [b.object(None, [b.func(name, "version_proc_show") for name in names])])
+    lp.enable(patch)
+    transition = lp.transition
+    traces = [unwind_task(m, task) for task in tasks]
+    found = [transition.check_stack(trace) for trace in traces]
+    assert found == [brute_force_check_stack(transition, trace) for trace in traces]
+    assert [hit for hit in found if hit] == [blocker]
+
+    reads = 0
+    real_read = m.mem.read
+
+    def counted(va: int, size: int) -> bytes:
+        nonlocal reads
+        reads += 1
+        return real_read(va, size)
+
+    m.mem.read = counted  # type: ignore[method-assign]
+    try:
+        clear = [trace for trace, hit in zip(traces, found, strict=True) if hit is None]
+        for trace in clear:
+            transition.check_stack(trace)
+    finally:
+        del m.mem.read
+    # the key of the ranges is read per call (the transition's patch and target), no function
+    assert reads <= 4 * len(clear)

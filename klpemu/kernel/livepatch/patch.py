@@ -39,6 +39,7 @@ class KlpPatchLayer:
         self.ops: dict[int, KlpOps] = {}  # old_func -> klp_ops (klp_find_ops)
         self._stack_off = machine.types.offsetof("klp_ops", "func_stack")
         self._node_off = machine.types.offsetof("klp_func", "stack_node")
+        self.generation = 0  # counts changes to any func_stack, for what is derived from them
 
     def check_consistency(self) -> list[str]:
         """Where the klp_ops the host keeps disagree with guest memory: each must have funcs on
@@ -112,6 +113,7 @@ class KlpPatchLayer:
         else:
             self.list.add(func_addr + self._node_off, ops.addr + self._stack_off)  # newest wins
         func.patched = 1
+        self.generation += 1
 
     def unpatch_func(self, func: Pointer) -> None:
         """klp_unpatch_func: the last func takes the ftrace ops with it."""
@@ -130,3 +132,4 @@ class KlpPatchLayer:
         else:
             self.list.delete(func_addr + self._node_off)
         func.patched = 0
+        self.generation += 1

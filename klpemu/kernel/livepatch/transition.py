@@ -9,6 +9,7 @@ every 15 retries, they get a fake signal; `force` switches them all.
 
 from __future__ import annotations
 
+import bisect
 from typing import TYPE_CHECKING
 
 from ...abi import KLP_TRANSITION_IDLE, KLP_TRANSITION_PATCHED, KLP_TRANSITION_UNPATCHED
@@ -35,6 +36,10 @@ class Transition:
         self.signals_cnt = 0
         self._retry_pending = False  # klp_transition_work is queued
         self.why: dict[int, str] = {}  # task -> why it has not switched (pr_debug in Linux)
+        self._ranges_key: tuple[int, int, int] | None = None
+        self._ranges: tuple[list[int], list[tuple[int, int, int]]] = ([], [])
+        self._checked_funcs: list[Pointer] = []
+        self._ranges_overlap = False
 
     # --- guest state ---------------------------------------------------------------------------
 
@@ -183,24 +188,50 @@ class Transition:
 
     def check_stack(self, trace) -> str | None:
         """klp_check_stack_func for every patched func: the name of a function in the way."""
-        m = self.m
-        addrs = [f.addr for f in trace.frames if f.kind != "user"]
-        patched_objs = [o for o in self.lp.objects(self.active) if o.patched]
-        for func in [f for o in patched_objs for f in self.lp.funcs(o)]:
-            f = func
+        starts, ranges = self._stack_ranges()
+        first = None
+        for frame in trace.frames:
+            if frame.kind == "user":
+                continue
+            if self._ranges_overlap:  # rare: a search cannot tell which range holds the frame
+                hits = [index for lo, hi, index in ranges if lo <= frame.addr < hi]
+            else:
+                i = bisect.bisect_right(starts, frame.addr) - 1
+                hits = [ranges[i][2]] if i >= 0 and frame.addr < ranges[i][1] else []
+            for index in hits:
+                first = index if first is None else min(first, index)
+        if first is None:
+            return None
+        return self.m.mem.read_cstr(self._checked_funcs[first].old_name, 512)
+
+    def _stack_ranges(self) -> tuple[list[int], list[tuple[int, int, int]]]:
+        """The code no task may be in, as sorted disjoint ranges (start, end, index of the first
+        func in patch order that owns it): built once per transition state, so a stack check
+        costs a search per frame instead of a pass over every patched function. A function's
+        range is the code the task would leave: the new function when unpatching, else what
+        runs now (the func below it on the stack, or the original)."""
+        key = (int(self.active), self.target, self.lp.patch_layer.generation)
+        if self._ranges_key == key:
+            return self._ranges
+        funcs = [f for o in self.lp.objects(self.active) if o.patched for f in self.lp.funcs(o)]
+        owners: dict[tuple[int, int], int] = {}
+        for index, f in enumerate(funcs):
             if self.target == UNPATCHED:
                 lo, size = f.new_func, f.new_size
             else:
                 stack = self.lp.patch_layer.func_stack(f.old_func)
-                below = stack[stack.index(func) + 1] if func in stack and stack.index(func) + 1 < len(stack) else None
-                if below is None:
-                    lo, size = f.old_func, f.old_size
-                else:
-                    prev = below
-                    lo, size = prev.new_func, prev.new_size
-            if any(lo <= a < lo + size for a in addrs):
-                return m.mem.read_cstr(f.old_name, 512)
-        return None
+                at = stack.index(f) if f in stack else -1
+                below = stack[at + 1] if 0 <= at < len(stack) - 1 else None
+                lo, size = (f.old_func, f.old_size) if below is None else (below.new_func, below.new_size)
+            if size:
+                owners.setdefault((lo, lo + size), index)
+        ranges = sorted((lo, hi, index) for (lo, hi), index in owners.items())
+        # functions are disjoint or the same one; anything else is checked range by range
+        self._ranges_overlap = any(a[1] > b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+        self._checked_funcs = funcs
+        self._ranges = ([lo for lo, _, _ in ranges], ranges)
+        self._ranges_key = key
+        return self._ranges
 
     def _wake_up_if_idle(self, cpu: int) -> None:
         """An idle CPU switches its idle task at the end of an idle-loop pass: make it take one."""
