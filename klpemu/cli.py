@@ -128,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.fn(args)
+        status = args.fn(args)
+        sys.stdout.flush()  # here, where a closed pipe is caught, rather than at exit
+        return status
     except KlpemuError as e:
         print(f"klpemu: {e}", file=sys.stderr)
         return 1

@@ -59,7 +59,7 @@ def cmd_cat(sh: Shell, args: list[str]) -> int:
         try:
             sh.out.write(sh.system.vfs.read(path))
         except KlpemuError as e:
-            status = sh.error(f"cat: {sh.describe(e)}")
+            status = sh.error(f"cat: {sh.describe(e)}{sh.timeout_note(e)}")
     return status
 
 
@@ -98,7 +98,7 @@ def cmd_echo(sh: Shell, args: list[str]) -> int:
             raise
         if e.errno in (2, 13, 21):  # the redirection itself failed, as bash reports it
             return sh.error(f"klpemu: {target}: {os.strerror(e.errno)}")
-        return sh.error(f"echo: write error: {os.strerror(e.errno) if e.errno else e}")
+        return sh.error(f"echo: write error: {os.strerror(e.errno) if e.errno else e}{sh.timeout_note(e)}")
     return 0
 
 

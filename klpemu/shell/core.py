@@ -150,15 +150,17 @@ class Shell:
             if self.machine.oops is not None and not self._oops_shown:
                 self._oops_shown = True
                 return self.error(str(self.machine.oops))
-            if e.errno == ETIMEDOUT:
-                return self.error(f"{argv[0]}: {self.describe(e)}\n{self.guest_activity()}")
-            return self.error(f"{argv[0]}: {self.describe(e)}")
+            return self.error(f"{argv[0]}: {self.describe(e)}{self.timeout_note(e)}")
 
     @staticmethod
     def describe(e: KlpemuError) -> str:
         if e.errno and str(e).startswith("/"):
             return f"{e}: {os.strerror(e.errno)}"
         return str(e)
+
+    def timeout_note(self, e: KlpemuError) -> str:
+        """After a message for an error: when the guest did not answer, what it is doing."""
+        return f"\n{self.guest_activity()}" if e.errno == ETIMEDOUT else ""
 
     def guest_activity(self) -> str:
         """What the guest's console process is doing when it does not answer: its state and stack."""
