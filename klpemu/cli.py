@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
-from . import bench
+from . import __version__, bench
 from .errors import KlpemuError
 from .kernel.printk import dmesg
 from .machine.machine import DEFAULT_CMDLINE, MachineConfig
@@ -40,18 +41,22 @@ def cmd_boot(args: argparse.Namespace) -> int:
 
 
 def cmd_shell(args: argparse.Namespace) -> int:
-    system = _system(args)
-    shell = Shell(system)
-    if args.command is not None:
-        return shell.run_line(args.command)
+    from .shell.terminal import Terminal, install_sigint, tty_echoes_ctrl_c
+
+    script = None
     if args.script is not None:
         try:
             with open(args.script) as f:
-                return shell.run_line(f.read())
+                script = f.read()
         except OSError as e:
             print(f"klpemu: {args.script}: {e.strerror}", file=sys.stderr)
             return 1
-    return shell.interact()
+    shell = Shell(_system(args))
+    if args.command is None and script is None:
+        return Terminal(shell).run()
+    install_sigint(shell)
+    shell.echoed_ctrl_c = tty_echoes_ctrl_c(sys.stdin)
+    return shell.run_line(args.command if args.command is not None else script or "")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -86,7 +91,8 @@ def cmd_build_module(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="klpemu", description=__doc__)
-    sub = parser.add_subparsers(dest="cmd", required=True)
+    parser.add_argument("--version", action="version", version=f"klpemu {__version__}")
+    sub = parser.add_subparsers(dest="cmd", title="commands", metavar="COMMAND")
     p = sub.add_parser("boot", help="boot the kernel, print the boot log and the task list")
     _machine_args(p)
     p.set_defaults(fn=cmd_boot)
@@ -98,7 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("demo", help="the livepatch sample from insmod to rmmod, step by step")
     _machine_args(p)
     p.set_defaults(fn=cmd_demo)
-    p = sub.add_parser("kpatch", help="boot, then run one kpatch command (load, unload, list, info)")
+    p = sub.add_parser(
+        "kpatch",
+        help="boot, then run one kpatch command (load, unload, list, info)",
+        description="Boot, then run one kpatch command on the machine.",
+        epilog=_kpatch_verbs(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _machine_args(p)
     p.add_argument("args", nargs=argparse.REMAINDER, help="the kpatch command and its arguments")
     p.set_defaults(fn=cmd_kpatch)
@@ -112,13 +124,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-o", dest="output", help="the .ko to write (default: next to the source)")
     p.set_defaults(fn=cmd_build_module)
     args = parser.parse_args(argv)
+    if args.cmd is None:  # as git and ip do: what there is to run
+        parser.print_help()
+        return 2
     try:
-        return args.fn(args)
+        status = args.fn(args)
+        sys.stdout.flush()  # here, where a closed pipe is caught, rather than at exit
+        return status
     except KlpemuError as e:
         print(f"klpemu: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, with the status sh gives SIGPIPE.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the exit's flush does not fail again
+        return 141
+
+
+def _kpatch_verbs() -> str:
+    from .kpatch import USAGE
+
+    return "commands:\n" + "\n".join(f"  {name:<28} {text}" for name, text in USAGE)
 
 
 if __name__ == "__main__":

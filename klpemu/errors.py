@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from errno import EINTR
 
 
 class KlpemuError(Exception):
@@ -15,3 +16,11 @@ class KlpemuError(Exception):
     @property
     def strerror(self) -> str:
         return os.strerror(self.errno) if self.errno else str(self)
+
+
+class Interrupted(KlpemuError):
+    """The user stopped the running machine (Ctrl-C): it stopped at an instruction boundary,
+    between slices, and can run on."""
+
+    def __init__(self, message: str = "interrupted"):
+        super().__init__(message, EINTR)

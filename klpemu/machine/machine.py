@@ -22,7 +22,7 @@ from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_HOOK_INTR, UC_MODE_64, Uc, UcE
 from unicorn import x86_const as x
 
 from ..abi import HYPERCALL_PORT
-from ..errors import KlpemuError
+from ..errors import Interrupted, KlpemuError
 from . import abi_gen
 from .cpu import CPU, EFLAGS_IF, InterruptError, deliver_interrupt, live_regs
 from .heap import GuestHeap
@@ -108,6 +108,7 @@ class Machine:
         self._soft_trap: int | None = None
         self._hypercall_stop: str | None = None
         self._sym = self.image.addr
+        self._stop_requested = False
         self._load()
         self.tick_ns = self.read_var_int("tick_nsec")
         # Software interrupts with gates in the guest's IDT: the system call gate and int3.
@@ -316,16 +317,31 @@ class Machine:
         if self.oops is not None:
             raise GuestStopped("the machine stopped after an oops; it can be inspected but not run", EIO)
 
+    def request_stop(self) -> None:
+        """Ask a run or step in progress to stop at the next boundary between slices, raising
+        Interrupted. Only sets a flag, so a signal handler or another thread may call it."""
+        self._stop_requested = True
+
+    def clear_stop(self) -> None:
+        self._stop_requested = False
+
+    def _check_stop(self) -> None:
+        if self._stop_requested:
+            self._stop_requested = False
+            raise Interrupted()
+
     def run(self, ns: int | None = None, *, insns: int | None = None, until: Callable[[], bool] | None = None) -> bool:
         """Run for ns of emulated time, or for insns instruction slots (summed over the CPUs
         that ran), or until `until()` holds, whichever comes first. Returns whether `until`
-        held (True when there is no `until` and the run was not cut short by an oops)."""
+        held (True when there is no `until` and the run was not cut short by an oops).
+        Raises Interrupted, between rounds, after request_stop."""
         self.check_running()
         if ns is None and insns is None and until is None:
             raise KlpemuError("run needs a duration, an instruction count or a condition", EINVAL)
         deadline = self.now + ns if ns is not None else None
         insn_limit = self.insns + insns if insns is not None else None
         while (deadline is None or self.now < deadline) and (insn_limit is None or self.insns < insn_limit):
+            self._check_stop()
             self._run_host_work()
             if until is not None and until():
                 return True
@@ -466,6 +482,7 @@ class Machine:
             raise KlpemuError(f"no CPU {cpu_index} online", EINVAL)
         cpu = self.cpus[cpu_index]
         for _ in range(count):
+            self._check_stop()
             if cpu.halted and not cpu.pending:
                 if not self.run_until(lambda: bool(cpu.pending), wake_timeout_ns):
                     raise KlpemuError(f"cpu{cpu_index} stays halted", EAGAIN)

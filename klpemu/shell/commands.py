@@ -1,61 +1,25 @@
-"""`klpemu shell`: a Linux-like console over the running machine, interactive or scripted."""
+"""The shell's commands: files, the kernel log, tasks, modules, running and stepping the
+machine, disassembly, tracing and kprobes."""
 
 from __future__ import annotations
 
 import os
 import re
-import shlex
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from errno import EINVAL, EIO
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
-from .disasm import disassemble_function, insn_at
-from .errors import KlpemuError
-from .fs.vfs import Dir, mode_string
-from .kernel.printk import dmesg
-from .kernel.tasks import all_tasks
-from .system import System
-from .trace_call import TraceCallError, trace_call
+from ..disasm import disassemble_function, insn_at
+from ..errors import KlpemuError
+from ..fs.vfs import Dir, mode_string
+from ..kernel.printk import dmesg
+from ..kernel.tasks import all_tasks
+from ..trace_call import TraceCallError, trace_call
+from .core import Shell, UsageError, command
 
 if TYPE_CHECKING:
-    from .kernel.kprobes.probe import Probe
-
-CommandFn = Callable[["Shell", list[str]], int]
-COMMANDS: dict[str, tuple[CommandFn, str]] = {}
-
-
-def command(name: str, usage: str):
-    def register(fn: CommandFn) -> CommandFn:
-        COMMANDS[name] = (fn, usage)
-        return fn
-
-    return register
-
-
-class UsageError(Exception):
-    pass
-
-
-def split_commands(text: str) -> list[str]:
-    """Split a script on newlines and on `;` outside quotes; drop comments."""
-    out, cur, quote = [], [], None
-    for ch in text:
-        if quote:
-            cur.append(ch)
-            if ch == quote:
-                quote = None
-        elif ch in "'\"":
-            quote = ch
-            cur.append(ch)
-        elif ch in ";\n":
-            out.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-    out.append("".join(cur))
-    return [c.strip() for c in out if c.strip() and not c.strip().startswith("#")]
+    from ..kernel.kprobes.probe import Probe
 
 
 def parse_duration_ns(text: str) -> int:
@@ -66,80 +30,19 @@ def parse_duration_ns(text: str) -> int:
     return int(float(m.group(1)) * scale)
 
 
-class Shell:
-    def __init__(self, system: System, out: TextIO = sys.stdout, err: TextIO = sys.stderr):
-        self.system = system
-        self.machine = system.machine
-        self.out = out
-        self.err = err
-        self.status = 0
-        self._oops_shown = False
-
-    def error(self, msg: str) -> int:
-        self.out.flush()  # keep a script's output and its errors in order
-        print(msg, file=self.err)
-        self.err.flush()
-        return 1
-
-    def run_line(self, line: str) -> int:
-        for cmd in split_commands(line):
-            self.status = self.execute(cmd)
-        return self.status
-
-    def execute(self, cmd: str) -> int:
-        try:
-            argv = shlex.split(cmd)
-        except ValueError as e:
-            return self.error(f"klpemu: syntax error: {e}")
-        if not argv:
-            return 0
-        entry = COMMANDS.get(argv[0])
-        if entry is None:
-            return self.error(f"klpemu: {argv[0]}: command not found")
-        try:
-            return entry[0](self, argv[1:])
-        except UsageError as e:
-            return self.error(f"{argv[0]}: {e}\nusage: {entry[1]}")
-        except KlpemuError as e:
-            if self.machine.oops is not None and not self._oops_shown:
-                self._oops_shown = True
-                return self.error(str(self.machine.oops))
-            return self.error(f"{argv[0]}: {self.describe(e)}")
-
-    @staticmethod
-    def describe(e: KlpemuError) -> str:
-        if e.errno and str(e).startswith("/"):
-            return f"{e}: {os.strerror(e.errno)}"
-        return str(e)
-
-    def interact(self, stdin: TextIO = sys.stdin) -> int:
-        interactive = stdin.isatty()
-        while True:
-            if interactive:
-                self.out.write("# ")
-                self.out.flush()
-            line = stdin.readline()
-            if not line:
-                break
-            if line.strip() in ("exit", "quit", "logout"):
-                break
-            self.run_line(line)
-        return self.status
+def no_arguments(args: list[str]) -> None:
+    """What a command without options says to any: sh's users expect `ps aux` to mean something."""
+    if args:
+        raise UsageError(f"unsupported argument '{args[0]}' (this command takes none)")
 
 
 # --- commands --------------------------------------------------------------------------------
 
 
-@command("help", "help")
-def cmd_help(sh: Shell, args: list[str]) -> int:
-    for name in sorted(COMMANDS):
-        print(f"  {COMMANDS[name][1]}", file=sh.out)
-    return 0
-
-
 @command("ps", "ps")
 def cmd_ps(sh: Shell, args: list[str]) -> int:
     """Tasks with state, CPU and livepatch state; kernel threads in brackets, as ps shows them."""
+    no_arguments(args)
     print(f"{'PID':>5} {'STATE':<5} {'CPU':>3} {'PATCH':>5} COMM", file=sh.out)
     for t in all_tasks(sh.machine):
         comm = f"[{t.comm}]" if t.is_kthread else t.comm
@@ -156,12 +59,14 @@ def cmd_cat(sh: Shell, args: list[str]) -> int:
         try:
             sh.out.write(sh.system.vfs.read(path))
         except KlpemuError as e:
-            status = sh.error(f"cat: {sh.describe(e)}")
+            status = sh.error(f"cat: {sh.describe(e)}{sh.timeout_note(e)}")
     return status
 
 
 @command("dmesg", "dmesg")
 def cmd_dmesg(sh: Shell, args: list[str]) -> int:
+    """The kernel log, with its timestamps."""
+    no_arguments(args)
     sh.out.write(dmesg(sh.machine))
     return 0
 
@@ -193,7 +98,7 @@ def cmd_echo(sh: Shell, args: list[str]) -> int:
             raise
         if e.errno in (2, 13, 21):  # the redirection itself failed, as bash reports it
             return sh.error(f"klpemu: {target}: {os.strerror(e.errno)}")
-        return sh.error(f"echo: write error: {os.strerror(e.errno) if e.errno else e}")
+        return sh.error(f"echo: write error: {os.strerror(e.errno) if e.errno else e}{sh.timeout_note(e)}")
     return 0
 
 
@@ -221,12 +126,17 @@ def cmd_ls(sh: Shell, args: list[str]) -> int:
 
 @command("sleep", "sleep DURATION (e.g. 10ms, 2s)")
 def cmd_sleep(sh: Shell, args: list[str]) -> int:
+    """Run the machine for DURATION of emulated time (s by default; ns, us, ms, s)."""
     if len(args) != 1:
         raise UsageError("missing operand")
-    sh.machine.run(parse_duration_ns(args[0]))
-    if sh.machine.oops is not None:
+    ns = parse_duration_ns(args[0])
+    m = sh.machine
+    start = m.now
+    with sh.progress(lambda: f"sleep: {(m.now - start) / 1e9:.3f}s of {ns / 1e9:g}s emulated"):
+        m.run(ns)
+    if m.oops is not None:
         sh._oops_shown = True
-        return sh.error(str(sh.machine.oops))
+        return sh.error(str(m.oops))
     return 0
 
 
@@ -260,7 +170,19 @@ def cmd_step(sh: Shell, args: list[str]) -> int:
         except ValueError:
             raise UsageError(f"'{rest[0]}' is not a number") from None
     m = sh.machine
+    done = [0]
+    with sh.progress(lambda: f"step: {done[0]} of {count} instructions"):
+        _step(sh, cpu, count, done)
+    if m.oops is not None:
+        sh._oops_shown = True
+        return sh.error(str(m.oops))
+    return 0
+
+
+def _step(sh: Shell, cpu: int, count: int, done: list[int]) -> None:
+    m = sh.machine
     for addr, before, after, events in m.step(cpu, count):
+        done[0] += 1
         if addr is None:
             print(f"cpu{cpu}  -- {', '.join(events)} --", file=sh.out)
             continue
@@ -268,17 +190,22 @@ def cmd_step(sh: Shell, args: list[str]) -> int:
         where = m.image.symbolize(addr) if m.image.function_at(addr) else "(user)"
         note = f"  [{', '.join(events)}]" if events else ""
         print(f"cpu{cpu} {addr:016x} {where:<36} {text:<40} {_reg_changes(before, after)}{note}".rstrip(), file=sh.out)
-    if m.oops is not None:
-        sh._oops_shown = True
-        return sh.error(str(m.oops))
+
+
+@command("reboot", "reboot")
+def cmd_reboot(sh: Shell, args: list[str]) -> int:
+    """A fresh machine booted with the same options (CPUs, seed, command line, image), in place
+    of this one: the way out of a guest that no longer answers."""
+    no_arguments(args)
+    sh.reboot()
     return 0
 
 
 @command("unwind", "unwind PID")
 def cmd_unwind(sh: Shell, args: list[str]) -> int:
     """A task's stack as the livepatch consistency check sees it, with the reliability verdict."""
-    from .kernel.stacktrace import unwind_task
-    from .kernel.tasks import find_task
+    from ..kernel.stacktrace import unwind_task
+    from ..kernel.tasks import find_task
 
     if len(args) != 1 or not args[0].isdigit():
         raise UsageError("one PID expected")
@@ -341,7 +268,7 @@ def cmd_trace_call(sh: Shell, args: list[str]) -> int:
 def cmd_blocking(sh: Shell, args: list[str]) -> int:
     """The tasks holding up a livepatch transition and the exact reason, like `kgr blocking`;
     -v adds the command line, -vv each task's stack."""
-    from .kernel.stacktrace import unwind_task
+    from ..kernel.stacktrace import unwind_task
 
     verbose = 2 if "-vv" in args else 1 if "-v" in args else 0
     lp = sh.machine.kernel.livepatch
@@ -380,8 +307,11 @@ def cmd_wait(sh: Shell, args: list[str]) -> int:
         except KlpemuError:
             return False
 
-    if sh.machine.run_until(holds, timeout):
-        return 0
+    m = sh.machine
+    start = m.now
+    with sh.progress(lambda: f"wait: {(m.now - start) / 1e9:.3f}s of {timeout / 1e9:g}s emulated"):
+        if m.run_until(holds, timeout):
+            return 0
     if sh.machine.oops is not None:
         raise KlpemuError("the machine crashed while waiting", EIO)
     what = "still exists" if gone else f"did not read '{rest[1]}'"
@@ -394,7 +324,7 @@ def cmd_wait(sh: Shell, args: list[str]) -> int:
 @command("insmod", "insmod FILE|NAME [param=value ...]")
 def cmd_insmod(sh: Shell, args: list[str]) -> int:
     """Load a module: a .ko file on the host, or the name of a module shipped with klpemu."""
-    from .kernel.module import ModuleError, mod_strerror, shipped_module
+    from ..kernel.module import ModuleError, mod_strerror, shipped_module
 
     if not args:
         return sh.error("insmod: ERROR: missing filename.")
@@ -411,7 +341,7 @@ def cmd_insmod(sh: Shell, args: list[str]) -> int:
 
 @command("rmmod", "rmmod NAME...")
 def cmd_rmmod(sh: Shell, args: list[str]) -> int:
-    from .kernel.module import ModuleError
+    from ..kernel.module import ModuleError
 
     if not args:
         return sh.error("rmmod: ERROR: missing module name.")
@@ -428,6 +358,7 @@ def cmd_rmmod(sh: Shell, args: list[str]) -> int:
 @command("lsmod", "lsmod")
 def cmd_lsmod(sh: Shell, args: list[str]) -> int:
     """Module, Size (its core memory) and Used by (the reference count, then the holders)."""
+    no_arguments(args)
     mods = sh.machine.kernel.modules
     print("Module                  Size  Used by", file=sh.out)
     for mod in mods.list():
@@ -442,7 +373,7 @@ def cmd_lsmod(sh: Shell, args: list[str]) -> int:
 def cmd_modinfo(sh: Shell, args: list[str]) -> int:
     """A module's .modinfo tags, as kmod's modinfo prints them: a .ko file on the host, or a
     module shipped with klpemu by file or module name."""
-    from .modinfo import find_module_file, format_modinfo, module_name
+    from ..modinfo import find_module_file, format_modinfo, module_name
 
     if not args:
         return sh.error("modinfo: ERROR: missing module or filename.")
@@ -463,7 +394,7 @@ def cmd_modinfo(sh: Shell, args: list[str]) -> int:
 @command("kpatch", "kpatch load FILE.ko|NAME | unload NAME|--all | list | info NAME | signal")
 def cmd_kpatch(sh: Shell, args: list[str]) -> int:
     """Livepatch modules managed as dynup/kpatch's kpatch utility does (klpemu/kpatch.py)."""
-    from .kpatch import Kpatch
+    from ..kpatch import Kpatch
 
     return Kpatch(sh.system, sh.out, sh.err).main(args)
 

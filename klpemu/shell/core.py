@@ -1,0 +1,177 @@
+"""The shell's core: the command table, running a line (its pipelines and their filters), and
+what the shell does when a command is interrupted or the guest stops answering."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from collections.abc import Callable
+from errno import ETIMEDOUT
+from typing import TextIO
+
+from ..errors import Interrupted, KlpemuError
+from ..system import System
+from .progress import Progress
+from .syntax import Stage, SyntaxProblem, parse_pipeline, split_commands
+
+CommandFn = Callable[["Shell", list[str]], int]
+COMMANDS: dict[str, tuple[CommandFn, str]] = {}
+STATUS_INTERRUPTED = 130  # 128 + SIGINT, as sh reports a command killed by Ctrl-C
+
+
+def command(name: str, usage: str):
+    def register(fn: CommandFn) -> CommandFn:
+        COMMANDS[name] = (fn, usage)
+        return fn
+
+    return register
+
+
+class UsageError(Exception):
+    pass
+
+
+class Shell:
+    def __init__(self, system: System, out: TextIO = sys.stdout, err: TextIO = sys.stderr):
+        self.system = system
+        self.machine = system.machine
+        self.out = out
+        self.err = err
+        self.status = 0
+        self._oops_shown = False
+        self.busy = False  # a command is running: Ctrl-C stops the machine rather than the line
+        self.echoed_ctrl_c = False  # the terminal has printed ^C itself
+        self.progress_after = 1.0  # seconds of wall time before a long run shows its progress
+        self.progress_always = False  # and not only on a terminal
+
+    def error(self, msg: str) -> int:
+        self.out.flush()  # keep a script's output and its errors in order
+        print(msg, file=self.err)
+        self.err.flush()
+        return 1
+
+    def run_line(self, line: str) -> int:
+        """Run a line or a script; an interrupted command ends it with status 130."""
+        for cmd in split_commands(line):
+            self.status = self.execute(cmd)
+            if self.status == STATUS_INTERRUPTED:
+                break
+        return self.status
+
+    def interrupt(self) -> None:
+        """From the SIGINT handler, while a command runs: stop it at the next slice boundary."""
+        self.machine.request_stop()
+
+    def progress(self, status: Callable[[], str]) -> Progress:
+        return Progress(self.err, status, after=self.progress_after, force=self.progress_always)
+
+    def reboot(self) -> None:
+        """A fresh machine booted with this one's options, in place of this one."""
+        self.system = System(self.machine.config).boot()
+        self.machine = self.system.machine
+        self._oops_shown = False
+
+    def execute(self, cmd: str) -> int:
+        try:
+            stages = parse_pipeline(cmd)
+        except SyntaxProblem as e:
+            self.error(str(e))
+            return e.status
+        if not stages[0].argv:
+            return 0
+        self.machine.clear_stop()  # a Ctrl-C that came between commands is spent
+        self.busy = True
+        try:
+            return self._pipeline(stages)
+        finally:
+            self.busy = False
+
+    def _pipeline(self, stages: list[Stage]) -> int:
+        from .filters import FILTERS
+
+        first, rest = stages[0], stages[1:]
+        filters = []
+        for stage in rest:
+            name = stage.argv[0]
+            if name not in FILTERS:
+                self.error(f"klpemu: {name}: cannot read a pipe (the filters are {', '.join(sorted(FILTERS))})")
+                return 2
+            if stage.redirect is not None:
+                self.error(f"klpemu: {name}: output redirection is only supported for echo")
+                return 2
+            try:
+                filters.append(FILTERS[name][0](stage.argv[1:]))
+            except UsageError as e:
+                return self.error(f"{name}: {e}\nusage: {FILTERS[name][1]}")
+        if first.argv[0] in FILTERS:
+            self.error(f"klpemu: {first.argv[0]}: only reads a pipe (e.g. dmesg | {first.argv[0]} ...)")
+            return 2
+        argv = first.argv
+        if first.redirect is not None:
+            if argv[0] != "echo":
+                self.error(f"klpemu: {argv[0]}: output redirection is only supported for echo")
+                return 2
+            argv = argv + list(first.redirect)
+        if not filters:
+            return self.run_command(argv)
+        real_out = self.out
+        self.out = io.StringIO()
+        try:
+            status = self.run_command(argv)
+            text = self.out.getvalue()
+        finally:
+            self.out = real_out
+        if status == STATUS_INTERRUPTED:
+            return status
+        for f in filters:
+            text, status = f(text)
+        self.out.write(text)
+        return status
+
+    def run_command(self, argv: list[str]) -> int:
+        entry = COMMANDS.get(argv[0])
+        if entry is None:
+            return self.error(f"klpemu: {argv[0]}: command not found")
+        if argv[1:] == ["--help"]:
+            from .help import print_help
+
+            return print_help(self, argv[0])
+        try:
+            return entry[0](self, argv[1:])
+        except UsageError as e:
+            return self.error(f"{argv[0]}: {e}\nusage: {entry[1]}")
+        except Interrupted:
+            self.out.flush()
+            self.err.write("\n" if self.echoed_ctrl_c else "^C\n")
+            self.err.flush()
+            return STATUS_INTERRUPTED
+        except KlpemuError as e:
+            if self.machine.oops is not None and not self._oops_shown:
+                self._oops_shown = True
+                return self.error(str(self.machine.oops))
+            return self.error(f"{argv[0]}: {self.describe(e)}{self.timeout_note(e)}")
+
+    @staticmethod
+    def describe(e: KlpemuError) -> str:
+        if e.errno and str(e).startswith("/"):
+            return f"{e}: {os.strerror(e.errno)}"
+        return str(e)
+
+    def timeout_note(self, e: KlpemuError) -> str:
+        """After a message for an error: when the guest did not answer, what it is doing."""
+        return f"\n{self.guest_activity()}" if e.errno == ETIMEDOUT else ""
+
+    def guest_activity(self) -> str:
+        """What the guest's console process is doing when it does not answer: its state and stack."""
+        from ..kernel.stacktrace import unwind_task
+        from ..kernel.tasks import all_tasks
+
+        sh = next((t for t in all_tasks(self.machine) if t.comm == "sh" and not t.is_kthread), None)
+        if sh is None:
+            return "the guest has no sh process"
+        lines = [f"sh (pid {sh.pid}) is in state {sh.state_letter()} on cpu {sh.cpu}, in:"]
+        trace = unwind_task(self.machine, sh)
+        lines += [f"  {f.symbol}" for f in trace.kernel_frames]
+        lines.append("the console waits for it: 'reboot' starts a fresh machine with the same options")
+        return "\n".join(lines)

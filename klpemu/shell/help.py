@@ -1,0 +1,90 @@
+"""`help` and `CMD --help`: each command's usage, what it does and examples."""
+
+from __future__ import annotations
+
+import inspect
+
+from .core import COMMANDS, Shell, command
+from .filters import FILTERS
+
+# One line for the list `help` prints; the command's docstring, when it has one, says more.
+SUMMARY: dict[str, str] = {
+    "blocking": "the tasks holding up a livepatch transition, and why",
+    "cat": "print files of the guest (/proc, /sys, tracefs, debugfs)",
+    "conflicts": "every meeting of two users of one function (ftrace, livepatch, kprobes)",
+    "disas": "disassemble a kernel function, with its ftrace call site",
+    "dmesg": "the kernel log",
+    "echo": "print text, or write it to a guest file",
+    "help": "list the commands, or describe one",
+    "insmod": "load a module (a .ko on the host, or a shipped module's name)",
+    "kpatch": "manage livepatch modules as kpatch does",
+    "kprobe": "place, list or remove kprobes and kretprobes",
+    "ls": "list a guest directory",
+    "lsmod": "the loaded modules",
+    "modinfo": "a module's .modinfo tags",
+    "ps": "the tasks, with their livepatch state",
+    "reboot": "a fresh machine with the same options",
+    "rmmod": "unload modules",
+    "sleep": "run the machine for a while of emulated time",
+    "step": "execute instructions one at a time on one CPU",
+    "trace-call": "one call of a function, every instruction labelled by its part of ftrace",
+    "unwind": "a task's kernel stack, with the livepatch reliability verdict",
+    "wait": "run the machine until a file reads a value, or a path is gone",
+}
+
+EXAMPLES: dict[str, list[str]] = {
+    "blocking": ["blocking -vv"],
+    "cat": ["cat /proc/version", "cat /sys/kernel/livepatch/livepatch_sample/transition"],
+    "conflicts": ["conflicts", "conflicts --json"],
+    "disas": ["disas cmdline_proc_show"],
+    "dmesg": ["dmesg | grep livepatch | tail -n 2"],
+    "echo": ["echo hello > /dev/kmsg", "echo 0 > /sys/kernel/livepatch/livepatch_sample/enabled"],
+    "help": ["help insmod", "insmod --help"],
+    "insmod": ["insmod livepatch-sample", "insmod test_klp_callbacks_busy block_transition=Y"],
+    "kpatch": ["kpatch load livepatch-sample", "kpatch list"],
+    "kprobe": ["kprobe cmdline_proc_show", "kprobe -r cmdline_proc_show", "kprobe -l"],
+    "ls": ["ls /sys/kernel/livepatch", "ls -l /proc/1"],
+    "lsmod": ["lsmod"],
+    "modinfo": ["modinfo livepatch-sample"],
+    "ps": ["ps", "ps | grep kworker"],
+    "reboot": ["reboot"],
+    "rmmod": ["rmmod livepatch_sample"],
+    "sleep": ["sleep 10ms", "sleep 2s"],
+    "step": ["step", "step 20 --cpu 1"],
+    "trace-call": ["trace-call cmdline_proc_show --seq-file"],
+    "unwind": ["unwind 1"],
+    "wait": ["wait /sys/kernel/livepatch/livepatch_sample/transition 0", "wait --gone /sys/kernel/livepatch/x 5s"],
+}
+
+PIPES = "Output can go through filters: CMD | grep [-v] [-i] [-c] PATTERN | head [-n N] | tail [-n N] | wc -l"
+
+
+def print_help(sh: Shell, name: str) -> int:
+    if name in FILTERS:
+        print(f"usage: {FILTERS[name][1]}\n{PIPES}", file=sh.out)
+        return 0
+    entry = COMMANDS.get(name)
+    if entry is None:
+        return sh.error(f"help: no help topics match '{name}'")
+    fn, usage = entry
+    lines = [f"usage: {usage}", "", SUMMARY.get(name, "")]
+    doc = inspect.getdoc(fn)
+    if doc:
+        lines += ["", doc]
+    if EXAMPLES.get(name):
+        lines += ["", "examples:"] + [f"  {e}" for e in EXAMPLES[name]]
+    print("\n".join(lines), file=sh.out)
+    return 0
+
+
+@command("help", "help [CMD]")
+def cmd_help(sh: Shell, args: list[str]) -> int:
+    """With a command name: its usage, description and examples (as CMD --help prints them)."""
+    if len(args) == 1:
+        return print_help(sh, args[0])
+    if args:
+        return sh.error("help: one command name at most")
+    for name in sorted(COMMANDS):
+        print(f"  {name:<11} {SUMMARY.get(name, '')}", file=sh.out)
+    print(f"\n{PIPES}\n'help CMD' or 'CMD --help' describes one command; Ctrl-C stops a running command.", file=sh.out)
+    return 0
