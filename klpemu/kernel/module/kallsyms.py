@@ -50,6 +50,8 @@ class ModuleKallsyms:
         syms = self.by_name.get(name)
         if not syms:
             raise KlpemuError(f"symbol '{name}' not found in module {self.module}", errno.EINVAL)
+        if sympos < 0:
+            raise KlpemuError(f"symbol '{name}': invalid position {sympos}", errno.EINVAL)
         if sympos == 0:
             if len(syms) > 1:
                 raise KlpemuError(
