@@ -298,3 +298,25 @@ def test_init_failing_with_another_errno_returns_it(system):
     assert "test_klp_init_fail: patch enabled, failing init with -12" in lines
     assert lines[-1] == "livepatch: 'test_klp_init_fail': unpatching complete"
     assert state(system) == before
+
+
+def test_module_symbol_names_not_utf8_match_what_the_guest_holds(system, tmp_path):
+    """kallsyms names come from the string table's bytes, through the same decoder as a name
+    read from guest memory, so a livepatch or kprobe naming the symbol finds it."""
+    ko = mutated(tmp_path, shipped_module("hello"), b"hello_greet\0", b"hello_gree\xff\0", "hello.ko")
+    system.kernel.modules.load(ko)
+    sym = system.machine.image.lookup("hello_gree\\xff")
+    assert sym.module == "hello" and sym.kind == "func"
+    status, out, _ = shell_run(system, "disas 'hello_gree\\xff'")
+    assert status == 0 and out.startswith("Dump of hello_gree\\xff [hello] (")
+
+
+def test_kprobe_symbol_and_offset_bad_input_leave_nothing(system):
+    kprobes = system.machine.kernel.kprobes
+    before = state(system)
+    with pytest.raises(KlpemuError) as e:
+        kprobes.add_kprobe("cmdline_proc_show", 1 << 40)
+    assert e.value.errno == errno.EINVAL
+    with pytest.raises(KlpemuError):
+        kprobes.add_kprobe("\u00e9t\u00e9\udcff")  # more bytes than characters, and a raw byte
+    assert state(system) == before

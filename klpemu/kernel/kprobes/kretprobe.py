@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from ...abi import KRETPROBE_MAX_DATA_SIZE
 from ...errors import KlpemuError
+from ...machine.kstr import kbytes
 
 if TYPE_CHECKING:
     from ...machine.machine import Machine
@@ -162,8 +163,9 @@ class Kretprobes:
         name or an address) or Python callables (ri view, regs view) -> int. Returns its address."""
         m = self.m
         rp = m.heap.kzalloc(m.types.sizeof("kretprobe"))
-        name = m.heap.kzalloc(len(symbol) + 1)
-        m.mem.write(name, symbol.encode() + b"\0")
+        raw = kbytes(symbol) + b"\0"
+        name = m.heap.kzalloc(len(raw))
+        m.mem.write(name, raw)
         v = self.view(rp)
         v.kp.symbol_name = name
         py: dict[str, PyHandler] = {}
