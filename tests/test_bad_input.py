@@ -320,3 +320,46 @@ def test_kprobe_symbol_and_offset_bad_input_leave_nothing(system):
     with pytest.raises(KlpemuError):
         kprobes.add_kprobe("\u00e9t\u00e9\udcff")  # more bytes than characters, and a raw byte
     assert state(system) == before
+
+
+def test_guest_output_not_utf8_prints_as_escapes(system):
+    """What the guest prints (a seq_file, a task's comm) reaches the person as \\xNN, never as
+    an encoding error."""
+    m = system.machine
+    m.mem.write(m.image.addr("boot_command_line"), b"quiet \xff\xfe\0")
+    assert shell_run(system, "cat /proc/cmdline") == (0, "quiet \\xff\\xfe\n", "")
+    sh = next(t for t in all_tasks(m) if t.comm == "sh")
+    m.mem.write(sh.view.addr_of("comm"), b"s\xe9h\0")
+    status, out, _ = shell_run(system, "ps")
+    assert status == 0 and "s\\xe9h" in [line.split()[-1] for line in out.splitlines()]
+
+
+def test_klp_object_name_not_utf8_in_klp_enable_patch(system, tmp_path):
+    """klp_enable_patch (a hypercall) reads the object's name from guest memory: bytes that are
+    not UTF-8 are a name like any other, shown as \\xNN, not a host failure."""
+    src = shipped_module("test_klp_enable_failure")
+    ko = mutated(tmp_path, src, b"test_klp_callbacks_mod\0", b"test_klp_callbacks_mo\xff\0", "obj.ko")
+    system.kernel.modules.load(ko)
+    patch_dir = "/sys/kernel/livepatch/test_klp_enable_failure"
+    assert "test_klp_callbacks_mo\\xff" in shell_run(system, f"ls {patch_dir}")[1].split()
+    assert system.machine.oops is None
+
+
+def test_a_module_going_with_its_completed_patch_takes_it_down(system):
+    """The same revert when the patch's transition had completed: pre_unpatch and post_unpatch
+    run, the site is a NOP again, and the module can go."""
+    m = system.machine
+    before = state(system)
+    system.kernel.modules.load(SAMPLE)
+    assert m.run_until(lambda: m.kernel.livepatch.transition.patch is None, 3_000_000_000)
+    assert m.mem.read(m.image.addr("cmdline_proc_show"), 5) != NOP5
+    seq = next_seq(system)
+    system.kernel.livepatch.module_going(system.kernel.modules.loaded["livepatch_sample"])
+    assert log_since(system, seq) == [
+        "livepatch: 'livepatch_sample': module init failed after klp_enable_patch(), reverting the patch",
+        "livepatch: 'livepatch_sample': initializing unpatching transition",
+        "livepatch: 'livepatch_sample': completing unpatching transition",
+        "livepatch: 'livepatch_sample': unpatching complete",
+    ]
+    system.kernel.modules.unload("livepatch_sample")
+    assert state(system) == before
