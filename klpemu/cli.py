@@ -46,7 +46,7 @@ def cmd_shell(args: argparse.Namespace) -> int:
     script = None
     if args.script is not None:
         try:
-            with open(args.script) as f:
+            with open(args.script, errors="surrogateescape") as f:  # raw bytes reach the guest as bytes
                 script = f.read()
         except OSError as e:
             print(f"klpemu: {args.script}: {e.strerror}", file=sys.stderr)

@@ -12,7 +12,8 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
 from .errors import KlpemuError
-from .kernel.module import shipped_modules_dir
+from .kernel.module import is_host_file, shipped_modules_dir
+from .machine.kstr import kstr
 
 TAG_WIDTH = 16  # "license:" and its padding, as kmod lays the columns out
 
@@ -54,7 +55,7 @@ def find_module_file(arg: str) -> ModuleFile | None:
     """A host file if arg names one; else the shipped module whose file name (`livepatch-sample`,
     `livepatch-sample.ko`) or module name (`livepatch_sample`) it is."""
     path = Path(arg)
-    if path.is_file():
+    if is_host_file(path):
         return ModuleFile(path, arg, False)
     if "/" in arg:
         return None
@@ -76,7 +77,7 @@ def read_modinfo(path: Path) -> list[tuple[str, str]]:
     pairs = []
     for entry in raw.split(b"\0"):
         if b"=" in entry:
-            tag, value = entry.decode("utf-8", "replace").split("=", 1)
+            tag, value = kstr(entry).split("=", 1)
             pairs.append((tag, value))
     return pairs
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING
 
+from ..kernel.kobject import kobject_name
 from ..kernel.kstrtox import kstrtobool
 from ..kernel.printk import LogLevel
 from .vfs import VFS, Dir, File
@@ -23,7 +24,7 @@ def _cpu_list(cpus: list[int]) -> str:
 def _patch_dir(machine: Machine, patch: Pointer) -> Dir:
     """/sys/kernel/livepatch/<patch>/: its files read the patch's state at each read."""
     lp = machine.kernel.livepatch
-    d = Dir(lp.name(patch), 0o755)
+    d = Dir(kobject_name(lp.name(patch)), 0o755)
 
     def write_enabled(data: str) -> None:
         lp.write_enabled(patch, kstrtobool(data))
@@ -37,10 +38,10 @@ def _patch_dir(machine: Machine, patch: Pointer) -> Dir:
     d.add(File("replace", 0o444, lambda: f"{patch.replace}\n"))
     d.add(File("stack_order", 0o444, lambda: f"{lp.stack_order(patch)}\n"))
     for obj in lp.objects(patch):
-        od = d.mkdir(lp.object_name(obj), 0o755)
+        od = d.mkdir(kobject_name(lp.object_name(obj)), 0o755)
         od.add(File("patched", 0o444, partial(_object_patched, obj)))
         for func in lp.funcs(obj):
-            name = machine.mem.read_cstr(func.old_name, 512)
+            name = kobject_name(machine.mem.read_cstr(func.old_name, 512))
             od.mkdir(f"{name},{func.old_sympos or 1}", 0o755)
     return d
 

@@ -129,8 +129,12 @@ class VFS:
             raise KlpemuError(path, EACCES)
         return node.read()
 
-    def write(self, path: str, data: str, append: bool = False) -> None:
-        """Write data; append (a `>>` redirection) matters only to files that take it."""
+    def write(self, path: str, data: str | bytes, append: bool = False) -> None:
+        """Write data; append (a `>>` redirection) matters only to files that take it. Bytes are
+        handed on as text whose undecodable bytes are lone surrogates, which a guest file and
+        the kernel log turn back into the same bytes (kbytes)."""
+        if isinstance(data, bytes):
+            data = data.decode("utf-8", "surrogateescape")
         node = self.lookup(path)
         if isinstance(node, Dir):
             raise KlpemuError(path, EISDIR)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
+from ..machine.kstr import kbytes, kstr
+
 if TYPE_CHECKING:
     from ..machine.machine import Machine
 
@@ -44,7 +46,7 @@ def records(machine: Machine, since_seq: int = 0) -> list[LogRecord]:
     out = []
     for seq in range(max(since_seq, next_seq - n, 0), next_seq):
         r = ring[seq % n]
-        text = machine.mem.read(r.addr_of("text"), r.text_len).decode("utf-8", "replace")
+        text = kstr(machine.mem.read(r.addr_of("text"), r.text_len))
         out.append(LogRecord(r.seq, r.ts_nsec, r.caller_id, r.level, text))
     return out
 
@@ -59,7 +61,7 @@ def log_store(machine: Machine, text: str, level: int = LogLevel.WARNING, caller
     ring = rb.records
     seq = rb.next_seq
     r = ring[seq % len(ring)]
-    data = text.encode()[: r.type.member("text")[1].size]
+    data = kbytes(text)[: r.type.member("text")[1].size]
     r.seq = seq
     r.ts_nsec = machine.now
     r.caller_id = caller_id

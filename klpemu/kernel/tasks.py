@@ -17,6 +17,7 @@ from ..abi import (
     TIF_PATCH_PENDING,
     TIF_SIGPENDING,
 )
+from ..machine.kstr import kstr
 
 if TYPE_CHECKING:
     from ..machine.machine import Machine
@@ -55,7 +56,7 @@ class Task:
 
     @property
     def comm(self) -> str:
-        return self.view.comm.decode("utf-8", "replace")
+        return kstr(self.view.comm)
 
     @property
     def state(self) -> int:

@@ -13,6 +13,7 @@ from errno import E2BIG, EIO, ENAMETOOLONG, ETIMEDOUT
 from typing import TYPE_CHECKING
 
 from ..errors import KlpemuError
+from .kstr import kbytes, kstr
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -37,7 +38,7 @@ class Console:
         m.check_running()
         mbox = m.var("console_mbox")
         req = mbox.req
-        path_b = path.encode()
+        path_b = kbytes(path)
         path_max = req.type.member("path")[1].size
         data_max = req.type.member("data")[1].size
         if len(path_b) >= path_max:
@@ -58,10 +59,10 @@ class Console:
         return mbox.status, m.mem.read(mbox.addr_of("out"), mbox.out_len)
 
     def read_file(self, path: str, timeout_ns: int = 5 * NS_PER_SEC) -> str:
-        return self._request("CONSOLE_READ_FILE", path, b"", timeout_ns).decode("utf-8", "replace")
+        return kstr(self._request("CONSOLE_READ_FILE", path, b"", timeout_ns))
 
-    def write_file(self, path: str, data: str, timeout_ns: int = 5 * NS_PER_SEC) -> None:
-        self._request("CONSOLE_WRITE_FILE", path, data.encode(), timeout_ns)
+    def write_file(self, path: str, data: str | bytes, timeout_ns: int = 5 * NS_PER_SEC) -> None:
+        self._request("CONSOLE_WRITE_FILE", path, kbytes(data), timeout_ns)
 
     def init_module(self, mod: int, name: str, timeout_ns: int = 5 * NS_PER_SEC) -> int:
         """sh calls init_module(2) on the struct module at mod, which the host has loaded, so the
@@ -71,9 +72,9 @@ class Console:
         )
         return status
 
-    def delete_module(self, name: str, timeout_ns: int = 5 * NS_PER_SEC) -> int:
+    def delete_module(self, name: str | bytes, timeout_ns: int = 5 * NS_PER_SEC) -> int:
         """sh calls delete_module(2) with the module's name, as rmmod does; returns 0 or -errno."""
         status, _ = self._exchange(
-            "CONSOLE_DELETE_MODULE", "", name.encode() + b"\0", timeout_ns, f"delete_module {name}"
+            "CONSOLE_DELETE_MODULE", "", kbytes(name) + b"\0", timeout_ns, f"delete_module {kstr(kbytes(name))}"
         )
         return status

@@ -130,6 +130,8 @@ class KernelImage:
             syms = [s for k in self.module_kallsyms for s in k.by_name.get(name, ())]
         if not syms:
             raise KlpemuError(f"symbol '{name}' not found", EINVAL)
+        if sympos < 0:  # klp's old_sympos is unsigned: a position counts from 1, 0 means unique
+            raise KlpemuError(f"symbol '{name}': invalid position {sympos}", EINVAL)
         if sympos == 0:
             if len(syms) > 1:
                 raise KlpemuError(f"unresolvable ambiguity for symbol '{name}': {len(syms)} matches", EINVAL)

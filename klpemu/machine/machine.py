@@ -28,6 +28,7 @@ from .cpu import CPU, EFLAGS_IF, InterruptError, deliver_interrupt, live_regs
 from .heap import GuestHeap
 from .hypercall import HypercallTable
 from .image import KernelImage
+from .kstr import kstr
 from .memory import PTE_RW, PTE_USER, GuestMemory
 from .oops import Oops
 from .type_cache import cached_types
@@ -536,7 +537,7 @@ class Machine:
 
     def task_on(self, cpu: int) -> tuple[int, str]:
         t = self.struct("task_struct", self.pcpu(cpu).current_task)
-        return t.pid, t.comm.decode()
+        return t.pid, kstr(t.comm)
 
     def _report_crash(self, cpu: CPU, error: UcError | None) -> None:
         from . import crash

@@ -13,6 +13,7 @@ from errno import EFAULT, ENOMEM
 from unicorn import Uc, UcError
 
 from ..errors import KlpemuError
+from .kstr import kstr
 
 PAGE_SIZE = 0x1000
 PAGE_MASK = ~(PAGE_SIZE - 1)
@@ -132,9 +133,14 @@ class GuestMemory:
     def write_u64(self, va: int, value: int) -> None:
         self.write(va, struct.pack("<Q", value & (2**64 - 1)))
 
-    def read_cstr(self, va: int, limit: int = 4096) -> str:
+    def read_cbytes(self, va: int, limit: int = 4096) -> bytes:
+        """A C string's bytes, without its NUL; at most limit, and none past unmapped memory."""
         data = self.read(va, limit) if self.is_mapped(va + limit - 1) else self._read_until_unmapped(va, limit)
-        return data.split(b"\0", 1)[0].decode("utf-8", "replace")
+        return data.split(b"\0", 1)[0]
+
+    def read_cstr(self, va: int, limit: int = 4096) -> str:
+        """A C string as host text (kstr: never fails, shows bytes that are not UTF-8 as \\xNN)."""
+        return kstr(self.read_cbytes(va, limit))
 
     def _read_until_unmapped(self, va: int, limit: int) -> bytes:
         out = b""

@@ -303,7 +303,13 @@ def _store(mem: GuestMemory, struct: Type, addr: int, name: str, value: int) -> 
     off, t = struct.member(name)
     if t.kind not in ("base", "enum", "pointer"):
         raise KlpemuError(f"cannot assign to non-scalar member {name}", EINVAL)
-    mem.write(addr + off, int(value).to_bytes(t.size, "little", signed=value < 0))
+    value = int(value)
+    bits = t.size * 8
+    # Either reading of the bits (signed or not) is accepted, as C accepts -1 for an unsigned;
+    # a value that fits neither is refused, not truncated behind the writer's back.
+    if not -(1 << (bits - 1)) <= value < (1 << bits):
+        raise KlpemuError(f"{value} does not fit in {name} ({t.name or t.kind}, {t.size} bytes)", EINVAL)
+    mem.write(addr + off, value.to_bytes(t.size, "little", signed=value < 0))
 
 
 def offsetof(t: Type, member: str) -> int:

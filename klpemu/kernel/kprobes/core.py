@@ -17,6 +17,7 @@ from errno import EAGAIN, EILSEQ, EINVAL, ENOENT, ETIMEDOUT
 from typing import TYPE_CHECKING
 
 from ...errors import KlpemuError
+from ...machine.kstr import kbytes
 from ..guestlist import GuestList
 from .arch import INT3, ArchKprobes
 from .blacklist import KprobeBlacklist
@@ -554,17 +555,18 @@ class Kprobes:
         allocations = [kp]
         v = self.view(kp)
         if symbol is not None:
-            name = m.heap.kzalloc(len(symbol) + 1)
-            m.mem.write(name, symbol.encode() + b"\0")
+            raw = kbytes(symbol) + b"\0"  # bytes, not characters, are what the guest string holds
+            name = m.heap.kzalloc(len(raw))
+            m.mem.write(name, raw)
             allocations.append(name)
             v.symbol_name = name
-        v.addr = addr
-        v.offset = offset
         py: dict[str, PyHandler] = {}
-        v.pre_handler = self.handler_addr("pre", pre_handler, py)
-        v.post_handler = self.handler_addr("post", post_handler, py)
-        v.flags = FLAG["DISABLED"] if disabled else 0
         try:
+            v.addr = addr  # an address or offset out of range is refused here, nothing kept
+            v.offset = offset
+            v.pre_handler = self.handler_addr("pre", pre_handler, py)
+            v.post_handler = self.handler_addr("post", post_handler, py)
+            v.flags = FLAG["DISABLED"] if disabled else 0
             probe = self.register(kp, owner, py=py)
         except KlpemuError:
             for a in allocations:

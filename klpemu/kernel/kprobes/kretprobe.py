@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from ...abi import KRETPROBE_MAX_DATA_SIZE
 from ...errors import KlpemuError
+from ...machine.kstr import kbytes
 
 if TYPE_CHECKING:
     from ...machine.machine import Machine
@@ -77,7 +78,14 @@ class Kretprobes:
         if v.maxactive <= 0:
             v.maxactive = self.maxactive_default()
         size = m.types.sizeof("kretprobe_instance") + v.data_size
-        instances = [m.heap.kzalloc(size) for _ in range(v.maxactive)]
+        instances: list[int] = []
+        try:
+            for _ in range(v.maxactive):
+                instances.append(m.heap.kzalloc(size))
+        except KlpemuError:  # out of memory part way: what was taken goes back
+            for ri in instances:
+                m.heap.free(ri)
+            raise
         for ri, nxt in zip(instances, instances[1:] + [0], strict=True):
             inst = m.struct("kretprobe_instance", ri)
             inst.rp = rp
@@ -155,16 +163,17 @@ class Kretprobes:
         name or an address) or Python callables (ri view, regs view) -> int. Returns its address."""
         m = self.m
         rp = m.heap.kzalloc(m.types.sizeof("kretprobe"))
-        name = m.heap.kzalloc(len(symbol) + 1)
-        m.mem.write(name, symbol.encode() + b"\0")
+        raw = kbytes(symbol) + b"\0"
+        name = m.heap.kzalloc(len(raw))
+        m.mem.write(name, raw)
         v = self.view(rp)
         v.kp.symbol_name = name
         py: dict[str, PyHandler] = {}
-        v.handler = self.kp.handler_addr("ret", handler, py)
-        v.entry_handler = self.kp.handler_addr("entry", entry_handler, py)
-        v.maxactive = maxactive
-        v.data_size = data_size
         try:
+            v.handler = self.kp.handler_addr("ret", handler, py)
+            v.entry_handler = self.kp.handler_addr("entry", entry_handler, py)
+            v.maxactive = maxactive  # a value out of the int's range is refused here
+            v.data_size = data_size
             self.register(rp, owner, py)
         except KlpemuError:
             m.heap.free(name)

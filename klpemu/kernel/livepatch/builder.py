@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ...machine.kstr import kbytes
+
 if TYPE_CHECKING:
     from ...machine.types import Pointer
     from .core import Livepatch
@@ -34,7 +36,7 @@ class KlpBuilder:
         self.livepatch = livepatch
 
     def cstring(self, text: str) -> int:
-        data = text.encode() + b"\0"
+        data = kbytes(text) + b"\0"
         addr = self.m.heap.kzalloc(len(data))
         self.m.mem.write(addr, data)
         return addr

@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING
 
 from ...abi import MODULE_NAME_LEN
 from ...errors import KlpemuError
+from ...machine.kstr import kstr
 from ...machine.types import Pointer
 from ..guestlist import GuestList
+from ..kobject import kobject_name
 from ..printk import LogLevel, log_store
 from . import callbacks
 from .guestcall import CallbackGen, GuestCalls
@@ -85,7 +87,7 @@ class Livepatch:
     def name(self, patch: Pointer) -> str:
         mod = patch.mod
         if mod:
-            return mod.name.decode()
+            return kstr(mod.name)
         return self.names.get(patch, f"patch@{patch:x}")
 
     def _array(self, addr: int, struct: str, *members: str) -> list[Pointer]:
@@ -234,12 +236,12 @@ class Livepatch:
                 if self.is_module(obj) and len(objname) >= MODULE_NAME_LEN:
                     raise KlpemuError(f"object name too long: {objname}", EINVAL)
                 self._find_object_module(obj)
-                objdir = f"/kernel/livepatch/{self.name(patch)}/{objname}"
+                objdir = f"/kernel/livepatch/{kobject_name(self.name(patch))}/{kobject_name(objname)}"
                 self._sysfs_add(names, objdir)
                 for func in self.funcs(obj):
                     self._check_func(func)
                     sympos = func.old_sympos
-                    self._sysfs_add(names, f"{objdir}/{self.func_name(func)},{sympos or 1}")
+                    self._sysfs_add(names, f"{objdir}/{kobject_name(self.func_name(func))},{sympos or 1}")
                 if self.is_object_loaded(obj):
                     self._init_object_loaded(patch, obj)
         except KlpemuError:
@@ -449,7 +451,30 @@ class Livepatch:
     def _module_going(self, mod: Module) -> CallbackGen:
         """klp_module_going: every patch lets go of the module's object."""
         mod.struct.klp_alive = 0
+        yield from self._revert_own_patches(mod)
         yield from self._cleanup_module_patches(mod, limit=None)
+        return 0
+
+    def _revert_own_patches(self, mod: Module) -> CallbackGen:
+        """A module going with its own patch still registered can only be one whose init failed
+        after klp_enable_patch: the patch lives in memory about to be freed. Linux keeps it (a
+        use-after-free); we take it down as if it had never been enabled."""
+        for patch in self.patches:
+            if patch.mod != mod.addr:
+                continue
+            name = self.name(patch)
+            self.log(f"'{name}': module init failed after klp_enable_patch(), reverting the patch", LogLevel.WARNING)
+            if self.transition.patch is None:
+                self.transition.init(patch, UNPATCHED)
+                for obj in self.objects(patch):
+                    if obj.patched:
+                        yield from callbacks.pre_unpatch(self.m, obj)
+            elif self.transition.patch != patch:
+                continue  # another patch in transition: ours never got past klp_enable_patch's checks
+            self.transition.target = UNPATCHED
+            self.set_enabled(patch, False)
+            yield from self.transition.complete()
+            self._free_patch(patch)
         return 0
 
     def _cleanup_module_patches(self, mod: Module, limit: Pointer | None) -> CallbackGen:

@@ -39,7 +39,7 @@ class Nops:
         """kstrdup: the dynamic structs must not point into a module that may go first."""
         if not addr:
             return 0
-        data = self.m.mem.read_cstr(addr, limit).encode() + b"\0"
+        data = self.m.mem.read_cbytes(addr, limit) + b"\0"
         copy = self.m.heap.kzalloc(len(data))
         self.m.mem.write(copy, data)
         return copy

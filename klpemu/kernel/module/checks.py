@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
+from ...machine.kstr import kstr
 from ..printk import LogLevel, log_store
 from .internal import TAINT_LIVEPATCH, TAINT_OOT_MODULE, TAINT_PROPRIETARY_MODULE
 
@@ -50,9 +51,17 @@ def parse_modinfo(raw: bytes) -> dict[str, list[str]]:
     info: dict[str, list[str]] = {}
     for entry in raw.split(b"\0"):
         if b"=" in entry:
-            tag, value = entry.decode("utf-8", "replace").split("=", 1)
+            tag, value = kstr(entry).split("=", 1)
             info.setdefault(tag, []).append(value)
     return info
+
+
+def modinfo_name(raw: bytes) -> bytes | None:
+    """The raw bytes of .modinfo's first `name=` (get_modinfo(info, "name")), or None."""
+    for entry in raw.split(b"\0"):
+        if entry.startswith(b"name="):
+            return entry[len(b"name=") :]
+    return None
 
 
 def check_modinfo(m: Machine, tainted: int, name: str, info: dict[str, list[str]]) -> int:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ...errors import KlpemuError
+from ...machine.kstr import kbytes
 from ...machine.types import Pointer
 
 if TYPE_CHECKING:
@@ -62,6 +63,11 @@ class Module:
     charp_strings: dict[int, int] = field(default_factory=dict)  # variable -> kzalloc'd string the loader owns
     symtab: list[SymtabEntry] = field(default_factory=list)  # every named symbol of a loaded section
     elf: bytes = field(default=b"", repr=False)  # the file as loaded, for debuggers (its DWARF)
+    name_bytes: bytes = b""  # the name as the kernel has it; `name` is its kstr
+
+    def __post_init__(self) -> None:
+        if not self.name_bytes:
+            self.name_bytes = kbytes(self.name)
 
     @property
     def struct(self) -> Pointer:

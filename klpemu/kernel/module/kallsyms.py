@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from ...errors import KlpemuError
 from ...machine.image import Symbol
+from ...machine.kstr import kstr
 from .internal import INIT_TYPES
 
 if TYPE_CHECKING:
@@ -50,6 +51,8 @@ class ModuleKallsyms:
         syms = self.by_name.get(name)
         if not syms:
             raise KlpemuError(f"symbol '{name}' not found in module {self.module}", errno.EINVAL)
+        if sympos < 0:
+            raise KlpemuError(f"symbol '{name}': invalid position {sympos}", errno.EINVAL)
         if sympos == 0:
             if len(syms) > 1:
                 raise KlpemuError(
@@ -62,18 +65,27 @@ class ModuleKallsyms:
         return syms[sympos - 1]
 
 
+def symbol_name(strtab: bytes, offset: int) -> str:
+    """A symbol's name from the string table's bytes, through kstr: the same text the host makes
+    of the name when it reads it from guest memory (pyelftools would make U+FFFD of a bad byte)."""
+    end = strtab.find(b"\0", offset)
+    return kstr(strtab[offset : end if end >= 0 else len(strtab)])
+
+
 def add_kallsyms(
     m: Machine, mod: Module, symtab: SymbolTableSection, values: list[int], place: Mapping[int, tuple[str, int]]
 ) -> None:
     """add_kallsyms: every named symbol of a loaded section (place: section index -> mod_mem_type
     and offset), in symbol-table order; published with the init symbols, as init may run."""
+    strtab = symtab.stringtable.data()
     for sym, value in zip(symtab.iter_symbols(), values, strict=True):
         shndx = sym["st_shndx"]
         kind = KINDS.get(sym["st_info"]["type"])
         if not sym.name or kind is None or not isinstance(shndx, int) or shndx not in place:
             continue
         mem_type = place[shndx][0]
-        mod.symtab.append((sym.name, value, sym["st_size"], kind, sym["st_info"]["bind"] == "STB_LOCAL", mem_type))
+        name = symbol_name(strtab, sym["st_name"])
+        mod.symtab.append((name, value, sym["st_size"], kind, sym["st_info"]["bind"] == "STB_LOCAL", mem_type))
     publish_kallsyms(m, mod, init=True)
 
 

@@ -34,9 +34,10 @@ from elftools.elf.sections import SymbolTableSection
 
 from ...abi import MODULE_REF_BASE
 from ...errors import KlpemuError
+from ...machine.kstr import kbytes, kstr
 from ...machine.memory import PAGE_SIZE
 from ..printk import LogLevel, log_store
-from .checks import check_modinfo, elf_validity_check, parse_modinfo
+from .checks import check_modinfo, elf_validity_check, modinfo_name, parse_modinfo
 from .internal import (
     INIT_TYPES,
     MEM_TYPES,
@@ -120,12 +121,22 @@ class Loader:
             raise self.fail(errno.ENOEXEC, why, why)
         sections = self.sections = list(ELFFile(io.BytesIO(self.data)).iter_sections())
         modinfo = next((s for s in sections if s.name == ".modinfo"), None)
-        info = parse_modinfo(modinfo.data()) if modinfo is not None else {}
+        raw_info = modinfo.data() if modinfo is not None else b""
+        info = parse_modinfo(raw_info)
+        # The name is bytes, as the kernel keeps it; the host shows it through kstr.
         stem = self.filename.rsplit("/", 1)[-1].removesuffix(".ko")
-        name = (info.get("name") or [stem.replace("-", "_")])[0]
+        raw_name = modinfo_name(raw_info)
+        if raw_name is None:
+            raw_name = kbytes(stem.replace("-", "_"))
+        name = kstr(raw_name)
         name_max = m.types.struct("module").member("name")[1].size
-        if not name or len(name.encode()) >= name_max:
+        if len(raw_name) >= name_max:
             raise self.fail(errno.ENAMETOOLONG, f"module name '{name}' is longer than {name_max - 1} bytes")
+        if raw_name in (b"", b".", b"..") or b"/" in raw_name:
+            # Its /sys/module and /sys/kernel/livepatch directories could not be named, nor
+            # could rmmod name it (kmod takes the basename): refused before anything is set up.
+            why = f"module name '{name}' is not a valid name for a module"
+            raise self.fail(errno.EINVAL, why, why)
         symtab = next((s for s in sections if isinstance(s, SymbolTableSection) and s.name == ".symtab"), None)
         if symtab is None:
             raise self.fail(
@@ -139,7 +150,7 @@ class Loader:
         if mods.find(name) is not None:  # module_patient_check_exists
             raise self.fail(errno.EEXIST, f"module {name} is already loaded")
         layout = self._layout()
-        mod = Module(name, 0, {}, {}, info, taints)
+        mod = Module(name, 0, {}, {}, info, taints, name_bytes=raw_name)
         self._allocate(mod, layout)
         mods.mod_tree_insert(mod)
         self.undo.append(lambda: mods.mod_tree_remove(mod))
@@ -361,7 +372,7 @@ class Loader:
         t = m.types
         view = mod.struct
         view.state = t.enum("MODULE_STATE_UNFORMED")
-        m.mem.write(view.addr_of("name"), mod.name.encode() + b"\0")
+        m.mem.write(view.addr_of("name"), mod.name_bytes + b"\0")
         for mem_type in MEM_TYPES:
             base, size = mod.mem[mem_type]
             mv = view.mem[t.enum(mem_type)]

@@ -154,7 +154,7 @@ class Modules:
             raise ModuleError(f"Module {name} is in use by: {' '.join(h.name for h in mod.holders)}", errno.EBUSY)
         if self.refcount(mod) > 0:
             raise ModuleError(f"Module {name} is in use", errno.EBUSY)
-        status = self.console.delete_module(name)
+        status = self.console.delete_module(mod.name_bytes)
         if status < 0:
             raise ModuleError(f"could not remove module {name}: {os.strerror(-status)}", -status)
         self._going(mod)

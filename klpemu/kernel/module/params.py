@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ...errors import KlpemuError
+from ...machine.kstr import kbytes
 from ..kstrtox import kstrtobool
 from ..printk import LogLevel, log_store
 from .internal import ModuleError
@@ -97,7 +98,7 @@ def param_set(m: Machine, mod: Module, p: Param, value: str | None) -> None:
     elif p.type == "charp":
         if value is None:
             raise KlpemuError("missing value", errno.EINVAL)
-        raw = value.encode()
+        raw = kbytes(value)
         if len(raw) > CHARP_MAX:
             raise KlpemuError("too large", errno.ENOSPC)
         addr = m.heap.kzalloc(len(raw) + 1)
