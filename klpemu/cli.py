@@ -75,6 +75,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench.run(args)
 
 
+def cmd_drgn(args: argparse.Namespace) -> int:
+    from .shell.cmd_inspect import kernel_program
+
+    shell = Shell(_system(args))
+    kernel_program(shell)  # a clear error when drgn is missing, before anything runs
+    if args.setup and shell.run_line(args.setup):
+        return 1
+    return shell.run_command(["drgn"])
+
+
 def cmd_build_module(args: argparse.Namespace) -> int:
     from .modbuild import NO_GCC, build_module
 
@@ -123,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("source", help="the module's C file")
     p.add_argument("-o", dest="output", help="the .ko to write (default: next to the source)")
     p.set_defaults(fn=cmd_build_module)
+    p = sub.add_parser("drgn", help="drgn's interactive console on a booted machine (needs drgn)")
+    _machine_args(p)
+    p.add_argument("--setup", default="", help="shell commands to run first (e.g. 'insmod livepatch-sample')")
+    p.set_defaults(fn=cmd_drgn)
     args = parser.parse_args(argv)
     if args.cmd is None:  # as git and ip do: what there is to run
         parser.print_help()

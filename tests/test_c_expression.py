@@ -91,7 +91,7 @@ def test_ptype_takes_a_type_or_an_expression(prog):
     text = str(type_of(prog, "struct klp_func"))
     assert text.startswith("struct klp_func {\n\tconst char *old_name;")
     assert str(type_of(prog, "ftrace_ops_list->func")) == (
-        "typedef void (*ftrace_func_t)(unsigned long, unsigned long, struct ftrace_ops *, struct ftrace_regs *)"
+        "void (*)(unsigned long, unsigned long, struct ftrace_ops *, struct ftrace_regs *)"
     )
 
 

@@ -353,11 +353,12 @@ def evaluate(prog: drgn.Program, text: str, variables: Mapping[str, int] | None 
 
 
 def type_of(prog: drgn.Program, text: str, variables: Mapping[str, int] | None = None) -> drgn.Type:
-    """What `ptype` shows: a type named by TEXT, else the type of TEXT as an expression."""
+    """What `ptype` shows: a type named by TEXT, else the type of TEXT as an expression; as
+    in gdb, with typedefs seen through (`ptype bool` is `_Bool`)."""
     try:
-        return prog.type(text.strip())
+        return prog.type(text.strip()).unaliased()
     except (LookupError, SyntaxError, ValueError):
-        return evaluate(prog, text, variables).type_
+        return evaluate(prog, text, variables).type_.unaliased()
 
 
 def format_value(obj: drgn.Object) -> str:

@@ -17,15 +17,30 @@ from .syntax import Stage, SyntaxProblem, parse_pipeline, split_commands
 
 CommandFn = Callable[["Shell", list[str]], int]
 COMMANDS: dict[str, tuple[CommandFn, str]] = {}
+# Commands that take the rest of the line as gdb does, not as sh words: a C expression's `|`,
+# `>`, `&` and quotes are its own. A `/FMT` after the name (`x/4xg`, `print/x`) comes first.
+RAW_COMMANDS: set[str] = set()
 STATUS_INTERRUPTED = 130  # 128 + SIGINT, as sh reports a command killed by Ctrl-C
 
 
-def command(name: str, usage: str):
+def command(name: str, usage: str, *, raw: bool = False):
     def register(fn: CommandFn) -> CommandFn:
         COMMANDS[name] = (fn, usage)
+        if raw:
+            RAW_COMMANDS.add(name)
         return fn
 
     return register
+
+
+def raw_argv(cmd: str) -> list[str] | None:
+    """argv of a raw command (name, then `/FMT` if given, then the rest of the line if any), or
+    None when the line is not one."""
+    first, _, rest = cmd.strip().partition(" ")
+    name, slash, fmt = first.partition("/")
+    if name not in RAW_COMMANDS:
+        return None
+    return [name] + ([f"/{fmt}"] if slash else []) + ([rest.strip()] if rest.strip() else [])
 
 
 class UsageError(Exception):
@@ -73,8 +88,9 @@ class Shell:
         self._oops_shown = False
 
     def execute(self, cmd: str) -> int:
+        raw = raw_argv(cmd)
         try:
-            stages = parse_pipeline(cmd)
+            stages = [Stage(raw)] if raw is not None else parse_pipeline(cmd)
         except SyntaxProblem as e:
             self.error(str(e))
             return e.status

@@ -1,0 +1,108 @@
+"""Looking at the machine as a debugger does: C expressions and types through drgn (`print`,
+`ptype`), drgn's own console (`drgn`), and an ELF core for gdb (`dump`)."""
+
+from __future__ import annotations
+
+from errno import ENOSYS
+from typing import TYPE_CHECKING
+
+from ..errors import KlpemuError
+from .core import Shell, UsageError, command
+
+if TYPE_CHECKING:
+    from ..debug.kernel_program import KernelProgram
+
+# print's /FMT letters, as gdb's: the base integers are shown in
+FORMAT_BASES = {"x": 16, "d": 10, "u": 10, "o": 8, "t": 2}
+
+
+def kernel_program(sh: Shell) -> KernelProgram:
+    """The shell's drgn Program, made on first use (drgn is optional) and remade after reboot."""
+    from ..debug.kernel_program import KernelProgram
+
+    current = getattr(sh, "_kernel_program", None)
+    if current is None or current.system is not sh.system:
+        try:
+            import drgn  # noqa: F401
+        except ImportError:
+            raise KlpemuError("drgn is not installed: pip install 'klpemu[drgn]'", ENOSYS) from None
+        current = KernelProgram(sh.system)
+        sh._kernel_program = current  # type: ignore[attr-defined]
+    return current
+
+
+def registers(sh: Shell) -> dict[str, int]:
+    """What `$name` reads in an expression: the registers of the CPU the shell looks at."""
+    cpu = getattr(sh, "debug_cpu", 0)
+    return sh.machine.cpus[cpu].regs()
+
+
+def split_format(args: list[str], command_name: str) -> tuple[str, str]:
+    fmt = args[0][1:] if args and args[0].startswith("/") else ""
+    rest = args[1:] if fmt or (args and args[0] == "/") else args
+    if not rest:
+        raise UsageError(f"an expression is needed (e.g. {command_name} ftrace_ops_list->func)")
+    return fmt, rest[0]
+
+
+@command("print", "print[/FMT] EXPR", raw=True)
+def cmd_print(sh: Shell, args: list[str]) -> int:
+    """A C expression over the kernel's types and the loaded modules', evaluated by drgn on
+    the live machine: globals, `->` and `.`, `*` and `&`, `[i]`, casts, sizeof, arithmetic, and
+    `$rip`-style registers. FMT x, d, u, o or t prints integers in that base. Values are
+    numbered `$1`, `$2`... as in gdb."""
+    from ..debug.c_expression import evaluate, format_value
+
+    fmt, text = split_format(args, "print")
+    if fmt and fmt not in FORMAT_BASES:
+        raise UsageError(f'undefined output format "{fmt}" (one of {", ".join(FORMAT_BASES)})')
+    obj = evaluate(kernel_program(sh).prog, text, registers(sh))
+    shown = obj.format_(integer_base=FORMAT_BASES[fmt], dereference=False) if fmt else format_value(obj)
+    number = getattr(sh, "print_count", 0) + 1
+    sh.print_count = number  # type: ignore[attr-defined]
+    print(f"${number} = {shown}", file=sh.out)
+    return 0
+
+
+@command("p", "p[/FMT] EXPR", raw=True)
+def cmd_p(sh: Shell, args: list[str]) -> int:
+    """gdb's short name for print."""
+    return cmd_print(sh, args)
+
+
+@command("ptype", "ptype TYPE|EXPR", raw=True)
+def cmd_ptype(sh: Shell, args: list[str]) -> int:
+    """A type's definition (`ptype struct klp_func`), or the type of an expression."""
+    from ..debug.c_expression import type_of
+
+    _, text = split_format(args, "ptype")
+    print(f"type = {type_of(kernel_program(sh).prog, text, registers(sh))}", file=sh.out)
+    return 0
+
+
+@command("drgn", "drgn")
+def cmd_drgn(sh: Shell, args: list[str]) -> int:
+    """drgn's interactive console on the live machine (`prog`, drgn's helpers, `machine`);
+    leave it with Ctrl-D to come back to this shell."""
+    from ..debug.drgn_console import run_drgn_console
+
+    if args:
+        raise UsageError("no arguments expected")
+    kernel_program(sh)  # the clear error when drgn is missing
+    return run_drgn_console(sh.system)
+
+
+@command("dump", "dump FILE")
+def cmd_dump(sh: Shell, args: list[str]) -> int:
+    """An ELF core of the machine as it is now: `gdb IMAGE FILE` opens it, with a thread per
+    CPU (LWP N+1 is CPU N) and every mapped page (`klpemu image-path` names IMAGE)."""
+    from ..debug.elf_core import write_core
+
+    if len(args) != 1:
+        raise UsageError("one file name expected")
+    try:
+        size = write_core(sh.machine, args[0])
+    except OSError as e:
+        return sh.error(f"dump: {args[0]}: {e.strerror}")
+    print(f"core of {len(sh.machine.cpus)} CPUs written to {args[0]} ({size} bytes)", file=sh.out)
+    return 0
