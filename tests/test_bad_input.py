@@ -363,3 +363,16 @@ def test_a_module_going_with_its_completed_patch_takes_it_down(system):
     ]
     system.kernel.modules.unload("livepatch_sample")
     assert state(system) == before
+
+
+def test_typed_raw_bytes_name_the_module_and_its_sysfs_directory(system, tmp_path):
+    """rmmod and paths given with raw bytes (as `$'\\xff'` reaches the shell) find the module
+    and the directories whose names the host shows as \\xNN."""
+    ko = mutated(tmp_path, shipped_module("hello"), b"name=hello\0", b"name=hell\xff\0", "hello.ko")
+    before = state(system)
+    system.kernel.modules.load(ko)
+    assert system.kernel.modules.find("hell\udcff") is system.kernel.modules.loaded["hell\\xff"]
+    assert shell_run(system, "cat /sys/module/hell\udcff/refcnt") == (0, "0\n", "")
+    assert shell_run(system, "rmmod hell\udcff") == (0, "", "")
+    assert state(system) == before
+    assert shell_run(system, "rmmod hell\udcff") == (1, "", "rmmod: ERROR: Module hell\\xff is not currently loaded\n")
