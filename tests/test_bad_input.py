@@ -376,3 +376,17 @@ def test_typed_raw_bytes_name_the_module_and_its_sysfs_directory(system, tmp_pat
     assert shell_run(system, "rmmod hell\udcff") == (0, "", "")
     assert state(system) == before
     assert shell_run(system, "rmmod hell\udcff") == (1, "", "rmmod: ERROR: Module hell\\xff is not currently loaded\n")
+
+
+def test_init_failing_on_top_of_another_patch_leaves_that_one(system):
+    """Stacked on livepatch-sample, the failed patch comes off cmdline_proc_show's func_stack
+    and the sample's function is the one that runs again."""
+    assert shell_run(system, "insmod livepatch-sample") == (0, "", "")
+    m = system.machine
+    assert m.run_until(lambda: m.kernel.livepatch.transition.patch is None, 3_000_000_000)
+    before = state(system)
+    assert len(before["func_stack"]) == 1
+    status, _, err = shell_run(system, "insmod test_klp_init_fail")
+    assert (status, err) == (1, "insmod: ERROR: could not insert module test_klp_init_fail: Invalid parameters\n")
+    assert state(system) == before
+    assert shell_run(system, "cat /proc/cmdline") == (0, "this has been live patched\n", "")
