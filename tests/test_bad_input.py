@@ -390,3 +390,25 @@ def test_init_failing_on_top_of_another_patch_leaves_that_one(system):
     assert (status, err) == (1, "insmod: ERROR: could not insert module test_klp_init_fail: Invalid parameters\n")
     assert state(system) == before
     assert shell_run(system, "cat /proc/cmdline") == (0, "this has been live patched\n", "")
+
+
+def test_own_patch_reverted_while_another_patch_is_in_transition(system):
+    """The host may start a transition while a module's init runs; the module's own patch then
+    comes off its stacks at once, and the other transition goes on undisturbed."""
+    m = system.machine
+    lp = m.kernel.livepatch
+    cmdline = m.image.addr("cmdline_proc_show")
+    system.kernel.modules.load(SAMPLE)
+    assert m.run_until(lambda: lp.transition.patch is None, 3_000_000_000)
+    system.kernel.modules.load(shipped_module("test_klp_livepatch"))
+    other = lp.transition.patch
+    assert other is not None and lp.name(other) == "test_klp_livepatch"
+    sample = system.kernel.modules.loaded["livepatch_sample"]
+    lp.module_going(sample)
+    assert [lp.name(p) for p in lp.patches] == ["test_klp_livepatch"]
+    assert len(m.kernel.klp_patch.func_stack(cmdline)) == 1
+    assert lp.transition.patch == other
+    assert m.run_until(lambda: lp.transition.patch is None, 3_000_000_000)
+    assert shell_run(system, "cat /proc/cmdline")[1] == "test_klp_livepatch: this has been live patched\n"
+    system.kernel.modules.unload("livepatch_sample")
+    assert m.kernel.check_consistency() == []
