@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 import time
 
@@ -41,6 +42,8 @@ def cmd_boot(args: argparse.Namespace) -> int:
 
 def cmd_shell(args: argparse.Namespace) -> int:
     system = _system(args)
+    if isinstance(sys.stdout, io.TextIOWrapper):  # raw bytes typed to echo go back out as those bytes
+        sys.stdout.reconfigure(errors="surrogateescape")
     shell = Shell(system)
     if args.command is not None:
         return shell.run_line(args.command)

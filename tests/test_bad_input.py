@@ -5,6 +5,7 @@ record, func_stack, heap allocation and sysfs entry exactly as it was."""
 from __future__ import annotations
 
 import errno
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -412,3 +413,15 @@ def test_own_patch_reverted_while_another_patch_is_in_transition(system):
     assert shell_run(system, "cat /proc/cmdline")[1] == "test_klp_livepatch: this has been live patched\n"
     system.kernel.modules.unload("livepatch_sample")
     assert m.kernel.check_consistency() == []
+
+
+def test_shell_echo_of_raw_bytes_on_a_strict_stdout():
+    """Even where Python's stdout refuses what is not UTF-8, a typed raw byte echoes back as that
+    byte, and a missing path is named with \\xNN."""
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}
+    cmd = b"echo a\xffb; cat /x\xff"
+    res = subprocess.run(
+        [sys.executable, "-m", "klpemu", "shell", "-c", cmd], capture_output=True, check=False, env=env
+    )
+    assert res.stdout == b"a\xffb\n"
+    assert res.stderr == b"cat: /x\\xff: No such file or directory\n"
