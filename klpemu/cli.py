@@ -42,8 +42,9 @@ def cmd_boot(args: argparse.Namespace) -> int:
 
 def cmd_shell(args: argparse.Namespace) -> int:
     system = _system(args)
-    if isinstance(sys.stdout, io.TextIOWrapper):  # raw bytes typed to echo go back out as those bytes
-        sys.stdout.reconfigure(errors="surrogateescape")
+    for stream in (sys.stdin, sys.stdout):  # raw bytes typed reach the guest, and echo, as those bytes
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="surrogateescape")
     shell = Shell(system)
     if args.command is not None:
         return shell.run_line(args.command)

@@ -425,3 +425,16 @@ def test_shell_echo_of_raw_bytes_on_a_strict_stdout():
     )
     assert res.stdout == b"a\xffb\n"
     assert res.stderr == b"cat: /x\\xff: No such file or directory\n"
+
+
+def test_shell_reads_raw_bytes_from_a_strict_stdin():
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}
+    res = subprocess.run(
+        [sys.executable, "-m", "klpemu", "shell"],
+        input=b"echo s\xfet > /dev/kmsg\ndmesg\n",
+        capture_output=True,
+        check=False,
+        env=env,
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.decode().splitlines()[-1].endswith("] s\\xfet")
