@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 import time
@@ -43,6 +44,9 @@ def cmd_boot(args: argparse.Namespace) -> int:
 def cmd_shell(args: argparse.Namespace) -> int:
     from .shell.terminal import Terminal, install_sigint, tty_echoes_ctrl_c
 
+    for stream in (sys.stdin, sys.stdout):  # raw bytes typed reach the guest, and echo, as those bytes
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="surrogateescape")
     script = None
     if args.script is not None:
         try:

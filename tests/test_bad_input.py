@@ -5,6 +5,7 @@ record, func_stack, heap allocation and sysfs entry exactly as it was."""
 from __future__ import annotations
 
 import errno
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -363,3 +364,77 @@ def test_a_module_going_with_its_completed_patch_takes_it_down(system):
     ]
     system.kernel.modules.unload("livepatch_sample")
     assert state(system) == before
+
+
+def test_typed_raw_bytes_name_the_module_and_its_sysfs_directory(system, tmp_path):
+    """rmmod and paths given with raw bytes (as `$'\\xff'` reaches the shell) find the module
+    and the directories whose names the host shows as \\xNN."""
+    ko = mutated(tmp_path, shipped_module("hello"), b"name=hello\0", b"name=hell\xff\0", "hello.ko")
+    before = state(system)
+    system.kernel.modules.load(ko)
+    assert system.kernel.modules.find("hell\udcff") is system.kernel.modules.loaded["hell\\xff"]
+    assert shell_run(system, "cat /sys/module/hell\udcff/refcnt") == (0, "0\n", "")
+    assert shell_run(system, "rmmod hell\udcff") == (0, "", "")
+    assert state(system) == before
+    assert shell_run(system, "rmmod hell\udcff") == (1, "", "rmmod: ERROR: Module hell\\xff is not currently loaded\n")
+
+
+def test_init_failing_on_top_of_another_patch_leaves_that_one(system):
+    """Stacked on livepatch-sample, the failed patch comes off cmdline_proc_show's func_stack
+    and the sample's function is the one that runs again."""
+    assert shell_run(system, "insmod livepatch-sample") == (0, "", "")
+    m = system.machine
+    assert m.run_until(lambda: m.kernel.livepatch.transition.patch is None, 3_000_000_000)
+    before = state(system)
+    assert len(before["func_stack"]) == 1
+    status, _, err = shell_run(system, "insmod test_klp_init_fail")
+    assert (status, err) == (1, "insmod: ERROR: could not insert module test_klp_init_fail: Invalid parameters\n")
+    assert state(system) == before
+    assert shell_run(system, "cat /proc/cmdline") == (0, "this has been live patched\n", "")
+
+
+def test_own_patch_reverted_while_another_patch_is_in_transition(system):
+    """The host may start a transition while a module's init runs; the module's own patch then
+    comes off its stacks at once, and the other transition goes on undisturbed."""
+    m = system.machine
+    lp = m.kernel.livepatch
+    cmdline = m.image.addr("cmdline_proc_show")
+    system.kernel.modules.load(SAMPLE)
+    assert m.run_until(lambda: lp.transition.patch is None, 3_000_000_000)
+    system.kernel.modules.load(shipped_module("test_klp_livepatch"))
+    other = lp.transition.patch
+    assert other is not None and lp.name(other) == "test_klp_livepatch"
+    sample = system.kernel.modules.loaded["livepatch_sample"]
+    lp.module_going(sample)
+    assert [lp.name(p) for p in lp.patches] == ["test_klp_livepatch"]
+    assert len(m.kernel.klp_patch.func_stack(cmdline)) == 1
+    assert lp.transition.patch == other
+    assert m.run_until(lambda: lp.transition.patch is None, 3_000_000_000)
+    assert shell_run(system, "cat /proc/cmdline")[1] == "test_klp_livepatch: this has been live patched\n"
+    system.kernel.modules.unload("livepatch_sample")
+    assert m.kernel.check_consistency() == []
+
+
+def test_shell_echo_of_raw_bytes_on_a_strict_stdout():
+    """Even where Python's stdout refuses what is not UTF-8, a typed raw byte echoes back as that
+    byte, and a missing path is named with \\xNN."""
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}
+    cmd = b"echo a\xffb; cat /x\xff"
+    res = subprocess.run(
+        [sys.executable, "-m", "klpemu", "shell", "-c", cmd], capture_output=True, check=False, env=env
+    )
+    assert res.stdout == b"a\xffb\n"
+    assert res.stderr == b"cat: /x\\xff: No such file or directory\n"
+
+
+def test_shell_reads_raw_bytes_from_a_strict_stdin():
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}
+    res = subprocess.run(
+        [sys.executable, "-m", "klpemu", "shell"],
+        input=b"echo s\xfet > /dev/kmsg\ndmesg\n",
+        capture_output=True,
+        check=False,
+        env=env,
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.decode().splitlines()[-1].endswith("] s\\xfet")

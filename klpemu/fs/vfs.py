@@ -14,6 +14,7 @@ from errno import EACCES, EINVAL, EISDIR, ENOENT, ENOTDIR
 from typing import Protocol, TypeGuard, TypeVar
 
 from ..errors import KlpemuError
+from ..machine.kstr import as_kstr
 
 ReadFn = Callable[[], str]
 WriteFn = Callable[[str], None]
@@ -98,6 +99,7 @@ class VFS:
     def lookup(self, path: str) -> Node:
         if not path.startswith("/"):
             raise KlpemuError(f"{path}: paths are absolute here", EINVAL)
+        path = as_kstr(path)  # typed raw bytes find the entries named by kstr from guest bytes
         node: Node = self.root
         parts: list[str] = []
         for part in split(path):

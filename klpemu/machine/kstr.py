@@ -17,3 +17,8 @@ def kbytes(text: str | bytes) -> bytes:
     if isinstance(text, bytes):
         return text
     return text.encode("utf-8", "surrogateescape")
+
+
+def as_kstr(text: str) -> str:
+    """A name a person typed, as the host shows the guest's: raw bytes (lone surrogates) as \\xNN."""
+    return kstr(kbytes(text))

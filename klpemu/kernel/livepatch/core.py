@@ -470,7 +470,18 @@ class Livepatch:
                     if obj.patched:
                         yield from callbacks.pre_unpatch(self.m, obj)
             elif self.transition.patch != patch:
-                continue  # another patch in transition: ours never got past klp_enable_patch's checks
+                # Another patch in transition (started from the host while init ran): ours is off
+                # its stacks at once, since its code goes with the module, consistency or not.
+                for obj in self.objects(patch):
+                    if obj.patched:
+                        yield from callbacks.pre_unpatch(self.m, obj)
+                self.set_enabled(patch, False)
+                self.unpatch_objects(patch)
+                for obj in self.objects(patch):
+                    if self.is_object_loaded(obj):
+                        yield from callbacks.post_unpatch(self.m, obj)
+                self._free_patch(patch)
+                continue
             self.transition.target = UNPATCHED
             self.set_enabled(patch, False)
             yield from self.transition.complete()

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from ...abi import MODULE_REF_BASE
 from ...errors import KlpemuError
+from ...machine.kstr import as_kstr
 from ..guestlist import GuestList
 from .internal import TEXT_TYPES, Module, ModuleError
 from .kallsyms import remove_kallsyms
@@ -61,7 +62,7 @@ class Modules:
         return list(reversed(self.loaded.values()))
 
     def find(self, name: str) -> Module | None:
-        return self.loaded.get(name)
+        return self.loaded.get(as_kstr(name))
 
     def find_symbol(self, objname: str | None, name: str, sympos: int = 0) -> Symbol:
         """klp_find_object_symbol: a symbol of vmlinux (objname None or "vmlinux") or of a
@@ -147,6 +148,7 @@ class Modules:
         """rmmod: kmod's checks, then delete_module(2) in the shell process (exit runs there),
         then free_module on the host."""
         self.m.check_running()
+        name = as_kstr(name)  # raw bytes a person typed name the module as its kstr does
         mod = self.loaded.get(name)
         if mod is None or self.state(mod) == "MODULE_STATE_UNFORMED":
             raise ModuleError(f"Module {name} is not currently loaded", errno.ENOENT)
