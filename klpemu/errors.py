@@ -15,3 +15,7 @@ class KlpemuError(Exception):
     @property
     def strerror(self) -> str:
         return os.strerror(self.errno) if self.errno else str(self)
+
+
+class Interrupted(KlpemuError):
+    """A run stopped on request (Machine.request_stop) before it reached its end."""

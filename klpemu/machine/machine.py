@@ -13,7 +13,7 @@ import functools
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from errno import EAGAIN, EEXIST, EINVAL, EIO, ENODEV, ETIMEDOUT
+from errno import EAGAIN, EEXIST, EINTR, EINVAL, EIO, ENODEV, ETIMEDOUT
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,7 +22,7 @@ from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_HOOK_INTR, UC_MODE_64, Uc, UcE
 from unicorn import x86_const as x
 
 from ..abi import HYPERCALL_PORT
-from ..errors import KlpemuError
+from ..errors import Interrupted, KlpemuError
 from . import abi_gen
 from .cpu import CPU, EFLAGS_IF, InterruptError, deliver_interrupt, live_regs
 from .heap import GuestHeap
@@ -106,6 +106,10 @@ class Machine:
         self._fault: tuple[int, int] | None = None  # (vector, rip) of an exception in the last slice
         self._soft_trap: int | None = None
         self._hypercall_stop: str | None = None
+        self._stop_requested = False
+        # Called between rounds when a stop was requested (a debugger's breakpoint, say): it
+        # returns True when it dealt with the stop and the run goes on; else the run is interrupted.
+        self.stop_handler: Callable[[], bool] | None = None
         self._sym = self.image.addr
         self._load()
         self.tick_ns = self.read_var_int("tick_nsec")
@@ -331,7 +335,19 @@ class Machine:
             self._round(deadline)
             if self.oops is not None:
                 return False
+            if self._stop_requested:
+                self._stop_requested = False
+                if self.stop_handler is None or not self.stop_handler():
+                    raise Interrupted("interrupted", EINTR)
         return until() if until is not None else True
+
+    def request_stop(self) -> None:
+        """Stop the run at the end of the running slice (callable from any thread, or from a hook
+        inside emu_start): the CPUs keep their state, and run() raises Interrupted unless a
+        stop_handler takes the stop."""
+        self._stop_requested = True
+        if self._running is not None:  # a host call (Machine.call) must not be cut short
+            self.uc.emu_stop()
 
     def run_until(self, predicate: Callable[[], bool], timeout_ns: int) -> bool:
         return self.run(timeout_ns, until=predicate)
@@ -371,7 +387,7 @@ class Machine:
             for cpu in order:
                 budget = self.rng.randint(quantum // 2, quantum + quantum // 2)
                 self._execute(cpu, budget)
-                if self.oops is not None:
+                if self.oops is not None or self._stop_requested:
                     return
             self.now += quantum * self.config.insn_ns
             self.insns += quantum * len(online)

@@ -1,0 +1,1 @@
+"""Stopping, inspecting and stepping the running machine: breakpoints, watchpoints and a GDB stub."""
