@@ -16,7 +16,7 @@ from machine_util import booted_system
 
 from klpemu import cli
 from klpemu.debug.gdbstub import escape_binary, unescape_binary
-from klpemu.debug.server import GdbServer, listen
+from klpemu.debug.server import GdbServer, gdbserver, listen
 from klpemu.debug.symbols import add_symbol_file_lines
 from klpemu.debug.target import REGNUM, target_xml
 from klpemu.machine.machine import shipped_image
@@ -170,6 +170,10 @@ def test_after_detach_the_machine_runs_and_a_raw_client_is_answered_despite_garb
         # The site's true bytes: the call to the private trampoline, never an int3.
         assert packet(b"mffffffff810016c0,5") == b"e89be9ff1e"
         s.sendall(b"+")
+        assert packet(b"mzz,4") == b"E16"  # malformed
+        s.sendall(b"+")
+        assert packet(b"Z2,0,3") == b"E16"  # a watchpoint of 3 bytes
+        s.sendall(b"+")
         assert packet(b"vMustReplyEmpty") == b""
         s.sendall(b"+$k#6b")
     thread.join(10)
@@ -211,3 +215,30 @@ def test_listening_beyond_loopback_needs_allow_remote(capsys):
 def test_image_path_prints_the_shipped_image(capsys):
     assert cli.main(["image-path"]) == 0
     assert capsys.readouterr().out == f"{shipped_image()}\n"
+
+
+def test_gdbserver_runs_the_setup_then_waits_stopped_for_a_client():
+    system = booted_system()
+    out = io.StringIO()
+    result: list[int] = []
+    thread = threading.Thread(
+        target=lambda: result.append(gdbserver(system, "127.0.0.1:0", setup="cat /proc/cmdline", out=out)),
+        daemon=True,
+    )
+    thread.start()
+    deadline = time.monotonic() + 30
+    while "Listening" not in out.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    text = out.getvalue()
+    m = re.fullmatch(r"console=ttyS0 root=/dev/vda ro quiet\nListening on port (\d+)\n", text)
+    assert m, text
+    now = system.machine.now
+    with socket.create_connection(("127.0.0.1", int(m.group(1))), timeout=10) as s:
+        s.sendall(b"$?#3f")
+        f = s.makefile("rb")
+        assert f.read(1) == b"+"
+        assert _reply(f).startswith(b"T05thread:")
+        assert system.machine.now == now  # stopped while gdb is attached
+        s.sendall(b"+$k#6b")
+    thread.join(10)
+    assert result == [0]
