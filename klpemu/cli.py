@@ -103,6 +103,32 @@ def cmd_build_module(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_image_path(_args: argparse.Namespace) -> int:
+    from .machine.machine import shipped_image
+
+    print(shipped_image())
+    return 0
+
+
+def cmd_gdbserver(args: argparse.Namespace) -> int:
+    from .debug.server import gdbserver, listen, parse_listen
+
+    listen(*parse_listen(args.listen), allow_remote=args.allow_remote).close()  # refuse before booting
+    return gdbserver(_system(args), args.listen, setup=args.setup, run=args.run, allow_remote=args.allow_remote)
+
+
+def _add_debug_parsers(sub) -> None:
+    p = sub.add_parser("gdbserver", help="serve the booted machine to gdb (CPUs are threads)")
+    _machine_args(p)
+    p.add_argument("--listen", default="127.0.0.1:1234", help="HOST:PORT to listen on (default 127.0.0.1:1234)")
+    p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback address")
+    p.add_argument("--setup", help="shell commands to run before gdb attaches")
+    p.add_argument("--run", help="shell commands to run when gdb first resumes the machine")
+    p.set_defaults(fn=cmd_gdbserver)
+    p = sub.add_parser("image-path", help="print the path of the shipped kernel image (for gdb, objdump, drgn)")
+    p.set_defaults(fn=cmd_image_path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="klpemu", description=__doc__)
     parser.add_argument("--version", action="version", version=f"klpemu {__version__}")
@@ -141,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     _machine_args(p)
     p.add_argument("--setup", default="", help="shell commands to run first (e.g. 'insmod livepatch-sample')")
     p.set_defaults(fn=cmd_drgn)
+    _add_debug_parsers(sub)
     args = parser.parse_args(argv)
     if args.cmd is None:  # as git and ip do: what there is to run
         parser.print_help()

@@ -1,1 +1,2 @@
-"""Stopping and inspecting the running machine."""
+"""Stopping, inspecting and stepping the running machine: breakpoints, watchpoints, a GDB stub,
+C expressions and drgn, ELF cores."""
