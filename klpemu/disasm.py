@@ -23,6 +23,17 @@ def _hex_immediates(op_str: str) -> str:
     return _BIG_DECIMAL.sub(lambda m: f"$0x{int(m.group(1)):x}", op_str)
 
 
+def where(machine: Machine, addr: int) -> str:
+    """An address as a person reads it: `func+0xoff/0xsize`, or an ftrace trampoline made at
+    run time (no symbol names it) as `ftrace_trampoline+0xoff [ops]`, else the bare address."""
+    if machine.image.function_at(addr) is None and machine._kernel is not None:
+        tramp = machine.kernel.ftrace.trampoline_at(addr)
+        if tramp is not None:
+            ops, off = tramp
+            return f"ftrace_trampoline+{off:#x} [{ops.name}]"
+    return machine.image.symbolize(addr)
+
+
 def _annotate(machine: Machine, mnemonic: str, op_str: str) -> str:
     op_str = _hex_immediates(op_str)
     text = f"{mnemonic:<7} {op_str}".rstrip()

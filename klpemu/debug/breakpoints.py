@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from unicorn import UC_HOOK_CODE, UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE
 
-from ..disasm import insn_at
+from ..disasm import insn_at, where
 from ..errors import KlpemuError
 from ..machine.memory import PAGE_SIZE
 from .role import ftrace_role
@@ -179,7 +179,7 @@ class Debugger:
             _, _, text = insn_at(m, pc)
         except KlpemuError:
             text = "(unreadable)"
-        report = StopReport(cpu, reason, pc, pid, comm, m.image.symbolize(pc), text, ftrace_role(m, pc), watch)
+        report = StopReport(cpu, reason, pc, pid, comm, where(m, pc), text, ftrace_role(m, pc), watch)
         self.last = report
         return report
 

@@ -104,7 +104,7 @@ def _tokenize(text: str) -> list[_Token]:
 
 
 class _Parser:
-    def __init__(self, prog: drgn.Program, text: str, variables: Mapping[str, int]):
+    def __init__(self, prog: drgn.Program, text: str, variables: Mapping[str, Any]):
         import drgn
 
         self.drgn = drgn
@@ -298,10 +298,12 @@ class _Parser:
             return self.drgn.Object(self.prog, "char", value)
         if tok.kind == "name":
             if tok.text.startswith("$"):
-                register = self.variables.get(tok.text[1:])
-                if register is None:
+                variable = self.variables.get(tok.text[1:])
+                if variable is None:
                     raise ExpressionError(f"No register or variable named {tok.text}.", ENOENT)
-                return self.drgn.Object(self.prog, "unsigned long", register)
+                if isinstance(variable, self.drgn.Object):
+                    return variable
+                return self.drgn.Object(self.prog, "unsigned long", variable)
             try:
                 return self.prog[tok.text]
             except KeyError:
@@ -340,8 +342,9 @@ class _Parser:
             raise ExpressionError(str(e)) from None
 
 
-def evaluate(prog: drgn.Program, text: str, variables: Mapping[str, int] | None = None) -> drgn.Object:
-    """The value of a C expression; `$name` reads `variables` (the debugger's registers)."""
+def evaluate(prog: drgn.Program, text: str, variables: Mapping[str, Any] | None = None) -> drgn.Object:
+    """The value of a C expression; `$name` reads `variables` (the debugger's registers, as
+    integers, and convenience objects such as `$current`, as drgn Objects)."""
     parser = _Parser(prog, text, variables or {})
     obj = parser.expression()
     if parser.peek().kind != "end":
@@ -352,7 +355,7 @@ def evaluate(prog: drgn.Program, text: str, variables: Mapping[str, int] | None 
     return parser.guard(obj.read_)
 
 
-def type_of(prog: drgn.Program, text: str, variables: Mapping[str, int] | None = None) -> drgn.Type:
+def type_of(prog: drgn.Program, text: str, variables: Mapping[str, Any] | None = None) -> drgn.Type:
     """What `ptype` shows: a type named by TEXT, else the type of TEXT as an expression; as
     in gdb, with typedefs seen through (`ptype bool` is `_Bool`)."""
     try:

@@ -110,6 +110,9 @@ class Machine:
         self._hypercall_stop: str | None = None
         self._sym = self.image.addr
         self._stop_requested = False
+        # Called when a run reaches a requested stop (a debugger's breakpoint, say): True when it
+        # dealt with the stop and the run goes on; otherwise the run raises Interrupted.
+        self.stop_handler: Callable[[], bool] | None = None
         self._load()
         self.tick_ns = self.read_var_int("tick_nsec")
         # Software interrupts with gates in the guest's IDT: the system call gate and int3.
@@ -319,9 +322,13 @@ class Machine:
             raise GuestStopped("the machine stopped after an oops; it can be inspected but not run", EIO)
 
     def request_stop(self) -> None:
-        """Ask a run or step in progress to stop at the next boundary between slices, raising
-        Interrupted. Only sets a flag, so a signal handler or another thread may call it."""
+        """Ask a run or step in progress to stop, raising Interrupted unless stop_handler takes
+        the stop. A slice being emulated ends at the next instruction boundary (from a hook,
+        before the hooked instruction runs); a host call (Machine.call) is never cut short, the
+        stop waits for its end. Safe from a signal handler or a hook."""
         self._stop_requested = True
+        if self._running is not None:
+            self.uc.emu_stop()
 
     def clear_stop(self) -> None:
         self._stop_requested = False
@@ -329,6 +336,8 @@ class Machine:
     def _check_stop(self) -> None:
         if self._stop_requested:
             self._stop_requested = False
+            if self.stop_handler is not None and self.stop_handler():
+                return
             raise Interrupted()
 
     def run(self, ns: int | None = None, *, insns: int | None = None, until: Callable[[], bool] | None = None) -> bool:
@@ -389,7 +398,7 @@ class Machine:
             for cpu in order:
                 budget = self.rng.randint(quantum // 2, quantum + quantum // 2)
                 self._execute(cpu, budget)
-                if self.oops is not None:
+                if self.oops is not None or self._stop_requested:
                     return
             self.now += quantum * self.config.insn_ns
             self.insns += quantum * len(online)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from errno import ENOSYS
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import KlpemuError
 from .core import Shell, UsageError, command
@@ -31,10 +31,16 @@ def kernel_program(sh: Shell) -> KernelProgram:
     return current
 
 
-def registers(sh: Shell) -> dict[str, int]:
-    """What `$name` reads in an expression: the registers of the CPU the shell looks at."""
-    cpu = getattr(sh, "debug_cpu", 0)
-    return sh.machine.cpus[cpu].regs()
+def registers(sh: Shell) -> dict[str, Any]:
+    """What `$name` reads in an expression: the registers of the CPU the shell looks at, and
+    `$current`, the task running there (a struct task_struct *)."""
+    import drgn
+
+    cpu = sh.debug_cpu
+    variables: dict[str, Any] = dict(sh.machine.cpus[cpu].regs())
+    current = sh.machine.pcpu(cpu).current_task
+    variables["current"] = drgn.Object(kernel_program(sh).prog, "struct task_struct *", int(current))
+    return variables
 
 
 def split_format(args: list[str], command_name: str) -> tuple[str, str]:
@@ -48,9 +54,9 @@ def split_format(args: list[str], command_name: str) -> tuple[str, str]:
 @command("print", "print[/FMT] EXPR", raw=True)
 def cmd_print(sh: Shell, args: list[str]) -> int:
     """A C expression over the kernel's types and the loaded modules', evaluated by drgn on
-    the live machine: globals, `->` and `.`, `*` and `&`, `[i]`, casts, sizeof, arithmetic, and
-    `$rip`-style registers. FMT x, d, u, o or t prints integers in that base. Values are
-    numbered `$1`, `$2`... as in gdb."""
+    the live machine: globals, `->` and `.`, `*` and `&`, `[i]`, casts, sizeof, arithmetic,
+    `$rip`-style registers and `$current` (the task on the CPU looked at). FMT x, d, u, o or
+    t prints integers in that base. Values are numbered `$1`, `$2`... as in gdb."""
     from ..debug.c_expression import evaluate, format_value
 
     fmt, text = split_format(args, "print")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import sys
+from collections import deque
 from collections.abc import Callable
 from errno import ETIMEDOUT
 from typing import TextIO
@@ -59,6 +60,11 @@ class Shell:
         self.echoed_ctrl_c = False  # the terminal has printed ^C itself
         self.progress_after = 1.0  # seconds of wall time before a long run shows its progress
         self.progress_always = False  # and not only on a terminal
+        # Commands not yet run, innermost run_line last: a stop at a breakpoint reads from them
+        # first, then from read_input (the terminal's, when there is one).
+        self._pending: list[deque[str]] = []
+        self.read_input: Callable[[str], str | None] | None = None
+        self.debug_cpu = 0  # the CPU that print's $registers, bt and x read: the stopped one
 
     def error(self, msg: str) -> int:
         self.out.flush()  # keep a script's output and its errors in order
@@ -68,11 +74,33 @@ class Shell:
 
     def run_line(self, line: str) -> int:
         """Run a line or a script; an interrupted command ends it with status 130."""
-        for cmd in split_commands(line):
-            self.status = self.execute(cmd)
-            if self.status == STATUS_INTERRUPTED:
-                break
+        pending = deque(split_commands(line))
+        self._pending.append(pending)
+        try:
+            while pending:
+                self.status = self.execute(pending.popleft())
+                if self.status == STATUS_INTERRUPTED:
+                    break
+        finally:
+            self._pending.pop()
         return self.status
+
+    def next_input(self, prompt: str) -> str | None:
+        """The next command for a stop at a breakpoint: the rest of the line or script being
+        run, else a line from the terminal (whose other commands then wait their turn); None
+        when there is no more input."""
+        for pending in reversed(self._pending):
+            if pending:
+                return pending.popleft()
+        if self.read_input is None:
+            return None
+        line = self.read_input(prompt)
+        if line is None:
+            return None
+        commands = split_commands(line)
+        if self._pending and len(commands) > 1:
+            self._pending[-1].extendleft(reversed(commands[1:]))
+        return commands[0] if commands else ""
 
     def interrupt(self) -> None:
         """From the SIGINT handler, while a command runs: stop it at the next slice boundary."""
