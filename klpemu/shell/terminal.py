@@ -67,7 +67,9 @@ class Completer:
         if state == 0:
             try:
                 line = readline.get_line_buffer()[: readline.get_begidx()]
-                self.matches = sorted(set(self.candidates(line, text)))
+                # A finished word gets its space, as in sh; a directory waits for more.
+                found = sorted(set(self.candidates(line, text)))
+                self.matches = [w if w.endswith("/") else w + " " for w in found]
             except Exception:  # a completer's error would be swallowed by readline anyway
                 self.matches = []
         return self.matches[state] if state < len(self.matches) else None
@@ -163,7 +165,11 @@ class Terminal:
                 self._save_history(history)
             if line.strip() in EXIT_WORDS:
                 return sh.status
-            sh.run_line(line)
+            try:
+                sh.run_line(line)
+            except KeyboardInterrupt:  # between two commands of the line: the rest is dropped
+                sh.out.write("\n" if sh.echoed_ctrl_c else "^C\n")
+                sh.status = STATUS_INTERRUPTED
 
     @staticmethod
     def _save_history(path: Path) -> None:
