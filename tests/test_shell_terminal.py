@@ -166,3 +166,15 @@ def test_completion_of_commands_paths_modules_and_functions(completer):
     assert "cmdline_proc_show" in c("kprobe -r ", "cmdline_")
     assert sorted(c("help ", "trace")) == ["trace-call"]
     assert c("echo ", "x") == []
+
+
+def test_commands_from_a_pipe_run_without_prompt_until_exit():
+    res = subprocess.run(
+        [sys.executable, "-m", "klpemu", "shell"],
+        input="echo one\ncat /proc/version | wc -l\nps aux\nexit\necho never\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (res.returncode, res.stdout) == (1, "one\n1\n")  # the status of the last command run
+    assert res.stderr == "ps: unsupported argument 'aux' (this command takes none)\nusage: ps\n"

@@ -108,6 +108,7 @@ class Machine:
         self._hypercall_stop: str | None = None
         self._sym = self.image.addr
         self._stop_requested = False
+        self._run_depth = 0  # runs nest (a condition that reads a file runs the console)
         self._load()
         self.tick_ns = self.read_var_int("tick_nsec")
         # Software interrupts with gates in the guest's IDT: the system call gate and int3.
@@ -318,7 +319,10 @@ class Machine:
 
     def request_stop(self) -> None:
         """Ask a run or step in progress to stop at the next boundary between slices, raising
-        Interrupted. Only sets a flag, so a signal handler or another thread may call it."""
+        Interrupted. Only sets a flag, so a signal handler or another thread may call it. The
+        request holds until the outermost run has stopped, so that a nested run whose caller
+        swallows the error (a condition reading a file) does not leave the outer one going;
+        made between runs, it stops the next one."""
         self._stop_requested = True
 
     def clear_stop(self) -> None:
@@ -326,7 +330,8 @@ class Machine:
 
     def _check_stop(self) -> None:
         if self._stop_requested:
-            self._stop_requested = False
+            if self._run_depth <= 1:
+                self._stop_requested = False
             raise Interrupted()
 
     def run(self, ns: int | None = None, *, insns: int | None = None, until: Callable[[], bool] | None = None) -> bool:
@@ -339,15 +344,19 @@ class Machine:
             raise KlpemuError("run needs a duration, an instruction count or a condition", EINVAL)
         deadline = self.now + ns if ns is not None else None
         insn_limit = self.insns + insns if insns is not None else None
-        while (deadline is None or self.now < deadline) and (insn_limit is None or self.insns < insn_limit):
-            self._check_stop()
-            self._run_host_work()
-            if until is not None and until():
-                return True
-            self._round(deadline)
-            if self.oops is not None:
-                return False
-        return until() if until is not None else True
+        self._run_depth += 1
+        try:
+            while (deadline is None or self.now < deadline) and (insn_limit is None or self.insns < insn_limit):
+                self._check_stop()
+                self._run_host_work()
+                if until is not None and until():
+                    return True
+                self._round(deadline)
+                if self.oops is not None:
+                    return False
+            return until() if until is not None else True
+        finally:
+            self._run_depth -= 1
 
     def run_until(self, predicate: Callable[[], bool], timeout_ns: int) -> bool:
         return self.run(timeout_ns, until=predicate)
