@@ -42,6 +42,14 @@ def test_quoted_pipe_is_written_as_text(system):
     assert out.endswith("] a|b\n")
 
 
+def test_redirection_forms_and_quoted_operators_in_echo(system):
+    assert run(system, "echo one >/dev/kmsg; echo two>>/dev/kmsg; echo '>' x \\> y > /dev/kmsg") == (0, "", "")
+    _, out, _ = run(system, "dmesg | tail -n 3")
+    assert [line.split("] ", 1)[1] for line in out.splitlines()] == ["one", "two", "> x > y"]
+    assert run(system, "echo '>' 'a|b'") == (0, "> a|b\n", "")
+    assert run(system, "echo hi | wc -l") == (0, "1\n", "")
+
+
 def test_pipes_chain_grep_head_tail_and_wc(system):
     _, dmesg, _ = run(system, "dmesg")
     lines = dmesg.splitlines(keepends=True)
