@@ -13,6 +13,7 @@ import subprocess
 import sys
 import termios
 import time
+from pathlib import Path
 
 import pytest
 from machine_util import booted_system
@@ -76,7 +77,10 @@ class Session:
 
 @pytest.fixture
 def env(tmp_path):
-    e = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "data"), TERM="dumb", PYTHONPATH=os.getcwd())
+    import klpemu
+
+    source = str(Path(klpemu.__file__).parents[1])  # this checkout, wherever pytest runs from
+    e = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "data"), TERM="dumb", PYTHONPATH=source)
     e.pop("INPUTRC", None)
     return e
 
