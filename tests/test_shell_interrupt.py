@@ -131,3 +131,25 @@ def test_ctrl_c_while_an_init_blocks_keeps_the_machine_consistent():
     sh.out = out
     assert sh.run_line("ps | grep ' sh$'") == 0
     assert out.getvalue().split()[1] == "D"
+
+
+def test_ctrl_c_stops_a_wait_whose_condition_runs_the_guest():
+    # Each check of the condition reads a file through the console, a run inside wait's run:
+    # the stop must reach the outer one although the condition takes errors as "not yet".
+    system = booted_system()
+    sh, _ = shell_on(system)
+    t = later(0.3, sh.interrupt)
+    assert sh.run_line("wait /proc/version never 100000s") == STATUS_INTERRUPTED
+    t.join()
+    assert sh.err.getvalue() == "^C\n"
+    assert system.machine.kernel.check_consistency() == []
+    assert sh.run_line("cat /proc/version") == 0
+
+
+def test_a_stop_requested_between_runs_stops_the_next_one_only():
+    system = booted_system()
+    m = system.machine
+    m.request_stop()
+    with pytest.raises(Interrupted):
+        m.run(1_000_000)
+    assert m.run(1_000_000) is True

@@ -42,6 +42,14 @@ def test_quoted_pipe_is_written_as_text(system):
     assert out.endswith("] a|b\n")
 
 
+def test_redirection_forms_and_quoted_operators_in_echo(system):
+    assert run(system, "echo one >/dev/kmsg; echo two>>/dev/kmsg; echo '>' x \\> y > /dev/kmsg") == (0, "", "")
+    _, out, _ = run(system, "dmesg | tail -n 3")
+    assert [line.split("] ", 1)[1] for line in out.splitlines()] == ["one", "two", "> x > y"]
+    assert run(system, "echo '>' 'a|b'") == (0, "> a|b\n", "")
+    assert run(system, "echo hi | wc -l") == (0, "1\n", "")
+
+
 def test_pipes_chain_grep_head_tail_and_wc(system):
     _, dmesg, _ = run(system, "dmesg")
     lines = dmesg.splitlines(keepends=True)
@@ -66,7 +74,7 @@ def test_grep_without_a_match_fails_as_grep_does(system):
     [
         ("ps aux", 1, "ps: unsupported argument 'aux' (this command takes none)\nusage: ps\n"),
         ("dmesg -c", 1, "dmesg: unsupported argument '-c' (this command takes none)\nusage: dmesg\n"),
-        ("cat /proc/version > /tmp/v", 2, "klpemu: cat: output redirection is only supported for echo\n"),
+        ("cat /proc/version > version.txt", 2, "klpemu: cat: output redirection is only supported for echo\n"),
         ("ps && dmesg", 2, "klpemu: '&&': command lists are not supported (use ';')\n"),
         ("ps || dmesg", 2, "klpemu: '||': command lists are not supported (use ';')\n"),
         ("sleep 1 &", 2, "klpemu: '&': background jobs are not supported\n"),

@@ -113,6 +113,7 @@ class Machine:
         # Called when a run reaches a requested stop (a debugger's breakpoint, say): True when it
         # dealt with the stop and the run goes on; otherwise the run raises Interrupted.
         self.stop_handler: Callable[[], bool] | None = None
+        self._run_depth = 0  # runs nest (a condition that reads a file runs the console)
         self._load()
         self.tick_ns = self.read_var_int("tick_nsec")
         # Software interrupts with gates in the guest's IDT: the system call gate and int3.
@@ -325,7 +326,10 @@ class Machine:
         """Ask a run or step in progress to stop, raising Interrupted unless stop_handler takes
         the stop. A slice being emulated ends at the next instruction boundary (from a hook,
         before the hooked instruction runs); a host call (Machine.call) is never cut short, the
-        stop waits for its end. Safe from a signal handler or a hook."""
+        stop waits for its end. Safe from a signal handler or a hook. An interrupt holds until
+        the outermost run has stopped, so that a nested run whose caller swallows the error (a
+        condition reading a file) does not leave the outer one going; made between runs, it
+        stops the next one."""
         self._stop_requested = True
         if self._running is not None:
             self.uc.emu_stop()
@@ -334,11 +338,17 @@ class Machine:
         self._stop_requested = False
 
     def _check_stop(self) -> None:
-        if self._stop_requested:
-            self._stop_requested = False
+        if not self._stop_requested:
+            return
+        self._stop_requested = False
+        try:
             if self.stop_handler is not None and self.stop_handler():
-                return
-            raise Interrupted()
+                return  # a debugger took the stop; the run goes on
+        except Interrupted:
+            pass
+        if self._run_depth > 1:
+            self._stop_requested = True  # until the outermost run has stopped
+        raise Interrupted()
 
     def run(self, ns: int | None = None, *, insns: int | None = None, until: Callable[[], bool] | None = None) -> bool:
         """Run for ns of emulated time, or for insns instruction slots (summed over the CPUs
@@ -350,15 +360,19 @@ class Machine:
             raise KlpemuError("run needs a duration, an instruction count or a condition", EINVAL)
         deadline = self.now + ns if ns is not None else None
         insn_limit = self.insns + insns if insns is not None else None
-        while (deadline is None or self.now < deadline) and (insn_limit is None or self.insns < insn_limit):
-            self._check_stop()
-            self._run_host_work()
-            if until is not None and until():
-                return True
-            self._round(deadline)
-            if self.oops is not None:
-                return False
-        return until() if until is not None else True
+        self._run_depth += 1
+        try:
+            while (deadline is None or self.now < deadline) and (insn_limit is None or self.insns < insn_limit):
+                self._check_stop()
+                self._run_host_work()
+                if until is not None and until():
+                    return True
+                self._round(deadline)
+                if self.oops is not None:
+                    return False
+            return until() if until is not None else True
+        finally:
+            self._run_depth -= 1
 
     def run_until(self, predicate: Callable[[], bool], timeout_ns: int) -> bool:
         return self.run(timeout_ns, until=predicate)

@@ -73,20 +73,11 @@ def cmd_dmesg(sh: Shell, args: list[str]) -> int:
 
 @command("echo", "echo [TEXT...] [> FILE | >> FILE]")
 def cmd_echo(sh: Shell, args: list[str]) -> int:
+    """Print the words, or write them to a guest file (> truncates, >> appends); a quoted '>'
+    is text."""
     target, append = None, False
-    for op in (">>", ">"):
-        if op in args:
-            i = args.index(op)
-            if i + 1 >= len(args):
-                raise UsageError("syntax error near unexpected token `newline'")
-            target, append = args[i + 1], op == ">>"
-            args = args[:i] + args[i + 2 :]
-            break
-    else:
-        if args and args[-1].startswith(">") and len(args[-1]) > 1:
-            append = args[-1].startswith(">>")
-            target = args[-1][2:] if append else args[-1][1:]
-            args = args[:-1]
+    if sh.redirect is not None:
+        target, append = sh.redirect[1], sh.redirect[0] == ">>"
     text = " ".join(args) + "\n"
     if target is None:
         sh.out.write(text)

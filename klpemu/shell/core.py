@@ -56,6 +56,7 @@ class Shell:
         self.err = err
         self.status = 0
         self._oops_shown = False
+        self.redirect: tuple[str, str] | None = None  # the running command's `>` or `>>`, target
         self.busy = False  # a command is running: Ctrl-C stops the machine rather than the line
         self.echoed_ctrl_c = False  # the terminal has printed ^C itself
         self.progress_after = 1.0  # seconds of wall time before a long run shows its progress
@@ -152,22 +153,24 @@ class Shell:
             self.error(f"klpemu: {first.argv[0]}: only reads a pipe (e.g. dmesg | {first.argv[0]} ...)")
             return 2
         argv = first.argv
-        if first.redirect is not None:
-            if argv[0] != "echo":
-                self.error(f"klpemu: {argv[0]}: output redirection is only supported for echo")
-                return 2
-            argv = argv + list(first.redirect)
-        if not filters:
-            return self.run_command(argv)
+        if first.redirect is not None and argv[0] != "echo":
+            self.error(f"klpemu: {argv[0]}: output redirection is only supported for echo")
+            return 2
+        self.redirect = first.redirect
         real_out = self.out
-        self.out = io.StringIO()
+        captured = io.StringIO()
+        if filters:
+            self.out = captured
         try:
             status = self.run_command(argv)
-            text = self.out.getvalue()
         finally:
             self.out = real_out
+            self.redirect = None
+        if not filters:
+            return status
         if status == STATUS_INTERRUPTED:
             return status
+        text = captured.getvalue()
         for f in filters:
             text, status = f(text)
         self.out.write(text)

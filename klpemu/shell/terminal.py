@@ -15,7 +15,7 @@ from .filters import FILTERS
 PROMPT = "# "
 EXIT_WORDS = ("exit", "quit", "logout")
 # Commands whose operands are kernel functions, and those whose operands are modules.
-TAKES_FUNCTION = ("disas", "trace-call", "kprobe")
+TAKES_FUNCTION = ("disas", "trace-call", "kprobe", "break", "tbreak")
 TAKES_SHIPPED_MODULE = ("insmod", "modinfo", "kpatch")
 TAKES_LOADED_MODULE = ("rmmod",)
 
@@ -67,7 +67,9 @@ class Completer:
         if state == 0:
             try:
                 line = readline.get_line_buffer()[: readline.get_begidx()]
-                self.matches = sorted(set(self.candidates(line, text)))
+                # A finished word gets its space, as in sh; a directory waits for more.
+                found = sorted(set(self.candidates(line, text)))
+                self.matches = [w if w.endswith("/") else w + " " for w in found]
             except Exception:  # a completer's error would be swallowed by readline anyway
                 self.matches = []
         return self.matches[state] if state < len(self.matches) else None
@@ -122,9 +124,25 @@ class Terminal:
             return self._run_piped()
         return self._run_tty()
 
+    def _read_piped(self, _prompt: str) -> str | None:
+        line = self.stdin.readline()
+        return line if line else None
+
+    def _read_tty(self, prompt: str) -> str | None:
+        """A line at a breakpoint's stop: Ctrl-C clears it, Ctrl-D ends the input there."""
+        try:
+            return input(prompt)
+        except KeyboardInterrupt:
+            self.shell.out.write("^C\n")
+            return ""
+        except EOFError:
+            self.shell.out.write("\n")
+            return None
+
     def _run_piped(self) -> int:
         """Commands from a pipe or file, one a line, without prompt or editing."""
         sh = self.shell
+        sh.read_input = self._read_piped
         while True:
             try:
                 line = self.stdin.readline()
@@ -148,6 +166,7 @@ class Terminal:
         readline.set_completer_delims(" \t\n;|>")
         readline.parse_and_bind("tab: complete")
         sh.echoed_ctrl_c = tty_echoes_ctrl_c(self.stdin)
+        sh.read_input = self._read_tty
         while True:
             try:
                 line = input(PROMPT)
@@ -163,7 +182,11 @@ class Terminal:
                 self._save_history(history)
             if line.strip() in EXIT_WORDS:
                 return sh.status
-            sh.run_line(line)
+            try:
+                sh.run_line(line)
+            except KeyboardInterrupt:  # between two commands of the line: the rest is dropped
+                sh.out.write("\n" if sh.echoed_ctrl_c else "^C\n")
+                sh.status = STATUS_INTERRUPTED
 
     @staticmethod
     def _save_history(path: Path) -> None:
