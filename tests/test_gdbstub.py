@@ -15,6 +15,7 @@ import pytest
 from machine_util import booted_system
 
 from klpemu import cli
+from klpemu.debug.gdb_unwinder import write_unwinder
 from klpemu.debug.gdbstub import escape_binary, unescape_binary
 from klpemu.debug.server import GdbServer, gdbserver, listen
 from klpemu.debug.symbols import add_symbol_file_lines
@@ -26,7 +27,7 @@ LP = "/sys/kernel/livepatch/livepatch_sample"
 SETUP = f"insmod livepatch-sample.ko; wait {LP}/transition 0"
 
 
-def _script(port: int, symbols: str) -> str:
+def _script(port: int, symbols: str, unwinder: str) -> str:
     # Steps from the site until the new function, printing each pc; a backtrace once in the
     # handler; then the run goes on (the machine runs `cat`) until gdb interrupts it.
     return f"""
@@ -35,6 +36,7 @@ set confirm off
 target remote 127.0.0.1:{port}
 info threads
 {symbols}
+source {unwinder}
 break *cmdline_proc_show
 continue
 echo @STOP\\n
@@ -71,8 +73,10 @@ def session(tmp_path_factory):
     symbols = add_symbol_file_lines(system.kernel)
     thread = threading.Thread(target=server.serve, kwargs={"run": "cat /proc/cmdline"}, daemon=True)
     thread.start()
-    script = tmp_path_factory.mktemp("gdb") / "session.gdb"
-    script.write_text(_script(server.port, "\n".join(symbols)))
+    tmp = tmp_path_factory.mktemp("gdb")
+    unwinder = write_unwinder(tmp / "klpemu_unwind.py")
+    script = tmp / "session.gdb"
+    script.write_text(_script(server.port, "\n".join(symbols), str(unwinder)))
     t0 = time.perf_counter()
     gdb = subprocess.run(
         ["gdb", "-nx", "-batch", "-x", str(script), str(shipped_image())],
@@ -117,7 +121,16 @@ def test_stepi_goes_site_trampoline_handler_trampoline_new_function(session):
 
 def test_backtraces_in_the_handler_and_the_new_function(session):
     out = session[0]
-    assert re.search(r"#0  0xffffffff810034c4 in klp_ftrace_handler \(.*\n#1  0xffffffffa00000f9 in \?\? \(\)", out)
+    # From the handler through the trampoline (the unwinder follows its frame pointers) to the
+    # site in the old function and on to sh's system call.
+    assert re.search(
+        r"#0  0xffffffff810034c4 in klp_ftrace_handler \(.*\n"
+        r"#1  0xffffffffa00000f9 in \?\? \(\)\n"
+        r"#2  0xffffffff810016c5 in cmdline_proc_show \(.*\n"
+        r"#3  0x\w+ in seq_read_iter \(.*\n"
+        r"#4  0x\w+ in do_syscall_64 ",
+        out,
+    )
     new = _section(out, "@NEW", "rip")
     assert re.search(
         r"#0  livepatch_cmdline_proc_show \(.*at modules/livepatch-sample.c:12\n#1  0x\w+ in seq_read_iter", new
