@@ -186,6 +186,11 @@ def test_after_detach_the_machine_runs_and_a_raw_client_is_answered_despite_garb
         assert packet(b"mzz,4") == b"E16"  # malformed
         s.sendall(b"+")
         assert packet(b"Z2,0,3") == b"E16"  # a watchpoint of 3 bytes
+        for bad in (b"Gzz", b"P999=00", b"X0,1:", b"vCont;x", b"Z0,,"):
+            s.sendall(b"+")
+            assert packet(bad) == b"E16", bad
+        s.sendall(b"+")
+        assert packet(b"qXfer:features:read:other.xml:0,10") == b"E00"
         s.sendall(b"+")
         assert packet(b"vMustReplyEmpty") == b""
         s.sendall(b"+$k#6b")
