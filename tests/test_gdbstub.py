@@ -8,8 +8,10 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from machine_util import booted_system
@@ -260,3 +262,31 @@ def test_gdbserver_runs_the_setup_then_waits_stopped_for_a_client():
         s.sendall(b"+$k#6b")
     thread.join(10)
     assert result == [0]
+
+
+def test_the_gdbserver_command_serves_gdb_until_it_kills_the_machine(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(Path(cli.__file__).parents[1]))
+    server = subprocess.Popen(
+        [sys.executable, "-m", "klpemu", "gdbserver", "--listen", "127.0.0.1:0", "--cpus", "1", "--setup", "echo hi"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline() == "hi\n"
+        port = re.fullmatch(r"Listening on port (\d+)\n", server.stdout.readline())
+        assert port, server.stderr.read() if server.stderr else ""
+        gdb = subprocess.run(
+            ["gdb", "-nx", "-batch", "-ex", f"target remote 127.0.0.1:{port.group(1)}"]
+            + ["-ex", "info threads", "-ex", "kill"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert re.search(r'\* 1 +Thread 1 \(CPU#0 \[\w+\] task \d+ "[^"]+"\)', gdb.stdout)
+        assert "[Inferior 1 (Remote target) killed]" in gdb.stdout
+        assert server.wait(10) == 0
+    finally:
+        server.kill()
