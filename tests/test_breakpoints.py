@@ -31,12 +31,14 @@ def test_a_breakpoint_stops_sh_at_the_site_and_steps_through_the_redirect():
     def on_stop(r: StopReport) -> None:
         stops.append(r)
         assert m.mem.read(site, 5) == text_before  # no int3: memory shows what ftrace wrote
+        others = [c.regs() for c in m.cpus if c.index != r.cpu]
         step = r
         while not step.role.startswith("new function"):
             step = dbg.step(r.cpu)
             if not roles or roles[-1] != step.role:
                 roles.append(step.role)
             assert len(roles) < 10
+        assert [c.regs() for c in m.cpus if c.index != r.cpu] == others  # frozen meanwhile
 
     dbg = Debugger(m, on_stop)
     dbg.attach()
@@ -44,8 +46,10 @@ def test_a_breakpoint_stops_sh_at_the_site_and_steps_through_the_redirect():
     status, out, _ = shell_run(system, "cat /proc/cmdline")
     assert (status, out) == (0, "this has been live patched\n")
     [hit] = stops
-    assert (hit.reason, hit.comm, hit.where, hit.role) == ("breakpoint", "sh", "cmdline_proc_show+0x0/0x2e", "site")
-    assert hit.insn.startswith("callq   0xffffffffa") and "ftrace_trampoline" in hit.insn
+    assert hit.format() == (
+        "cpu1 [sh:7] breakpoint at ffffffff810016c0 cmdline_proc_show+0x0/0x2e: "
+        "callq   0xffffffffa0000060 <ftrace_trampoline [livepatch:cmdline_proc_show]>  <site>"
+    )
     assert roles == [
         "trampoline",
         "handler: klp_ftrace_handler",
@@ -87,6 +91,18 @@ def test_a_write_watchpoint_stops_the_timer_tick_after_it_writes_jiffies():
     assert m.mem.read_u64(jiffies) == before + 1
     dbg.remove_watchpoint("write", jiffies, 8)
     assert "stop" not in str(m.run(20_000_000))
+
+
+def test_an_access_watchpoint_also_stops_on_a_write():
+    m = booted_system().machine
+    jiffies = m.image.addr("jiffies")
+    stops: list[StopReport] = []
+    dbg = Debugger(m, stops.append)
+    dbg.attach()
+    dbg.insert_watchpoint(jiffies, 4, "access")
+    m.run(100_000_000, until=lambda: bool(stops))
+    assert stops[0].reason == "watchpoint" and stops[0].watch == ("access", jiffies)
+    assert stops[0].format().startswith(f"cpu{stops[0].cpu} [") and f"(access 0x{jiffies:x})" in stops[0].format()
 
 
 def test_a_stop_request_interrupts_a_run_or_is_reported_to_the_debugger():

@@ -8,13 +8,16 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from machine_util import booted_system
 
 from klpemu import cli
+from klpemu.debug.gdb_unwinder import write_unwinder
 from klpemu.debug.gdbstub import escape_binary, unescape_binary
 from klpemu.debug.server import GdbServer, gdbserver, listen
 from klpemu.debug.symbols import add_symbol_file_lines
@@ -26,7 +29,7 @@ LP = "/sys/kernel/livepatch/livepatch_sample"
 SETUP = f"insmod livepatch-sample.ko; wait {LP}/transition 0"
 
 
-def _script(port: int, symbols: str) -> str:
+def _script(port: int, symbols: str, unwinder: str) -> str:
     # Steps from the site until the new function, printing each pc; a backtrace once in the
     # handler; then the run goes on (the machine runs `cat`) until gdb interrupts it.
     return f"""
@@ -35,6 +38,7 @@ set confirm off
 target remote 127.0.0.1:{port}
 info threads
 {symbols}
+source {unwinder}
 break *cmdline_proc_show
 continue
 echo @STOP\\n
@@ -71,8 +75,10 @@ def session(tmp_path_factory):
     symbols = add_symbol_file_lines(system.kernel)
     thread = threading.Thread(target=server.serve, kwargs={"run": "cat /proc/cmdline"}, daemon=True)
     thread.start()
-    script = tmp_path_factory.mktemp("gdb") / "session.gdb"
-    script.write_text(_script(server.port, "\n".join(symbols)))
+    tmp = tmp_path_factory.mktemp("gdb")
+    unwinder = write_unwinder(tmp / "klpemu_unwind.py")
+    script = tmp / "session.gdb"
+    script.write_text(_script(server.port, "\n".join(symbols), str(unwinder)))
     t0 = time.perf_counter()
     gdb = subprocess.run(
         ["gdb", "-nx", "-batch", "-x", str(script), str(shipped_image())],
@@ -117,7 +123,16 @@ def test_stepi_goes_site_trampoline_handler_trampoline_new_function(session):
 
 def test_backtraces_in_the_handler_and_the_new_function(session):
     out = session[0]
-    assert re.search(r"#0  0xffffffff810034c4 in klp_ftrace_handler \(.*\n#1  0xffffffffa00000f9 in \?\? \(\)", out)
+    # From the handler through the trampoline (the unwinder follows its frame pointers) to the
+    # site in the old function and on to sh's system call.
+    assert re.search(
+        r"#0  0xffffffff810034c4 in klp_ftrace_handler \(.*\n"
+        r"#1  0xffffffffa00000f9 in \?\? \(\)\n"
+        r"#2  0xffffffff810016c5 in cmdline_proc_show \(.*\n"
+        r"#3  0x\w+ in seq_read_iter \(.*\n"
+        r"#4  0x\w+ in do_syscall_64 ",
+        out,
+    )
     new = _section(out, "@NEW", "rip")
     assert re.search(
         r"#0  livepatch_cmdline_proc_show \(.*at modules/livepatch-sample.c:12\n#1  0x\w+ in seq_read_iter", new
@@ -173,6 +188,11 @@ def test_after_detach_the_machine_runs_and_a_raw_client_is_answered_despite_garb
         assert packet(b"mzz,4") == b"E16"  # malformed
         s.sendall(b"+")
         assert packet(b"Z2,0,3") == b"E16"  # a watchpoint of 3 bytes
+        for bad in (b"Gzz", b"P999=00", b"X0,1:", b"vCont;x", b"Z0,,"):
+            s.sendall(b"+")
+            assert packet(bad) == b"E16", bad
+        s.sendall(b"+")
+        assert packet(b"qXfer:features:read:other.xml:0,10") == b"E00"
         s.sendall(b"+")
         assert packet(b"vMustReplyEmpty") == b""
         s.sendall(b"+$k#6b")
@@ -242,3 +262,31 @@ def test_gdbserver_runs_the_setup_then_waits_stopped_for_a_client():
         s.sendall(b"+$k#6b")
     thread.join(10)
     assert result == [0]
+
+
+def test_the_gdbserver_command_serves_gdb_until_it_kills_the_machine(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(Path(cli.__file__).parents[1]))
+    server = subprocess.Popen(
+        [sys.executable, "-m", "klpemu", "gdbserver", "--listen", "127.0.0.1:0", "--cpus", "1", "--setup", "echo hi"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline() == "hi\n"
+        port = re.fullmatch(r"Listening on port (\d+)\n", server.stdout.readline())
+        assert port, server.stderr.read() if server.stderr else ""
+        gdb = subprocess.run(
+            ["gdb", "-nx", "-batch", "-ex", f"target remote 127.0.0.1:{port.group(1)}"]
+            + ["-ex", "info threads", "-ex", "kill"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert re.search(r'\* 1 +Thread 1 \(CPU#0 \[\w+\] task \d+ "[^"]+"\)', gdb.stdout)
+        assert "[Inferior 1 (Remote target) killed]" in gdb.stdout
+        assert server.wait(10) == 0
+    finally:
+        server.kill()

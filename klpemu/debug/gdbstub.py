@@ -253,9 +253,11 @@ class GdbSession:
             except _Resume:
                 self.start_reader()
                 return
+            except (Detached, Killed):
+                raise
             except KlpemuError as e:
                 reply = _err(e.errno or EINVAL)
-            except (ValueError, IndexError, KeyError):
+            except Exception:  # a malformed packet: an error reply, never the end of the stub
                 reply = _err(EINVAL)
             if reply is not None:
                 self.send(reply)
@@ -344,6 +346,7 @@ class GdbSession:
             self.send(b"OK")
             raise Detached
         if cmd == b"k":
+            self.sock.close()
             raise Killed
         return b""
 
