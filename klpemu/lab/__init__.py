@@ -1,0 +1,20 @@
+"""Teaching labs: seeded exercises on ftrace-based patching, each checked against the machine the
+student left. One module per lab; LABS lists them in their order."""
+
+from __future__ import annotations
+
+from .base import Lab
+from .fentry import FentryLab
+from .function_tracer import FunctionTracerLab
+from .workspace import LabError
+
+LABS: list[Lab] = [FentryLab(), FunctionTracerLab()]
+
+
+def get_lab(name: str) -> Lab:
+    """A lab by its id or its number."""
+    for lab in LABS:
+        if name in (lab.id, str(lab.number)):
+            return lab
+    known = ", ".join(lab.id for lab in LABS)
+    raise LabError(f"no lab '{name}' (the labs: {known}; 'klpemu lab list')")
