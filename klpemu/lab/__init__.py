@@ -4,11 +4,12 @@ student left. One module per lab; LABS lists them in their order."""
 from __future__ import annotations
 
 from .base import Lab
+from .consistency import ConsistencyLab
 from .fentry import FentryLab
 from .function_tracer import FunctionTracerLab
 from .workspace import LabError
 
-LABS: list[Lab] = [FentryLab(), FunctionTracerLab()]
+LABS: list[Lab] = [FentryLab(), FunctionTracerLab(), ConsistencyLab()]
 
 
 def get_lab(name: str) -> Lab:

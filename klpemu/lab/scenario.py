@@ -24,6 +24,7 @@ class Scenario:
     cpus: int = 2
     machine_seed: int = 0  # the CPU interleaving's seed
     modules: list[str] = field(default_factory=list)  # insmod lines run after boot: "NAME param=value"
+    settle_ms: int = 100  # emulated time after loading them, for their threads to reach their sleep
     variant: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
@@ -42,7 +43,7 @@ class Scenario:
     def boot(self) -> System:
         """The scenario's machine, booted with its modules loaded: a restore of the first one
         booted so in this process (the machine is deterministic, so the two cannot differ)."""
-        key = json.dumps([asdict(self.config()), self.modules])
+        key = json.dumps([asdict(self.config()), self.modules, self.settle_ms])
         if key not in _booted:
             _booted[key] = Snapshot.take(self._build())
         return _booted[key].restore_system()
@@ -55,6 +56,8 @@ class Scenario:
             status, _, err = run_commands(system, f"insmod {line}")
             if status != 0:
                 raise RuntimeError(f"scenario {self.lab}/{self.seed}: insmod {line}: {err.strip()}")
+        if self.modules:
+            run_commands(system, f"sleep {self.settle_ms}ms")
         return system
 
 
