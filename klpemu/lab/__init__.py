@@ -7,9 +7,10 @@ from .base import Lab
 from .consistency import ConsistencyLab
 from .fentry import FentryLab
 from .function_tracer import FunctionTracerLab
+from .kprobes import KprobesLab
 from .workspace import LabError
 
-LABS: list[Lab] = [FentryLab(), FunctionTracerLab(), ConsistencyLab()]
+LABS: list[Lab] = [FentryLab(), FunctionTracerLab(), ConsistencyLab(), KprobesLab()]
 
 
 def get_lab(name: str) -> Lab:

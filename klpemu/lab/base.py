@@ -84,7 +84,7 @@ def parse_answers(text: str | None) -> dict[str, str]:
     out: dict[str, str] = {}
     for line in (text or "").splitlines():
         line = line.split("#", 1)[0].strip()
-        m = re.fullmatch(r"([A-Za-z_ -]+?)\s*:\s*(.*)", line)
+        m = re.fullmatch(r"([A-Za-z0-9_ -]+?)\s*:\s*(.*)", line)
         if m and m.group(2).strip():
             out[m.group(1).strip().lower()] = m.group(2).strip()
     return out
