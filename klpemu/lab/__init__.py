@@ -6,11 +6,12 @@ from __future__ import annotations
 from .base import Lab
 from .consistency import ConsistencyLab
 from .fentry import FentryLab
+from .first_patch import FirstPatchLab
 from .function_tracer import FunctionTracerLab
 from .kprobes import KprobesLab
 from .workspace import LabError
 
-LABS: list[Lab] = [FentryLab(), FunctionTracerLab(), ConsistencyLab(), KprobesLab()]
+LABS: list[Lab] = [FentryLab(), FunctionTracerLab(), FirstPatchLab(), ConsistencyLab(), KprobesLab()]
 
 
 def get_lab(name: str) -> Lab:
