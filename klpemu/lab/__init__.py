@@ -9,9 +9,10 @@ from .fentry import FentryLab
 from .first_patch import FirstPatchLab
 from .function_tracer import FunctionTracerLab
 from .kprobes import KprobesLab
+from .ops_cost import OpsCostLab
 from .workspace import LabError
 
-LABS: list[Lab] = [FentryLab(), FunctionTracerLab(), FirstPatchLab(), ConsistencyLab(), KprobesLab()]
+LABS: list[Lab] = [FentryLab(), FunctionTracerLab(), OpsCostLab(), FirstPatchLab(), ConsistencyLab(), KprobesLab()]
 
 
 def get_lab(name: str) -> Lab:
