@@ -122,9 +122,10 @@ def test_selftest_reference_solutions_pass(lab):
 @pytest.mark.parametrize("lab", [lab.id for lab in LABS])
 def test_check_takes_under_five_seconds(tmp_path, lab):
     ws = solved(tmp_path, lab, 5)
-    t0 = time.perf_counter()
+    # CPU time: the wall clock of a machine shared with other jobs measures them too
+    t0 = time.process_time()
     assert check_workspace(ws).passed
-    assert time.perf_counter() - t0 < 5
+    assert time.process_time() - t0 < 5
 
 
 def test_solution_command_prints_the_variants_answer(capsys):

@@ -10,9 +10,18 @@ from .first_patch import FirstPatchLab
 from .function_tracer import FunctionTracerLab
 from .kprobes import KprobesLab
 from .ops_cost import OpsCostLab
+from .replace import ReplaceLab
 from .workspace import LabError
 
-LABS: list[Lab] = [FentryLab(), FunctionTracerLab(), OpsCostLab(), FirstPatchLab(), ConsistencyLab(), KprobesLab()]
+LABS: list[Lab] = [
+    FentryLab(),
+    FunctionTracerLab(),
+    OpsCostLab(),
+    FirstPatchLab(),
+    ConsistencyLab(),
+    ReplaceLab(),
+    KprobesLab(),
+]
 
 
 def get_lab(name: str) -> Lab:
