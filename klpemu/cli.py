@@ -11,6 +11,7 @@ import time
 from . import __version__, bench
 from .errors import KlpemuError
 from .kernel.printk import dmesg
+from .lab import cli as lab_cli
 from .machine.machine import DEFAULT_CMDLINE, MachineConfig
 from .shell import Shell
 from .system import System
@@ -168,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--setup", default="", help="shell commands to run first (e.g. 'insmod livepatch-sample')")
     p.set_defaults(fn=cmd_drgn)
     _add_debug_parsers(sub)
+    p = sub.add_parser("lab", help="teaching labs: seeded exercises checked against the machine")
+    lab_cli.add_arguments(p)
+    p.set_defaults(fn=lab_cli.run)
     args = parser.parse_args(argv)
     if args.cmd is None:  # as git and ip do: what there is to run
         parser.print_help()
