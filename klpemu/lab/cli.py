@@ -6,9 +6,10 @@ import argparse
 import sys
 import time
 
+from ..shell.terminal import Terminal
 from . import LABS, get_lab
 from .grading import check_workspace, grade, selftest, start_workspace, write_grades
-from .workspace import LabError, Workspace
+from .workspace import LabError, Workspace, chdir
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -82,18 +83,10 @@ def _shell(args: argparse.Namespace) -> int:
         return ws.run(system, args.command)
     n = len(ws.history())
     print(f"lab {ws.scenario.lab}, seed {ws.scenario.seed}: {n} earlier command(s) replayed. 'exit' saves and leaves.")
-    status = 0
-    interactive = sys.stdin.isatty()
-    while True:
-        if interactive:
-            sys.stdout.write("# ")
-            sys.stdout.flush()
-        line = sys.stdin.readline()
-        if not line or line.strip() in ("exit", "quit", "logout"):
-            break
-        if line.strip():
-            status = ws.run(system, line)
-    return status
+    # the shell a person has elsewhere (line editing, history, Ctrl-C, help), recording each
+    # line for the next replay, in the workspace so that its files are at hand
+    with chdir(ws.path):
+        return Terminal(ws.recording_shell(system), sys.stdin).run()
 
 
 def _reset(args: argparse.Namespace) -> int:

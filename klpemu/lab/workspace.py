@@ -15,11 +15,14 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from ..errors import KlpemuError
 from ..system import System
 from .scenario import Scenario
+
+if TYPE_CHECKING:
+    from ..shell import Shell
 
 STATE_DIR = ".lab"
 SCENARIO = "scenario.json"
@@ -121,6 +124,20 @@ class Workspace:
             with chdir(self.path):
                 run_commands(system, "\n".join(history))
         return system
+
+    def recording_shell(self, system: System) -> Shell:
+        """A shell on system that records each line it is given, for the next replay."""
+        from ..shell import Shell
+
+        workspace = self
+
+        class RecordingShell(Shell):
+            def run_line(self, line: str) -> int:
+                if not self._pending:  # a line typed, not one of a script's own commands
+                    workspace.record(line)
+                return super().run_line(line)
+
+        return RecordingShell(system, sys.stdout, sys.stderr)
 
     def run(self, system: System, line: str, out: TextIO | None = None, err: TextIO | None = None) -> int:
         """Run one line the student typed on system, and record it for the next replay."""
