@@ -111,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("source", help="the module's C file")
     p.add_argument("-o", dest="output", help="the .ko to write (default: next to the source)")
     p.set_defaults(fn=cmd_build_module)
+    from . import fuzz  # the module fuzzer: its options and its entry point live with it
+
+    p = sub.add_parser("fuzz-modules", help="load damaged copies of the shipped modules and count the outcomes")
+    fuzz.add_arguments(p)
+    p.set_defaults(fn=fuzz.main_args)
     args = parser.parse_args(argv)
     try:
         return args.fn(args)
