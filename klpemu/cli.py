@@ -172,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("lab", help="teaching labs: seeded exercises checked against the machine")
     lab_cli.add_arguments(p)
     p.set_defaults(fn=lab_cli.run)
+    from . import fuzz  # the module fuzzer: its options and its entry point live with it
+
+    p = sub.add_parser("fuzz-modules", help="load damaged copies of the shipped modules and count the outcomes")
+    fuzz.add_arguments(p)
+    p.set_defaults(fn=fuzz.main_args)
     args = parser.parse_args(argv)
     if args.cmd is None:  # as git and ip do: what there is to run
         parser.print_help()

@@ -219,8 +219,8 @@ class Modules:
 
     def ftrace_free_mem(self, mod: Module, start: int, end: int) -> None:
         """ftrace_free_mem: the records of the module's text in [start, end) go."""
-        for base, size in mod.text_ranges():
-            lo, hi = max(base, start), min(base + size, end)
+        for text_lo, text_hi in mod.text_ranges():
+            lo, hi = max(text_lo, start), min(text_hi, end)
             if lo < hi:
                 gone = set(self.ft.release(lo, hi))
                 mod.records = [ip for ip in mod.records if ip not in gone]
