@@ -9,6 +9,7 @@ import time
 from . import bench
 from .errors import KlpemuError
 from .kernel.printk import dmesg
+from .klp_build import command as klp_build_command
 from .machine.machine import DEFAULT_CMDLINE, MachineConfig
 from .shell import Shell
 from .system import System
@@ -111,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("source", help="the module's C file")
     p.add_argument("-o", dest="output", help="the .ko to write (default: next to the source)")
     p.set_defaults(fn=cmd_build_module)
+    p = sub.add_parser("klp-build", help=klp_build_command.HELP)
+    klp_build_command.add_arguments(p)
+    p.set_defaults(fn=klp_build_command.run)
     args = parser.parse_args(argv)
     try:
         return args.fn(args)

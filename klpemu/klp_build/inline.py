@@ -1,0 +1,93 @@
+"""Why a function changed when the patch did not touch its own lines: the inline helpers it
+contains whose source the patch changed (from the patched object's DWARF)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from elftools.elf.elffile import ELFFile
+
+from .objdiff import ObjectDiff
+from .patch import FilePatch
+
+
+def _spans(dwarf, cu) -> tuple[list[tuple[str, str, int]], dict]:
+    """Every function's (file, name, first line) in the CU, and its DIEs by offset."""
+    lp = dwarf.line_program_for_CU(cu)
+    entries = lp["file_entry"] if lp else []
+    dirs = lp["include_directory"] if lp else []
+    v5 = cu.header.version >= 5
+
+    def file_name(i: int) -> str:
+        k = i if v5 else i - 1
+        if not 0 <= k < len(entries):
+            return ""
+        e = entries[k]
+        d = e.dir_index if v5 else e.dir_index - 1
+        base = dirs[d].decode() + "/" if e.dir_index and 0 <= d < len(dirs) else ""
+        return base + e.name.decode()
+
+    funcs = []
+    for die in cu.iter_DIEs():
+        if die.tag == "DW_TAG_subprogram" and "DW_AT_name" in die.attributes and "DW_AT_decl_line" in die.attributes:
+            funcs.append(
+                (
+                    file_name(die.attributes["DW_AT_decl_file"].value),
+                    die.attributes["DW_AT_name"].value.decode(),
+                    die.attributes["DW_AT_decl_line"].value,
+                )
+            )
+    return funcs, {}
+
+
+def explain(diffs: list[ObjectDiff], patches: dict[str, FilePatch], build: Path) -> dict[tuple[str, str], str]:
+    """(object, function) -> ' (inlines NAME, changed)' for the functions changed through a helper."""
+    out: dict[tuple[str, str], str] = {}
+    for d in diffs:
+        if not d.changed:
+            continue
+        with open(build / d.obj, "rb") as f:
+            elf = ELFFile(f)
+            if not elf.has_dwarf_info():
+                continue
+            dwarf = elf.get_dwarf_info()
+            for cu in dwarf.iter_CUs():
+                funcs, _ = _spans(dwarf, cu)
+                # A function's lines run from its declaration to the next function in its file.
+                by_file: dict[str, list[tuple[int, str]]] = {}
+                for file, name, line in funcs:
+                    by_file.setdefault(file, []).append((line, name))
+                touched: set[str] = set()
+                for file, entries in by_file.items():
+                    fp = next((p for rel, p in patches.items() if file.endswith(rel)), None)
+                    if fp is None:
+                        continue
+                    entries.sort()
+                    lines = fp.changed_new_lines()
+                    for i, (line, name) in enumerate(entries):
+                        end = entries[i + 1][0] if i + 1 < len(entries) else 1 << 30
+                        if any(line <= x < end for x in lines):
+                            touched.add(name)
+                inlined: dict[str, set[str]] = {}
+                for die in cu.iter_DIEs():
+                    if die.tag != "DW_TAG_subprogram" or "DW_AT_name" not in die.attributes:
+                        continue
+                    owner = die.attributes["DW_AT_name"].value.decode()
+                    for sub in die.iter_children():
+                        _collect(sub, inlined.setdefault(owner, set()))
+                for c in d.changed:
+                    if c.name in touched:
+                        continue
+                    helpers = sorted(inlined.get(c.name, set()) & touched)
+                    if helpers:
+                        out[(d.obj, c.name)] = f", inlines changed {', '.join(helpers)}"
+    return out
+
+
+def _collect(die, names: set[str]) -> None:
+    if die.tag == "DW_TAG_inlined_subroutine":
+        origin = die.get_DIE_from_attribute("DW_AT_abstract_origin")
+        if "DW_AT_name" in origin.attributes:
+            names.add(origin.attributes["DW_AT_name"].value.decode())
+    for child in die.iter_children():
+        _collect(child, names)
