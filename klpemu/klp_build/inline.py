@@ -7,37 +7,21 @@ from pathlib import Path
 
 from elftools.elf.elffile import ELFFile
 
+from .dwarf_files import cu_file_names
 from .objdiff import ObjectDiff
 from .patch import FilePatch
 
 
-def _spans(dwarf, cu) -> tuple[list[tuple[str, str, int]], dict]:
-    """Every function's (file, name, first line) in the CU, and its DIEs by offset."""
-    lp = dwarf.line_program_for_CU(cu)
-    entries = lp["file_entry"] if lp else []
-    dirs = lp["include_directory"] if lp else []
-    v5 = cu.header.version >= 5
-
-    def file_name(i: int) -> str:
-        k = i if v5 else i - 1
-        if not 0 <= k < len(entries):
-            return ""
-        e = entries[k]
-        d = e.dir_index if v5 else e.dir_index - 1
-        base = dirs[d].decode() + "/" if e.dir_index and 0 <= d < len(dirs) else ""
-        return base + e.name.decode()
-
-    funcs = []
+def _functions(dwarf, cu) -> list[tuple[str, str, int]]:
+    """Every function's (file, name, first line) in the CU."""
+    names = cu_file_names(dwarf, cu)
+    out = []
     for die in cu.iter_DIEs():
-        if die.tag == "DW_TAG_subprogram" and "DW_AT_name" in die.attributes and "DW_AT_decl_line" in die.attributes:
-            funcs.append(
-                (
-                    file_name(die.attributes["DW_AT_decl_file"].value),
-                    die.attributes["DW_AT_name"].value.decode(),
-                    die.attributes["DW_AT_decl_line"].value,
-                )
-            )
-    return funcs, {}
+        a = die.attributes
+        if die.tag == "DW_TAG_subprogram" and "DW_AT_name" in a and "DW_AT_decl_line" in a and "DW_AT_decl_file" in a:
+            file = names[a["DW_AT_decl_file"].value] if a["DW_AT_decl_file"].value < len(names) else ""
+            out.append((file, a["DW_AT_name"].value.decode(), a["DW_AT_decl_line"].value))
+    return out
 
 
 def explain(diffs: list[ObjectDiff], patches: dict[str, FilePatch], build: Path) -> dict[tuple[str, str], str]:
@@ -52,7 +36,7 @@ def explain(diffs: list[ObjectDiff], patches: dict[str, FilePatch], build: Path)
                 continue
             dwarf = elf.get_dwarf_info()
             for cu in dwarf.iter_CUs():
-                funcs, _ = _spans(dwarf, cu)
+                funcs = _functions(dwarf, cu)
                 # A function's lines run from its declaration to the next function in its file.
                 by_file: dict[str, list[tuple[int, str]]] = {}
                 for file, name, line in funcs:

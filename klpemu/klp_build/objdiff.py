@@ -186,7 +186,7 @@ def _first_difference(old: Symbol, new: Symbol, fp: FilePatch | None) -> tuple[i
     for i in range(max(len(a), len(b))):
         if i >= len(a) or i >= len(b):
             at = a[i] if i < len(a) else b[i]
-            return at[0], _fmt(a, i), _fmt(b, i)
+            return at[0], _fmt(a, i, rel_a), _fmt(b, i, rel_b)
         (oa, sa, ma, pa), (ob, sb, mb, pb) = a[i], b[i]
         keys_a = [rel_a[o] for o in range(oa, oa + sa) if o in rel_a]
         keys_b = [rel_b[o] for o in range(ob, ob + sb) if o in rel_b]
@@ -194,14 +194,18 @@ def _first_difference(old: Symbol, new: Symbol, fp: FilePatch | None) -> tuple[i
             continue
         if sa == sb and ma == mb and keys_a == keys_b and _only_line_numbers(pa, pb, fp):
             continue
-        return oa, _fmt(a, i), _fmt(b, i)
+        return oa, _fmt(a, i, rel_a), _fmt(b, i, rel_b)
     return None
 
 
-def _fmt(insns: list, i: int) -> str:
+def _fmt(insns: list, i: int, relocs: dict[int, str]) -> str:
+    """The instruction, and what its relocation reaches (its operand reads 0 before linking)."""
     if i >= len(insns):
         return "(end of function)"
-    return f"{insns[i][2]} {insns[i][3]}".strip()
+    at, size, mnemonic, ops = insns[i]
+    text = f"{mnemonic} {ops}".strip()
+    reached = [relocs[o].split(":", 1)[1] for o in range(at, at + size) if o in relocs]
+    return f"{text}  <{', '.join(reached)}>" if reached else text
 
 
 def _only_line_numbers(a: str, b: str, fp: FilePatch | None) -> bool:

@@ -14,6 +14,7 @@ from pathlib import Path
 from elftools.elf.elffile import ELFFile
 
 from ..errors import KlpemuError
+from .dwarf_files import cu_file_names
 from .objdiff import ObjectDiff
 
 # Source files of the patch mechanism, relative to firmware/.
@@ -73,8 +74,7 @@ def struct_layouts(path: Path) -> dict[str, tuple[str, int, tuple]]:
             return out
         dwarf = elf.get_dwarf_info()
         for cu in dwarf.iter_CUs():
-            files = dwarf.line_program_for_CU(cu)
-            names = [e.name.decode() for e in files["file_entry"]] if files else []
+            names = cu_file_names(dwarf, cu)
             for die in cu.iter_DIEs():
                 if die.tag not in ("DW_TAG_structure_type", "DW_TAG_union_type"):
                     continue
@@ -94,8 +94,6 @@ def struct_layouts(path: Path) -> dict[str, tuple[str, int, tuple]]:
                 )
                 fno = die.attributes.get("DW_AT_decl_file")
                 decl = names[fno.value] if fno is not None and 0 <= fno.value < len(names) else ""
-                if fno is not None and dwarf.config.default_address_size and cu.header.version < 5 and fno.value:
-                    decl = names[fno.value - 1]
                 tag = "struct" if die.tag == "DW_TAG_structure_type" else "union"
                 out[f"{tag} {name.value.decode()}"] = (decl, size.value, members)
     return out
@@ -122,6 +120,7 @@ def layout_changes(old_build: Path, new_build: Path, objects: list[str]) -> list
 
 
 def check(diffs: list[ObjectDiff], old_build: Path, new_build: Path) -> None:
-    reasons = layout_changes(old_build, new_build, [d.obj for d in diffs]) + refusals(diffs)
+    # A changed structure also changes every variable of its type; the structure is the reason.
+    reasons = layout_changes(old_build, new_build, [d.obj for d in diffs]) or refusals(diffs)
     if reasons:
         raise Refusal(reasons)
