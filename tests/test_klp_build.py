@@ -77,13 +77,13 @@ def load_and_check(ko: Path, name: str, path: str, before, after, setup: str = "
     assert f"livepatch: '{name}': unpatching complete" in log
 
 
-def test_a_changed_function_body(outdir):
+def test_a_changed_function_body_and_a_new_function_it_calls(outdir):
     ko, report = build(outdir, "version-new-function", show_first_changed=True)
     assert report_lines(report) == [
         "  changed function: vmlinux: version_proc_show (firmware/fs/proc/version.c)",
-        "    first change at version_proc_show+0x14:",
-        "      - jmp seq_puts",
-        "      + call seq_puts",
+        "    first change at version_proc_show+0x10:",
+        "      - call 0x15  <seq_puts-4>",
+        "      + push rbx",
         "  new function: vmlinux: version_note (firmware/fs/proc/version.c)",
     ]
     note = "fixed: version_note was added by the patch\n"
@@ -94,3 +94,107 @@ def test_a_changed_function_body(outdir):
         lambda t: t.startswith("klpemu kernel version") and note not in t,
         lambda t: t.startswith("klpemu kernel version") and t.endswith(note),
     )
+
+
+def test_a_duplicated_static_name_is_patched_at_its_position(outdir, image):
+    ko, report = build(outdir, "uptime-sympos", show_first_changed=True)
+    assert report_lines(report) == [
+        "  changed function: vmlinux: get_idle_time (firmware/fs/proc/uptime.c)",
+        "    first change at get_idle_time+0x1d:",
+        "      - ret",
+        "      + add rax, 0xdbba0",
+        "  get_idle_time: a static name defined more than once in vmlinux: old_sympos 2",
+    ]
+    # Two get_idle_time in the image, stat.c's first: uptime.c's is the second.
+    assert len([s for s in image.by_name["get_idle_time"] if s.local]) == 2
+
+    def idle(text: str) -> float:
+        return float(text.split()[1])
+
+    # Each of the 2 CPUs now counts an hour more idle time; /proc/stat's helper is left alone.
+    load_and_check(ko, "uptime_sympos", "/proc/uptime", lambda t: idle(t) < 60, lambda t: idle(t) >= 7200)
+    system = booted_system()
+    run(system, f"insmod {ko}; wait {LP}/uptime_sympos/transition 0")
+    stat_idle = [int(line.split()[4]) for line in run(system, "cat /proc/stat").splitlines()[:2]]
+    assert stat_idle[0] < 1000 and stat_idle[1] < 1000, stat_idle  # ticks of the emulated seconds only
+
+
+def test_an_inline_helper_that_changed_patches_its_callers(outdir):
+    ko, report = build(outdir, "meminfo-inline")
+    assert report_lines(report) == [
+        "  changed function: vmlinux: meminfo_proc_show (firmware/fs/proc/meminfo.c), inlines changed show_val_kb",
+    ]
+    load_and_check(
+        ko,
+        "meminfo_inline",
+        "/proc/meminfo",
+        lambda t: t.startswith("MemTotal:") and " kB\n" in t and "KiB" not in t,
+        lambda t: t.startswith("MemTotal:") and t.count(" KiB\n") == 10 and " kB" not in t,
+    )
+
+
+def test_a_static_variable_is_reached_by_a_klp_relocation(outdir, image):
+    ko, report = build(outdir, "cmdline-static-var")
+    assert report_lines(report) == [
+        "  changed function: vmlinux: cmdline_proc_show (firmware/fs/proc/cmdline.c)",
+        "  klp relocation: .klp.sym.vmlinux.proc_cmdline,0",
+    ]
+    addr = image.by_name["proc_cmdline"][0].addr
+    shown = f"(shown by the entry /proc/cmdline at {addr:x})\n"
+    load_and_check(
+        ko, "cmdline_static_var", "/proc/cmdline", lambda t: "shown by" not in t, lambda t: t.endswith(shown)
+    )
+
+
+def test_a_shipped_modules_function_is_fixed(outdir):
+    ko, report = build(outdir, "module-target")
+    assert report_lines(report) == [
+        "  changed function: test_klp_mod_target: test_klp_mod_target_show (firmware/modules/test_klp_mod_target.c)",
+        "  klp relocation: .klp.sym.test_klp_mod_target.pde,0",
+    ]
+    load_and_check(
+        ko,
+        "module_target",
+        "/proc/test_klp_mod_target",
+        lambda t: t == "test_klp_mod_target: original output\n",
+        lambda t: t == "test_klp_mod_target: fixed output (entry /proc/test_klp_mod_target)\n",
+        setup="insmod test_klp_mod_target",
+    )
+
+
+def test_replace_makes_an_atomic_replace_patch(outdir):
+    ko, _ = build(outdir, "version-new-function", name="version_replace", replace=True)
+    other, _ = build(outdir, "cmdline-static-var")
+    system = booted_system()
+    run(system, f"insmod {other}; wait {LP}/cmdline_static_var/transition 0")
+    run(system, f"insmod {ko}; wait {LP}/version_replace/transition 0; wait --gone {LP}/cmdline_static_var")
+    assert "shown by" not in run(system, "cat /proc/cmdline")
+    assert run(system, "cat /proc/version").endswith("added by the patch\n")
+
+
+def refusal(outdir, patch: str) -> list[str]:
+    with pytest.raises(Refusal) as e:
+        klp_build(PATCHES / f"{patch}.patch", output=outdir / f"{patch}.ko", out=io.StringIO())
+    assert not (outdir / f"{patch}.ko").exists()
+    return e.value.reasons
+
+
+def test_a_struct_layout_change_is_refused(outdir):
+    assert refusal(outdir, "refuse-struct-layout") == [
+        "firmware/include/linux/proc_fs.h: struct proc_dir_entry: changes its size (32 -> 40 bytes);"
+        " a livepatch cannot change data structures in use",
+    ]
+
+
+def test_a_function_without_an_fentry_site_is_refused(outdir):
+    assert refusal(outdir, "refuse-notrace") == [
+        "firmware/lib/vsprintf.c: snprintf: has no fentry site (notrace or not traceable), so cannot be redirected"
+    ]
+
+
+def test_a_patch_that_does_not_apply_names_the_file_and_the_hunk(tmp_path):
+    bad = tmp_path / "bad.patch"
+    bad.write_text((PATCHES / "uptime-sympos.patch").read_text().replace("stime_ticks;", "utime_ticks;"))
+    with pytest.raises(KlpemuError, match=r"bad.patch: firmware/fs/proc/uptime.c: hunk at line 7 does not apply"):
+        klp_build(bad, output=tmp_path / "bad.ko", out=io.StringIO())
+    assert not (tmp_path / "bad.ko").exists()

@@ -69,7 +69,7 @@ def _steps(patch, files: list[FilePatch], name, output, replace, show_first, fw,
     t0 = time.perf_counter()
 
     def step(msg: str) -> None:
-        print(f"[{time.perf_counter() - t0:5.2f}s] {msg}", file=out)
+        print(f"[{time.perf_counter() - t0:5.2f}s] {msg}", file=out, flush=True)
 
     orig, cached = build_original(fw, work, gcc, make)
     step(
@@ -91,7 +91,7 @@ def _steps(patch, files: list[FilePatch], name, output, replace, show_first, fw,
             diffs.append(d)
     rebuilt = sum(1 for rel in tree.objects if (tree.build / rel).read_bytes() != (orig.build / rel).read_bytes())
     step(f"patched tree: {rebuilt} objects differ")
-    refuse.check(diffs, orig.build, tree.build)
+    refuse.check(diffs, orig.build, tree.build, set(touched))
     if not any(d.changed for d in diffs):
         raise KlpemuError(f"{patch}: no function changed, nothing to patch", 22)
     reasons = inline.explain(diffs, by_source, tree.build)

@@ -16,6 +16,7 @@ from elftools.elf.elffile import ELFFile
 from ..errors import KlpemuError
 from .dwarf_files import cu_file_names
 from .objdiff import ObjectDiff
+from .trees import dependencies
 
 # Source files of the patch mechanism, relative to firmware/.
 MECHANISM = (
@@ -99,13 +100,18 @@ def struct_layouts(path: Path) -> dict[str, tuple[str, int, tuple]]:
     return out
 
 
-def layout_changes(old_build: Path, new_build: Path, objects: list[str]) -> list[str]:
-    """Structures whose size or members' offsets differ between the builds of these objects."""
+def layout_changes(old_build: Path, new_build: Path, objects: list[str], touched: set[str]) -> list[str]:
+    """Structures whose size or members' offsets differ between the builds of these objects.
+    A structure is declared in a file the patch touched, so one object that reads each touched
+    file is enough (its types are the same in every object that reads it)."""
     seen: dict[str, str] = {}
+    covered: set[str] = set()
     for rel in objects:
         old_path = old_build / rel
-        if not old_path.exists():
+        reads = touched & set(dependencies(new_build, rel)) or touched
+        if not old_path.exists() or reads <= covered:
             continue
+        covered |= reads
         old, new = struct_layouts(old_path), struct_layouts(new_build / rel)
         for name, (decl, size, members) in new.items():
             if name in seen or name not in old or old[name][1:] == (size, members):
@@ -119,8 +125,9 @@ def layout_changes(old_build: Path, new_build: Path, objects: list[str]) -> list
     return list(seen.values())
 
 
-def check(diffs: list[ObjectDiff], old_build: Path, new_build: Path) -> None:
+def check(diffs: list[ObjectDiff], old_build: Path, new_build: Path, touched: set[str]) -> None:
+    """Raise Refusal with every reason found. touched: the patched files, relative to firmware/."""
     # A changed structure also changes every variable of its type; the structure is the reason.
-    reasons = layout_changes(old_build, new_build, [d.obj for d in diffs]) or refusals(diffs)
+    reasons = layout_changes(old_build, new_build, [d.obj for d in diffs], touched) or refusals(diffs)
     if reasons:
         raise Refusal(reasons)

@@ -22,11 +22,13 @@ from ..errors import KlpemuError
 from ..machine.type_cache import cache_dir
 
 KLP_CFLAGS = ["-ffunction-sections", "-fdata-sections"]
+# The dependency files gcc writes beside each object: which headers a patched header rebuilds.
+DEP_FLAGS = ["-MD"]
 NO_GCC = "klpemu klp-build needs gcc and make (not found on PATH)"
 # Kernel objects and modules; user/ is user space, which a livepatch does not patch.
 KERNEL_DIRS = ("arch", "kernel", "init", "fs", "lib", "mm", "drivers")
 SOURCE_SUFFIXES = (".c", ".S", ".h", ".lds")
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 def shipped_source() -> Path:
@@ -99,7 +101,7 @@ def _make(fw: Path, build: Path, targets: list[str], gcc: str, make: str) -> Non
         str(fw),
         f"-j{os.cpu_count() or 1}",
         f"O={build}",
-        f"CC={gcc} {' '.join(KLP_CFLAGS)}",
+        f"CC={gcc} {' '.join(KLP_CFLAGS + DEP_FLAGS)}",
         *(str(build / t) for t in targets),
     ]
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -146,7 +148,9 @@ def build_original(fw: Path, work: Path, gcc: str, make: str) -> tuple[Tree, boo
 
 def build_patched(orig: Tree, patched_fw: Path, work: Path, touched: list[str], gcc: str, make: str) -> Tree:
     """The patched tree under work/patched: orig's objects, then make for what `touched` (paths
-    relative to firmware/) changed."""
+    relative to firmware/) changed. The Makefile makes every object depend on every header; the
+    dependency files say which sources really include a touched header, and only those are
+    made newer than their objects."""
     tree = Tree(work / "patched", _targets(patched_fw))
     shutil.copytree(orig.build, tree.build)
     # Objects older than the patched sources, so make rebuilds exactly those.
@@ -154,8 +158,30 @@ def build_patched(orig: Tree, patched_fw: Path, work: Path, touched: list[str], 
     for p in tree.build.rglob("*"):
         if p.is_file():
             os.utime(p, (now - 10, now - 10))
+    headers = {t for t in touched if t.endswith(".h")}
+    stale = (set(touched) - headers) | _includers(tree, headers)
     for rel in source_files(patched_fw):
-        t = now if rel in touched else now - 20
+        t = now if rel in stale else now - 20
         os.utime(patched_fw / rel, (t, t))
     _make(patched_fw, tree.build, tree.objects, gcc, make)
     return tree
+
+
+def dependencies(build: Path, obj: str) -> list[str]:
+    """What gcc read to make obj, relative to firmware/ (its source first); [] if unknown."""
+    try:
+        deps = (build / obj).with_suffix(".d").read_text().replace("\\\n", " ").split()[1:]
+    except OSError:
+        return []
+    return [d.split("/firmware/")[-1] for d in deps]
+
+
+def _includers(tree: Tree, touched: set[str]) -> set[str]:
+    """The sources whose objects read a touched header (kernel/asm-offsets.c too: its output,
+    asm-offsets.h, is read by every object)."""
+    out = set()
+    for obj in [*tree.objects, "asm-offsets.s"]:
+        deps = dependencies(tree.build, obj)
+        if touched & set(deps[1:]):
+            out.add("kernel/asm-offsets.c" if obj == "asm-offsets.s" else deps[0])
+    return out
