@@ -198,3 +198,57 @@ def test_a_patch_that_does_not_apply_names_the_file_and_the_hunk(tmp_path):
     with pytest.raises(KlpemuError, match=r"bad.patch: firmware/fs/proc/uptime.c: hunk at line 7 does not apply"):
         klp_build(bad, output=tmp_path / "bad.ko", out=io.StringIO())
     assert not (tmp_path / "bad.ko").exists()
+
+
+@pytest.mark.parametrize(
+    "patch, reason",
+    [
+        ("refuse-data", "firmware/init/main.c: linux_banner: changes initialised data, whose old value is in use"),
+        ("refuse-init", "firmware/modules/hello.c: hello_init: changes an __init function, which has already run"),
+        (
+            "refuse-mechanism",
+            "firmware/kernel/livepatch/core.c: klp_enable_patch: changes livepatch,"
+            " which the patch mechanism itself runs",
+        ),
+    ],
+)
+def test_what_a_livepatch_cannot_change_is_refused(outdir, patch, reason):
+    assert reason in refusal(outdir, patch)
+
+
+def test_without_gcc_it_says_so(tmp_path, monkeypatch, capsys):
+    from klpemu.cli import main
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert main(["klp-build", str(PATCHES / "version-new-function.patch"), "-o", str(tmp_path / "x.ko")]) == 1
+    assert capsys.readouterr().err == "klpemu: klpemu klp-build needs gcc and make (not found on PATH)\n"
+
+
+def test_the_command_from_a_checkout(tmp_path):
+    """`klpemu klp-build --source CHECKOUT`, as the README shows it, in a subprocess."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    cmd = [sys.executable, "-m", "klpemu", "klp-build", str(PATCHES / "uptime-sympos.patch"), "--source", str(root)]
+    res = subprocess.run([*cmd, "--show-first-changed"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert report_lines(res.stdout) == [
+        "  changed function: vmlinux: get_idle_time (firmware/fs/proc/uptime.c)",
+        "    first change at get_idle_time+0x1d:",
+        "      - ret",
+        "      + add rax, 0xdbba0",
+        "  get_idle_time: a static name defined more than once in vmlinux: old_sympos 2",
+    ]
+    steps = [line.split("] ", 1)[1] for line in res.stdout.splitlines() if line.startswith("[")]
+    assert steps[0].replace("(built)", "(cached)") == (
+        "original tree: 72 objects (cached) with -ffunction-sections -fdata-sections"
+    )
+    assert steps[1:] == [
+        "applied uptime-sympos.patch: firmware/fs/proc/uptime.c",
+        "patched tree: 1 of 72 objects differ",
+        "built livepatch_uptime_sympos.ko: 1 klp_func",
+    ]
+    assert (tmp_path / "livepatch_uptime_sympos.ko").is_file()

@@ -90,7 +90,7 @@ def _steps(patch, files: list[FilePatch], name, output, replace, show_first, fw,
         if d is not None and (d.changed or d.added or d.changed_data or d.added_data):
             diffs.append(d)
     rebuilt = sum(1 for rel in tree.objects if (tree.build / rel).read_bytes() != (orig.build / rel).read_bytes())
-    step(f"patched tree: {rebuilt} objects differ")
+    step(f"patched tree: {rebuilt} of {len(tree.objects)} objects differ")
     refuse.check(diffs, orig.build, tree.build, set(touched))
     if not any(d.changed for d in diffs):
         raise KlpemuError(f"{patch}: no function changed, nothing to patch", 22)
