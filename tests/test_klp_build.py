@@ -252,3 +252,21 @@ def test_the_command_from_a_checkout(tmp_path):
         "built livepatch_uptime_sympos.ko: 1 klp_func",
     ]
     assert (tmp_path / "livepatch_uptime_sympos.ko").is_file()
+
+
+def test_a_moved_line_number_is_not_a_change(outdir):
+    """lkdtm_BUG's BUG_ON passes __LINE__, which the comment moves from 19 to 21: not a change."""
+    with pytest.raises(KlpemuError, match=r"lines-moved.patch: no function changed, nothing to patch"):
+        klp_build(PATCHES / "lines-moved.patch", output=outdir / "lines.ko", out=io.StringIO())
+
+
+def test_this_module_in_a_patched_module_function_is_refused(tmp_path):
+    fix = (PATCHES / "module-target.patch").read_text()
+    (tmp_path / "this-module.patch").write_text(fix.replace("KBUILD_MODNAME, ", "THIS_MODULE->name, "))
+    with pytest.raises(KlpemuError) as e:
+        klp_build(tmp_path / "this-module.patch", output=tmp_path / "x.ko", out=io.StringIO())
+    assert str(e.value) == (
+        "firmware/modules/test_klp_mod_target.c: test_klp_mod_target_show: uses THIS_MODULE, which in a"
+        " livepatch module would be the livepatch itself (KBUILD_MODNAME names the patched module)"
+    )
+    assert not (tmp_path / "x.ko").exists()

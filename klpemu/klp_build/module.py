@@ -25,6 +25,7 @@ from ..errors import KlpemuError
 from ..klpconvert import KlpConvertError, convert
 from ..modbuild import module_command
 from .objdiff import ObjectDiff, ObjectFile, Reloc, Symbol, reloc_target
+from .refuse import source_of as refuse_source
 
 R_NAMES = {1: "R_X86_64_64", 2: "R_X86_64_PC32", 4: "R_X86_64_PLT32", 10: "R_X86_64_32", 11: "R_X86_64_32S"}
 R_NAMES[24] = "R_X86_64_PC64"
@@ -150,6 +151,13 @@ class _Emitter:
             addend = r.addend - reached.value
         else:
             reached, addend = obj.symbols.get(r.sym), r.addend
+            if reached is None and r.sym == "__this_module" and self.target != "vmlinux":
+                # The loader binds it to the module being loaded: here, the livepatch.
+                raise KlpemuError(
+                    f"{refuse_source(self.d.obj)}: {sym.name}: uses THIS_MODULE, which in a livepatch module would be"
+                    " the livepatch itself (KBUILD_MODNAME names the patched module)",
+                    22,
+                )
             if reached is None:  # defined elsewhere: a global of vmlinux
                 return f"{r.sym}{addend:+d}"
         if reached.name in self.labels:
