@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..errors import KlpemuError
+from ..machine.machine import shipped_image
 from . import inline, refuse
 from .module import Positions, build_module, plan_module, target_object
 from .objdiff import ObjectDiff, diff_objects
@@ -106,7 +107,7 @@ def _steps(patch, files: list[FilePatch], name, output, replace, show_first, fw,
                 print(f"      + {c.new}", file=out)
         for n in d.added:
             print(f"  new function: {target}: {n} ({refuse.source_of(d.obj)})", file=out)
-    plan = plan_module(diffs, Positions(orig.build, orig.objects))
+    plan = plan_module(diffs, Positions(orig.build, orig.objects, shipped_image()))
     for f in plan.funcs:
         if f.sympos:
             print(f"  {f.name}: a static name defined more than once in {f.target}: old_sympos {f.sympos}", file=out)

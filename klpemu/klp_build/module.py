@@ -67,18 +67,24 @@ class Positions:
     """sympos of local symbols: their order among vmlinux's objects in link order (kallsyms
     order), or within one module."""
 
-    def __init__(self, build: Path, objects: list[str]):
+    def __init__(self, build: Path, objects: list[str], image: Path | None = None):
         self.build = build
         self.vmlinux = [o for o in objects if not o.startswith("modules/")]
+        self.image = image  # the kernel the module is for: its counts must agree
         self._locals: dict[str, dict[str, int]] = {}
 
     def _local_names(self, obj: str) -> dict[str, int]:
         if obj not in self._locals:
             names: dict[str, int] = {}
-            with open(self.build / obj, "rb") as f:
+            with open(self.build / obj if obj != "vmlinux" else self.image or "", "rb") as f:
                 symtab = ELFFile(f).get_section_by_name(".symtab")
                 for s in symtab.iter_symbols() if isinstance(symtab, SymbolTableSection) else ():
-                    if s["st_info"]["bind"] == "STB_LOCAL" and s["st_info"]["type"] in ("STT_FUNC", "STT_OBJECT"):
+                    kernel = obj != "vmlinux" or s["st_value"] >> 63  # the image's user space is not in kallsyms
+                    if (
+                        kernel
+                        and s["st_info"]["bind"] == "STB_LOCAL"
+                        and s["st_info"]["type"] in ("STT_FUNC", "STT_OBJECT")
+                    ):
                         names[s.name] = names.get(s.name, 0) + 1
             self._locals[obj] = names
         return self._locals[obj]
@@ -87,6 +93,12 @@ class Positions:
         if obj.startswith("modules/"):
             return 0 if self._local_names(obj).get(name, 0) <= 1 else 1
         owners = [o for o in self.vmlinux if name in self._local_names(o)]
+        if self.image is not None and self._local_names("vmlinux").get(name, 0) != len(owners):
+            raise KlpemuError(
+                f"{self.image}: has {self._local_names('vmlinux').get(name, 0)} local {name}, the sources"
+                f" {len(owners)}: is the image built from these sources?",
+                22,
+            )
         return owners.index(obj) + 1 if len(owners) > 1 and obj in owners else 0
 
 
