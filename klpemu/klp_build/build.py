@@ -17,7 +17,7 @@ from . import inline, refuse
 from .module import Positions, build_module, plan_module, target_object
 from .objdiff import ObjectDiff, diff_objects
 from .patch import FilePatch, apply_patch, parse_patch
-from .trees import build_original, build_patched, find_firmware, tools
+from .trees import build_original, build_patched, copy_sources, find_firmware, tools
 
 
 @dataclass
@@ -72,13 +72,13 @@ def _steps(patch, files: list[FilePatch], name, output, replace, show_first, fw,
     def step(msg: str) -> None:
         print(f"[{time.perf_counter() - t0:5.2f}s] {msg}", file=out, flush=True)
 
-    orig, cached = build_original(fw, work, gcc, make)
+    orig, cached = build_original(fw, gcc, make)
     step(
         f"original tree: {len(orig.objects)} objects ({'cached' if cached else 'built'})"
         " with -ffunction-sections -fdata-sections"
     )
     patched_root = work / "patched"
-    shutil.copytree(orig.firmware, patched_root / "firmware")
+    copy_sources(fw, patched_root / "firmware")
     apply_patch(files, patched_root, str(patch))
     touched = [fp.path.removeprefix("firmware/") for fp in files]
     step(f"applied {patch.name}: {', '.join(fp.path for fp in files)}")

@@ -57,18 +57,11 @@ def source_files(fw: Path) -> list[str]:
 
 @dataclass
 class Tree:
-    """A built tree: firmware/ sources under root/firmware, objects under root/build."""
+    """A built tree: its firmware/ sources and its build directory."""
 
-    root: Path
+    firmware: Path
+    build: Path
     objects: list[str]  # relative to the build directory, in link order; modules as modules/X.ko
-
-    @property
-    def firmware(self) -> Path:
-        return self.root / "firmware"
-
-    @property
-    def build(self) -> Path:
-        return self.root / "build"
 
 
 def _targets(fw: Path) -> list[str]:
@@ -116,33 +109,33 @@ def tools() -> tuple[str, str]:
     return gcc, make
 
 
-def _copy_sources(fw: Path, files: list[str], dest: Path) -> None:
-    for rel in files:
+def copy_sources(fw: Path, dest: Path) -> None:
+    """The tree's build inputs into dest (a new firmware/)."""
+    for rel in source_files(fw):
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(fw / rel, dest / rel)
 
 
-def build_original(fw: Path, work: Path, gcc: str, make: str) -> tuple[Tree, bool]:
-    """The original tree built under work/orig; returns it and whether the cache had it."""
+def build_original(fw: Path, gcc: str, make: str) -> tuple[Tree, bool]:
+    """The original tree, its objects in the cache (read, never written, once made); returns it and
+    whether the cache had it."""
     files = source_files(fw)
     h = hashlib.sha256()
     for rel in files:
         h.update(rel.encode() + b"\0" + (fw / rel).read_bytes() + b"\0")
     h.update(" ".join(KLP_CFLAGS).encode() + gcc_version(gcc).encode() + str(CACHE_FORMAT).encode())
     cached = cache_dir() / f"klp-build-{h.hexdigest()[:32]}"
-    tree = Tree(work / "orig", _targets(fw))
-    _copy_sources(fw, files, tree.firmware)
+    tree = Tree(fw, cached, _targets(fw))
     hit = (cached / "done").is_file()
     if not hit:
         tmp = cached.with_name(cached.name + f".tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        _make(tree.firmware, tmp, tree.objects, gcc, make)
+        _make(fw, tmp, tree.objects, gcc, make)
         (tmp / "done").write_text("")
         try:
             tmp.rename(cached)
         except OSError:  # another build finished first: its objects are the same
             shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(cached, tree.build)
     return tree, hit
 
 
@@ -151,7 +144,7 @@ def build_patched(orig: Tree, patched_fw: Path, work: Path, touched: list[str], 
     relative to firmware/) changed. The Makefile makes every object depend on every header; the
     dependency files say which sources really include a touched header, and only those are
     made newer than their objects."""
-    tree = Tree(work / "patched", _targets(patched_fw))
+    tree = Tree(patched_fw, work / "patched" / "build", _targets(patched_fw))
     shutil.copytree(orig.build, tree.build)
     # Objects older than the patched sources, so make rebuilds exactly those.
     now = time.time()
