@@ -213,7 +213,7 @@ def test_a_patch_that_does_not_apply_names_the_file_and_the_hunk(tmp_path):
     ],
 )
 def test_what_a_livepatch_cannot_change_is_refused(outdir, patch, reason):
-    assert reason in refusal(outdir, patch)
+    assert refusal(outdir, patch) == [reason]
 
 
 def test_without_gcc_it_says_so(tmp_path, monkeypatch, capsys):
