@@ -270,3 +270,27 @@ def test_this_module_in_a_patched_module_function_is_refused(tmp_path):
         " livepatch module would be the livepatch itself (KBUILD_MODNAME names the patched module)"
     )
     assert not (tmp_path / "x.ko").exists()
+
+
+def test_one_patch_for_vmlinux_and_a_module_loaded_later(tmp_path):
+    """Two files, two klp_objects; the module's klp relocation is written when it comes."""
+    both = tmp_path / "both.patch"
+    both.write_text(
+        (PATCHES / "version-new-function.patch").read_text() + (PATCHES / "module-target.patch").read_text()
+    )
+    out = io.StringIO()
+    klp_build(both, name="both", output=tmp_path / "both.ko", out=out)
+    assert report_lines(out.getvalue()) == [
+        "  changed function: vmlinux: version_proc_show (firmware/fs/proc/version.c)",
+        "  new function: vmlinux: version_note (firmware/fs/proc/version.c)",
+        "  changed function: test_klp_mod_target: test_klp_mod_target_show (firmware/modules/test_klp_mod_target.c)",
+        "  klp relocation: .klp.sym.test_klp_mod_target.pde,0",
+    ]
+    system = booted_system()
+    run(system, f"insmod {tmp_path / 'both.ko'}; wait {LP}/both/transition 0")
+    assert run(system, "cat /proc/version").endswith("added by the patch\n")
+    run(system, "insmod test_klp_mod_target")
+    fixed = "test_klp_mod_target: fixed output (entry /proc/test_klp_mod_target)\n"
+    assert run(system, "cat /proc/test_klp_mod_target") == fixed
+    run(system, f"echo 0 > {LP}/both/enabled; wait --gone {LP}/both")
+    assert run(system, "cat /proc/test_klp_mod_target") == "test_klp_mod_target: original output\n"
