@@ -14,7 +14,7 @@ from typing import TextIO
 from ..errors import KlpemuError
 from ..machine.machine import shipped_image
 from . import inline, refuse
-from .module import Positions, build_module, plan_module, target_object
+from .module import Plan, Positions, build_module, plan_module, target_object
 from .objdiff import ObjectDiff, diff_objects
 from .patch import FilePatch, apply_patch, parse_patch
 from .trees import build_original, build_patched, copy_sources, find_firmware, tools
@@ -24,7 +24,7 @@ from .trees import build_original, build_patched, copy_sources, find_firmware, t
 class Result:
     output: Path
     diffs: list[ObjectDiff]
-    plan: object
+    plan: Plan
 
 
 def default_name(patch: Path) -> str:

@@ -58,7 +58,6 @@ class KlpReloc:
 @dataclass
 class Plan:
     funcs: list[KlpFunc] = field(default_factory=list)
-    new: list[tuple[str, str]] = field(default_factory=list)  # (object, symbol) copied as they are
     klp_relocs: list[KlpReloc] = field(default_factory=list)
     asm: list[str] = field(default_factory=list)  # one assembly file per patched object
 
@@ -136,7 +135,6 @@ class _Emitter:
                 if reached is not None and reached.name in added and reached.name not in self.labels:
                     local = f".Lklp{self.index}_{reached.name}"
                     self.labels[reached.name] = local if reached.local else reached.name
-                    self.plan.new.append((self.d.obj, reached.name))
                     todo.append(reached)
         return kept
 

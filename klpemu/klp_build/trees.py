@@ -79,7 +79,7 @@ def _targets(fw: Path) -> list[str]:
         for p in sorted((fw / "modules").glob("*.c"))
         if "KLP_MODULE_RELOC" not in (text := p.read_text()) and 'MODULE_INFO(livepatch, "Y")' not in text
     ]
-    return [*sorted(asm, key=lambda s: s), *sorted(c), *mods]
+    return [*asm, *c, *mods]
 
 
 def gcc_version(gcc: str) -> str:
