@@ -96,6 +96,18 @@ def test_a_changed_function_body_and_a_new_function_it_calls(outdir):
     )
 
 
+def test_a_new_static_variable_belongs_to_the_module(outdir):
+    ko, report = build(outdir, "version-new-variable")
+    assert report_lines(report) == [
+        "  changed function: vmlinux: version_proc_show (firmware/fs/proc/version.c)",
+        "  new variable: vmlinux: version_reads (firmware/fs/proc/version.c), the module's own",
+    ]
+    system = booted_system()
+    run(system, f"insmod {ko}; wait {LP}/version_new_variable/transition 0")
+    assert run(system, "cat /proc/version").endswith("PREEMPT\nread 1 times since the fix\n")
+    assert run(system, "cat /proc/version").endswith("PREEMPT\nread 2 times since the fix\n")
+
+
 def test_a_duplicated_static_name_is_patched_at_its_position(outdir, image):
     ko, report = build(outdir, "uptime-sympos", show_first_changed=True)
     assert report_lines(report) == [

@@ -107,6 +107,8 @@ def _steps(patch, files: list[FilePatch], name, output, replace, show_first, fw,
                 print(f"      + {c.new}", file=out)
         for n in d.added:
             print(f"  new function: {target}: {n} ({refuse.source_of(d.obj)})", file=out)
+        for n in d.added_data:
+            print(f"  new variable: {target}: {n} ({refuse.source_of(d.obj)}), the module's own", file=out)
     plan = plan_module(diffs, Positions(orig.build, orig.objects, shipped_image()))
     for f in plan.funcs:
         if f.sympos:
