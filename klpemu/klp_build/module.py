@@ -115,7 +115,6 @@ class _Emitter:
         self.lines: list[str] = []
         self.labels: dict[str, str] = {}  # kept symbol -> its name in the module
         self.strings: dict[str, str] = {}  # string section -> its label
-        self.externs: dict[str, str] = {}
 
     def plan_symbols(self) -> list[Symbol]:
         new = self.d.new
@@ -157,7 +156,9 @@ class _Emitter:
         if r.section_sym:
             reached, _ = reloc_target(obj, r)
             if reached is None:
-                raise KlpemuError(f"{self.d.obj}: {sym.name}: refers to anonymous data in {r.sym}", 22)
+                raise KlpemuError(
+                    f"{refuse_source(self.d.obj)}: {sym.name}: refers to data without a symbol in {r.sym}", 22
+                )
             addend = r.addend - reached.value
         else:
             reached, addend = obj.symbols.get(r.sym), r.addend
@@ -178,7 +179,9 @@ class _Emitter:
             clash = [k for k in self.plan.klp_relocs if k.name == klp.name and k != klp]
             if clash:
                 raise KlpemuError(
-                    f"{self.d.obj}: {sym.name}: {reached.name} is referred to in two objects or positions", 22
+                    f"{refuse_source(self.d.obj)}: {sym.name}: {reached.name} names two different symbols"
+                    " the module refers to (two static variables of one name in different files)",
+                    22,
                 )
             if klp not in self.plan.klp_relocs:
                 self.plan.klp_relocs.append(klp)
@@ -212,7 +215,9 @@ class _Emitter:
                     out.append("\t.byte " + ",".join(str(b) for b in sym.data[i : i + 16]))
             for r in sym.relocs:
                 if r.type not in R_NAMES:
-                    raise KlpemuError(f"{self.d.obj}: {sym.name}: relocation type {r.type} is not supported", 22)
+                    raise KlpemuError(
+                        f"{refuse_source(self.d.obj)}: {sym.name}: relocation type {r.type} is not supported", 22
+                    )
                 out.append(f"\t.reloc {label}+{r.offset}, {R_NAMES[r.type]}, {self._where(sym, r)}")
             if not label.startswith(".L"):
                 out.append(f"\t.size {label}, {sym.size}")
