@@ -135,6 +135,11 @@ def reloc_target(obj: ObjectFile, r: Reloc) -> tuple[Symbol | None, int]:
     """For a relocation against a section: the symbol it reaches and the offset into it."""
     where = r.addend + (4 if r.type in PC_RELATIVE else 0)
     sym = obj.symbol_at(r.sym, where)
+    if sym is None:
+        # An immediate after the displacement (cmpl $1, x(%rip)) moves the addend further; with
+        # -fdata-sections the section's one symbol is the one meant.
+        only = [s for s in obj.symbols.values() if s.section == r.sym]
+        sym = only[0] if len(only) == 1 else None
     return sym, (where - sym.value if sym is not None else where)
 
 
