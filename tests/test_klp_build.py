@@ -245,7 +245,9 @@ def test_the_command_from_a_checkout(tmp_path):
     root = Path(__file__).parents[1]
     env = {**os.environ, "PYTHONPATH": str(root)}
     cmd = [sys.executable, "-m", "klpemu", "klp-build", str(PATCHES / "uptime-sympos.patch"), "--source", str(root)]
-    res = subprocess.run([*cmd, "--show-first-changed"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    res = subprocess.run(
+        [*cmd, "--show-first-changed", "--keep", "work"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
     assert res.returncode == 0, res.stderr
     assert report_lines(res.stdout) == [
         "  changed function: vmlinux: get_idle_time (firmware/fs/proc/uptime.c)",
@@ -253,7 +255,15 @@ def test_the_command_from_a_checkout(tmp_path):
         "      - ret",
         "      + add rax, 0xdbba0",
         "  get_idle_time: a static name defined more than once in vmlinux: old_sympos 2",
+        f"  kept in {tmp_path / 'work'}: patched/ (the tree and its objects),"
+        " module/ (livepatch_uptime_sympos.mod.c, livepatch_uptime_sympos.part0.s)",
     ]
+    module = tmp_path / "work" / "module"
+    stub = (module / "livepatch_uptime_sympos.mod.c").read_text()
+    assert '{ .old_name = "get_idle_time", .new_func = klp_build_new0, .old_sympos = 2 },' in stub
+    asm = (module / "livepatch_uptime_sympos.part0.s").read_text().splitlines()
+    assert "\t.reloc livepatch_get_idle_time_2+1, R_X86_64_PLT32, __fentry__-4" in asm
+    assert "\t.reloc livepatch_get_idle_time_2+17, R_X86_64_32S, pcpu_hot+32" in asm
     steps = [line.split("] ", 1)[1] for line in res.stdout.splitlines() if line.startswith("[")]
     assert steps[0].replace("(built)", "(cached)") == (
         "original tree: 72 objects (cached) with -ffunction-sections -fdata-sections"

@@ -41,8 +41,10 @@ def klp_build(
     show_first_changed: bool = False,
     source: str | Path | None = None,
     out: TextIO = sys.stdout,
-    keep: Path | None = None,
+    keep: str | Path | None = None,
 ) -> Result:
+    """Build the livepatch module for patch; keep: a new directory that keeps the patched tree, its
+    objects and the module's generated sources (else a temporary one, removed)."""
     patch = Path(patch)
     try:
         text = patch.read_text()
@@ -58,15 +60,26 @@ def klp_build(
     for fp in files:
         if not fp.path.startswith("firmware/"):
             raise KlpemuError(f"{patch}: {fp.path}: not under firmware/, so not part of the kernel", 22)
-    work = Path(tempfile.mkdtemp(prefix="klp-build-")) if keep is None else keep
+    if keep is not None:
+        work = Path(keep).resolve()  # make runs elsewhere
+        try:
+            work.mkdir(parents=True)
+        except OSError as e:
+            raise KlpemuError(f"{work}: {e.strerror} (--keep wants a new directory)", e.errno or 17) from None
+    else:
+        work = Path(tempfile.mkdtemp(prefix="klp-build-"))
     try:
-        return _steps(patch, files, name, output, replace, show_first_changed, fw, gcc, make, work, out)
+        return _steps(
+            patch, files, name, output, replace, show_first_changed, fw, gcc, make, work, out, keep is not None
+        )
     finally:
         if keep is None:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _steps(patch, files: list[FilePatch], name, output, replace, show_first, fw, gcc, make, work, out) -> Result:
+def _steps(
+    patch, files: list[FilePatch], name, output, replace, show_first, fw, gcc, make, work, out, keep: bool
+) -> Result:
     t0 = time.perf_counter()
 
     def step(msg: str) -> None:
@@ -120,4 +133,7 @@ def _steps(patch, files: list[FilePatch], name, output, replace, show_first, fw,
         f"built {output}: {len(plan.funcs)} klp_func{'s' if len(plan.funcs) != 1 else ''}"
         + (", replace" if replace else "")
     )
+    if keep:
+        sources = sorted(p.name for p in (work / "module").iterdir() if p.suffix in (".c", ".s"))
+        print(f"  kept in {work}: patched/ (the tree and its objects), module/ ({', '.join(sources)})", file=out)
     return Result(output, diffs, plan)

@@ -17,6 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--replace", action="store_true", help="an atomic-replace patch (klp_patch.replace)")
     p.add_argument("--show-first-changed", action="store_true", help="print where each changed function first differs")
     p.add_argument("--source", help="a checkout to use instead of the firmware sources shipped with klpemu")
+    p.add_argument(
+        "--keep", metavar="DIR", help="keep the patched tree and the module's generated C and assembly in DIR (new)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,5 +31,6 @@ def run(args: argparse.Namespace) -> int:
         show_first_changed=args.show_first_changed,
         source=args.source,
         out=sys.stdout,
+        keep=args.keep,
     )
     return 0

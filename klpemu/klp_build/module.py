@@ -309,7 +309,7 @@ def stub_source(plan: Plan, name: str, replace: bool) -> str:
         "module_exit(klp_build_exit);",
         'MODULE_LICENSE("GPL");',
         'MODULE_INFO(livepatch, "Y");',
-        f'MODULE_DESCRIPTION("livepatch {name}, made by klp-build");',
+        f'MODULE_DESCRIPTION("{name}, made by klp-build");',
     ]
     return "\n".join(out) + "\n"
 
