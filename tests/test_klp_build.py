@@ -222,6 +222,12 @@ def test_a_patch_that_does_not_apply_names_the_file_and_the_hunk(tmp_path):
             "firmware/kernel/livepatch/core.c: klp_enable_patch: changes livepatch,"
             " which the patch mechanism itself runs",
         ),
+        (
+            # kzalloc is inlined in livepatch's shadow variables (and in livepatch-shadow-mod, which is fine).
+            "refuse-inline-mechanism",
+            "firmware/kernel/livepatch/shadow.c: __klp_shadow_get_or_alloc, inlines changed kzalloc:"
+            " changes livepatch, which the patch mechanism itself runs",
+        ),
     ],
 )
 def test_what_a_livepatch_cannot_change_is_refused(outdir, patch, reason):

@@ -105,10 +105,10 @@ def _steps(
             diffs.append(d)
     rebuilt = sum(1 for rel in tree.objects if (tree.build / rel).read_bytes() != (orig.build / rel).read_bytes())
     step(f"patched tree: {rebuilt} of {len(tree.objects)} objects differ")
-    refuse.check(diffs, orig.build, tree.build, set(touched))
+    reasons = inline.explain(diffs, by_source, tree.build)
+    refuse.check(diffs, orig.build, tree.build, set(touched), reasons)
     if not any(d.changed for d in diffs):
         raise KlpemuError(f"{patch}: no function changed, nothing to patch", 22)
-    reasons = inline.explain(diffs, by_source, tree.build)
     for d in diffs:
         target = target_object(d.obj)
         for c in d.changed:

@@ -42,21 +42,23 @@ def source_of(obj: str) -> str:
     return "firmware/" + str(Path(obj).with_suffix(".c"))
 
 
-def refusals(diffs: list[ObjectDiff]) -> list[str]:
+def refusals(diffs: list[ObjectDiff], why: dict[tuple[str, str], str]) -> list[str]:
+    """why: (object, function) -> how it changed without its own lines changing (inline.py)."""
     out: list[str] = []
     for d in diffs:
         src = source_of(d.obj)
         for c in d.changed:
             old = d.old.symbols[c.name]
+            where = f"{src}: {c.name}{why.get((d.obj, c.name), '')}"
             mechanism = next((what for prefix, what in MECHANISM if d.obj.startswith(prefix)), None)
             if mechanism is not None:
-                out.append(f"{src}: {c.name}: changes {mechanism}, which the patch mechanism itself runs")
+                out.append(f"{where}: changes {mechanism}, which the patch mechanism itself runs")
             elif old.section in INIT_SECTIONS:
-                out.append(f"{src}: {c.name}: changes an __init function, which has already run")
+                out.append(f"{where}: changes an __init function, which has already run")
             elif not old.has_fentry:
-                out.append(f"{src}: {c.name}: has no fentry site (notrace or not traceable), so cannot be redirected")
+                out.append(f"{where}: has no fentry site (notrace or not traceable), so cannot be redirected")
             elif "." in c.name:
-                out.append(f"{src}: {c.name}: changes a compiler-made clone, whose callers are not known here")
+                out.append(f"{where}: changes a compiler-made clone, whose callers are not known here")
         for c in d.changed_data:
             old, new = d.old.symbols[c.name], d.new.symbols[c.name]
             if old.size != new.size:
@@ -125,9 +127,11 @@ def layout_changes(old_build: Path, new_build: Path, objects: list[str], touched
     return list(seen.values())
 
 
-def check(diffs: list[ObjectDiff], old_build: Path, new_build: Path, touched: set[str]) -> None:
+def check(
+    diffs: list[ObjectDiff], old_build: Path, new_build: Path, touched: set[str], why: dict[tuple[str, str], str]
+) -> None:
     """Raise Refusal with every reason found. touched: the patched files, relative to firmware/."""
     # A changed structure also changes every variable of its type; the structure is the reason.
-    reasons = layout_changes(old_build, new_build, [d.obj for d in diffs], touched) or refusals(diffs)
+    reasons = layout_changes(old_build, new_build, [d.obj for d in diffs], touched) or refusals(diffs, why)
     if reasons:
         raise Refusal(reasons)
