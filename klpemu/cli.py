@@ -11,6 +11,7 @@ import time
 from . import __version__, bench
 from .errors import KlpemuError
 from .kernel.printk import dmesg
+from .klp_build import command as klp_build_command
 from .lab import cli as lab_cli
 from .machine.machine import DEFAULT_CMDLINE, MachineConfig
 from .shell import Shell
@@ -177,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("fuzz-modules", help="load damaged copies of the shipped modules and count the outcomes")
     fuzz.add_arguments(p)
     p.set_defaults(fn=fuzz.main_args)
+    p = sub.add_parser("klp-build", help=klp_build_command.HELP)
+    klp_build_command.add_arguments(p)
+    p.set_defaults(fn=klp_build_command.run)
     args = parser.parse_args(argv)
     if args.cmd is None:  # as git and ip do: what there is to run
         parser.print_help()
