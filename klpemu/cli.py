@@ -112,6 +112,17 @@ def cmd_image_path(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gdb_unwinder(args: argparse.Namespace) -> int:
+    from .debug.gdb_unwinder import write_unwinder
+
+    try:
+        path = write_unwinder(args.file)
+    except OSError as e:
+        raise KlpemuError(f"{args.file}: {e.strerror}", e.errno or 0) from None
+    print(f"in gdb: source {path}")
+    return 0
+
+
 def cmd_gdbserver(args: argparse.Namespace) -> int:
     from .debug.server import gdbserver, listen, parse_listen
 
@@ -129,6 +140,9 @@ def _add_debug_parsers(sub) -> None:
     p.set_defaults(fn=cmd_gdbserver)
     p = sub.add_parser("image-path", help="print the path of the shipped kernel image (for gdb, objdump, drgn)")
     p.set_defaults(fn=cmd_image_path)
+    p = sub.add_parser("gdb-unwinder", help="write gdb's unwinder for ftrace trampolines (then: source FILE)")
+    p.add_argument("file", help="where to write it (a .py name, which gdb sources as Python)")
+    p.set_defaults(fn=cmd_gdb_unwinder)
 
 
 def main(argv: list[str] | None = None) -> int:

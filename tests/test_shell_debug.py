@@ -4,6 +4,10 @@ machine, and the command then goes on to its end."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+
 import pytest
 from machine_util import booted_system, shell_run
 
@@ -119,3 +123,37 @@ def test_end_of_input_at_a_stop_deletes_the_breakpoints_and_runs_on(patched):
     lines = out.splitlines()
     assert lines[-2] == "end of input at a stop: breakpoints deleted, the run goes on"
     assert lines[-1] == "this has been live patched"
+
+
+@pytest.mark.skipif(shutil.which("gdb") is None, reason="gdb is not installed")
+def test_gdbserver_in_the_shell_serves_gdb_then_the_shell_goes_on(tmp_path):
+    from klpemu.machine.machine import shipped_image
+
+    shell = subprocess.Popen(
+        [sys.executable, "-m", "klpemu", "shell", "-c", f"{SAMPLE}; gdb-symbols; gdbserver 0; cat /proc/cmdline"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert shell.stdout is not None
+        lines = []
+        while not (line := shell.stdout.readline()).startswith("Listening on port"):
+            assert line, shell.stderr.read() if shell.stderr else ""
+            lines.append(line)
+        port = int(line.split()[-1])
+        symbols = next(line for line in lines if line.startswith("add-symbol-file"))
+        assert "livepatch-sample.ko 0x" in symbols and " -s .data 0x" in symbols
+        gdb = subprocess.run(
+            ["gdb", "-nx", "-batch", str(shipped_image())]
+            + ["-ex", f"target remote 127.0.0.1:{port}", "-ex", "info threads", "-ex", "kill"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert "Thread 1.2" in gdb.stdout or "Thread 2" in gdb.stdout, gdb.stdout + gdb.stderr
+        out, err = shell.communicate(timeout=60)
+    finally:
+        shell.kill()
+    assert shell.returncode == 0, err
+    assert out.splitlines()[-1] == "this has been live patched"

@@ -373,3 +373,44 @@ def cmd_x(sh: Shell, args: list[str]) -> int:
     for i in range(0, len(values), per_line):
         print(f"0x{addr + i * unit:x}:\t" + "\t".join(values[i : i + per_line]), file=sh.out)
     return 0
+
+
+@command("gdbserver", "gdbserver [HOST:]PORT [--allow-remote]")
+def cmd_gdbserver(sh: Shell, args: list[str]) -> int:
+    """Serve this machine to gdb (`target remote :PORT`, with `klpemu image-path` as the file):
+    CPUs are gdb's threads. The machine waits, stopped, for gdb; after a detach it runs on and
+    another gdb may attach; gdb's kill brings you back here, the machine as gdb left it. Only a
+    loopback address unless --allow-remote: whoever reaches the port controls the machine."""
+    from ..debug.server import GdbServer, listen, parse_listen
+
+    allow_remote = "--allow-remote" in args
+    rest = [a for a in args if a != "--allow-remote"]
+    if len(rest) != 1:
+        raise UsageError("a port, or HOST:PORT, expected")
+    where = rest[0] if ":" in rest[0] else f"127.0.0.1:{rest[0]}"
+    listener = listen(*parse_listen(where), allow_remote=allow_remote)
+    own = getattr(sh, "_debugger", None)
+    if own is not None:  # one debugger per machine: gdb takes over from the shell's
+        own.engine.detach()
+        sh._debugger = None  # type: ignore[attr-defined]
+        if own.points:
+            print("the shell's breakpoints are deleted: gdb sets its own", file=sh.out)
+    server = GdbServer(sh.system, listener, sh.out)
+    print(f"Listening on port {server.port}", file=sh.out, flush=True)
+    try:
+        return server.serve()
+    finally:
+        sh.machine.stop_handler = None
+
+
+@command("gdb-symbols", "gdb-symbols")
+def cmd_gdb_symbols(sh: Shell, args: list[str]) -> int:
+    """gdb's add-symbol-file commands for the loaded modules (as lx-symbols gives them), to
+    paste into a gdb attached with gdbserver."""
+    from ..debug.symbols import add_symbol_file_lines
+
+    if args:
+        raise UsageError("no arguments expected")
+    for line in add_symbol_file_lines(sh.machine.kernel):
+        print(line, file=sh.out)
+    return 0
