@@ -92,27 +92,35 @@ def _known(exc: BaseException | None, name: str | None, diff: list[str]) -> str 
 
 def kernel_state(system: System) -> dict[str, object]:
     """What a refused load must leave as it found it: modules, livepatches, ftrace records and
-    fentry sites, kprobes, the klp_ops func_stacks, every guest heap allocation, the slab's objects and the sysfs trees.
-    The taint flags, the log and the sticky record flags are left out: Linux keeps them."""
+    fentry sites, kprobes, the klp_ops func_stacks, every guest heap allocation, the slab's
+    objects and the sysfs trees. The taint flags, the log and the sticky record flags are left
+    out: Linux keeps them."""
     m = system.machine
     k = m.kernel
     recs = k.ftrace.records
     ips = recs.ips()
     vfs = system.vfs
-    return {
-        "modules": [(mod.name, k.modules.state(mod)) for mod in k.modules.list()],
-        "livepatch patches": [k.livepatch.name(p) for p in k.livepatch.patches],
-        "transition": int(k.livepatch.transition.patch or 0),
-        "ftrace records": [(ip, recs.flags(i) & ~STICKY_FLAGS) for i, ip in enumerate(ips)],
-        "fentry sites": b"".join(m.mem.read(ip, 5) for ip in ips),
-        "ftrace ops": [ops.name for ops in k.ftrace.ops],
-        "enabled_functions": k.ftrace.enabled_functions(),
-        "kprobes": list(k.kprobes.table()),
-        "func stacks": sorted((old, [int(f) for f in k.klp_patch.func_stack(old)]) for old in k.klp_patch.ops),
-        "heap": sorted(m.heap._sizes.items()),
-        "slab": sorted(k.slab.objects.items()),
-        "sysfs": _tree(vfs, "/sys/kernel/livepatch") + _tree(vfs, "/sys/module"),
+    parts: dict[str, Callable[[], object]] = {
+        "modules": lambda: [(mod.name, k.modules.state(mod)) for mod in k.modules.list()],
+        "livepatch patches": lambda: [k.livepatch.name(p) for p in k.livepatch.patches],
+        "transition": lambda: int(k.livepatch.transition.patch or 0),
+        "ftrace records": lambda: [(ip, recs.flags(i) & ~STICKY_FLAGS) for i, ip in enumerate(ips)],
+        "fentry sites": lambda: b"".join(m.mem.read(ip, 5) for ip in ips),
+        "ftrace ops": lambda: [ops.name for ops in k.ftrace.ops],
+        "enabled_functions": lambda: k.ftrace.enabled_functions(),
+        "kprobes": lambda: list(k.kprobes.table()),
+        "func stacks": lambda: sorted((old, [int(f) for f in k.klp_patch.func_stack(old)]) for old in k.klp_patch.ops),
+        "heap": lambda: sorted(m.heap._sizes.items()),
+        "slab": lambda: sorted(k.slab.objects.items()),
+        "sysfs": lambda: _tree(vfs, "/sys/kernel/livepatch") + _tree(vfs, "/sys/module"),
     }
+    out: dict[str, object] = {}
+    for key, read in parts.items():
+        try:
+            out[key] = read()
+        except KlpemuError as e:  # a list left on freed memory: that is a difference too
+            out[key] = [f"<unreadable: {e}>"]
+    return out
 
 
 def _tree(vfs, path: str) -> list[str]:

@@ -135,3 +135,17 @@ def test_fuzz_modules_command(tmp_path, capsys):
     assert "20 inputs, seed 3" in table
     data = json.loads(out.read_text())
     assert data["inputs"] == 20 and sum(data["outcomes"].values()) == 20
+
+
+def test_a_section_flagged_compressed_is_refused_as_a_bad_elf(fuzzer):
+    # pyelftools inflates a section flagged SHF_COMPRESSED: a zlib error escaped the loader.
+    inp = make_input(fuzzer.targets, 1, 7300)
+    assert (inp.module, inp.what) == ("test_klp_mod_target.ko", "section .rela.text sh_flags := 0xbe8780c4d944ea2f")
+    m = fuzzer._restore().machine
+    with pytest.raises(ModuleError) as e:
+        m.kernel.modules.load(inp.data, filename=inp.module)
+    assert e.value.errno == errno.ENOEXEC
+    assert str(e.value) == (
+        "test_klp_mod_target.ko: not a valid module ELF (Error -3 while decompressing data: incorrect header check)"
+    )
+    assert m.kernel.modules.list() == [] and m.kernel.check_consistency() == []

@@ -23,6 +23,7 @@ import errno
 import functools
 import io
 import os
+import zlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -103,7 +104,8 @@ class Loader:
         try:
             try:
                 return self._load()
-            except (ELFError, ConstructError, UnicodeDecodeError) as e:  # pyelftools on a damaged file
+            # pyelftools on a damaged file (zlib: it inflates a section flagged SHF_COMPRESSED)
+            except (ELFError, ConstructError, UnicodeDecodeError, zlib.error) as e:
                 raise self.fail(
                     errno.ENOEXEC,
                     f"{self.filename}: not a valid module ELF ({e})",
