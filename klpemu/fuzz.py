@@ -48,17 +48,14 @@ UNLOAD_LEAK = "unload-leak"
 OUTCOMES = (REFUSED, ACCEPTED, UNLOAD_REFUSED, OOPS, HANG, KNOWN, UNLOAD_LEAK, TRACEBACK, LEFT_BEHIND)
 BUGS = (TRACEBACK, LEFT_BEHIND)
 
-# Bugs known and being fixed on another branch: an outcome matching one is counted as KNOWN, not
-# as a new bug. Each entry: (key, what it is, a matcher over (outcome, exception, detail, state
-# difference)). Remove an entry once its fix is merged; the CI test then proves the fix.
-KNOWN_BUGS: dict[str, str] = {
-    "non-utf8-name": "a module name that is not UTF-8 crashes a hypercall",
-    "modinfo-name-path": ".modinfo names such as 'a/b' or '..' are accepted",
-    "klp-init-fails-after-enable": "a livepatch module whose init fails after klp_enable_patch() leaves the "
-    "patch live on freed memory",
-    "field-overflow": "typed field writes of out-of-range integers raise OverflowError",
-    "long-filename": "very long file names raise OSError",
-}
+# Bugs known and being fixed elsewhere: an outcome one of them explains is counted as KNOWN, not
+# as a new bug. Each entry: key -> (what it is, a matcher over (exception, module name, state
+# difference)). Remove an entry once its fix is in; the CI test then proves the fix. The bugs
+# the first campaigns found (names that are not UTF-8 or not a module's, a livepatch init that
+# fails after klp_enable_patch, out-of-range field writes, over-long file names) are fixed.
+KnownMatcher = Callable[[BaseException | None, str | None, list[str]], bool]
+KNOWN_BUGS: dict[str, tuple[str, KnownMatcher]] = {}
+
 
 # A record once patched stays marked so (touched_functions lists it): not state left behind.
 STICKY_FLAGS = FTRACE_FL_MODIFIED | FTRACE_FL_TOUCHED
@@ -73,18 +70,7 @@ TRANSITION_BUDGET_NS = 3_000_000_000  # a disabled patch's transition, forced af
 
 def _known(exc: BaseException | None, name: str | None, diff: list[str]) -> str | None:
     """Which KNOWN_BUGS entry explains this outcome, if any."""
-    if exc is not None:
-        if isinstance(exc, UnicodeError):
-            return "non-utf8-name"
-        if isinstance(exc, OverflowError):
-            return "field-overflow"
-        if isinstance(exc, OSError) and exc.errno == errno_mod.ENAMETOOLONG:
-            return "long-filename"
-    if name is not None and ("/" in name or name in (".", "..")):
-        return "modinfo-name-path"
-    if any(d.startswith("livepatch patches") for d in diff):
-        return "klp-init-fails-after-enable"
-    return None
+    return next((key for key, (_, matches) in KNOWN_BUGS.items() if matches(exc, name, diff)), None)
 
 
 # --- the machine's observable state --------------------------------------------------------------
