@@ -391,6 +391,12 @@ class Kpatch:
         transition = "in transition" if self.in_transition(name) else "not in transition"
         state = "enabled" if self.enabled(name) else "disabled"
         self.say(f"Loaded: {state}, {transition}, stack_order {self.read(d + '/stack_order')}")
+        lp = self.m.kernel.livepatch
+        if any(lp.name(p) == name and p.forced for p in lp.patches):
+            self.say(
+                "Forced: a transition of it was forced, so its module stays loaded for good "
+                "(a task may still run its code)."
+            )
         self.say(f"Objects and functions ({d}):")
         for obj in self.vfs.listdir(d):
             if not isinstance(obj, Dir):

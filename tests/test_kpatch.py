@@ -74,6 +74,13 @@ def test_load_list_info_unload_transcript(system):
         "    cmdline_proc_show,1\n"
     )
 
+    # a forced patch's module stays for good, and info says so
+    (patch,) = system.machine.kernel.livepatch.patches
+    patch.forced = 1
+    _, out, _ = shell_run(system, "kpatch info livepatch_sample")
+    assert "Loaded: enabled, not in transition, stack_order 1\nForced: a transition of it was forced, so " in out
+    patch.forced = 0
+
     status, out, err = shell_run(system, "kpatch load livepatch_sample")
     assert (status, out, err) == (0, "module named livepatch_sample already loaded and enabled\n", "")
 

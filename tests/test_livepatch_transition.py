@@ -176,6 +176,10 @@ def test_blocking_names_the_task_and_its_function(system):
     assert lines[1:] == [f"{khung.pid:>5} {'[khungtaskd]':<16} sleeping in function watchdog"]
     _, out, _ = shell_run(system, "blocking -vv")
     assert "        watchdog+0x" in out and "        __schedule+0x" in out
+    assert out.splitlines()[-1].startswith(
+        "force: 'echo 1 > /sys/kernel/livepatch/blocked/force' switches these tasks unchecked. A forced "
+        "unpatching transition"
+    )
 
 
 def test_wait_and_kmsg_as_the_selftests_use_them(system):

@@ -258,7 +258,7 @@ def cmd_trace_call(sh: Shell, args: list[str]) -> int:
 @command("blocking", "blocking [-v|-vv]")
 def cmd_blocking(sh: Shell, args: list[str]) -> int:
     """The tasks holding up a livepatch transition and the exact reason, like `kgr blocking`;
-    -v adds the command line, -vv each task's stack."""
+    -v adds what forcing would do, -vv each task's stack too."""
     from ..kernel.stacktrace import unwind_task
 
     verbose = 2 if "-vv" in args else 1 if "-v" in args else 0
@@ -274,6 +274,15 @@ def cmd_blocking(sh: Shell, args: list[str]) -> int:
         if verbose >= 2:
             for f in unwind_task(sh.machine, task).kernel_frames:
                 print(f"        {f.symbol}", file=sh.out)
+    if verbose:
+        name = lp.name(tr.patch)
+        print(
+            f"force: 'echo 1 > /sys/kernel/livepatch/{name}/force' switches these tasks unchecked. A forced "
+            "unpatching transition (or the patches a forced cumulative patch replaces) keeps its module "
+            f"loaded for good; 'echo 0 > /sys/kernel/livepatch/{name}/enabled' right after forcing "
+            "reverses the still-open transition.",
+            file=sh.out,
+        )
     return 0
 
 
