@@ -102,7 +102,9 @@ def test_ctrl_c_history_completion_and_ctrl_d_at_a_terminal(env, tmp_path):
         assert re.search(rb"\r\n\d+\r\n# $", s.expect(PROMPT))
         s.send(b"\x1b[A\x1b[A\r")  # up, up: the cat again
         assert VERSION in s.expect(PROMPT)
-        s.send(b"echo typed but not run\x03")  # Ctrl-C at the prompt drops the line
+        s.send(b"echo typed but not run")
+        s.expect(b"not run")  # readline has the line (and its echo is out) before the Ctrl-C
+        s.send(b"\x03")  # Ctrl-C at the prompt drops the line
         s.expect(b"^C")
         s.expect(PROMPT)
         s.send(b"\x04")
