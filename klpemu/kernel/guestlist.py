@@ -56,6 +56,27 @@ class GuestList:
         self.mem.write_u64(nxt + PREV, prev)
         self.mem.write_u64(prev + NEXT, nxt)
 
+    def delete_rcu_from_neighbours(self, node: int, head: int, limit: int = 1 << 16) -> None:
+        """list_del_rcu without reading node's own pointers, which may be damaged: its
+        predecessor is found walking forwards from head, its successor walking backwards."""
+        prev = head
+        for other in self.nodes(head, limit):
+            if other == node:
+                break
+            prev = other
+        else:
+            return  # not on the list
+        succ = head
+        for _ in range(limit):
+            before = self.prev(succ)
+            if before == node:
+                break
+            if before == prev:  # back at its predecessor: nobody points back at node
+                break
+            succ = before
+        self.mem.write_u64(succ + PREV, prev)
+        self.mem.write_u64(prev + NEXT, succ)
+
     def empty(self, head: int) -> bool:
         return self.next(head) == head
 

@@ -112,8 +112,13 @@ class Loader:
                     f"{self.filename}: not a valid module ELF",
                 ) from None
         except BaseException:
+            # Every step is undone, even after one fails: a damaged module may have written over
+            # what a step reads (its own struct module), and the rest must not stay behind.
             for undo in reversed(self.undo):
-                undo()
+                try:
+                    undo()
+                except KlpemuError as e:
+                    self.log(f"{self.filename}: undoing a failed load: {e}", LogLevel.WARNING)
             raise
 
     def _load(self) -> Module:

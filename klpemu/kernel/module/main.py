@@ -195,7 +195,10 @@ class Modules:
         self._list.add(mod.struct.addr_of("list"), self.m.var_addr("modules"))
 
     def list_del_rcu(self, mod: Module) -> None:
-        self._list.delete_rcu(mod.struct.addr_of("list"))
+        """list_del_rcu(&mod->list), its neighbours found from theirs: the module's own pointers
+        live in memory its code can write (a damaged module's init can), and the list must stay
+        whole whatever the module did to itself."""
+        self._list.delete_rcu_from_neighbours(mod.struct.addr_of("list"), self.m.var_addr("modules"))
 
     def ref_module(self, mod: Module, owner: Module) -> None:
         """ref_module: mod uses owner's symbols, so holds a reference on it while it is loaded."""
