@@ -10,6 +10,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import KlpemuError
 from ..machine.machine import Machine
 from ..modbuild import NO_GCC
 from ..system import System
@@ -180,7 +181,7 @@ def owner(m: Machine, obj: int) -> str:
     """The session a shadow variable is attached to, by the name in its struct."""
     try:
         return m.mem.read_cstr(obj + SESSION_NAME, 16)
-    except Exception:  # not a session at all: an address the student made up
+    except KlpemuError:  # not mapped: no session at all, an address the student made up
         return f"0x{obj:x}"
 
 
@@ -210,10 +211,11 @@ class ShadowLab(Lab):
 
 Your shadow variable id: **{v["id"]:#x}**. Your budget: **{v["budget"]}** servings per session.
 
-This machine runs `{TARGET} sessions={v["sessions"]}`: {v["sessions"]} sessions, made at load,
-each a `struct klab_session {{ int id; char name[16]; }}`. Every read of `{PROC}` serves each
-session once through `{FUNC}`, which prints `sessionN: served`. The bug: a session should be
-served {v["budget"]} times and then throttled, but its struct has nowhere to count.
+This machine runs `{TARGET} sessions={v["sessions"]}`: {v["sessions"]} sessions, made at
+load, each a `struct klab_session {{ int id; char name[16]; }}`. Every read of
+`{PROC}` serves each session once through `{FUNC}`, which prints
+`sessionN: served`. The bug: a session should be served {v["budget"]} times and then
+throttled, but its struct has nowhere to count.
 
 A livepatch replaces code, not data: the sessions exist already, and their struct cannot grow.
 A *shadow variable* is data the livepatch attaches to an existing object, found again by the
@@ -223,22 +225,26 @@ with an optional constructor that fills in a new one; `klp_shadow_free` and
 at the patch's milestones (`pre_patch`, `post_patch`, `pre_unpatch`, `post_unpatch`, in the
 `struct klp_object` of the module patched).
 
-1. Complete `{SOURCE}`. The new `{FUNC}` gets, or makes, the session's budget: a shadow
-   variable holding one `int`, with id `{v["id"]:#x}`, started at {v["budget"]} by a constructor.
+1. Complete `{SOURCE}`. The new `{FUNC}` gets, or makes, the session's
+   budget: a shadow variable holding one `int`, with id `{v["id"]:#x}`, started at {v["budget"]} by a
+   constructor.
    Each serving spends one and prints `sessionN: served (K left)` (K after spending);
    with nothing left it prints `sessionN: throttled`.
 2. A destructor logs each budget as it is freed: `pr_info("%s: %d left\\n", s->name, ...)`.
    A `post_unpatch` callback frees every budget of your id with the destructor, so that the
    shadow variables do not outlive the patch.
-3. Build it: `klpemu build-module {SOURCE}` (it writes `{KO}`; gcc is needed).
-{gcc}4. In `klpemu lab shell`: `insmod ./{KO}`, `wait {LP}/transition 0`, then read `{PROC}`
-   until every session is throttled.
-5. Disable the patch (`echo 0 > {LP}/enabled`, `wait --gone {LP}`): the kernel log shows
-   each budget freed. Then `rmmod {MODULE}`.
+3. Build it: `klpemu build-module {SOURCE}`, which writes `{KO}`
+   (gcc is needed).
+{gcc}4. In `klpemu lab shell`: `insmod ./{KO}`, then
+   `wait {LP}/transition 0`,
+   then read `{PROC}` until every session is throttled.
+5. Disable the patch: `echo 0 > {LP}/enabled`, then
+   `wait --gone {LP}`.
+   The kernel log (`dmesg`) shows each budget freed. Then `rmmod {MODULE}`.
 
-`klpemu lab check` loads your `{KO}` into a fresh machine, reads `{PROC}`, looks for the
-shadow variables in the kernel's own table, disables the patch and looks again; and it reads
-the kernel log of your shell sessions.
+`klpemu lab check` loads your `{KO}` into a fresh machine,
+reads `{PROC}`, looks for the shadow variables in the kernel's own table, disables the patch and looks again;
+and it reads the kernel log of your shell sessions.
 
 Think about: why free the budgets in `post_unpatch` and not in `pre_unpatch`? And what would
 a session created *after* the patch was loaded need?
