@@ -12,7 +12,9 @@ from lab_util import failures, shell, workspace
 from klpemu.lab import get_lab
 from klpemu.lab.first_patch import build
 from klpemu.lab.grading import check_workspace
-from klpemu.lab.shadow import KO, LP, MODULE, PROC, SOURCE, expected_read
+from klpemu.lab.shadow import KO, LP, MODULE, PROC, SOURCE, expected_read, owner, session_names, shadows
+from klpemu.lab.workspace import chdir, run_commands
+from klpemu.modbuild import NO_GCC
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="building a module needs gcc")
 
@@ -115,3 +117,27 @@ def test_solved_but_module_left_loaded_and_check_is_fast(tmp_path):
     res = check_workspace(ws)
     assert res.passed, res.report()
     assert (ws.path / KO).is_file()
+
+
+def test_the_host_reads_the_shadow_table_as_the_guest_does(tmp_path):
+    """The checker walks klp_shadow_hash from the host; klp_shadow_get in the guest agrees."""
+    ws = _fixed(tmp_path, 10)
+    system = ws.scenario.boot()
+    m = system.machine
+    shell_cmds = get_lab("shadow").solution_commands(ws.scenario)[:3]  # insmod, wait, one read
+    with chdir(ws.path):
+        assert run_commands(system, "; ".join(shell_cmds))[0] == 0
+    sid, budget = ws.scenario.variant["id"], ws.scenario.variant["budget"]
+    found = [s for s in shadows(m) if s.id == sid]
+    assert sorted(owner(m, s.obj) for s in found) == session_names(ws.scenario)
+    for s in found:
+        data = m.call("klp_shadow_get", s.obj, sid)
+        assert data and m.mem.read_u32(data) == s.data == budget - 1
+        assert m.call("klp_shadow_get", s.obj, sid + 1) == 0
+
+
+def test_without_gcc_the_sheet_and_the_check_say_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    ws = workspace(tmp_path, "shadow", 11)
+    assert "gcc is not installed" in (ws.path / "README.md").read_text()
+    assert NO_GCC in failures(ws)
