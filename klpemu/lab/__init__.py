@@ -11,6 +11,7 @@ from .function_tracer import FunctionTracerLab
 from .kprobes import KprobesLab
 from .ops_cost import OpsCostLab
 from .replace import ReplaceLab
+from .shadow import ShadowLab
 from .workspace import LabError
 
 LABS: list[Lab] = [
@@ -19,6 +20,7 @@ LABS: list[Lab] = [
     OpsCostLab(),
     FirstPatchLab(),
     ConsistencyLab(),
+    ShadowLab(),
     ReplaceLab(),
     KprobesLab(),
 ]
