@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-from . import __version__, bench
+from . import __version__, bench, bench_control_plane
 from .errors import KlpemuError
 from .kernel.printk import dmesg
 from .klp_build import command as klp_build_command
@@ -161,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     bench.add_arguments(p)
     p.set_defaults(fn=cmd_bench)
+    more = p.add_subparsers(dest="bench_cmd", title="other benchmarks", metavar="BENCHMARK", required=False)
+    q = more.add_parser("control-plane", help="livepatch enable and stack check as the patch grows to N functions")
+    bench_control_plane.add_arguments(q)
+    q.set_defaults(fn=bench_control_plane.run)
     p = sub.add_parser("build-module", help="compile a module's C file against the kernel's headers (needs gcc)")
     p.add_argument("source", help="the module's C file")
     p.add_argument("-o", dest="output", help="the .ko to write (default: next to the source)")
