@@ -1029,17 +1029,27 @@ def plot(result: dict, path: Path) -> None:
     h = 0.38
     ns = [r["ns_per_call"] for r in rows]
     bare = [r["bare"]["ns_per_call"] if r["bare"] else math.nan for r in rows]  # no bar where there is no run
-    right.barh([v + h / 2 for v in y], ns, h, label="machine (m.call)", color="#dd8452")
+    # Whiskers from the fastest run (the bar) to the slowest: the host's noise over the repetitions.
+    slowest = [r["ns_per_call_spread"]["max"] - r["ns_per_call"] if "ns_per_call_spread" in r else 0 for r in rows]
+    right.barh(
+        [v + h / 2 for v in y],
+        ns,
+        h,
+        xerr=[[0] * len(ns), slowest],
+        error_kw={"elinewidth": 0.8, "capsize": 2},
+        label="machine (m.call)",
+        color="#dd8452",
+    )
     right.barh([v - h / 2 for v in y], bare, h, label="bare Unicorn, same code", color="#8c8c8c")
-    for yi, v in zip(y, ns, strict=True):
-        right.text(v, yi + h / 2, f" {v:,.0f}", va="center", fontsize=8)
+    for yi, v, up in zip(y, ns, slowest, strict=True):
+        right.text(v + up, yi + h / 2, f" {v:,.0f}", va="center", fontsize=8)  # past the whisker
     right.set_xscale("log")
     right.set_xlabel("wall ns per call of the emulation, not of ftrace (log scale)")
     right.set_xlim(min(v for v in bare + ns if not math.isnan(v)) / 1.5, max(ns) * 4)
     right.legend(loc="upper right", fontsize=8)
     fig.suptitle(
         f"ftrace, livepatch and kprobe handler overhead in klpemu (unicorn {result['unicorn']}, "
-        f"{result['calls']:,} calls, best of {result['repeat']})\n"
+        f"{result['calls']:,} calls, fastest of {result['repeat']} runs, whiskers to the slowest)\n"
         f"real hardware beside the counts: {REAL_HARDWARE}",
         fontsize=11,
     )
