@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-from . import __version__, bench
+from . import __version__, bench, bench_control_plane
 from .errors import KlpemuError
 from .kernel.printk import dmesg
 from .klp_build import command as klp_build_command
@@ -17,16 +17,45 @@ from .machine.machine import DEFAULT_CMDLINE, MachineConfig
 from .shell import Shell
 from .system import System
 
+# Emulated clocks whose period is a whole number of ns (MachineConfig.insn_ns is an int): the
+# divisors of 1000.
+CPU_MHZ = tuple(mhz for mhz in range(1000, 0, -1) if 1000 % mhz == 0)
+DEFAULT_CPU_MHZ = 1000  # insn_ns = 1, as MachineConfig has it: the tests' counts and transcripts
+
+
+def cpu_mhz(text: str) -> int:
+    """--cpu-mhz: a clock whose period is a whole number of ns, else an error naming those there are."""
+    try:
+        mhz = int(text)
+    except ValueError:
+        mhz = 0
+    if mhz not in CPU_MHZ:
+        choices = ", ".join(map(str, CPU_MHZ))
+        raise argparse.ArgumentTypeError(
+            f"{text!r} MHz does not give a whole number of ns per instruction; use one of {choices}"
+        )
+    return mhz
+
 
 def _machine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpus", type=int, default=2, help="emulated CPUs (default 2)")
+    p.add_argument(
+        "--cpu-mhz",
+        type=cpu_mhz,
+        default=DEFAULT_CPU_MHZ,
+        metavar="MHZ",
+        help=f"emulated clock: each instruction takes 1000/MHZ ns of emulated time (default {DEFAULT_CPU_MHZ}); "
+        "slower clocks pass emulated time in fewer instructions",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the CPU interleaving (default 0)")
     p.add_argument("--cmdline", default=DEFAULT_CMDLINE, help="kernel command line")
     p.add_argument("--image", default=None, help="kernel image (default: the shipped one)")
 
 
 def _config(args: argparse.Namespace) -> MachineConfig:
-    return MachineConfig(image=args.image, cpus=args.cpus, seed=args.seed, cmdline=args.cmdline)
+    return MachineConfig(
+        image=args.image, cpus=args.cpus, seed=args.seed, cmdline=args.cmdline, insn_ns=1000 // args.cpu_mhz
+    )
 
 
 def _system(args: argparse.Namespace) -> System:
@@ -175,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     bench.add_arguments(p)
     p.set_defaults(fn=cmd_bench)
+    more = p.add_subparsers(dest="bench_cmd", title="other benchmarks", metavar="BENCHMARK", required=False)
+    q = more.add_parser("control-plane", help="livepatch enable and stack check as the patch grows to N functions")
+    bench_control_plane.add_arguments(q)
+    q.set_defaults(fn=bench_control_plane.run)
     p = sub.add_parser("build-module", help="compile a module's C file against the kernel's headers (needs gcc)")
     p.add_argument("source", help="the module's C file")
     p.add_argument("-o", dest="output", help="the .ko to write (default: next to the source)")
