@@ -21,11 +21,9 @@ MAX_STEPS = 100_000  # nexti and finish give up after this many instructions (Ct
 def debugger(sh: Shell) -> ShellDebugger:
     """The shell's debugger on its current machine, made when first needed (after a reboot,
     made again)."""
-    current: ShellDebugger | None = getattr(sh, "_debugger", None)
-    if current is None or current.machine is not sh.machine:
-        current = ShellDebugger(sh)
-        sh._debugger = current  # type: ignore[attr-defined]
-    return current
+    if sh.debugger is None or sh.debugger.machine is not sh.machine:
+        sh.debugger = ShellDebugger(sh)
+    return sh.debugger
 
 
 def _options(args: list[str], names: tuple[str, ...]) -> tuple[list[str], dict[str, int]]:
@@ -146,7 +144,7 @@ def _info_break(sh: Shell) -> int:
 
 def _info_cpus(sh: Shell) -> int:
     m = sh.machine
-    stopped = debugger(sh).stopped if getattr(sh, "_debugger", None) else None
+    stopped = debugger(sh).stopped if sh.debugger is not None else None
     for cpu in m.cpus:
         mark = "*" if stopped is not None and stopped.cpu == cpu.index else " "
         if not cpu.online:
@@ -389,10 +387,10 @@ def cmd_gdbserver(sh: Shell, args: list[str]) -> int:
         raise UsageError("a port, or HOST:PORT, expected")
     where = rest[0] if ":" in rest[0] else f"127.0.0.1:{rest[0]}"
     listener = listen(*parse_listen(where), allow_remote=allow_remote)
-    own = getattr(sh, "_debugger", None)
+    own = sh.debugger
     if own is not None:  # one debugger per machine: gdb takes over from the shell's
         own.engine.detach()
-        sh._debugger = None  # type: ignore[attr-defined]
+        sh.debugger = None
         if own.points:
             print("the shell's breakpoints are deleted: gdb sets its own", file=sh.out)
     server = GdbServer(sh.system, listener, sh.out)

@@ -20,15 +20,13 @@ def kernel_program(sh: Shell) -> KernelProgram:
     """The shell's drgn Program, made on first use (drgn is optional) and remade after reboot."""
     from ..debug.kernel_program import KernelProgram
 
-    current = getattr(sh, "_kernel_program", None)
-    if current is None or current.system is not sh.system:
+    if sh.kernel_program is None or sh.kernel_program.system is not sh.system:
         try:
             import drgn  # noqa: F401
         except ImportError:
             raise KlpemuError("drgn is not installed: pip install 'klpemu[drgn]'", ENOSYS) from None
-        current = KernelProgram(sh.system)
-        sh._kernel_program = current  # type: ignore[attr-defined]
-    return current
+        sh.kernel_program = KernelProgram(sh.system)
+    return sh.kernel_program
 
 
 def registers(sh: Shell) -> dict[str, Any]:
@@ -64,9 +62,8 @@ def cmd_print(sh: Shell, args: list[str]) -> int:
         raise UsageError(f'undefined output format "{fmt}" (one of {", ".join(FORMAT_BASES)})')
     obj = evaluate(kernel_program(sh).prog, text, registers(sh))
     shown = obj.format_(integer_base=FORMAT_BASES[fmt], dereference=False) if fmt else format_value(obj)
-    number = getattr(sh, "print_count", 0) + 1
-    sh.print_count = number  # type: ignore[attr-defined]
-    print(f"${number} = {shown}", file=sh.out)
+    sh.print_count += 1
+    print(f"${sh.print_count} = {shown}", file=sh.out)
     return 0
 
 

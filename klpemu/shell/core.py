@@ -9,12 +9,16 @@ import sys
 from collections import deque
 from collections.abc import Callable
 from errno import ETIMEDOUT
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from ..errors import Interrupted, KlpemuError
 from ..system import System
 from .progress import Progress
 from .syntax import Stage, SyntaxProblem, parse_pipeline, split_commands
+
+if TYPE_CHECKING:
+    from ..debug.kernel_program import KernelProgram
+    from .debugger import ShellDebugger
 
 CommandFn = Callable[["Shell", list[str]], int]
 COMMANDS: dict[str, tuple[CommandFn, str]] = {}
@@ -66,6 +70,9 @@ class Shell:
         self._pending: list[deque[str]] = []
         self.read_input: Callable[[str], str | None] | None = None
         self.debug_cpu = 0  # the CPU that print's $registers, bt and x read: the stopped one
+        self.debugger: ShellDebugger | None = None  # made by the first break or watch
+        self.kernel_program: KernelProgram | None = None  # drgn's view, made by the first print
+        self.print_count = 0  # print's $N
 
     def error(self, msg: str) -> int:
         self.out.flush()  # keep a script's output and its errors in order
