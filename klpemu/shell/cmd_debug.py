@@ -8,6 +8,7 @@ from errno import EINVAL
 
 from ..disasm import insn_at
 from ..errors import KlpemuError
+from .commands import no_arguments
 from .core import Shell, UsageError, command
 from .debugger import ShellDebugger, resolve_location
 
@@ -176,8 +177,7 @@ def cmd_regs(sh: Shell, args: list[str]) -> int:
     gs_base (the kernel's per-CPU data is %gs-relative)."""
     from unicorn import x86_const as x
 
-    if args:
-        raise UsageError("no arguments expected")
+    no_arguments(args)
     cpu = sh.machine.cpus[sh.debug_cpu]
     regs = cpu.regs()
     regs["fs_base"] = cpu.ctx.reg_read(x.UC_X86_REG_FS_BASE)
@@ -191,8 +191,7 @@ def cmd_regs(sh: Shell, args: list[str]) -> int:
 @command("continue", "continue")
 def cmd_continue(sh: Shell, args: list[str]) -> int:
     """Let the stopped command run on (to its end, or the next breakpoint)."""
-    if args:
-        raise UsageError("no arguments expected")
+    no_arguments(args)
     dbg = debugger(sh)
     dbg.require_stop("continue")
     dbg.resume_requested = True
@@ -245,8 +244,7 @@ def _run_until(sh: Shell, dbg: ShellDebugger, cpu: int, done, what: str) -> None
 @command("nexti", "nexti")
 def cmd_nexti(sh: Shell, args: list[str]) -> int:
     """One instruction, a call counting as one: its callee runs to its return."""
-    if args:
-        raise UsageError("no arguments expected")
+    no_arguments(args)
     dbg = debugger(sh)
     stop = dbg.require_stop("nexti")
     _, _, text = insn_at(sh.machine, stop.pc)
@@ -266,8 +264,7 @@ def cmd_nexti(sh: Shell, args: list[str]) -> int:
 @command("finish", "finish")
 def cmd_finish(sh: Shell, args: list[str]) -> int:
     """Run until the current function returns; show the value it returns (rax)."""
-    if args:
-        raise UsageError("no arguments expected")
+    no_arguments(args)
     dbg = debugger(sh)
     stop = dbg.require_stop("finish")
     cpu = sh.machine.cpus[stop.cpu]
@@ -290,8 +287,7 @@ def cmd_bt(sh: Shell, args: list[str]) -> int:
     from ..kernel.stacktrace import unwind_task
     from ..kernel.tasks import Task
 
-    if args:
-        raise UsageError("no arguments expected")
+    no_arguments(args)
     m = sh.machine
     task = Task(m, m.pcpu(sh.debug_cpu).current_task)
     trace = unwind_task(m, task)
@@ -407,8 +403,7 @@ def cmd_gdb_symbols(sh: Shell, args: list[str]) -> int:
     paste into a gdb attached with gdbserver."""
     from ..debug.symbols import add_symbol_file_lines
 
-    if args:
-        raise UsageError("no arguments expected")
+    no_arguments(args)
     for line in add_symbol_file_lines(sh.machine.kernel):
         print(line, file=sh.out)
     return 0

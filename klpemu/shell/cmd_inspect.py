@@ -7,6 +7,7 @@ from errno import ENOSYS
 from typing import TYPE_CHECKING, Any
 
 from ..errors import KlpemuError
+from .commands import no_arguments
 from .core import Shell, UsageError, command
 
 if TYPE_CHECKING:
@@ -89,8 +90,7 @@ def cmd_drgn(sh: Shell, args: list[str]) -> int:
     leave it with Ctrl-D to come back to this shell."""
     from ..debug.drgn_console import run_drgn_console
 
-    if args:
-        raise UsageError("no arguments expected")
+    no_arguments(args)
     kernel_program(sh)  # the clear error when drgn is missing
     return run_drgn_console(sh.system)
 
