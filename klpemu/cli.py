@@ -1,4 +1,4 @@
-"""The `klpemu` command."""
+"""klpemu: Linux ftrace and livepatch on an emulated x86_64 machine, instruction by instruction."""
 
 from __future__ import annotations
 
