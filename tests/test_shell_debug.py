@@ -157,3 +157,21 @@ def test_gdbserver_in_the_shell_serves_gdb_then_the_shell_goes_on(tmp_path):
         shell.kill()
     assert shell.returncode == 0, err
     assert out.splitlines()[-1] == "this has been live patched"
+
+
+def test_watch_stops_where_the_guest_writes_the_object(patched):
+    status, out, err = shell_run(
+        patched, "watch pcpu_hot[1].current_task; cat /proc/version; bt; delete; continue; watch task_table[0]"
+    )
+    lines = out.splitlines()
+    types = patched.machine.types
+    addr = patched.machine.var_addr("pcpu_hot") + types.sizeof("pcpu_hot") + types.offsetof("pcpu_hot", "current_task")
+    assert lines[0] == f"Watchpoint 1: pcpu_hot[1].current_task ({addr:#x}, 8 bytes)"
+    stop = next(line for line in lines if line.startswith("Watchpoint 1, "))
+    assert stop.startswith("Watchpoint 1, cpu1 ") and "watchpoint (write 0x" in stop
+    assert " __switch_to+0x" in stop  # the context switch writes the CPU's current task
+    assert any(line.split()[2].startswith("__schedule+") for line in lines if line.startswith("#"))
+    assert lines[-1].startswith("klpemu kernel version 1.0")
+    size = types.sizeof("task_struct")
+    assert err == f"watch: 'task_table[0]' is {size} bytes: a watchpoint covers 1, 2, 4 or 8\n"
+    assert status == 1

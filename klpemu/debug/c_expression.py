@@ -342,14 +342,17 @@ class _Parser:
             raise ExpressionError(str(e)) from None
 
 
-def evaluate(prog: drgn.Program, text: str, variables: Mapping[str, Any] | None = None) -> drgn.Object:
+def evaluate(
+    prog: drgn.Program, text: str, variables: Mapping[str, Any] | None = None, *, lvalue: bool = False
+) -> drgn.Object:
     """The value of a C expression; `$name` reads `variables` (the debugger's registers, as
-    integers, and convenience objects such as `$current`, as drgn Objects)."""
+    integers, and convenience objects such as `$current`, as drgn Objects). With lvalue, the
+    object itself (its address kept), not its value read now."""
     parser = _Parser(prog, text, variables or {})
     obj = parser.expression()
     if parser.peek().kind != "end":
         raise ExpressionError(f"A syntax error in expression, near `{parser._rest(parser.peek())}'.")
-    if obj.absent_ or obj.type_.unaliased_kind() == parser.drgn.TypeKind.FUNCTION:
+    if lvalue or obj.absent_ or obj.type_.unaliased_kind() == parser.drgn.TypeKind.FUNCTION:
         return obj
     # drgn reads lazily; reading now makes a bad address this expression's error, not the printer's
     return parser.guard(obj.read_)

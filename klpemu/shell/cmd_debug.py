@@ -73,28 +73,46 @@ def cmd_tbreak(sh: Shell, args: list[str]) -> int:
     return _set_breakpoint(sh, args, temporary=True)
 
 
-@command("watch", "watch SYMBOL|ADDR [LEN]", raw=True)
+@command("watch", "watch EXPR | watch ADDR [LEN]", raw=True)
 def cmd_watch(sh: Shell, args: list[str]) -> int:
-    """Stop after a CPU writes to LEN bytes (1, 2, 4 or 8; default 8, or the variable's size
-    when it is one of those) at a kernel variable or an address."""
-    words = args[0].split() if args else []
-    if not 1 <= len(words) <= 2:
-        raise UsageError("a variable or an address, and a length, expected")
-    length = int(words[1], 0) if len(words) == 2 else 0
-    target = words[0]
+    """Stop after a CPU writes to an object, as gdb's watch: a C expression naming it
+    (`watch pcpu_hot[1].current_task`, `watch jiffies`; its size must be 1, 2, 4 or 8 bytes), or
+    LEN bytes (default 8) at an address. Writes by the host (the control plane) are not seen:
+    only what guest code writes."""
+    text = args[0] if args else ""
+    words = text.split()
+    if not words:
+        raise UsageError("an expression, or an address and a length, expected")
     m = sh.machine
-    if target[:1].isdigit():
-        addr = int(target, 0)
+    if words[0][:1].isdigit():
+        if len(words) > 2:
+            raise UsageError("an address and a length expected")
+        try:
+            addr = int(words[0], 0)
+            length = int(words[1], 0) if len(words) == 2 else 8
+        except ValueError:
+            raise UsageError("an address and a length expected") from None
         where = m.image.symbolize(addr)
     else:
-        addr = m.var_addr(target) if target in m.types.variables else resolve_location(sh, target)[0]
-        where = target
-        if not length and target in m.types.variables:
-            size = m.types.variables[target].size
-            length = size if size in (1, 2, 4, 8) else 8
-    wp = debugger(sh).add_watchpoint(addr, length or 8, where)
+        addr, length = _lvalue(sh, text)
+        where = text
+    wp = debugger(sh).add_watchpoint(addr, length, where)
     print(f"Watchpoint {wp.number}: {where} (0x{addr:x}, {wp.length} bytes)", file=sh.out)
     return 0
+
+
+def _lvalue(sh: Shell, text: str) -> tuple[int, int]:
+    """The address and size of the object a C expression names, for watch."""
+    from ..debug.c_expression import evaluate
+    from .cmd_inspect import kernel_program, registers
+
+    obj = evaluate(kernel_program(sh).prog, text, registers(sh), lvalue=True)
+    if obj.address_ is None:
+        raise KlpemuError(f"Cannot watch constant value '{text}'.", EINVAL)
+    size = obj.type_.size or 0
+    if size not in (1, 2, 4, 8):
+        raise KlpemuError(f"'{text}' is {size} bytes: a watchpoint covers 1, 2, 4 or 8", EINVAL)
+    return obj.address_, size
 
 
 @command("delete", "delete [N...]")

@@ -67,7 +67,7 @@ EXAMPLES: dict[str, list[str]] = {
     "si": ["si 5"],
     "stepi": ["stepi", "stepi 100"],
     "tbreak": ["tbreak klp_ftrace_handler"],
-    "watch": ["watch pcpu_hot", "watch 0xffffffff81264578 8"],
+    "watch": ["watch pcpu_hot[1].current_task", "watch 0xffffffff81012390 8"],
     "x": ["x/4xg $rsp", "x/3i cmdline_proc_show", "x/s linux_banner"],
     "cat": ["cat /proc/version", "cat /sys/kernel/livepatch/livepatch_sample/transition"],
     "conflicts": ["conflicts", "conflicts --json"],
