@@ -75,3 +75,10 @@ def test_patch_klp_build_refuses(tmp_path):
     (ws.path / PATCH).write_text(STRUCT_CHANGE.read_text() + reference_patch(ws.scenario))
     text = failures(ws)
     assert "klp-build refuses your fix.patch" in text and "struct proc_dir_entry" in text
+
+
+def test_patch_not_in_git_diff_form(tmp_path):
+    ws = workspace(tmp_path, "klp-build", 7)
+    (ws.path / PATCH).write_text(reference_patch(ws.scenario).replace("b/firmware/", "firmware/"))
+    text = failures(ws)
+    assert "klp-build cannot use your fix.patch" in text and "git diff form" in text

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..errors import KlpemuError
 from ..klp_build import klp_build
+from ..klp_build.refuse import Refusal
 from ..klp_build.trees import NO_GCC, find_firmware
 from ..system import System
 from .base import Lab, rng
@@ -159,14 +160,20 @@ Think about: klp-build compiled the whole file again; why does the module hold o
         if not (ws.path / PATCH).is_file():
             res.fail(f"there is no {PATCH} and no {KO}: write your fix as a patch and build it", build)
             return
+        if shutil.which("gcc") is None or shutil.which("make") is None:
+            res.fail(f"there is no {KO}, and this machine cannot build it: {NO_GCC}", "install gcc and make")
+            return
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 klp_build(ws.path / PATCH, name=MODULE, output=Path(tmp) / KO, out=io.StringIO())
-        except KlpemuError as e:
+        except Refusal as e:
             res.fail(
                 f"klp-build refuses your {PATCH}: {e}",
                 "a livepatch replaces whole functions: change one line of the function, nothing else",
             )
+            return
+        except KlpemuError as e:
+            res.fail(f"klp-build cannot use your {PATCH}: {e}", self.hints(ws.scenario)[2])
             return
         res.fail(f"your {PATCH} builds, but there is no {KO}", build)
 
