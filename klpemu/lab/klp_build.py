@@ -97,8 +97,8 @@ value was used at boot), an `__init` function (already run and freed), a `notrac
 fentry site to redirect), and the code of ftrace, livepatch, kprobes or the entry path (the
 patching itself runs it). Then it writes no module.
 
-Building needs gcc and make (the first build of the original tree takes a while; later builds
-reuse it from your cache directory).
+Building needs gcc and make (the first build also builds the original tree; later builds reuse
+it from your cache directory).
 {gcc}
 ## The patch
 
