@@ -8,6 +8,7 @@ from .consistency import ConsistencyLab
 from .fentry import FentryLab
 from .first_patch import FirstPatchLab
 from .function_tracer import FunctionTracerLab
+from .klp_build import KlpBuildLab
 from .kprobes import KprobesLab
 from .ops_cost import OpsCostLab
 from .replace import ReplaceLab
@@ -23,6 +24,7 @@ LABS: list[Lab] = [
     ShadowLab(),
     ReplaceLab(),
     KprobesLab(),
+    KlpBuildLab(),
 ]
 
 
