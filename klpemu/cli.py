@@ -101,7 +101,10 @@ def cmd_shell(args: argparse.Namespace) -> int:
 
     timeline.start(shell.machine)
     status = shell.run_line(args.command if args.command is not None else script or "")
-    if shell.machine.timeline is None:  # the commands stopped it themselves (or rebooted)
+    if shell.machine.timeline is None:  # the commands stopped it themselves, or rebooted
+        print(
+            f"klpemu: no timeline to write to {args.timeline}: it was stopped or the machine rebooted", file=sys.stderr
+        )
         return status
     return stop_and_write(shell, args.timeline, args.timeline_png) or status
 

@@ -97,7 +97,7 @@ def test_a_task_in_the_way_blocks_retries_until_the_transition_is_reversed(tmp_p
     events = record(
         system,
         tmp_path,
-        f"insmod livepatch-sample; sleep 3s; echo 0 > {SAMPLE}/enabled; wait --gone {SAMPLE}",
+        f"insmod livepatch-sample; sleep 16s; echo 0 > {SAMPLE}/enabled; wait --gone {SAMPLE}",
     )
     krecurse = next(tid for tid, name in names(events, PID_TASKS).items() if name.startswith("krecurse-"))
     assert switches(events, krecurse, 1) == []
@@ -108,6 +108,9 @@ def test_a_task_in_the_way_blocks_retries_until_the_transition_is_reversed(tmp_p
     assert attempts[0]["args"]["blocking"]["krecurse"] == "has an unreliable stack (more than 100 frames)"
     order = [e["name"] for e in seen]
     reverse = order.index("klp_reverse_transition")
+    # klp_send_signals comes from the 16th attempt (the 15th retry), once it has failed
+    signals = order.index("klp_send_signals")
+    assert order[:signals].count("klp_try_complete_transition") == 16 and signals < reverse
     assert order[reverse + 1] == "klp_start_transition"
     assert seen[reverse]["args"]["target"] == "unpatching"
     assert order[-1] == "klp_complete_transition" and seen[-1]["args"]["target"] == "unpatching"
