@@ -88,16 +88,31 @@ def cmd_shell(args: argparse.Namespace) -> int:
             return 1
     shell = Shell(_system(args))
     if args.command is None and script is None:
+        if args.timeline is not None:
+            print("klpemu: --timeline needs -c or --script", file=sys.stderr)
+            return 2
         return Terminal(shell).run()
     install_sigint(shell)
     shell.echoed_ctrl_c = tty_echoes_ctrl_c(sys.stdin)
-    return shell.run_line(args.command if args.command is not None else script or "")
+    if args.timeline is None:
+        return shell.run_line(args.command if args.command is not None else script or "")
+    from . import timeline
+    from .shell.cmd_timeline import stop_and_write
+
+    timeline.start(shell.machine)
+    status = shell.run_line(args.command if args.command is not None else script or "")
+    if shell.machine.timeline is None:  # the commands stopped it themselves, or rebooted
+        print(
+            f"klpemu: no timeline to write to {args.timeline}: it was stopped or the machine rebooted", file=sys.stderr
+        )
+        return status
+    return stop_and_write(shell, args.timeline, args.timeline_png) or status
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(_config(args))
+    return run_demo(_config(args), timeline=args.timeline)
 
 
 def cmd_kpatch(args: argparse.Namespace) -> int:
@@ -185,9 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     _machine_args(p)
     p.add_argument("-c", dest="command", help="run these commands (separated by ';') and exit")
     p.add_argument("--script", help="run the commands in this file and exit")
+    p.add_argument("--timeline", metavar="FILE.json", help="record the commands' timeline as Chrome trace JSON")
+    p.add_argument("--timeline-png", metavar="FILE.png", help="with --timeline, a PNG summary too")
     p.set_defaults(fn=cmd_shell)
     p = sub.add_parser("demo", help="the livepatch sample from insmod to rmmod, step by step")
     _machine_args(p)
+    p.add_argument("--timeline", metavar="FILE.json", help="record part 2 as Chrome trace JSON")
     p.set_defaults(fn=cmd_demo)
     p = sub.add_parser(
         "kpatch",

@@ -198,7 +198,9 @@ def part2(system: System, out: TextIO) -> int:
     return tour.status
 
 
-def run_demo(config: MachineConfig | None = None, out: TextIO | None = None) -> int:
+def run_demo(config: MachineConfig | None = None, out: TextIO | None = None, timeline: str | None = None) -> int:
+    """The demo; with timeline, part 2 (the transition a task holds up, then reversed) is
+    recorded there as Chrome trace-event JSON."""
     config = config or MachineConfig()
     out = out or sys.stdout
     print(
@@ -208,5 +210,14 @@ def run_demo(config: MachineConfig | None = None, out: TextIO | None = None) -> 
     )
     status = part1(System(config).boot(), out)
     deep = replace(config, cmdline=f"{config.cmdline} krecurse.depth={DEEP}")
-    status |= part2(System(deep).boot(), out)
+    second = System(deep).boot()
+    if timeline is None:
+        return status | part2(second, out)
+    from . import timeline as recording
+    from .timeline.chrome import write_json
+
+    recording.start(second.machine)
+    status |= part2(second, out)
+    count = write_json(recording.stop(second.machine), timeline)
+    print(f"\nPart 2's timeline: {count} events written to {timeline}", file=out)
     return status

@@ -72,6 +72,8 @@ class TextPoke:
         for addr, insn in sites:
             self.m.uc.ctl_remove_cache(addr, addr + len(insn))
         self.syncs += 1
+        if self.m.timeline is not None:
+            self.m.timeline.text_poke(step, sites)
         if self.between_steps is not None:
             self.between_steps(step)
 
@@ -106,6 +108,8 @@ class TextPoke:
             tp.len = len(insn)
             tp.opcode = opcode
         arr.nr_entries = len(sites)  # published before the first int3 goes in
+        if m.timeline is not None:
+            m.timeline.text_poke_batch(sites)
         for addr, _ in sites:
             m.mem.write(addr, bytes([INT3]))
         self._sync(sites, "int3")

@@ -36,6 +36,7 @@ from .types import Pointer, TypeInfo, View, container_of, list_for_each_entry
 
 if TYPE_CHECKING:
     from ..kernel.core import Kernel
+    from ..timeline.recorder import Recorder
 
 DEFAULT_CMDLINE = "console=ttyS0 root=/dev/vda ro quiet"
 NS_PER_SEC = 1_000_000_000
@@ -130,6 +131,8 @@ class Machine:
         self._install_hooks()
         self._start_boot_cpu()
         self._kernel: Kernel | None = None
+        # The timeline recorder while one records (klpemu.timeline); None costs nothing.
+        self.timeline: Recorder | None = None
 
     @property
     def kernel(self) -> Kernel:

@@ -449,6 +449,8 @@ class Ftrace:
         self._registered.insert(0, ops)
         self._index(ops)
         self._update()
+        if self.m.timeline is not None:
+            self.m.timeline.ftrace_ops("register_ftrace_function", ops.name)
         self._report_meetings(ops)
 
     def _report_meetings(self, ops: FtraceOps, ips: set[int] | None = None) -> None:
@@ -477,6 +479,8 @@ class Ftrace:
         del self._registered[at]
         del self._seq[ops]
         self._update()
+        if self.m.timeline is not None:
+            self.m.timeline.ftrace_ops("unregister_ftrace_function", ops.name)
         view = ops.struct
         if view.trampoline:  # no site calls it any more
             self.m.heap.free(view.trampoline)

@@ -87,8 +87,14 @@ class Transition:
         log_store(self.m, f"livepatch: '{name}': initializing {self.verb(state)} transition", LogLevel.DEBUG)
         self.patch = patch
         self.target = state
+        start = UNPATCHED if state == PATCHED else PATCHED
+        tl = self.m.timeline
+        if tl is not None:
+            tl.phase("klp_init_transition", patch=name, target=self.verb(state))
         for t in self._tasks():
-            t.view.patch_state = UNPATCHED if state == PATCHED else PATCHED
+            t.view.patch_state = start
+            if tl is not None:
+                tl.task_state(t, start, "klp_init_transition")
         for func in self.lp.all_funcs(patch):
             func.transition = 1
 
@@ -96,6 +102,8 @@ class Transition:
         """klp_start_transition: flag every task that still has to switch."""
         name = self.lp.name(self.active)
         log_store(self.m, f"livepatch: '{name}': starting {self.verb(self.target)} transition", LogLevel.NOTICE)
+        if self.m.timeline is not None:
+            self.m.timeline.phase("klp_start_transition", patch=name, target=self.verb(self.target))
         for t in self._tasks():
             if t.patch_state != self.target:
                 self._flag(t, TIF_PATCH_PENDING, True)
@@ -115,6 +123,10 @@ class Transition:
         for t in self._tasks():
             if not self.try_switch(t):
                 done = False
+        tl = self.m.timeline
+        if tl is not None:  # which tasks this attempt left blocking, as pr_debug tells them
+            blocking = {Task(self.m, addr).comm: why for addr, why in self.why.items()}
+            tl.phase("klp_try_complete_transition", complete=done, blocking=blocking)
         if not done:
             if self.signals_cnt and self.signals_cnt % SIGNALS_EVERY == 0:
                 self.send_signals()
@@ -184,6 +196,8 @@ class Transition:
             return False
         self._flag(task, TIF_PATCH_PENDING, False)
         task.view.patch_state = self.target
+        if self.m.timeline is not None:
+            self.m.timeline.task_state(task, self.target, "stack check")
         return True
 
     def check_stack(self, trace) -> str | None:
@@ -244,6 +258,8 @@ class Transition:
         """klp_send_signals: kthreads are woken; user tasks get a fake signal."""
         if self.signals_cnt == SIGNALS_EVERY:
             log_store(self.m, "livepatch: signaling remaining tasks", LogLevel.NOTICE)
+        if self.m.timeline is not None:
+            self.m.timeline.phase("klp_send_signals")
         for t in self._tasks():
             if t.is_idle or t.patch_state == self.target or not self.pending(t):
                 continue
@@ -255,10 +271,15 @@ class Transition:
     def force(self) -> None:
         """klp_force_transition: every remaining task switches, unchecked."""
         log_store(self.m, "livepatch: forcing remaining tasks to the patched state", LogLevel.WARNING)
+        tl = self.m.timeline
+        if tl is not None:
+            tl.phase("klp_force_transition")
         for t in self._tasks():
             if self.pending(t):
                 self._flag(t, TIF_PATCH_PENDING, False)
                 t.view.patch_state = self.target
+                if tl is not None:
+                    tl.task_state(t, self.target, "force")
         # Forced patches keep their module for good: the one being removed, or those replaced.
         if self.target == UNPATCHED:
             self.active.forced = 1
@@ -284,6 +305,9 @@ class Transition:
         patch, target = self.active, self.target
         name = lp.name(patch)
         log_store(m, f"livepatch: '{name}': completing {self.verb(target)} transition", LogLevel.DEBUG)
+        tl = m.timeline
+        if tl is not None:
+            tl.phase("klp_complete_transition", patch=name, target=self.verb(target))
         if target == PATCHED and patch.replace:
             for old in lp.patches:  # klp_unpatch_replaced_patches: no callbacks of theirs run
                 if old == patch:
@@ -298,6 +322,8 @@ class Transition:
         for t in self._tasks():
             self._flag(t, TIF_PATCH_PENDING, False)
             t.view.patch_state = IDLE
+            if tl is not None:
+                tl.task_state(t, IDLE, "klp_complete_transition")
         for obj in lp.objects(patch):
             if not lp.is_object_loaded(obj):
                 continue
@@ -320,6 +346,8 @@ class Transition:
             f"livepatch: '{name}': reversing transition from {self.verb(old)} to {self.verb(1 - old)}",
             LogLevel.DEBUG,
         )
+        if self.m.timeline is not None:
+            self.m.timeline.phase("klp_reverse_transition", patch=name, target=self.verb(1 - old))
         for t in self._tasks():
             self._flag(t, TIF_PATCH_PENDING, False)
         self.target = 1 - old
