@@ -22,7 +22,7 @@ from ..kobject import kobject_name
 from ..printk import LogLevel, log_store
 from . import callbacks
 from .guestcall import CallbackGen, GuestCalls
-from .models import kpatch_log
+from .models import check_model, kpatch_log
 from .patch import KlpPatchLayer
 from .relocs import KlpRelocs
 from .replace import Nops
@@ -51,6 +51,16 @@ class Livepatch:
         self._list_off = machine.types.offsetof("klp_patch", "list")
         machine.hypercalls.register("HC_KLP_ENABLE_PATCH", self._hc_enable)
         modules.add_notifier(self.module_coming, self.module_going)
+
+    def set_consistency_model(self, model: str, stack_check: bool = True) -> None:
+        """The model the next transitions follow (and, for debugging, whether linux's checks
+        stacks); not while one is under way, which began under the model it has."""
+        if self.transition.patch is not None:
+            raise KlpemuError("a transition is under way", EBUSY)
+        self.transition.model = check_model(model)
+        self.transition.check_stacks = stack_check
+        self.m.config.consistency_model = model
+        self.m.config.klp_stack_check = stack_check
 
     def name_patch(self, patch: Pointer, name: str) -> None:
         """The name of a patch built from Python, which has no module to take it from."""
