@@ -263,6 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("fuzz-modules", help="load damaged copies of the shipped modules and count the outcomes")
     fuzz.add_arguments(p)
     p.set_defaults(fn=fuzz.main_args)
+    from .campaign import campaign
+
+    p = sub.add_parser("campaign", help="seeds x consistency models x workloads, checked by the consistency oracle")
+    campaign.add_arguments(p)
+    p.set_defaults(fn=campaign.main_args)
     p = sub.add_parser("klp-build", help=klp_build_command.HELP)
     klp_build_command.add_arguments(p)
     p.set_defaults(fn=klp_build_command.run)
