@@ -10,7 +10,7 @@
 
 #define COMMAND_LINE_SIZE 512
 #define USER_STACK_SIZE 8192
-#define NR_USER_STACKS 4
+#define NR_USER_STACKS 12	/* 3 at boot, the rest for `spawn` */
 
 /* Filled by the machine before CPU 0 starts, as a boot loader would. */
 struct boot_params {
@@ -32,7 +32,7 @@ extern void init_main(void), sysmon_main(void), sh_main(void);
 void smp_init(int nr_cpus);
 void init_mm_internals(void);
 
-static char user_stacks[NR_USER_STACKS][USER_STACK_SIZE]
+char user_stacks[NR_USER_STACKS][USER_STACK_SIZE]
 	__section(".user.bss") __aligned(16);
 
 /* The value of name=value on the command line, or NULL. */

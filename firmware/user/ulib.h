@@ -6,6 +6,7 @@
 
 #define USER __attribute__((section(".user.text"), no_instrument_function))
 #define USER_DATA __attribute__((section(".user.data")))
+#define USER_BSS __attribute__((section(".user.bss")))
 
 struct timespec {
 	long tv_sec;

@@ -50,6 +50,51 @@ def _object_patched(obj: Pointer) -> str:
     return f"{obj.patched}\n"
 
 
+# include/linux/kobject.h's layout of a module's kobjects (the image has no such type to read
+# it from): how many, attributes each, the struct's size and its members' offsets.
+MODULE_KOBJECTS, KOBJECT_ATTRS, KOBJ_SIZE, KOBJ_ATTRS, KOBJ_IN_USE = 4, 7, 88, 16, 80
+KOBJ_ATTR_SHOW = 16
+SHOW_BUF = 4096  # PAGE_SIZE: what a show() may write
+
+
+def _module_kobjects(machine: Machine) -> dict[str, Dir]:
+    """/sys/kernel/<kobject>/: what loaded modules made with kobject_create_and_add."""
+    mem = machine.mem
+    out: dict[str, Dir] = {}
+    for mod in machine.kernel.modules.loaded.values():
+        syms = mod.kallsyms.by_name.get("__klpemu_kobjects") if mod.kallsyms is not None else None
+        if not syms:
+            continue
+        for i in range(MODULE_KOBJECTS):
+            kobj = syms[0].addr + i * KOBJ_SIZE
+            if not mem.read_u32(kobj + KOBJ_IN_USE):
+                continue
+            d = Dir(kobject_name(mem.read_cstr(mem.read_u64(kobj), 256)), 0o755)
+            for j in range(KOBJECT_ATTRS):
+                attr = mem.read_u64(kobj + KOBJ_ATTRS + 8 * j)
+                if not attr:
+                    break
+                mode = int.from_bytes(mem.read(attr + 8, 2), "little")
+                name = mem.read_cstr(mem.read_u64(attr), 256)
+                d.add(File(name, mode & 0o777, partial(_kobj_show, machine, kobj, attr)))
+            out[d.name] = d
+    return out
+
+
+def _kobj_show(machine: Machine, kobj: int, attr: int) -> str:
+    """sysfs_kf_seq_show: the attribute's show() into a page, run in the guest."""
+    show = machine.mem.read_u64(attr + KOBJ_ATTR_SHOW)
+    if not show:
+        return ""
+    buf = machine.heap.kzalloc(SHOW_BUF)
+    try:
+        n = machine.call(show, kobj, attr, buf)
+        n = n - (1 << 64) if n >> 63 else n
+        return machine.mem.read(buf, max(0, min(n, SHOW_BUF))).decode(errors="surrogateescape")
+    finally:
+        machine.heap.free(buf)
+
+
 def _livepatch_dirs(machine: Machine) -> dict[str, Dir]:
     """/sys/kernel/livepatch/: one directory per patch in klp_patches."""
     dirs = (_patch_dir(machine, patch) for patch in machine.kernel.livepatch.patches)
@@ -57,7 +102,7 @@ def _livepatch_dirs(machine: Machine) -> dict[str, Dir]:
 
 
 def mount(vfs: VFS, machine: Machine) -> None:
-    vfs.makedirs("/sys/kernel", 0o755)
+    vfs.makedirs("/sys/kernel", 0o755).dynamic = lambda: _module_kobjects(machine)
     vfs.makedirs("/sys/kernel/livepatch", 0o755).dynamic = lambda: _livepatch_dirs(machine)
     vfs.makedirs("/sys/kernel/debug", 0o700)
     from ..kernel.printk import log_store

@@ -35,7 +35,29 @@ INT_TYPES = {
     "short": (2, True),
     "ushort": (2, False),
 }
-PARAM_TYPES = (*INT_TYPES, "bool", "invbool", "charp")
+PARAM_TYPES = (*INT_TYPES, "bool", "invbool", "charp", "array")
+# module_param_array's struct kparam_array (include/linux/moduleparam.h): max, elemsize, num,
+# type, elem.
+KPARAM_ARRAY_MAX, KPARAM_ARRAY_ELEMSIZE, KPARAM_ARRAY_NUM, KPARAM_ARRAY_TYPE, KPARAM_ARRAY_ELEM = 0, 4, 8, 16, 24
+
+
+@dataclass(frozen=True)
+class _Array:
+    max: int
+    num: int  # where the count goes, or 0
+    elem: Param  # the first element; the others follow at elemsize
+
+
+def _array(m: Machine, p: Param) -> tuple[_Array, int]:
+    mem = m.mem
+    size = mem.read_u32(p.arg + KPARAM_ARRAY_ELEMSIZE)
+    elem_type = mem.read_cstr(mem.read_u64(p.arg + KPARAM_ARRAY_TYPE), 32)
+    elem = Param(p.name, elem_type, p.perm, mem.read_u64(p.arg + KPARAM_ARRAY_ELEM))
+    return _Array(mem.read_u32(p.arg + KPARAM_ARRAY_MAX), mem.read_u64(p.arg + KPARAM_ARRAY_NUM), elem), size
+
+
+def _element(a: _Array, size: int, i: int) -> Param:
+    return Param(a.elem.name, a.elem.type, a.elem.perm, a.elem.arg + i * size)
 
 
 def _kstrto(value: str, size: int, signed: bool) -> int:
@@ -81,6 +103,10 @@ def param_get(m: Machine, mod: Module, p: Param) -> str:
     if p.type == "charp":
         ptr = mem.read_u64(p.arg)
         return (mem.read_cstr(ptr, CHARP_MAX + 1) if ptr else "(null)") + "\n"
+    if p.type == "array":  # param_array_get: the values given, comma-separated
+        a, size = _array(m, p)
+        n = mem.read_u32(a.num) if a.num else a.max
+        return ",".join(param_get(m, mod, _element(a, size, i)).rstrip("\n") for i in range(n)) + "\n"
     raise KlpemuError(f"{mod.name}: parameter {p.name} has unknown type {p.type}", errno.EINVAL)
 
 
@@ -108,6 +134,16 @@ def param_set(m: Machine, mod: Module, p: Param, value: str | None) -> None:
         if old is not None:
             m.heap.free(old)
         mod.charp_strings[p.arg] = addr
+    elif p.type == "array":  # param_array_set: every element, then the count
+        a, size = _array(m, p)
+        values = (value or "").removesuffix("\n").split(",")
+        if len(values) > a.max:
+            log_store(m, f"{p.name}: can only take {a.max} arguments", LogLevel.ERR)
+            raise KlpemuError("too many values", errno.EINVAL)
+        for i, v in enumerate(values):
+            param_set(m, mod, _element(a, size, i), v)
+        if a.num:
+            m.mem.write(a.num, len(values).to_bytes(4, "little"))
     else:
         raise KlpemuError(f"{mod.name}: parameter {p.name} has unknown type {p.type}", errno.EINVAL)
 
