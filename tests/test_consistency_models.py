@@ -132,3 +132,42 @@ def test_stop_machine_fails_with_ebusy_on_a_sleeper_in_the_function():
     # nothing is left of the refused patch: the site is a NOP5 again
     assert not m.kernel.livepatch.patches and m.kernel.livepatch.transition.patch is None
     assert "ftrace_trampoline" not in run(system, "disas klab_commit | head -n 2")
+
+
+def test_kpatch_load_retries_a_busy_stop_machine_load_as_it_always_did():
+    system = booted_system(consistency_model="stop_machine")
+    run(system, "insmod klab_sleeper func=klab_commit")
+    status, out, err = shell_run(system, "kpatch load klab_sleeper_patch; cat /proc/uptime")
+    busy = "insmod: ERROR: could not insert module klab_sleeper_patch.ko: Device or resource busy"
+    assert out == "loading patch module: klab_sleeper_patch.ko\n8.00 16.00\n"
+    assert err.splitlines() == [busy, "kpatch: retrying..."] * 4 + [
+        busy,
+        "kpatch: failed to load module klab_sleeper_patch.ko",
+    ]
+
+
+def test_the_model_is_chosen_per_patch_from_the_shell():
+    """livepatch-sample under immediate, then its removal under linux's own transition."""
+    system = booted_system()
+    m = system.machine
+    seq = m.var("printk_rb").next_seq
+    status, out, err = shell_run(
+        system,
+        f"consistency-model; consistency-model immediate; insmod livepatch-sample; cat {SAMPLE}/transition; "
+        f"consistency-model linux; echo 0 > {SAMPLE}/enabled; cat {SAMPLE}/transition; consistency-model lazy; "
+        f"wait --gone {SAMPLE} 60s; consistency-model",
+    )
+    assert out.splitlines() == ["linux", "0", "1", "linux"]
+    assert err == "consistency-model: a transition is under way\n"  # the removal's, begun under linux
+    log = [line.split("] ", 1)[1] for line in log_since(m, seq)]
+    assert log[:2] == [
+        "livepatch: enabling patch 'livepatch_sample'",
+        "livepatch: 'livepatch_sample': initializing unpatching transition",
+    ]
+
+
+def test_the_model_cannot_change_under_a_transition():
+    system = booted_system()
+    run(system, "insmod klab_sleeper func=klab_commit; insmod klab_sleeper_patch target=klab_commit")
+    status, out, err = shell_run(system, "consistency-model stop_machine; consistency-model")
+    assert err == "consistency-model: a transition is under way\n" and out == "linux\n"
