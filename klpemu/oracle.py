@@ -93,10 +93,8 @@ class ConsistencyOracle:
         self.entries = 0
         self.returns = 0
         self._tasks: dict[int, _TaskView] = {}
-        self._hooks: list[int] = []
-        self._watched: set[int] = set()  # function addresses hooked
+        self._hooks: dict[int, tuple[int, list[int]]] = {}  # function address -> (size, its hooks)
         self._targets: dict[int, tuple[str, str]] = {}  # entry address -> (side, name)
-        self._rets: set[int] = set()
         self._notifier = (self._module_coming, self._module_going)
         self._seen: set[tuple[str, int, str]] = set()  # (rule, task, entered): one report each
         self._hook_what_is_loaded()
@@ -108,7 +106,7 @@ class ConsistencyOracle:
         for old, new in self.pairs:
             for side, name in ((OLD, old), (NEW, new)):
                 sym = self._symbol(name)
-                if sym is not None and sym.addr not in self._watched:
+                if sym is not None and sym.addr not in self._hooks:
                     self._watch(side, name, sym.addr, sym.size)
 
     def _symbol(self, name: str):
@@ -122,25 +120,30 @@ class ConsistencyOracle:
         insns = list(_cs.disasm(code, addr))
         body = addr + FENTRY_SITE_LEN if insns and insns[0].size == FENTRY_SITE_LEN else addr
         self._targets[body] = (side, name)
-        self._watched.add(addr)
-        self._hooks.append(uc.hook_add(UC_HOOK_CODE, self._on_entry, None, body, body))
+        hooks = [uc.hook_add(UC_HOOK_CODE, self._on_entry, None, body, body)]
         uc.ctl_remove_cache(body, body + 1)  # blocks translated before the hook lack it
         for insn in insns:
             if insn.mnemonic == "ret":
-                self._rets.add(insn.address)
-                self._hooks.append(uc.hook_add(UC_HOOK_CODE, self._on_return, None, insn.address, insn.address))
+                hooks.append(uc.hook_add(UC_HOOK_CODE, self._on_return, None, insn.address, insn.address))
                 uc.ctl_remove_cache(insn.address, insn.address + 1)
+        self._hooks[addr] = (size, hooks)
 
     def _module_coming(self, _mod: Module) -> None:
         self._hook_what_is_loaded()
 
-    def _module_going(self, _mod: Module) -> None:
-        pass
+    def _module_going(self, mod: Module) -> None:
+        """Its functions' hooks go with its text, which another module may get next."""
+        for addr in [a for a in self._hooks if any(lo <= a < hi for lo, hi in mod.text_ranges())]:
+            self._unwatch(addr)
+
+    def _unwatch(self, addr: int) -> None:
+        _size, hooks = self._hooks.pop(addr)
+        for h in hooks:
+            self.m.uc.hook_del(h)
 
     def detach(self) -> None:
-        for h in self._hooks:
-            self.m.uc.hook_del(h)
-        self._hooks.clear()
+        for addr in list(self._hooks):
+            self._unwatch(addr)
         if self._notifier in self.m.kernel.modules.notifiers:
             self.m.kernel.modules.notifiers.remove(self._notifier)
 

@@ -100,7 +100,8 @@ def run_one(model: str, workload_name: str, seed: int) -> dict:
         except KlpemuError as e:
             if e.errno != EBUSY:
                 raise
-        m.run(RETRY_INTERVAL * SEC)
+        if attempt < MAX_LOAD_ATTEMPTS:
+            m.run(RETRY_INTERVAL * SEC)
     signals = forced = False
     done_ns = None
     if loaded:
