@@ -82,3 +82,17 @@ def test_unknown_names_are_refused():
         run_campaign(["kgraft"], WORKLOADS, SEEDS, jobs=1)
     with pytest.raises(KlpemuError, match="unknown workload 'nope'"):
         run_campaign(["linux"], ["nope"], SEEDS, jobs=1)
+
+
+@pytest.mark.parametrize(
+    ("model", "workload", "seed"), [("immediate", "relay", 3), ("stop_machine", "caller-callee", 2)]
+)
+def test_the_committed_campaign_reproduces_row_for_row(model, workload, seed):
+    """benchmarks/results/consistency_models.json, the README's table: a run again is its row."""
+    from pathlib import Path
+
+    from klpemu.campaign.run import run_one
+
+    doc = json.loads((Path(__file__).parent.parent / "benchmarks/results/consistency_models.json").read_text())
+    row = next(r for r in doc["rows"] if (r["model"], r["workload"], r["seed"]) == (model, workload, seed))
+    assert run_one(model, workload, seed) == row

@@ -148,7 +148,7 @@ def plot(summary: list[dict], path: str | Path) -> None:
             ax.bar(xs, ys, width, label=model)
         ax.set_xticks(range(len(workloads)), workloads, fontsize=8)
         ax.set_title(title, fontsize=9)
-    axes[0].legend(fontsize=7)
+    axes[-1].legend(fontsize=7, loc="upper right")
     runs = summary[0]["runs"] if summary else 0
     fig.suptitle(f"consistency models, {runs} seeds per cell", fontsize=10)
     fig.tight_layout()
