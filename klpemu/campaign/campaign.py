@@ -160,8 +160,12 @@ def plot(summary: list[dict], path: str | Path) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--models", default="linux,stop_machine,lazy,immediate", help=f"of {', '.join(RUN_MODELS)}")
-    p.add_argument("--workloads", default="caller-callee,relay,sleeper", help=f"of {', '.join(WORKLOADS)}")
+    p.add_argument(
+        "--models", default="linux,stop_machine,lazy,immediate", help=f"comma-separated, of {', '.join(RUN_MODELS)}"
+    )
+    p.add_argument(
+        "--workloads", default="caller-callee,relay,sleeper", help=f"comma-separated, of {', '.join(WORKLOADS)}"
+    )
     p.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 per model and workload (default 10)")
     p.add_argument("--json", metavar="FILE", help="write every run as a JSON row")
     p.add_argument("--png", metavar="FILE", help="plot the table")
