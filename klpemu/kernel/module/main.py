@@ -24,17 +24,18 @@ if TYPE_CHECKING:
     from ...machine.image import Symbol
     from ...machine.machine import Machine
     from ..ftrace.core import Ftrace
+    from ..panic import Taint
 
 
 class Modules:
     """The loaded modules, newest first (the guest's `modules` list is the same list)."""
 
-    def __init__(self, machine: Machine, ftrace: Ftrace, console: Console):
+    def __init__(self, machine: Machine, ftrace: Ftrace, console: Console, taint: Taint):
         self.m = machine
         self.ft = ftrace
         self.console = console  # init_module(2) and delete_module(2) run in its shell process
+        self.taint = taint  # the kernel's, which a module's taints join at load
         self.loaded: dict[str, Module] = {}
-        self.tainted = 0  # the kernel's taint bits that modules set (the "once" messages)
         self.notifiers: list[tuple[Callable[[Module], None], Callable[[Module], None]]] = []
         self.live_notifiers: list[Callable[[Module], None]] = []
         # klp_apply_section_relocs, the livepatch core's: the loader has it write the
