@@ -307,3 +307,75 @@ def test_kptr_restrict_zeroes_the_addresses():
     status, _, err = run(system, "echo 3 > /proc/sys/kernel/kptr_restrict")
     assert status == 1 and "Invalid argument" in err
     assert ok(system, "cat /proc/sys/kernel/kptr_restrict") == "2\n"
+
+
+EXPORTER = """\
+#include <linux/module.h>
+
+int blob_value(void)
+{
+	return 42;
+}
+EXPORT_SYMBOL(blob_value);
+
+static int exporter_init(void)
+{
+	return 0;
+}
+
+static void exporter_exit(void)
+{
+}
+
+module_init(exporter_init);
+module_exit(exporter_exit);
+MODULE_LICENSE("Proprietary");
+"""
+
+USER = """\
+#include <linux/module.h>
+#include <linux/kernel.h>
+#include <linux/livepatch.h>
+
+int blob_value(void);
+
+static int user_init(void)
+{
+	%s
+	pr_info("%%d\\n", blob_value());
+	return 0;
+}
+
+static void user_exit(void)
+{
+}
+
+module_init(user_init);
+module_exit(user_exit);
+MODULE_LICENSE("GPL");
+"""
+
+
+@needs_gcc
+def test_a_gpl_module_inherits_the_taint_of_a_proprietary_module_it_uses(build):
+    exporter = build("blob_exporter", EXPORTER)
+    user = build("blob_user", USER % "")
+    gpl_user = build("blob_gpl_user", USER % "klp_shadow_get(NULL, 1);")
+    system = booted_system()
+    ok(system, f"insmod {exporter}")
+    before = snapshot(system)
+    seq = next_seq(system)
+    assert run(system, f"insmod {gpl_user}")[2].endswith(": Invalid parameters\n")  # kmod on EINVAL
+    assert log_since(system, seq) == [
+        "blob_gpl_user: module using GPL-only symbols uses symbols blob_value from proprietary module blob_exporter.",
+        "blob_gpl_user: Unknown symbol blob_value (err -22)",
+    ]
+    assert snapshot(system) == before
+    seq = next_seq(system)
+    ok(system, f"insmod {user}")
+    assert log_since(system, seq) == [
+        "blob_user: module uses symbols blob_value from proprietary module blob_exporter, inheriting taint.",
+        "42",
+    ]
+    assert system.vfs.read("/sys/module/blob_user/taint") == "PO\n"
+    assert ok(system, "ls /sys/module/blob_exporter/holders") == "blob_user\n"
