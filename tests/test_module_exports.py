@@ -232,6 +232,7 @@ def test_writing_tainted_adds_bits_and_an_oops_report_shows_them():
     assert oops is not None and system.machine.stopped
     cpu_line = next(line for line in oops.lines if line.startswith("CPU: "))
     assert cpu_line.endswith(" Comm: sh Tainted: P        W     K    1.0 #1"), cpu_line
+    assert oops.lines[-2] == "Modules linked in: livepatch_sample(K)"  # print_modules, with its taints
 
 
 # --- modules that export to modules -------------------------------------------------------------
@@ -250,6 +251,7 @@ def test_a_module_holds_the_module_whose_export_it_uses():
     assert (status, err) == (1, "rmmod: ERROR: Module hello is in use by: hello_friend\n")
     assert system.machine.kernel.modules.find("hello") is not None
     ok(system, "rmmod hello_friend; rmmod hello")
+    assert system.machine.kernel.modules.print_modules() == "Modules linked in: [last unloaded: hello]"
 
 
 @needs_gcc

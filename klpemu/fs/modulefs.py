@@ -28,14 +28,10 @@ def proc_modules(mods: Modules, show_value: bool) -> str:
         view = mod.struct
         if view.init and not view.exit:
             users += "[permanent],"
-        flags = mod.taint_letters
-        if state == "MODULE_STATE_GOING":
-            flags += "-"
-        elif state == "MODULE_STATE_COMING":
-            flags += "+"
+        flags = mods.module_flags(mod)
         lines.append(
             f"{mod.name} {mod.core_size} {mods.refcount(mod)} {users or '-'} {PROC_STATE[state]} "
-            f"0x{mod.mem['MOD_TEXT'][0] if show_value else 0:016x}{f' ({flags})' if flags else ''}\n"
+            f"0x{mod.mem['MOD_TEXT'][0] if show_value else 0:016x}{f' {flags}' if flags else ''}\n"
         )
     return "".join(lines)
 

@@ -87,6 +87,8 @@ def build_oops(
         lines.append(" <TASK>")
         lines += [f" {s}" for s in backtrace]
         lines.append(" </TASK>")
+        if oops_line and m._kernel is not None:  # __die_body: after show_regs
+            lines.append(m._kernel.modules.print_modules())
     lines.append("---[ end trace 0000000000000000 ]---")
     for i, line in enumerate(lines):
         log_store(m, line, LogLevel.ALERT if i == 0 else LogLevel.WARNING)

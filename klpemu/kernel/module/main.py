@@ -36,6 +36,7 @@ class Modules:
         self.console = console  # init_module(2) and delete_module(2) run in its shell process
         self.taint = taint  # the kernel's, which a module's taints join at load
         self.loaded: dict[str, Module] = {}
+        self.last_unloaded = ""  # name and taint flags of the last module rmmod removed
         self.notifiers: list[tuple[Callable[[Module], None], Callable[[Module], None]]] = []
         self.live_notifiers: list[Callable[[Module], None]] = []
         # klp_apply_section_relocs, the livepatch core's: the loader has it write the
@@ -90,6 +91,25 @@ class Modules:
             for n in ("MODULE_STATE_LIVE", "MODULE_STATE_COMING", "MODULE_STATE_GOING", "MODULE_STATE_UNFORMED")
             if self.m.types.enum(n) == value
         )
+
+    def module_flags(self, mod: Module, show_state: bool = True) -> str:
+        """module_flags: `(` its taint letters, `+` while its init runs or `-` while it goes `)`,
+        or nothing when there is none of these."""
+        flags = mod.taint_letters
+        if show_state:
+            state = self.state(mod)
+            flags += {"MODULE_STATE_GOING": "-", "MODULE_STATE_COMING": "+"}.get(state, "")
+        return f"({flags})" if flags else ""
+
+    def print_modules(self) -> str:
+        """print_modules: the `Modules linked in:` line of an oops report."""
+        line = "Modules linked in:"
+        for mod in self.list():
+            if self.state(mod) != "MODULE_STATE_UNFORMED":
+                line += f" {mod.name}{self.module_flags(mod)}"
+        if self.last_unloaded:
+            line += f" [last unloaded: {self.last_unloaded}]"
+        return line
 
     def refcount(self, mod: Module) -> int:
         """module_refcount: references held (try_module_get, modules using its symbols)."""
@@ -162,6 +182,7 @@ class Modules:
             raise ModuleError(f"could not remove module {name}: {os.strerror(-status)}", -status)
         self._going(mod)
         self._free_module(mod)
+        self.last_unloaded = mod.name + self.module_flags(mod, show_state=False)
 
     def _going(self, mod: Module) -> None:
         """After exit (or a failed init): the going hooks (klp_module_going), ftrace_release_mod."""
