@@ -295,6 +295,16 @@ def test_proc_kallsyms_lists_vmlinux_then_modules_with_their_letters():
     )
 
 
+def test_proc_kallsyms_ends_with_the_ftrace_trampolines():
+    system = booted_system()
+    ok(system, "insmod livepatch-sample; wait /sys/kernel/livepatch/livepatch_sample/transition 0")
+    trampoline = system.machine.kernel.ftrace.site_target(system.machine.image.addr("cmdline_proc_show"))
+    assert (
+        system.vfs.read("/proc/kallsyms").splitlines()[-1]
+        == f"{trampoline:016x} t ftrace_trampoline\t[__builtin__ftrace]"
+    )
+
+
 def test_kptr_restrict_zeroes_the_addresses():
     system = booted_system()
     ok(system, "insmod hello")

@@ -1,5 +1,6 @@
 """/proc/kallsyms and kptr_restrict: every kernel and module symbol with its address and type
-letter, or with zeroes where the reader may not see addresses (kernel/kallsyms.c)."""
+letter, then the ftrace trampolines, or with zeroes where the reader may not see addresses
+(kernel/kallsyms.c)."""
 
 from __future__ import annotations
 
@@ -52,4 +53,9 @@ class Kallsyms:
                 exported = export is not None and not export.gpl_only and export.value == addr
                 kind = letter.upper() if exported else letter
                 lines.append(f"{addr if show else 0:016x} {kind} {name}\t[{mod.name}]\n")
+        # ftrace_mod_get_kallsym: the private trampolines made at run time.
+        for ops in self.m.kernel.ftrace.ops:
+            tramp = ops.struct.trampoline
+            if tramp and ops.struct.trampoline_size:
+                lines.append(f"{tramp if show else 0:016x} t ftrace_trampoline\t[__builtin__ftrace]\n")
         return "".join(lines)
