@@ -391,3 +391,17 @@ def test_a_gpl_module_inherits_the_taint_of_a_proprietary_module_it_uses(build):
     ]
     assert system.vfs.read("/sys/module/blob_user/taint") == "PO\n"
     assert ok(system, "ls /sys/module/blob_exporter/holders") == "blob_user\n"
+
+
+@needs_gcc
+def test_build_module_warns_as_modpost_does(tmp_path, capsys):
+    from klpemu.modbuild import build_module
+
+    src = tmp_path / "blob_internal.c"
+    src.write_text((USES_INTERNALS % "").replace('MODULE_LICENSE("GPL")', 'MODULE_LICENSE("Proprietary")'))
+    ko = build_module(src)
+    assert capsys.readouterr().err.splitlines() == [
+        "WARNING: modpost: GPL-incompatible module blob_internal.ko uses GPL-only symbol 'klp_enable_patch'",
+        f'WARNING: modpost: "proc_cmdline" [{ko}] undefined!',
+        f'WARNING: modpost: "linux_banner" [{ko}] undefined!',
+    ]
