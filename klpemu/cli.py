@@ -10,6 +10,7 @@ import time
 
 from . import __version__, bench, bench_control_plane
 from .errors import KlpemuError
+from .kernel.livepatch.models import MODELS
 from .kernel.printk import dmesg
 from .klp_build import command as klp_build_command
 from .lab import cli as lab_cli
@@ -50,11 +51,30 @@ def _machine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the CPU interleaving (default 0)")
     p.add_argument("--cmdline", default=DEFAULT_CMDLINE, help="kernel command line")
     p.add_argument("--image", default=None, help="kernel image (default: the shipped one)")
+    p.add_argument(
+        "--consistency-model",
+        choices=MODELS,
+        default="linux",
+        help="livepatch's consistency model: linux (default), stop_machine (kpatch), lazy (kGraft), "
+        "immediate (before 4.12)",
+    )
+    p.add_argument(
+        "--no-klp-stack-check",
+        dest="klp_stack_check",
+        action="store_false",
+        help="debug: linux's model switches a task whatever its stack holds",
+    )
 
 
 def _config(args: argparse.Namespace) -> MachineConfig:
     return MachineConfig(
-        image=args.image, cpus=args.cpus, seed=args.seed, cmdline=args.cmdline, insn_ns=1000 // args.cpu_mhz
+        image=args.image,
+        cpus=args.cpus,
+        seed=args.seed,
+        cmdline=args.cmdline,
+        insn_ns=1000 // args.cpu_mhz,
+        consistency_model=args.consistency_model,
+        klp_stack_check=args.klp_stack_check,
     )
 
 
@@ -243,6 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("fuzz-modules", help="load damaged copies of the shipped modules and count the outcomes")
     fuzz.add_arguments(p)
     p.set_defaults(fn=fuzz.main_args)
+    from .campaign import campaign
+
+    p = sub.add_parser("campaign", help="seeds x consistency models x workloads, checked by the consistency oracle")
+    campaign.add_arguments(p)
+    p.set_defaults(fn=campaign.main_args)
     p = sub.add_parser("klp-build", help=klp_build_command.HELP)
     klp_build_command.add_arguments(p)
     p.set_defaults(fn=klp_build_command.run)
