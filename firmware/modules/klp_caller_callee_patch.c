@@ -14,6 +14,13 @@ void cc_hold(int id);
 void cc_report(int caller_version, int first, int second);
 int cc_callee(void);
 
+/* The target module exports nothing: reach its functions through klp relocations. */
+KLP_MODULE_RELOC(klp_caller_callee) klp_caller_callee_relocs[] = {
+	KLP_SYMPOS(cc_hold, 0),
+	KLP_SYMPOS(cc_report, 0),
+	KLP_SYMPOS(cc_callee, 0),
+};
+
 static int livepatch_cc_callee(void)
 {
 	return CC_VERSION;
