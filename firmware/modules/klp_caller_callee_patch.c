@@ -3,9 +3,6 @@
  * klp_caller_callee_patch: version 2 of klp_caller_callee's cc_caller and
  * cc_callee, in one patch. A task that runs one old and one new of the two
  * in one cc_caller run mixes versions, which klp_caller_callee counts.
- *
- * klp_caller_callee exports nothing, so its functions are reached through
- * klp relocations, written when that module is there.
  */
 #include <linux/module.h>
 #include <linux/kernel.h>
@@ -13,11 +10,11 @@
 
 #define CC_VERSION 2
 
-/* klp-convert symbols: klp_caller_callee */
-extern void cc_hold(int id);
-extern void cc_report(int caller_version, int first, int second);
-extern int cc_callee(void);
+void cc_hold(int id);
+void cc_report(int caller_version, int first, int second);
+int cc_callee(void);
 
+/* The target module exports nothing: reach its functions through klp relocations. */
 KLP_MODULE_RELOC(klp_caller_callee) klp_caller_callee_relocs[] = {
 	KLP_SYMPOS(cc_hold, 0),
 	KLP_SYMPOS(cc_report, 0),

@@ -98,7 +98,11 @@ EXAMPLES: dict[str, list[str]] = {
     "rmmod": ["rmmod livepatch_sample"],
     "sleep": ["sleep 10ms", "sleep 2s"],
     "step": ["step", "step 20 --cpu 1"],
-    "timeline": ["timeline start", "timeline stop /tmp/transition.json --png /tmp/transition.png"],
+    "timeline": [
+        "timeline start",
+        "timeline start --functions cmdline_proc_show",
+        "timeline stop /tmp/transition.json --png /tmp/transition.png",
+    ],
     "trace-call": ["trace-call cmdline_proc_show --seq-file"],
     "unwind": ["unwind 1"],
     "wait": ["wait /sys/kernel/livepatch/livepatch_sample/transition 0", "wait --gone /sys/kernel/livepatch/x 5s"],

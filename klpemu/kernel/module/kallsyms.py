@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import errno
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -37,6 +38,11 @@ class ModuleKallsyms:
         self.by_name: dict[str, list[Symbol]] = {}
         for sym in self.symbols:
             self.by_name.setdefault(sym.name, []).append(sym)
+        # function_at's index: the functions by address, each with its symbol-table position
+        funcs = sorted((sym.addr, order, sym) for order, sym in enumerate(self.symbols) if sym.kind == "func")
+        self._func_addrs = [addr for addr, _, _ in funcs]
+        self._funcs = [(order, sym) for _, order, sym in funcs]
+        self._max_func_size = max((sym.size for _, sym in self._funcs), default=0)
 
     def contains(self, addr: int) -> bool:
         return any(start <= addr < end for start, end in self.text)
@@ -44,10 +50,15 @@ class ModuleKallsyms:
     def function_at(self, addr: int) -> Symbol | None:
         """The first function in symbol-table order that contains addr (a static function
         before the init_module alias gcc emits for it)."""
-        for sym in self.symbols:
-            if sym.kind == "func" and sym.contains(addr):
-                return sym
-        return None
+        best: tuple[int, Symbol] | None = None
+        i = bisect.bisect_right(self._func_addrs, addr) - 1
+        # only a function starting less than the largest size back can contain addr
+        while i >= 0 and addr - self._func_addrs[i] < self._max_func_size:
+            order, sym = self._funcs[i]
+            if sym.contains(addr) and (best is None or order < best[0]):
+                best = (order, sym)
+            i -= 1
+        return None if best is None else best[1]
 
     def lookup(self, name: str, sympos: int = 0) -> Symbol:
         syms = self.by_name.get(name)
