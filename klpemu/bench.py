@@ -265,6 +265,7 @@ class Applied:
     path: str
     skipped: frozenset[int] = frozenset()  # hooked addresses whose instruction a PC write skips
     handlers: tuple[str, ...] = ()  # guest handlers that must run once per call (HANDLER_CALLS)
+    host_hooks: int = 0  # host code hooks run per call that change nothing in the guest (a timeline's)
 
 
 @dataclass(frozen=True)
@@ -291,12 +292,12 @@ class Count:
     fixed: int = 0  # instructions of one bench_call_loop call outside its iterations
     interrupts: dict[str, int] = field(default_factory=dict)  # delivered by the host (int3)
     parts: dict[str, int] = field(default_factory=dict)  # loop, path, body (HandlerBench._part)
+    hooks: int = 0  # code hooks the host runs per call besides redirecting ones (Applied.host_hooks)
 
     @property
     def host_entries(self) -> int:
-        """Times per call the host runs: hypercalls, interrupts it delivers and redirecting code
-        hooks."""
-        return sum(self.hypercalls.values()) + sum(self.interrupts.values()) + self.counted - self.insns
+        """Times per call the host runs: hypercalls, interrupts it delivers and code hooks."""
+        return sum(self.hypercalls.values()) + sum(self.interrupts.values()) + self.counted - self.insns + self.hooks
 
 
 class HandlerBench:
@@ -444,6 +445,19 @@ class HandlerBench:
         with BenchLivepatches(self.m).session() as patches:
             patches.enable("bench_klp", LEAF, REPLACEMENT)
             yield self._klp_applied(patches)
+
+    @contextmanager
+    def livepatch_timeline(self) -> Iterator[Applied]:
+        # (j) while a timeline records the leaf's calls: a hook at its entry and one at the
+        # return address, in Python on the host; the guest runs the same instructions as in (j).
+        from .timeline import start, stop
+
+        with self.livepatch() as applied:
+            start(self.m, LEAF)
+            try:
+                yield Applied(f"{applied.path}; timeline start --functions {LEAF}", host_hooks=2)
+            finally:
+                stop(self.m)
 
     @contextmanager
     def livepatch_transition_previous(self) -> Iterator[Applied]:
@@ -662,7 +676,7 @@ class HandlerBench:
         interrupts = {
             VECTOR_NAMES.get(nr[1], f"vector {nr[1]}"): c for nr, c in events.items() if c and isinstance(nr, tuple)
         }
-        return Count(counted - skipped, counted, by_function, hypercalls, fixed, interrupts, parts)
+        return Count(counted - skipped, counted, by_function, hypercalls, fixed, interrupts, parts, applied.host_hooks)
 
     def handler_calls(self) -> dict[str, int]:
         """How many times each benchmark kprobe handler has run so far."""
@@ -860,6 +874,7 @@ CONFIGS = (
     Config("q", "int3 kprobe in the body, stepped out of line", HandlerBench.kprobe_int3, host=True, bare=False),
     Config("r", "kretprobe", HandlerBench.kretprobe),
     Config("s", "kretprobe + livepatch", HandlerBench.kretprobe_livepatch),
+    Config("t", "livepatch, timeline recording the leaf's calls", HandlerBench.livepatch_timeline, host=True),
 )
 
 

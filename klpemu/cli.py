@@ -7,6 +7,7 @@ import io
 import os
 import sys
 import time
+from collections.abc import Callable
 
 from . import __version__, bench, bench_control_plane
 from .errors import KlpemuError
@@ -14,7 +15,7 @@ from .kernel.livepatch.models import MODELS
 from .kernel.printk import dmesg
 from .klp_build import command as klp_build_command
 from .lab import cli as lab_cli
-from .machine.machine import DEFAULT_CMDLINE, MachineConfig
+from .machine.machine import DEFAULT_CMDLINE, Machine, MachineConfig
 from .shell import Shell
 from .system import System
 
@@ -22,6 +23,7 @@ from .system import System
 # divisors of 1000.
 CPU_MHZ = tuple(mhz for mhz in range(1000, 0, -1) if 1000 % mhz == 0)
 DEFAULT_CPU_MHZ = 1000  # insn_ns = 1, as MachineConfig has it: the tests' counts and transcripts
+MEM_MB_MIN, MEM_MB_MAX = 64, 4096
 
 
 def cpu_mhz(text: str) -> int:
@@ -38,8 +40,27 @@ def cpu_mhz(text: str) -> int:
     return mhz
 
 
+def mem_mb(text: str) -> int:
+    """--mem-mb: guest RAM in MiB, enough for the kernel and not more than Unicorn maps at once."""
+    try:
+        mb = int(text)
+    except ValueError:
+        mb = 0
+    if not MEM_MB_MIN <= mb <= MEM_MB_MAX:
+        raise argparse.ArgumentTypeError(f"{text!r}: guest RAM is {MEM_MB_MIN} to {MEM_MB_MAX} MiB")
+    return mb
+
+
 def _machine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpus", type=int, default=2, help="emulated CPUs (default 2)")
+    p.add_argument(
+        "--mem-mb",
+        type=mem_mb,
+        default=MachineConfig.mem_mb,
+        metavar="MB",
+        help=f"guest RAM in MiB (default {MachineConfig.mem_mb}); "
+        "each kernel thread past the 64 of a boot takes about 17 KiB",
+    )
     p.add_argument(
         "--cpu-mhz",
         type=cpu_mhz,
@@ -75,6 +96,7 @@ def _config(args: argparse.Namespace) -> MachineConfig:
         insn_ns=1000 // args.cpu_mhz,
         consistency_model=args.consistency_model,
         klp_stack_check=args.klp_stack_check,
+        mem_mb=args.mem_mb,
     )
 
 
@@ -114,31 +136,75 @@ def cmd_shell(args: argparse.Namespace) -> int:
         return Terminal(shell).run()
     install_sigint(shell)
     shell.echoed_ctrl_c = tty_echoes_ctrl_c(sys.stdin)
-    if args.timeline is None:
-        return shell.run_line(args.command if args.command is not None else script or "")
-    from . import timeline
-    from .shell.cmd_timeline import stop_and_write
+    return _recorded(args, lambda: shell.machine, lambda: shell.run_line(args.command or script or ""))
 
-    timeline.start(shell.machine)
-    status = shell.run_line(args.command if args.command is not None else script or "")
-    if shell.machine.timeline is None:  # the commands stopped it themselves, or rebooted
+
+def _timeline_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--timeline", metavar="FILE.json", help=f"record {what} as Chrome trace JSON")
+    p.add_argument("--timeline-png", metavar="FILE.png", help="with --timeline, a PNG summary too")
+    p.add_argument(
+        "--timeline-functions", metavar="GLOB", help="with --timeline, the calls of the functions matching GLOB too"
+    )
+
+
+def _recorded(args: argparse.Namespace, machine: Callable[[], Machine], run: Callable[[], int]) -> int:
+    """run(), recording a timeline of it when --timeline asks; machine() is the one it runs on."""
+    if args.timeline is None:
+        if args.timeline_png is not None or args.timeline_functions is not None:
+            print("klpemu: --timeline-png and --timeline-functions go with --timeline", file=sys.stderr)
+            return 2
+        return run()
+    from . import timeline
+    from .timeline.chrome import write_json
+    from .timeline.png import write_png
+
+    try:
+        timeline.start(machine(), args.timeline_functions)
+    except KlpemuError as e:
+        print(f"klpemu: timeline: {e}", file=sys.stderr)
+        return 2
+    status = run()
+    if machine().timeline is None:  # the commands stopped it themselves, or rebooted
         print(
             f"klpemu: no timeline to write to {args.timeline}: it was stopped or the machine rebooted", file=sys.stderr
         )
         return status
-    return stop_and_write(shell, args.timeline, args.timeline_png) or status
+    recorder = timeline.stop(machine())
+    try:
+        count = write_json(recorder, args.timeline)
+        if args.timeline_png is not None:
+            write_png(recorder, args.timeline_png)
+    except OSError as e:
+        print(f"klpemu: timeline: {e.filename}: {e.strerror}", file=sys.stderr)
+        return 1
+    png = f" and {args.timeline_png}" if args.timeline_png else ""
+    print(f"timeline: {count} events written to {args.timeline}{png}")
+    return status
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(_config(args), timeline=args.timeline)
+    if args.timeline is None and (args.timeline_png is not None or args.timeline_functions is not None):
+        print("klpemu: --timeline-png and --timeline-functions go with --timeline", file=sys.stderr)
+        return 2
+    try:
+        return run_demo(
+            _config(args),
+            timeline=args.timeline,
+            timeline_png=args.timeline_png,
+            timeline_functions=args.timeline_functions,
+        )
+    except KlpemuError as e:  # a glob that matches nothing, found once part 2's machine is up
+        print(f"klpemu: timeline: {e}", file=sys.stderr)
+        return 2
 
 
 def cmd_kpatch(args: argparse.Namespace) -> int:
     from .kpatch import Kpatch
 
-    return Kpatch(_system(args), sys.stdout, sys.stderr).main(args.args)
+    system = _system(args)
+    return _recorded(args, lambda: system.machine, lambda: Kpatch(system, sys.stdout, sys.stderr).main(args.args))
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -220,12 +286,11 @@ def main(argv: list[str] | None = None) -> int:
     _machine_args(p)
     p.add_argument("-c", dest="command", help="run these commands (separated by ';') and exit")
     p.add_argument("--script", help="run the commands in this file and exit")
-    p.add_argument("--timeline", metavar="FILE.json", help="record the commands' timeline as Chrome trace JSON")
-    p.add_argument("--timeline-png", metavar="FILE.png", help="with --timeline, a PNG summary too")
+    _timeline_args(p, "the commands' timeline")
     p.set_defaults(fn=cmd_shell)
     p = sub.add_parser("demo", help="the livepatch sample from insmod to rmmod, step by step")
     _machine_args(p)
-    p.add_argument("--timeline", metavar="FILE.json", help="record part 2 as Chrome trace JSON")
+    _timeline_args(p, "part 2")
     p.set_defaults(fn=cmd_demo)
     p = sub.add_parser(
         "kpatch",
@@ -235,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _machine_args(p)
+    _timeline_args(p, "the command's timeline")
     p.add_argument("args", nargs=argparse.REMAINDER, help="the kpatch command and its arguments")
     p.set_defaults(fn=cmd_kpatch)
     p = sub.add_parser(

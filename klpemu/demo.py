@@ -198,9 +198,16 @@ def part2(system: System, out: TextIO) -> int:
     return tour.status
 
 
-def run_demo(config: MachineConfig | None = None, out: TextIO | None = None, timeline: str | None = None) -> int:
+def run_demo(
+    config: MachineConfig | None = None,
+    out: TextIO | None = None,
+    timeline: str | None = None,
+    timeline_png: str | None = None,
+    timeline_functions: str | None = None,
+) -> int:
     """The demo; with timeline, part 2 (the transition a task holds up, then reversed) is
-    recorded there as Chrome trace-event JSON."""
+    recorded there as Chrome trace-event JSON (with timeline_png, as a picture too; with
+    timeline_functions, with the calls of the functions matching that glob)."""
     config = config or MachineConfig()
     out = out or sys.stdout
     print(
@@ -215,9 +222,14 @@ def run_demo(config: MachineConfig | None = None, out: TextIO | None = None, tim
         return status | part2(second, out)
     from . import timeline as recording
     from .timeline.chrome import write_json
+    from .timeline.png import write_png
 
-    recording.start(second.machine)
+    recording.start(second.machine, timeline_functions)
     status |= part2(second, out)
-    count = write_json(recording.stop(second.machine), timeline)
-    print(f"\nPart 2's timeline: {count} events written to {timeline}", file=out)
+    recorder = recording.stop(second.machine)
+    count = write_json(recorder, timeline)
+    if timeline_png is not None:
+        write_png(recorder, timeline_png)
+    png = f" and {timeline_png}" if timeline_png else ""
+    print(f"\nPart 2's timeline: {count} events written to {timeline}{png}", file=out)
     return status

@@ -126,7 +126,7 @@ def test_backtraces_in_the_handler_and_the_new_function(session):
     # From the handler through the trampoline (the unwinder follows its frame pointers) to the
     # site in the old function and on to sh's system call.
     assert re.search(
-        r"#0  0xffffffff810034c4 in klp_ftrace_handler \(.*\n"
+        r"#0  0xffffffff81003504 in klp_ftrace_handler \(.*\n"
         r"#1  0xffffffffa00000f9 in \?\? \(\)\n"
         r"#2  0xffffffff810016c5 in cmdline_proc_show \(.*\n"
         r"#3  0x\w+ in seq_read_iter \(.*\n"

@@ -154,3 +154,86 @@ def test_the_command_line_records_a_shell_run_and_the_demo(tmp_path, capsys):
     assert f"events written to {demo_json}" in capsys.readouterr().out
     seen = [e["name"] for e in phases(json.loads(demo_json.read_text())["traceEvents"])]
     assert "klp_reverse_transition" in seen and seen[-1] == "klp_complete_transition"
+
+
+def calls(events, tid: int) -> list[tuple[str, str]]:
+    return [(e["ph"], e["name"]) for e in events if e["ph"] in "BE" and e["pid"] == PID_TASKS and e["tid"] == tid]
+
+
+def test_calls_of_chosen_functions_nest_on_the_calling_tasks_track(tmp_path):
+    system = booted_system()
+    events = record(
+        system,
+        tmp_path,
+        f"cat /proc/cmdline; insmod livepatch-sample; wait {SAMPLE}/transition 0; cat /proc/cmdline",
+    ).copy()
+    assert not [e for e in events if e["ph"] in "BE"]  # none unless asked for
+    system = booted_system()
+    out = tmp_path / "calls.json"
+    status, _, err = shell_run(
+        system,
+        "timeline start --functions '*_proc_show'; cat /proc/cmdline; "
+        f"insmod livepatch-sample; wait {SAMPLE}/transition 0; cat /proc/cmdline; timeline stop {out}",
+    )
+    assert (status, err) == (0, "")
+    events = json.loads(out.read_text())["traceEvents"]
+    sh = next(tid for tid, name in names(events, PID_TASKS).items() if name == "sh-7")
+    # the second call is redirected to livepatch_cmdline_proc_show: it ends when that returns
+    assert calls(events, sh) == [("B", "cmdline_proc_show"), ("E", "cmdline_proc_show")] * 2
+    tasks = names(events, PID_TASKS)
+    others = {(tasks[e["tid"]], e["name"]) for e in events if e["ph"] in "BE" and e["tid"] != sh}
+    assert others == {("sysmon-6", "meminfo_proc_show")}  # its once-a-second look at /proc/meminfo
+    last: dict[tuple[int, int], float] = {}
+    for e in events[1:]:
+        if e["ph"] != "M":
+            assert e["ts"] >= last.get((e["pid"], e["tid"]), 0)
+            last[(e["pid"], e["tid"])] = e["ts"]
+
+
+def guest_state(system) -> tuple:
+    """What the guest did: its log, each CPU's registers and context switches, emulated time."""
+    m = system.machine
+    regs = [(c.reg("rip"), c.reg("rsp"), c.reg("rax")) for c in m.cpus]
+    switches = [m.pcpu(c.index).nr_switches for c in m.cpus]
+    return shell_run(system, "dmesg")[1], regs, switches, m.now, m.insns
+
+
+def test_recording_calls_changes_no_guest_instruction_and_leaves_no_hook(tmp_path):
+    from klpemu import timeline
+
+    plain, recorded = booted_system(), booted_system()
+    script = f"insmod livepatch-sample; wait {SAMPLE}/transition 0; sleep 30ms; cat /proc/cmdline"
+    shell_run(plain, script)
+    recorder = timeline.start(recorded.machine, "schedule*")
+    shell_run(recorded, script)
+    timeline.stop(recorded.machine)
+    switched = [e for e in recorder.events if e["ph"] == "B" and e["name"] == "schedule"]
+    assert len(switched) > 10
+    assert guest_state(recorded) == guest_state(plain)
+    before = len(trace_call(plain.machine, "cmdline_proc_show", seq_file=True).steps)
+    assert len(trace_call(recorded.machine, "cmdline_proc_show", seq_file=True).steps) == before
+    assert recorder.calls is not None and not recorder.calls.stacks
+
+
+def test_timeline_refuses_functions_it_cannot_find(tmp_path):
+    system = booted_system()
+    status, _, err = shell_run(system, "timeline start --functions 'no_such_*'")
+    assert (status, err) == (1, "timeline: no kernel function matches 'no_such_*'\n")
+    status, _, err = shell_run(system, "timeline start --functions")
+    assert status == 1 and "--functions needs a GLOB" in err
+    assert system.machine.timeline is None
+
+
+def test_kpatch_records_its_command(tmp_path, capsys):
+    from klpemu.cli import main
+
+    out = tmp_path / "kpatch.json"
+    assert main(["kpatch", "--timeline", str(out), "load", "livepatch-sample"]) == 0
+    assert f"events written to {out}" in capsys.readouterr().out
+    events = json.loads(out.read_text())["traceEvents"]
+    seen = [e["name"] for e in phases(events)]
+    assert seen[:2] == ["klp_init_transition", "klp_start_transition"] and seen[-1] == "klp_complete_transition"
+    assert main(["kpatch", "--timeline-functions", "x", "list"]) == 2
+    assert "go with --timeline" in capsys.readouterr().err
+    assert main(["kpatch", "--timeline", str(out), "--timeline-functions", "no_such_*", "list"]) == 2
+    assert "no kernel function matches 'no_such_*'" in capsys.readouterr().err

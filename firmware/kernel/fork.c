@@ -1,7 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Creating tasks: idle tasks, kernel threads and user tasks, all from a static table. */
+/*
+ * Creating tasks: idle tasks, kernel threads and user tasks. The first NR_TASKS
+ * (every task of a boot) take a slot of a static table; more, such as a module's
+ * thousands of kernel threads, get their task_struct and stack from kmalloc.
+ */
 #include <linux/kernel.h>
 #include <linux/sched.h>
+#include <linux/slab.h>
 #include <linux/string.h>
 
 struct task_struct task_table[NR_TASKS];
@@ -19,10 +24,19 @@ static struct task_struct *alloc_task(const char *name, pid_t pid)
 {
 	struct task_struct *p;
 
-	if (nr_tasks >= NR_TASKS)
-		panic("out of task slots");
-	p = &task_table[nr_tasks];
-	p->stack = task_stacks[nr_tasks];
+	if (nr_tasks < NR_TASKS) {
+		p = &task_table[nr_tasks];
+		p->stack = task_stacks[nr_tasks];
+	} else {
+		p = kzalloc(sizeof(*p), GFP_KERNEL);
+		if (!p)
+			return NULL;
+		p->stack = kmalloc(THREAD_SIZE, GFP_KERNEL);
+		if (!p->stack) {
+			kfree(p);
+			return NULL;
+		}
+	}
 	nr_tasks++;
 	p->pid = pid;
 	p->tgid = pid;
@@ -64,9 +78,13 @@ static void klp_copy_process(struct task_struct *child)
 
 static struct task_struct *new_task(const char *name, unsigned int flags)
 {
-	struct task_struct *p = alloc_task(name, ++last_pid);
-	unsigned long irqflags = local_irq_save();
+	struct task_struct *p = alloc_task(name, last_pid + 1);
+	unsigned long irqflags;
 
+	if (!p)
+		return NULL;
+	last_pid++;
+	irqflags = local_irq_save();
 	p->flags = flags;
 	p->__state = TASK_UNINTERRUPTIBLE;
 	klp_copy_process(p);
@@ -75,10 +93,13 @@ static struct task_struct *new_task(const char *name, unsigned int flags)
 	return p;
 }
 
+/* NULL when there is no memory for the task (Linux returns ERR_PTR(-ENOMEM)). */
 struct task_struct *kthread_create(int (*fn)(void *), void *arg, const char *name)
 {
 	struct task_struct *p = new_task(name, PF_KTHREAD);
 
+	if (!p)
+		return NULL;
 	p->kthread_fn = fn;
 	p->kthread_data = arg;
 	copy_thread(p, kthread, p, 0, 0);
@@ -125,3 +146,6 @@ long sys_getpid(long a, long b, long c)
 {
 	return current->tgid;
 }
+
+/* What modules may link against, as Linux exports it (at the end, so that no __LINE__ moves). */
+EXPORT_SYMBOL(kthread_create);

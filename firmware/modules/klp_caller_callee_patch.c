@@ -10,11 +10,11 @@
 
 #define CC_VERSION 2
 
-/* klp-convert symbols: klp_caller_callee's, written when that module is there */
-extern void cc_hold(int id);
-extern void cc_report(int caller_version, int first, int second);
-extern int cc_callee(void);
+void cc_hold(int id);
+void cc_report(int caller_version, int first, int second);
+int cc_callee(void);
 
+/* The target module exports nothing: reach its functions through klp relocations. */
 KLP_MODULE_RELOC(klp_caller_callee) klp_caller_callee_relocs[] = {
 	KLP_SYMPOS(cc_hold, 0),
 	KLP_SYMPOS(cc_report, 0),

@@ -6,7 +6,7 @@
  */
 #include "ulib.h"
 
-#define MAX_PIDS 64	/* NR_TASKS */
+#define MAX_PIDS 16384	/* pids beyond it are not started: the shell checks */
 
 /* In .user.bss, after every other user variable: their addresses stay as they were. */
 volatile char call_getpid_stop[MAX_PIDS] USER_BSS;

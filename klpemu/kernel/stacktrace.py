@@ -20,6 +20,7 @@ from capstone import CS_ARCH_X86, CS_MODE_64, Cs
 from .kprobes.kretprobe import kretprobe_find_ret_addr
 
 if TYPE_CHECKING:
+    from ..machine.image import KernelImage
     from ..machine.machine import Machine
     from .tasks import Task
 
@@ -30,8 +31,18 @@ WALK_LIMIT = 1000  # keep showing frames past the verdict, up to here
 @dataclass(frozen=True)
 class Frame:
     addr: int
-    symbol: str
     kind: str = "call"  # call (a return address), ip (an exact instruction), regs, user
+    # What symbolizes addr when the symbol is asked for: a stack check reads addresses only.
+    image: KernelImage | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def symbol(self) -> str:
+        if self.kind == "user":
+            return "(user mode)"
+        assert self.image is not None, "a kernel frame is made with its image"
+        if self.kind == "call":
+            return self.image.symbolize_return(self.addr)
+        return self.image.symbolize(self.addr)
 
 
 @dataclass
@@ -91,7 +102,7 @@ class Unwinder:
             c = m.cpus[cpu]
             if c.user_mode:
                 trace = StackTrace(user_mode=True)
-                trace.frames.append(Frame(c.reg("rip"), "(user mode)", "user"))
+                trace.frames.append(Frame(c.reg("rip"), "user"))
                 return trace
             return self.from_regs(c.reg("rip"), c.reg("rsp"), c.reg("rbp"), lo, hi)
         frame = m.struct("inactive_task_frame", task.view.thread.sp)
@@ -177,6 +188,7 @@ class Unwinder:
         first_kind: str = "call",
     ) -> None:
         m = self.m
+        image = m.image
         regs_size = m.types.sizeof("pt_regs")
         top_regs = hi - regs_size
         last_bp = top_regs - 16
@@ -184,7 +196,7 @@ class Unwinder:
 
         def add(addr: int, kind: str = "call") -> None:
             nonlocal kernel_entries
-            trace.frames.append(Frame(addr, self._sym(addr, kind), kind))
+            trace.frames.append(Frame(addr, kind, image))
             if kind != "user":
                 kernel_entries += 1
                 if kernel_entries > MAX_STACK_ENTRIES:
@@ -209,7 +221,7 @@ class Unwinder:
                 regs = m.struct("pt_regs", regs_addr)
                 if regs_addr == top_regs:
                     if regs.cs & 3 == 3:
-                        trace.frames.append(Frame(regs.ip, "(user mode)", "user"))
+                        trace.frames.append(Frame(regs.ip, "user"))
                     return
                 if regs.cs & 3 == 3:
                     trace.unreliable("user-mode registers inside the kernel stack")
@@ -231,10 +243,12 @@ class Unwinder:
             if bp <= prev:
                 trace.unreliable(f"frame pointer 0x{bp:x} does not move up the stack")
                 return
-            next_bp = m.mem.read_u64(bp)
-            ret = self._recover(trace, m.mem.read_u64(bp + 8), bp + 8)
+            record = m.mem.read(bp, 16)  # the saved rbp and the return address
+            next_bp = int.from_bytes(record[:8], "little")
+            raw_ret = int.from_bytes(record[8:], "little")
+            ret = self._recover(trace, raw_ret, bp + 8)
             if ret is None:
-                add(m.mem.read_u64(bp + 8))
+                add(raw_ret)
                 return
             add(ret)
             if not self._is_text(ret):
@@ -243,7 +257,7 @@ class Unwinder:
             if bp == last_bp:
                 regs = m.struct("pt_regs", top_regs)
                 if regs.cs & 3 == 3:
-                    trace.frames.append(Frame(regs.ip, "(user mode)", "user"))
+                    trace.frames.append(Frame(regs.ip, "user"))
                 return
             prev = bp
             bp = next_bp

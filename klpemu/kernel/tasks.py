@@ -83,7 +83,7 @@ class Task:
         """The CPU this task is current on, or None when it is not on a CPU."""
         m = self.machine
         for cpu in m.cpus:
-            if cpu.online and m.pcpu(cpu.index).current_task == self.addr:
+            if cpu.online and m.current_task(cpu.index) == self.addr:
                 return cpu.index
         return None
 

@@ -26,7 +26,7 @@ BOOT_USER_STACKS = 3  # init, sysmon and sh have the first ones
 class Program:
     name: str
     entry: str  # its main function in the user text
-    stop_flags: str  # char[NR_TASKS] indexed by pid: set means "terminate"
+    stop_flags: str  # char[] indexed by pid: set means "terminate"
 
 
 PROGRAMS = {p.name: p for p in (Program("test_klp-call_getpid", "call_getpid_main", "call_getpid_stop"),)}
@@ -79,4 +79,7 @@ def kill(m: Machine, pid: int) -> None:
     prog = next((p for p in PROGRAMS.values() if _comm(p.name) == task.comm and not task.is_kthread), None)
     if prog is None:
         raise KlpemuError(f"({pid}) - Operation not permitted", EPERM)
-    m.mem.write(m.image.addr(prog.stop_flags) + pid, b"\1")
+    flags = m.image.lookup(prog.stop_flags)
+    if pid >= flags.size:  # its handler's flags stop there
+        raise KlpemuError(f"({pid}) - Operation not permitted", EPERM)
+    m.mem.write(flags.addr + pid, b"\1")

@@ -11,6 +11,7 @@ from errno import ENOSYS
 from typing import TYPE_CHECKING
 
 from ..errors import KlpemuError
+from .heap import DATA_MAX
 
 if TYPE_CHECKING:
     import drgn
@@ -46,7 +47,8 @@ def drgn_program(machine: Machine) -> drgn.Program:
     image = machine.image
     heap = machine.heap
     regions = [(s.vaddr, s.memsz) for s in image.segments]
-    regions += [(r.base, r.size) for r in (heap.data, heap.text, heap.module_data)]
+    regions += [(r.base, r.size) for r in (heap.text, heap.module_data)]
+    regions.append((heap.data.base, DATA_MAX))  # the data region grows; unmapped reads fault
     for base, size in regions:
         prog.add_memory_segment(base, size, read)
     path = str(image.path)

@@ -8,6 +8,10 @@ The module data region holds loaded modules' data, rodata and struct module: wri
 16 MiB above the text region, inside the top 2 GiB, so the 32-bit sign-extended and
 PC-relative relocations of -mcmodel=kernel code reach it (the kmalloc-like data region at
 VMALLOC_START does not).
+
+The data region starts at 1 MiB, which a boot never fills, and grows a mebibyte at a time while
+physical memory lasts: a module starting thousands of kernel threads takes their task_structs and
+stacks from it (firmware/kernel/fork.c).
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ if TYPE_CHECKING:
 VMALLOC_START = 0xFFFFC90000000000  # data
 MODULES_VADDR = 0xFFFFFFFFA0000000  # text: trampolines and modules, within ±2 GiB of the kernel
 MODULES_DATA_VADDR = MODULES_VADDR + (16 << 20)  # module data: reachable by 32-bit relocations
+DATA_MAX = 1 << 30  # how far the data region may grow
+DATA_GROW = 1 << 20
 ALIGN = 16
 
 
@@ -55,6 +61,15 @@ class Region:
     def contains(self, addr: int) -> bool:
         return self.base <= addr < self.base + self.size
 
+    def extend(self, size: int) -> None:
+        """size more bytes at the region's end, already backed by the caller."""
+        end = self.base + self.size
+        self.size += size
+        if self.free and sum(self.free[-1]) == end:
+            self.free[-1] = (self.free[-1][0], self.free[-1][1] + size)
+        else:
+            self.free.append((end, size))
+
     def release(self, addr: int, size: int) -> None:
         size = (max(size, 1) + ALIGN - 1) & ~(ALIGN - 1)
         self.free.append((addr, size))
@@ -82,16 +97,26 @@ class GuestHeap:
         self._sizes: dict[int, int] = {}
 
     def kzalloc(self, size: int) -> int:
-        addr = self.data.alloc(size)
-        self._sizes[addr] = size
+        addr = self.kmalloc(size)
         self.mem.write(addr, bytes(size))
         return addr
 
     def kmalloc(self, size: int) -> int:
         """Data memory as its last user left it, the way kmalloc hands it out (no zeroing)."""
-        addr = self.data.alloc(size)
+        try:
+            addr = self.data.alloc(size)
+        except KlpemuError:
+            self._grow_data(size)
+            addr = self.data.alloc(size)
         self._sizes[addr] = size
         return addr
+
+    def _grow_data(self, size: int) -> None:
+        grow = -(-(size + ALIGN) // DATA_GROW) * DATA_GROW
+        if self.data.size + grow > DATA_MAX:
+            raise KlpemuError(f"guest memory region at 0x{self.data.base:x} is full", ENOMEM)
+        self.mem.map_range(self.data.base + self.data.size, grow, PTE_RW)  # ENOMEM past the RAM
+        self.data.extend(grow)
 
     def alloc_text(self, size: int, align: int = ALIGN) -> int:
         addr = self.text.alloc(size, align)

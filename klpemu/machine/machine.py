@@ -131,6 +131,7 @@ class Machine:
         # Written or read around every slice: keep their addresses rather than walk the types.
         self._clock_phys = [self.mem.phys(self.pcpu(i).addr_of("clock_ns")) for i in range(config.cpus)]
         self._halting_addr = [self.pcpu(i).addr_of("halting") for i in range(config.cpus)]
+        self._current_task_addr = [self.pcpu(i).addr_of("current_task") for i in range(config.cpus)]
         self.next_tick = self.tick_ns
         self.hypercalls = HypercallTable({k: v for k, v in self.types.enums.items() if k.startswith("HC_")})
         self.hypercalls.register("HC_SEND_IPI", self._hc_send_ipi)
@@ -243,6 +244,11 @@ class Machine:
         stack = self.types.variables["task_stacks"].target
         assert stack is not None, "task_stacks is an array of stacks"
         return stack.size
+
+    def current_task(self, cpu: int) -> int:
+        """pcpu_hot[cpu].current_task, read without a view: asked for every task by each pass
+        of the livepatch transition."""
+        return self.mem.read_u64(self._current_task_addr[cpu])
 
     def pcpu(self, cpu: int) -> View:
         return self.var("pcpu_hot")[cpu]

@@ -26,19 +26,28 @@ def stop_and_write(sh: Shell, json_path: str, png_path: str | None) -> int:
     return 0
 
 
-@command("timeline", "timeline start | stop FILE.json [--png FILE.png]")
+@command("timeline", "timeline start [--functions GLOB] | stop FILE.json [--png FILE.png]")
 def cmd_timeline(sh: Shell, args: list[str]) -> int:
     """start: record, from now on, each task's patch_state changes and why, the transition's
-    phases, text_poke batches, ftrace ops and which task each CPU runs. stop: write what was
-    recorded as Chrome trace-event JSON (open it in ui.perfetto.dev or chrome://tracing), and
-    with --png a picture of it. Recording is off until started and costs nothing then."""
+    phases, text_poke batches, ftrace ops and which task each CPU runs; with --functions, also
+    every call of the kernel and module functions matching GLOB, entry and exit, on the calling
+    task's track (as function_graph; from host hooks, which cost host time on each call but no
+    guest instruction). stop: write what was recorded as Chrome trace-event JSON (open it in
+    ui.perfetto.dev or chrome://tracing), and with --png a picture of it. Recording is off
+    until started and costs nothing then."""
     if not args:
         raise UsageError("missing start or stop")
     if args[0] == "start":
-        if len(args) > 1:
-            raise UsageError(f"unsupported argument '{args[1]}'")
+        rest = args[1:]
+        functions = None
+        if rest and rest[0] == "--functions":
+            if len(rest) < 2:
+                raise UsageError("--functions needs a GLOB")
+            functions, rest = rest[1], rest[2:]
+        if rest:
+            raise UsageError(f"unsupported argument '{rest[0]}'")
         try:
-            timeline.start(sh.machine)
+            timeline.start(sh.machine, functions)
         except KlpemuError as e:
             return sh.error(f"timeline: {e}")
         return 0

@@ -104,7 +104,11 @@ EXAMPLES: dict[str, list[str]] = {
     "consistency-model": ["consistency-model", "consistency-model stop_machine"],
     "spawn": ["spawn test_klp-call_getpid"],
     "kill": ["kill 9"],
-    "timeline": ["timeline start", "timeline stop /tmp/transition.json --png /tmp/transition.png"],
+    "timeline": [
+        "timeline start",
+        "timeline start --functions cmdline_proc_show",
+        "timeline stop /tmp/transition.json --png /tmp/transition.png",
+    ],
     "trace-call": ["trace-call cmdline_proc_show --seq-file"],
     "unwind": ["unwind 1"],
     "wait": ["wait /sys/kernel/livepatch/livepatch_sample/transition 0", "wait --gone /sys/kernel/livepatch/x 5s"],

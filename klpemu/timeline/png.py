@@ -23,8 +23,9 @@ def write_png(recorder: Recorder, path: str) -> None:
 
     trace = recorder.trace()["traceEvents"]
     names = {e["tid"]: e["args"]["name"] for e in trace if e["name"] == "thread_name" and e["pid"] == PID_TASKS}
-    end = max([recorder.m.now / 1000] + [e["ts"] for e in trace if e["ph"] != "M"])
+    last = max([recorder.m.now / 1000] + [e["ts"] for e in trace if e["ph"] != "M"])
     start = recorder.started_ns / 1000
+    end = last + (last - start) * 0.04  # room to show the states the last events left
     tids = sorted(names)
     fig, ax = plt.subplots(figsize=(12, 1.5 + 0.3 * len(tids)))
     for row, tid in enumerate(tids):
@@ -49,9 +50,14 @@ def write_png(recorder: Recorder, path: str) -> None:
             ax.plot([e["ts"]], [top - 0.3], marker="v", color="#c0392b", ms=5)
     ax.set_yticks(range(len(tids)), [names[t] for t in tids], fontsize=7)
     ax.set_ylim(-0.6, top + 2)
-    ax.set_xlabel("emulated time (µs)")
+    ax.set_xlim(start, end)
+    if end - start > 10_000:  # ticks in ms: µs figures that long are hard to read
+        ax.xaxis.set_major_formatter(lambda us, _pos: f"{us / 1000:g}")
+        ax.set_xlabel("emulated time (ms)")
+    else:
+        ax.set_xlabel("emulated time (µs)")
     handles = [Patch(color=c, label=LABELS[s]) for s, c in COLOURS.items()]
-    ax.legend(handles=handles, loc="upper right", fontsize=7)
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -3,7 +3,8 @@
 The control plane calls it where it changes state (a task's patch_state, a transition phase, a
 text_poke batch, an ftrace ops), guarded by `machine.timeline is not None`. What the guest does
 by itself (a task switching on its way to user mode or in the idle loop, which task a CPU runs)
-is sampled between slices, by wrapping the machine's slice runner only while recording.
+is sampled between slices, by wrapping the machine's slice runner only while recording. Calls
+of chosen functions come from code hooks (calls.py), there only while recording them.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ..abi import KLP_TRANSITION_IDLE
 from ..errors import KlpemuError
 from ..kernel.tasks import Task, all_tasks
+from .calls import CallRecorder, functions_matching
 
 if TYPE_CHECKING:
     from ..machine.cpu import CPU
@@ -29,8 +31,9 @@ def _us(ns: int) -> float:
 
 
 class Recorder:
-    def __init__(self, machine: Machine):
+    def __init__(self, machine: Machine, functions: dict[int, str] | None = None):
         self.m = machine
+        self.calls = CallRecorder(self, functions) if functions else None
         self.events: list[dict[str, Any]] = []
         self.task_tids: dict[int, int] = {}  # task_struct address -> tid
         self.states: dict[int, int] = {}  # task_struct address -> patch_state last seen
@@ -93,6 +96,17 @@ class Recorder:
     def ftrace_ops(self, action: str, name: str) -> None:
         self._instant(PID_LIVEPATCH, TID_FTRACE, action, {"ops": name})
 
+    # --- calls of the chosen functions (calls.py) -----------------------------------------------
+
+    def call_begin(self, task: int, function: str) -> None:
+        """A call of function by task came in: a slice opens on the task's track."""
+        tid = self._track(Task(self.m, task))
+        self.events.append({"name": function, "ph": "B", "ts": _us(self.m.now), "pid": PID_TASKS, "tid": tid})
+
+    def call_end(self, task: int, function: str) -> None:
+        tid = self._track(Task(self.m, task))
+        self.events.append({"name": function, "ph": "E", "ts": _us(self.m.now), "pid": PID_TASKS, "tid": tid})
+
     # --- what the guest does by itself, sampled between slices ---------------------------------
 
     def before_slice(self, cpu: CPU) -> None:
@@ -145,6 +159,8 @@ class Recorder:
 
         m._execute = execute  # type: ignore[method-assign]
         m.timeline = self
+        if self.calls is not None:
+            self.calls.attach()
         for cpu in m.cpus:  # a CPU halted throughout still gets its track
             if cpu.online:
                 self.before_slice(cpu)
@@ -153,8 +169,19 @@ class Recorder:
         m = self.m
         m.__dict__.pop("_execute", None)
         m.timeline = None
+        if self.calls is not None:
+            self.calls.detach()
+            self._close_calls()
         for cpu in list(self.cpu_runs):
             self._close_run(cpu)
+
+    def _close_calls(self) -> None:
+        """Calls still under way when recording stops end there, so every slice is closed."""
+        assert self.calls is not None
+        for task, stack in self.calls.stacks.items():
+            for name, _, _ in reversed(stack):
+                self.call_end(task, name)
+        self.calls.stacks.clear()
 
     def trace(self) -> dict[str, Any]:
         """The recording as Chrome's trace-event JSON object."""
@@ -163,10 +190,11 @@ class Recorder:
         return {"traceEvents": meta + timed, "displayTimeUnit": "ns", "otherData": {"clock": "emulated"}}
 
 
-def start(machine: Machine) -> Recorder:
+def start(machine: Machine, functions: str | None = None) -> Recorder:
+    """Record from now on; with functions (a glob), also each call of the functions matching it."""
     if machine.timeline is not None:
         raise KlpemuError("a timeline is already being recorded")
-    recorder = Recorder(machine)
+    recorder = Recorder(machine, functions_matching(machine, functions) if functions is not None else None)
     recorder.attach()
     return recorder
 

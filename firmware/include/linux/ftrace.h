@@ -12,7 +12,7 @@
 #include <asm/ptrace.h>
 
 enum { MCOUNT_INSN_SIZE = 5 };	/* call __fentry__; an enum, so the emulator reads it from DWARF */
-#define FTRACE_MAX_RECORDS 1024
+#define FTRACE_MAX_RECORDS 4096
 
 /* struct dyn_ftrace.flags: the low bits count the enabled ops that trace this site. */
 enum dyn_ftrace_flag_bits {

@@ -214,24 +214,21 @@ class Transition:
         what the kernel keeps in pr_debug, and `kgr blocking` shows."""
         if self.patch is None:
             return []
-        out = []
-        for t in self._tasks():
-            if t.patch_state == self.target:
-                continue
-            if self.model == "lazy":
-                out.append((t, "waiting for its switch point" + (" in its loop" if t.is_kthread else "")))
-                continue
-            cpu = t.running_on
-            if cpu is not None:
-                out.append((t, f"running on cpu{cpu}"))
-                continue
-            trace = unwind_task(self.m, t)
-            if not trace.reliable:
-                out.append((t, f"unreliable stack: {trace.reason}"))
-                continue
-            hit = self.check_stack(trace)
-            out.append((t, f"sleeping in function {hit}" if hit else "can switch at the next attempt"))
-        return out
+        target = self.target
+        return [(t, self.blocker(t)) for t in self._tasks() if t.patch_state != target]
+
+    def blocker(self, task: Task) -> str:
+        """Why task, which has not switched, is not switched yet (see blockers)."""
+        if self.model == "lazy":
+            return "waiting for its switch point" + (" in its loop" if task.is_kthread else "")
+        cpu = task.running_on
+        if cpu is not None:
+            return f"running on cpu{cpu}"
+        trace = unwind_task(self.m, task)
+        if not trace.reliable:
+            return f"unreliable stack: {trace.reason}"
+        hit = self.check_stack(trace)
+        return f"sleeping in function {hit}" if hit else "can switch at the next attempt"
 
     def try_switch(self, task: Task) -> bool:
         """klp_try_switch_task: a task not on a CPU, whose stack is reliable and holds none of

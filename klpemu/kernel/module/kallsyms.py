@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import errno
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -12,12 +13,14 @@ from ...machine.kstr import kstr
 from .internal import INIT_TYPES
 
 if TYPE_CHECKING:
+    from elftools.elf.sections import Symbol as Symbol_
     from elftools.elf.sections import SymbolTableSection
 
     from ...machine.machine import Machine
     from .internal import Module
 
 KINDS = {"STT_FUNC": "func", "STT_OBJECT": "object", "STT_NOTYPE": "label"}
+SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 0x1, 0x2, 0x4
 
 
 class ModuleKallsyms:
@@ -35,6 +38,11 @@ class ModuleKallsyms:
         self.by_name: dict[str, list[Symbol]] = {}
         for sym in self.symbols:
             self.by_name.setdefault(sym.name, []).append(sym)
+        # function_at's index: the functions by address, each with its symbol-table position
+        funcs = sorted((sym.addr, order, sym) for order, sym in enumerate(self.symbols) if sym.kind == "func")
+        self._func_addrs = [addr for addr, _, _ in funcs]
+        self._funcs = [(order, sym) for _, order, sym in funcs]
+        self._max_func_size = max((sym.size for _, sym in self._funcs), default=0)
 
     def contains(self, addr: int) -> bool:
         return any(start <= addr < end for start, end in self.text)
@@ -42,10 +50,15 @@ class ModuleKallsyms:
     def function_at(self, addr: int) -> Symbol | None:
         """The first function in symbol-table order that contains addr (a static function
         before the init_module alias gcc emits for it)."""
-        for sym in self.symbols:
-            if sym.kind == "func" and sym.contains(addr):
-                return sym
-        return None
+        best: tuple[int, Symbol] | None = None
+        i = bisect.bisect_right(self._func_addrs, addr) - 1
+        # only a function starting less than the largest size back can contain addr
+        while i >= 0 and addr - self._func_addrs[i] < self._max_func_size:
+            order, sym = self._funcs[i]
+            if sym.contains(addr) and (best is None or order < best[0]):
+                best = (order, sym)
+            i -= 1
+        return None if best is None else best[1]
 
     def lookup(self, name: str, sympos: int = 0) -> Symbol:
         syms = self.by_name.get(name)
@@ -72,6 +85,20 @@ def symbol_name(strtab: bytes, offset: int) -> str:
     return kstr(strtab[offset : end if end >= 0 else len(strtab)])
 
 
+def elf_type(sym: Symbol_, sec: Mapping) -> str:
+    """elf_type: a module symbol's type letter in /proc/kallsyms, from its binding and section."""
+    if sym["st_info"]["bind"] == "STB_WEAK":
+        return "v" if sym["st_info"]["type"] == "STT_OBJECT" else "w"
+    flags = sec["sh_flags"]
+    if flags & SHF_EXECINSTR:
+        return "t"
+    if flags & SHF_ALLOC and sec["sh_type"] != "SHT_NOBITS":
+        return "d" if flags & SHF_WRITE else "r"
+    if sec["sh_type"] == "SHT_NOBITS":
+        return "b"
+    return "?"
+
+
 def add_kallsyms(
     m: Machine, mod: Module, symtab: SymbolTableSection, values: list[int], place: Mapping[int, tuple[str, int]]
 ) -> None:
@@ -85,7 +112,9 @@ def add_kallsyms(
             continue
         mem_type = place[shndx][0]
         name = symbol_name(strtab, sym["st_name"])
-        mod.symtab.append((name, value, sym["st_size"], kind, sym["st_info"]["bind"] == "STB_LOCAL", mem_type))
+        local = sym["st_info"]["bind"] == "STB_LOCAL"
+        letter = elf_type(sym, symtab.elffile.get_section(shndx).header)
+        mod.symtab.append((name, value, sym["st_size"], kind, local, mem_type, letter))
     publish_kallsyms(m, mod, init=True)
 
 
