@@ -293,7 +293,10 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_arguments(p)
     p.set_defaults(fn=cmd_bench)
     more = p.add_subparsers(dest="bench_cmd", title="other benchmarks", metavar="BENCHMARK", required=False)
-    q = more.add_parser("control-plane", help="livepatch enable and stack check as the patch grows to N functions")
+    q = more.add_parser(
+        "control-plane",
+        help="livepatch enable and stack check as the patch grows to 1000 functions and the machine to 10,000 tasks",
+    )
     bench_control_plane.add_arguments(q)
     q.set_defaults(fn=bench_control_plane.run)
     p = sub.add_parser("build-module", help="compile a module's C file against the kernel's headers (needs gcc)")
