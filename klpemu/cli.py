@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from . import __version__
 from .errors import KlpemuError
+from .kernel.livepatch.models import MODELS
 from .kernel.printk import dmesg
 from .machine.machine import DEFAULT_CMDLINE, Machine, MachineConfig
 from .shell import Shell
@@ -70,6 +71,19 @@ def _machine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the CPU interleaving (default 0)")
     p.add_argument("--cmdline", default=DEFAULT_CMDLINE, help="kernel command line")
     p.add_argument("--image", default=None, help="kernel image (default: the shipped one)")
+    p.add_argument(
+        "--consistency-model",
+        choices=MODELS,
+        default="linux",
+        help="livepatch's consistency model: linux (default), stop_machine (kpatch), lazy (kGraft), "
+        "immediate (before 4.12)",
+    )
+    p.add_argument(
+        "--no-klp-stack-check",
+        dest="klp_stack_check",
+        action="store_false",
+        help="debug: linux's model switches a task whatever its stack holds",
+    )
 
 
 def _config(args: argparse.Namespace) -> MachineConfig:
@@ -79,6 +93,8 @@ def _config(args: argparse.Namespace) -> MachineConfig:
         seed=args.seed,
         cmdline=args.cmdline,
         insn_ns=1000 // args.cpu_mhz,
+        consistency_model=args.consistency_model,
+        klp_stack_check=args.klp_stack_check,
         mem_mb=args.mem_mb,
     )
 
@@ -328,6 +344,12 @@ def main(argv: list[str] | None = None) -> int:
 
         fuzz.add_arguments(p)
         p.set_defaults(fn=fuzz.main_args)
+    p = sub.add_parser("campaign", help="seeds x consistency models x workloads, checked by the consistency oracle")
+    if chosen == "campaign":
+        from .campaign import campaign
+
+        campaign.add_arguments(p)
+        p.set_defaults(fn=campaign.main_args)
     p = sub.add_parser("klp-build", help=KLP_BUILD_HELP)
     if chosen == "klp-build":
         from .klp_build import command as klp_build_command

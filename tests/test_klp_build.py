@@ -86,6 +86,7 @@ def test_a_changed_function_body_and_a_new_function_it_calls(outdir):
         "      - call 0x15  <seq_puts-4>",
         "      + push rbx",
         "  new function: vmlinux: version_note (firmware/fs/proc/version.c)",
+        "  klp relocation: .klp.sym.vmlinux.linux_banner,0",  # a global vmlinux does not export
     ]
     note = "fixed: version_note was added by the patch\n"
     load_and_check(
@@ -102,6 +103,7 @@ def test_a_new_static_variable_belongs_to_the_module(outdir):
     assert report_lines(report) == [
         "  changed function: vmlinux: version_proc_show (firmware/fs/proc/version.c)",
         "  new variable: vmlinux: version_reads (firmware/fs/proc/version.c), the module's own",
+        "  klp relocation: .klp.sym.vmlinux.linux_banner,0",
     ]
     system = booted_system()
     run(system, f"insmod {ko}; wait {LP}/version_new_variable/transition 0")
@@ -136,6 +138,7 @@ def test_an_inline_helper_that_changed_patches_its_callers(outdir):
     ko, report = build(outdir, "meminfo-inline")
     assert report_lines(report) == [
         "  changed function: vmlinux: meminfo_proc_show (firmware/fs/proc/meminfo.c), inlines changed show_val_kb",
+        "  klp relocation: .klp.sym.vmlinux.kernel_image_pages,0",
     ]
     load_and_check(
         ko,
@@ -150,6 +153,7 @@ def test_a_static_variable_is_reached_by_a_klp_relocation(outdir, image):
     ko, report = build(outdir, "cmdline-static-var")
     assert report_lines(report) == [
         "  changed function: vmlinux: cmdline_proc_show (firmware/fs/proc/cmdline.c)",
+        "  klp relocation: .klp.sym.vmlinux.boot_command_line,0",
         "  klp relocation: .klp.sym.vmlinux.proc_cmdline,0",
     ]
     addr = image.by_name["proc_cmdline"][0].addr
@@ -314,6 +318,7 @@ def test_one_patch_for_vmlinux_and_a_module_loaded_later(tmp_path):
         "  changed function: vmlinux: version_proc_show (firmware/fs/proc/version.c)",
         "  new function: vmlinux: version_note (firmware/fs/proc/version.c)",
         "  changed function: test_klp_mod_target: test_klp_mod_target_show (firmware/modules/test_klp_mod_target.c)",
+        "  klp relocation: .klp.sym.vmlinux.linux_banner,0",
         "  klp relocation: .klp.sym.test_klp_mod_target.pde,0",
     ]
     system = booted_system()

@@ -8,7 +8,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ONLY_WHEN_NAMED = ("klpemu.bench", "klpemu.bench_control_plane", "klpemu.lab", "klpemu.fuzz", "klpemu.klp_build")
+ONLY_WHEN_NAMED = (
+    "klpemu.bench",
+    "klpemu.bench_control_plane",
+    "klpemu.lab",
+    "klpemu.fuzz",
+    "klpemu.campaign",
+    "klpemu.klp_build",
+)
 
 
 def imported_after(code: str) -> list[str]:

@@ -32,3 +32,8 @@ void seq_putc(struct seq_file *m, char c)
 	if (m->count < m->size)
 		m->buf[m->count++] = c;
 }
+
+/* What modules may link against, as Linux exports it (at the end, so that no __LINE__ moves). */
+EXPORT_SYMBOL(seq_printf);
+EXPORT_SYMBOL(seq_puts);
+EXPORT_SYMBOL(seq_putc);

@@ -99,3 +99,6 @@ void __noreturn start_kernel(void)
 	hypercall(HC_BOOT_DONE, 0, 0, 0);
 	cpu_startup_entry();
 }
+
+/* What modules may link against, as Linux exports _totalram_pages. */
+EXPORT_SYMBOL(totalram_pages);

@@ -146,3 +146,6 @@ long sys_getpid(long a, long b, long c)
 {
 	return current->tgid;
 }
+
+/* What modules may link against, as Linux exports it (at the end, so that no __LINE__ moves). */
+EXPORT_SYMBOL(kthread_create);

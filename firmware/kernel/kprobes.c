@@ -332,3 +332,9 @@ int disable_kprobe(struct kprobe *kp)
 {
 	return hypercall(HC_KPROBE_ENABLE, (long)kp, 0, 0);
 }
+
+/* What modules may link against, as Linux exports it (at the end, so that no __LINE__ moves). */
+EXPORT_SYMBOL_GPL(register_kprobe);
+EXPORT_SYMBOL_GPL(unregister_kprobe);
+EXPORT_SYMBOL_GPL(register_kretprobe);
+EXPORT_SYMBOL_GPL(unregister_kretprobe);

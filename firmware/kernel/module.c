@@ -103,3 +103,8 @@ long sys_delete_module(long name_user, long flags, long unused)
 		mod->exit();
 	return 0;
 }
+
+/* What modules may link against, as Linux exports it (at the end, so that no __LINE__ moves). */
+EXPORT_SYMBOL(try_module_get);
+EXPORT_SYMBOL(module_put);
+EXPORT_SYMBOL(module_refcount);

@@ -322,3 +322,12 @@ void workqueue_init(void)
 	worker->task = kthread_create(worker_thread, worker, "kworker/0:1");
 	pool.nr_workers = 1;
 }
+
+/* What modules may link against, as Linux exports it (at the end, so that no __LINE__ moves). */
+EXPORT_SYMBOL(schedule_work);
+EXPORT_SYMBOL(schedule_delayed_work);
+EXPORT_SYMBOL(delayed_work_timer_fn);
+EXPORT_SYMBOL_GPL(flush_work);
+EXPORT_SYMBOL(flush_delayed_work);
+EXPORT_SYMBOL_GPL(cancel_work_sync);
+EXPORT_SYMBOL(cancel_delayed_work_sync);

@@ -99,3 +99,12 @@ char *strchr(const char *s, int c)
 			return (char *)s;
 	return c ? NULL : (char *)s;
 }
+
+/* What modules may link against, as Linux exports it (at the end, so that no __LINE__ moves). */
+EXPORT_SYMBOL(strlen);
+EXPORT_SYMBOL(strchr);
+EXPORT_SYMBOL(strcmp);
+EXPORT_SYMBOL(strncmp);
+EXPORT_SYMBOL(strscpy);
+EXPORT_SYMBOL(memcpy);
+EXPORT_SYMBOL(memset);

@@ -254,3 +254,7 @@ notrace long simple_strtol(const char *s, char **end, unsigned int base)
 		*end = (char *)s;
 	return neg ? -v : v;
 }
+
+/* What modules may link against, as Linux exports it (at the end, so that no __LINE__ moves). */
+EXPORT_SYMBOL(vsnprintf);
+EXPORT_SYMBOL(snprintf);

@@ -27,3 +27,7 @@ void kfree(const void *ptr)
 		return;
 	hypercall(HC_KFREE, (long)ptr, 0, 0);
 }
+
+/* What modules may link against, as Linux exports it (at the end, so that no __LINE__ moves). */
+EXPORT_SYMBOL(kmalloc);
+EXPORT_SYMBOL(kfree);

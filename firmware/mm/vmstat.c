@@ -31,3 +31,6 @@ void init_mm_internals(void)
 {
 	schedule_delayed_work(&vmstat_work, 0);
 }
+
+/* What modules may link against, as Linux exports vm_node_stat. */
+EXPORT_SYMBOL(vm_stat);

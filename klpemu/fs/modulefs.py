@@ -1,4 +1,4 @@
-"""/sys/module/<mod>/ and /proc/modules: the loaded modules, as Linux shows them."""
+"""/sys/module/<mod>/, /proc/modules and /proc/kallsyms: the loaded modules, as Linux shows them."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from .vfs import VFS, Dir, File
 
 if TYPE_CHECKING:
+    from ..kernel.kallsyms import Kallsyms
     from ..kernel.module import Module, Modules, Param
     from ..machine.machine import Machine
 
@@ -15,8 +16,9 @@ INITSTATE = {"MODULE_STATE_LIVE": "live", "MODULE_STATE_COMING": "coming", "MODU
 PROC_STATE = {"MODULE_STATE_LIVE": "Live", "MODULE_STATE_COMING": "Loading", "MODULE_STATE_GOING": "Unloading"}
 
 
-def proc_modules(mods: Modules) -> str:
-    """m_show: `name size refcount holders, state address (taints)`, newest first."""
+def proc_modules(mods: Modules, show_value: bool) -> str:
+    """m_show: `name size refcount holders, state address (taints)`, newest first; the address
+    is zero for a reader kallsyms_show_value refuses."""
     lines = []
     for mod in mods.list():
         state = mods.state(mod)
@@ -26,14 +28,10 @@ def proc_modules(mods: Modules) -> str:
         view = mod.struct
         if view.init and not view.exit:
             users += "[permanent],"
-        flags = mod.taint_letters
-        if state == "MODULE_STATE_GOING":
-            flags += "-"
-        elif state == "MODULE_STATE_COMING":
-            flags += "+"
+        flags = mods.module_flags(mod)
         lines.append(
             f"{mod.name} {mod.core_size} {mods.refcount(mod)} {users or '-'} {PROC_STATE[state]} "
-            f"0x{mod.mem['MOD_TEXT'][0]:016x}{f' ({flags})' if flags else ''}\n"
+            f"0x{mod.mem['MOD_TEXT'][0] if show_value else 0:016x}{f' {flags}' if flags else ''}\n"
         )
     return "".join(lines)
 
@@ -48,7 +46,7 @@ def _param_file(mods: Modules, mod: Module, p: Param) -> File:
     return File(p.name, p.perm & 0o777, read if p.perm & 0o444 else None, write if p.perm & 0o222 else None)
 
 
-def module_dir(mods: Modules, mod: Module) -> Dir:
+def module_dir(mods: Modules, mod: Module, kallsyms: Kallsyms) -> Dir:
     d = Dir(mod.name, 0o755)
     d.add(File("coresize", 0o444, lambda: f"{mod.core_size}\n"))
     d.add(File("initsize", 0o444, lambda: f"{mod.init_size}\n"))
@@ -59,7 +57,7 @@ def module_dir(mods: Modules, mod: Module) -> Dir:
     holders.dynamic = lambda: {h.name: Dir(h.name, 0o755) for h in mod.holders}  # symlinks in Linux
     sections = d.add(Dir("sections", 0o755))
     for name, addr in sorted(mod.sections.items()):
-        sections.add(File(name, 0o400, partial("0x{:016x}\n".format, addr)))
+        sections.add(File(name, 0o400, partial(_section_address, kallsyms, addr)))
     shown = [p for p in mod.params if p.perm]
     if shown:
         params = d.add(Dir("parameters", 0o755))
@@ -68,10 +66,17 @@ def module_dir(mods: Modules, mod: Module) -> Dir:
     return d
 
 
+def _section_address(kallsyms: Kallsyms, addr: int) -> str:
+    """module_sect_read: the address, or zero for a reader kallsyms_show_value refuses."""
+    return f"0x{addr if kallsyms.show_value() else 0:016x}\n"
+
+
 def mount(vfs: VFS, machine: Machine) -> None:
     mods = machine.kernel.modules
+    kallsyms = machine.kernel.kallsyms
     sysmod = vfs.makedirs("/sys/module", 0o755)
     sysmod.dynamic = lambda: {
-        mod.name: module_dir(mods, mod) for mod in mods.list() if mods.state(mod) != "MODULE_STATE_UNFORMED"
+        mod.name: module_dir(mods, mod, kallsyms) for mod in mods.list() if mods.state(mod) != "MODULE_STATE_UNFORMED"
     }
-    vfs.add_file("/proc/modules", File("modules", 0o444, lambda: proc_modules(mods)))
+    vfs.add_file("/proc/modules", File("modules", 0o444, lambda: proc_modules(mods, kallsyms.show_value())))
+    vfs.add_file("/proc/kallsyms", File("kallsyms", 0o444, kallsyms.proc_kallsyms))

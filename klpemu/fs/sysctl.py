@@ -31,6 +31,21 @@ def mount(vfs: VFS, machine: Machine) -> None:
         )
     )
     kernel.add(File("printk", 0o644, lambda: _read_printk(machine), lambda data: _write_printk(machine, data)))
+    taint = machine.kernel.taint
+    kernel.add(File("tainted", 0o644, lambda: f"{taint.mask}\n", lambda data: _write_tainted(machine, data)))
+    kallsyms = machine.kernel.kallsyms
+    kernel.add(File("kptr_restrict", 0o644, lambda: f"{kallsyms.kptr_restrict}\n", kallsyms.set_kptr_restrict))
+
+
+def _write_tainted(machine: Machine, data: str) -> None:
+    """proc_taint: an unsigned long whose bits are added to the mask; anything else is -EINVAL."""
+    try:
+        value = int(data.strip())
+    except ValueError:
+        raise KlpemuError("kernel.tainted takes an unsigned integer", EINVAL) from None
+    if not 0 <= value < 2**64:
+        raise KlpemuError("kernel.tainted takes an unsigned integer", EINVAL)
+    machine.kernel.taint.proc_taint_write(value)
 
 
 def _read_printk(machine: Machine) -> str:

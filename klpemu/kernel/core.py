@@ -7,10 +7,12 @@ from typing import TYPE_CHECKING
 from .conflicts import Conflicts
 from .ftrace import Ftrace
 from .ftrace.function_tracer import FunctionTracer
+from .kallsyms import Kallsyms
 from .kprobes import Kprobes
 from .livepatch.core import Livepatch
 from .livepatch.patch import KlpPatchLayer
 from .module import Modules
+from .panic import Taint
 from .slab import Slab
 from .text_poke import TextPoke
 
@@ -31,7 +33,9 @@ class Kernel:
         self.conflicts = Conflicts(machine)
         self.ftrace = Ftrace(machine, self.text_poke, self.conflicts)
         self.function_tracer = FunctionTracer(machine, self.ftrace)
-        self.modules = Modules(machine, self.ftrace, console)
+        self.taint = Taint(machine)
+        self.modules = Modules(machine, self.ftrace, console, self.taint)
+        self.kallsyms = Kallsyms(machine, self.modules)
         self.klp_patch = KlpPatchLayer(machine, self.ftrace)
         self.livepatch = Livepatch(machine, self.klp_patch, self.modules)
         self.kprobes = Kprobes(machine, self.ftrace, self.text_poke, self.modules, self.conflicts)

@@ -5,8 +5,9 @@ For each patched object an assembly file carries the bytes of the changed functi
 livepatch_NAME), of the new functions and new variables they reach, and of the string literals
 they use, with every relocation restated by `.reloc` against what it reaches: the module's own
 copy for what is new or changed; for what stays in the kernel, the symbol itself when the module
-may link against it (a global of vmlinux), otherwise a klp relocation (a static symbol, with its
-position when its name is not unique, or any symbol of a patched module). A generated C file
+may link against it (an export of vmlinux: the loader links modules against exports only),
+otherwise a klp relocation (a static symbol or a global vmlinux does not export, with its position
+when its name is not unique, or any symbol of a patched module). A generated C file
 holds the klp_func/klp_object/klp_patch structures, KLP_MODULE_RELOC annotations for those klp
 relocations, and an init that calls klp_enable_patch. gcc assembles and compiles them with the
 modules' flags, `ld -r` links them, and klp-convert (klpconvert.py) makes the klp relocations.
@@ -22,6 +23,7 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
 from ..errors import KlpemuError
+from ..kernel.module.ksymtab import ksymtab_kind, vmlinux_exports
 from ..klpconvert import KlpConvertError, convert
 from ..modbuild import module_command
 from .objdiff import ObjectDiff, ObjectFile, Reloc, Symbol, reloc_target
@@ -71,6 +73,41 @@ class Positions:
         self.vmlinux = [o for o in objects if not o.startswith("modules/")]
         self.image = image  # the kernel the module is for: its counts must agree
         self._locals: dict[str, dict[str, int]] = {}
+        self._exports: set[str] | None = None
+        self._kallsyms: dict[str, list[tuple[int, bool]]] | None = None
+
+    def exported(self, name: str) -> bool:
+        """Whether vmlinux exports name: the image's __ksymtab and __ksymtab_gpl, or without an
+        image the export sections of the tree's objects."""
+        if self._exports is None:
+            if self.image is not None:
+                with open(self.image, "rb") as f:
+                    self._exports = set(vmlinux_exports(ELFFile(f)))
+            else:
+                self._exports = set()
+                for obj in self.vmlinux:
+                    with open(self.build / obj, "rb") as f:
+                        for sec in ELFFile(f).iter_sections():
+                            if ksymtab_kind(sec.name) is not None:
+                                self._exports.add(sec.name.split("+", 1)[1])
+        return name in self._exports
+
+    def global_sympos(self, name: str) -> int:
+        """sympos of a global of vmlinux: 0 when kallsyms has the name once, else its place
+        among the functions and objects of that name in address order."""
+        if self._kallsyms is None:
+            self._kallsyms = {}
+            if self.image is not None:
+                with open(self.image, "rb") as f:
+                    symtab = ELFFile(f).get_section_by_name(".symtab")
+                    for s in symtab.iter_symbols() if isinstance(symtab, SymbolTableSection) else ():
+                        if s["st_value"] >> 63 and s["st_info"]["type"] in ("STT_FUNC", "STT_OBJECT"):
+                            entry = (s["st_value"], s["st_info"]["bind"] == "STB_LOCAL")
+                            self._kallsyms.setdefault(s.name, []).append(entry)
+        same = sorted(self._kallsyms.get(name, []))
+        if len(same) <= 1:
+            return 0
+        return next((i + 1 for i, (_, local) in enumerate(same) if not local), 0)
 
     def _local_names(self, obj: str) -> dict[str, int]:
         if obj not in self._locals:
@@ -169,23 +206,33 @@ class _Emitter:
                     " the livepatch itself (KBUILD_MODNAME names the patched module)",
                     22,
                 )
-            if reached is None:  # defined elsewhere: a global of vmlinux
+            if reached is None:  # defined elsewhere: a global of vmlinux, or an export a module uses
+                if self.target != "vmlinux" or self.pos.exported(r.sym):
+                    return f"{r.sym}{addend:+d}"
+                self._klp_reloc(sym, KlpReloc("vmlinux", r.sym, self.pos.global_sympos(r.sym)))
                 return f"{r.sym}{addend:+d}"
         if reached.name in self.labels:
             return f"{self.labels[reached.name]}{addend:+d}"
-        if reached.local or self.target != "vmlinux":
-            sympos = self.pos.sympos(self.d.obj, reached.name) if reached.local else 0
-            klp = KlpReloc(self.target, reached.name, sympos)
-            clash = [k for k in self.plan.klp_relocs if k.name == klp.name and k != klp]
-            if clash:
-                raise KlpemuError(
-                    f"{refuse_source(self.d.obj)}: {sym.name}: {reached.name} names two different symbols"
-                    " the module refers to (two static variables of one name in different files)",
-                    22,
-                )
-            if klp not in self.plan.klp_relocs:
-                self.plan.klp_relocs.append(klp)
+        if reached.local or self.target != "vmlinux" or not self.pos.exported(reached.name):
+            if reached.local:
+                sympos = self.pos.sympos(self.d.obj, reached.name)
+            elif self.target == "vmlinux":
+                sympos = self.pos.global_sympos(reached.name)
+            else:
+                sympos = 0
+            self._klp_reloc(sym, KlpReloc(self.target, reached.name, sympos))
         return f"{reached.name}{addend:+d}"
+
+    def _klp_reloc(self, sym: Symbol, klp: KlpReloc) -> None:
+        clash = [k for k in self.plan.klp_relocs if k.name == klp.name and k != klp]
+        if clash:
+            raise KlpemuError(
+                f"{refuse_source(self.d.obj)}: {sym.name}: {klp.name} names two different symbols"
+                " the module refers to (two static variables of one name in different files)",
+                22,
+            )
+        if klp not in self.plan.klp_relocs:
+            self.plan.klp_relocs.append(klp)
 
     def emit(self) -> str:
         kept = self.plan_symbols()

@@ -70,7 +70,8 @@ def build_oops(
     lines = list(headline)
     if oops_line:
         lines.append(oops_line)
-    lines.append(f"CPU: {cpu.index} PID: {pid} Comm: {comm} Not tainted 1.0 #1")
+    tainted = m._kernel.taint.print_tainted() if m._kernel is not None else "Not tainted"
+    lines.append(f"CPU: {cpu.index} PID: {pid} Comm: {comm} {tainted} 1.0 #1")
     lines.append(f"RIP: {regs['cs']:04x}:{m.image.symbolize(regs['rip'])}")
     lines += format_registers(regs, cr)
     backtrace: list[str] = []
@@ -86,6 +87,8 @@ def build_oops(
         lines.append(" <TASK>")
         lines += [f" {s}" for s in backtrace]
         lines.append(" </TASK>")
+        if oops_line and m._kernel is not None:  # __die_body: after show_regs
+            lines.append(m._kernel.modules.print_modules())
     lines.append("---[ end trace 0000000000000000 ]---")
     for i, line in enumerate(lines):
         log_store(m, line, LogLevel.ALERT if i == 0 else LogLevel.WARNING)

@@ -199,7 +199,52 @@ class KernelImage:
     def is_kernel_text(self, addr: int) -> bool:
         return self.text_start <= addr < self.text_end
 
+    @cached_property
+    def kallsyms(self) -> list[tuple[int, str, str]]:
+        """vmlinux's part of /proc/kallsyms: (address, nm's type letter, name) of each kernel
+        symbol, sorted as scripts/kallsyms sorts them (address, then fewer leading underscores)."""
+        symtab = self.elf.get_section_by_name(".symtab")
+        assert isinstance(symtab, SymbolTableSection)
+        headers = [sec.header for sec in self.elf.iter_sections()]
+        out = []
+        for i, s in enumerate(symtab.iter_symbols()):
+            info, shndx = s["st_info"], s["st_shndx"]
+            if not s.name or info["type"] in ("STT_FILE", "STT_SECTION") or shndx == "SHN_UNDEF":
+                continue
+            if not s["st_value"] >> 63:  # the user programs the image carries are not the kernel's
+                continue
+            if info["bind"] == "STB_WEAK":
+                letter = "V" if info["type"] == "STT_OBJECT" else "W"
+            elif shndx == "SHN_ABS":
+                letter = "a"
+            elif isinstance(shndx, int):
+                sec = headers[shndx]
+                flags = sec["sh_flags"]
+                if not flags & 0x2:  # SHF_ALLOC: debugging sections are not in kallsyms
+                    continue
+                if flags & 0x4:
+                    letter = "t"
+                elif sec["sh_type"] == "SHT_NOBITS":
+                    letter = "b"
+                else:
+                    letter = "d" if flags & 0x1 else "r"
+            else:
+                continue
+            if info["bind"] == "STB_GLOBAL":
+                letter = letter.upper()
+            underscores = len(s.name) - len(s.name.lstrip("_"))
+            out.append((s["st_value"], underscores, i, letter, s.name))
+        out.sort()
+        return [(addr, letter, name) for addr, _, _, letter, name in out]
+
     # --- sections ------------------------------------------------------------------------------
+
+    @cached_property
+    def exports(self) -> dict:
+        """What modules may link against: __ksymtab and __ksymtab_gpl, name -> KernelSymbol."""
+        from ..kernel.module.ksymtab import vmlinux_exports
+
+        return vmlinux_exports(self.elf)
 
     @cached_property
     def mcount_loc(self) -> list[int]:

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 DEFAULT_CMDLINE = "console=ttyS0 root=/dev/vda ro quiet"
 NS_PER_SEC = 1_000_000_000
 FOREVER = 1 << 62
+# Livepatch's consistency models (klpemu/kernel/livepatch/models.py), Linux's first.
+CONSISTENCY_MODELS = ("linux", "stop_machine", "lazy", "immediate")
 
 
 def shipped_image() -> Path:
@@ -80,6 +82,8 @@ class MachineConfig:
     slice_insns: int = 2000  # mean slice; each slice is drawn from [slice/2, 3*slice/2]
     insn_ns: int = 1
     watchdog_thresh_ns: int = 10 * NS_PER_SEC  # hard lockup after this, soft lockup after twice
+    consistency_model: str = "linux"  # livepatch's: linux, stop_machine, lazy or immediate
+    klp_stack_check: bool = True  # a debug switch: False lets linux's model switch any task
 
 
 class GuestStopped(KlpemuError):
@@ -91,6 +95,11 @@ class Machine:
         self.config = config = config or MachineConfig(**overrides)
         if config.cpus < 1 or config.cpus > 8:
             raise KlpemuError(f"cpus must be between 1 and 8, not {config.cpus}", EINVAL)
+        if config.consistency_model not in CONSISTENCY_MODELS:
+            raise KlpemuError(
+                f"unknown consistency model '{config.consistency_model}' (one of {', '.join(CONSISTENCY_MODELS)})",
+                EINVAL,
+            )
         self.image, self.types = load_image(config.image or shipped_image())
         if config.image is not None and Path(config.image).resolve() != shipped_image().resolve():
             abi_gen.check(self.types)  # the shipped image's are checked by the tests

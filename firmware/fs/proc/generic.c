@@ -92,3 +92,7 @@ void proc_remove(struct proc_dir_entry *de)
 	WRITE_ONCE(de->show, NULL);
 	raw_spin_unlock_irqrestore(&proc_dynamic_lock, flags);
 }
+
+/* What modules may link against, as Linux exports it (at the end, so that no __LINE__ moves). */
+EXPORT_SYMBOL(proc_create_single);
+EXPORT_SYMBOL(proc_remove);

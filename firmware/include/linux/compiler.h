@@ -2,6 +2,8 @@
 #ifndef _LINUX_COMPILER_H
 #define _LINUX_COMPILER_H
 
+#include <linux/export.h>
+
 /* No fentry site: ftrace and livepatch handlers and the code they call must not recurse. */
 #define notrace __attribute__((no_instrument_function))
 #define noinline __attribute__((noinline))

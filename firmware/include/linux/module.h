@@ -15,6 +15,7 @@
 #include <linux/types.h>
 #include <linux/compiler.h>
 #include <linux/list.h>
+#include <linux/export.h>
 
 #define MODULE_NAME_LEN 56
 /* struct module.refcnt holds this while nobody holds a reference (kernel/module/main.c). */
@@ -105,9 +106,6 @@ extern struct module __this_module;
 	static inline __maybe_unused void (*__exittest(void))(void) { return exitfn; } \
 	void cleanup_module(void) __attribute__((alias(#exitfn)))
 
-/* Every global symbol of the kernel resolves; the export macros only document intent. */
-#define EXPORT_SYMBOL(sym)
-#define EXPORT_SYMBOL_GPL(sym)
 
 #define ___PASTE(a, b) a##b
 #define __PASTE(a, b) ___PASTE(a, b)

@@ -29,3 +29,6 @@ int klp_enable_patch(struct klp_patch *patch)
 		ret = hypercall(HC_KLP_CALLBACK_DONE, klp_call_request.fn(klp_call_request.arg), 0, 0);
 	return ret;
 }
+
+/* What modules may link against, as Linux exports it (at the end, so that no __LINE__ moves). */
+EXPORT_SYMBOL_GPL(klp_enable_patch);

@@ -174,3 +174,10 @@ void klp_shadow_free_all(unsigned long id, klp_shadow_dtor_t dtor)
 			klp_shadow_free_struct(shadow, dtor);
 	klp_shadow_unlock_irqrestore(flags);
 }
+
+/* What modules may link against, as Linux exports it (at the end, so that no __LINE__ moves). */
+EXPORT_SYMBOL_GPL(klp_shadow_get);
+EXPORT_SYMBOL_GPL(klp_shadow_alloc);
+EXPORT_SYMBOL_GPL(klp_shadow_get_or_alloc);
+EXPORT_SYMBOL_GPL(klp_shadow_free);
+EXPORT_SYMBOL_GPL(klp_shadow_free_all);

@@ -39,3 +39,7 @@ struct klp_state *klp_get_prev_state(unsigned long id)
 	}
 	return last_state;
 }
+
+/* What modules may link against, as Linux exports it (at the end, so that no __LINE__ moves). */
+EXPORT_SYMBOL_GPL(klp_get_state);
+EXPORT_SYMBOL_GPL(klp_get_prev_state);

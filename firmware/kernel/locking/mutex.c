@@ -36,3 +36,7 @@ void mutex_unlock(struct mutex *lock)
 	raw_spin_unlock_irqrestore(&lock->wait_lock, flags);
 	wake_up(&lock->wait);
 }
+
+/* What modules may link against, as Linux exports it (at the end, so that no __LINE__ moves). */
+EXPORT_SYMBOL(mutex_lock);
+EXPORT_SYMBOL(mutex_unlock);

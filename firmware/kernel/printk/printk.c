@@ -107,3 +107,7 @@ void __noreturn panic(const char *fmt, ...)
 	for (;;)
 		hypercall(HC_PANIC, (long)buf, 0, 0);
 }
+
+/* What modules may link against, as Linux exports it (at the end, so that no __LINE__ moves). */
+EXPORT_SYMBOL(printk);
+EXPORT_SYMBOL_GPL(console_printk);

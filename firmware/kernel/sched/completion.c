@@ -53,3 +53,7 @@ void __sched wait_for_completion(struct completion *x)
 	}
 	finish_wait(&x->wait, &w);
 }
+
+/* What modules may link against, as Linux exports it (at the end, so that no __LINE__ moves). */
+EXPORT_SYMBOL(complete);
+EXPORT_SYMBOL(wait_for_completion);

@@ -228,3 +228,7 @@ long sys_sched_yield(long a, long b, long c)
 	schedule();
 	return 0;
 }
+
+/* What modules may link against, as Linux exports it (at the end, so that no __LINE__ moves). */
+EXPORT_SYMBOL(schedule);
+EXPORT_SYMBOL(wake_up_process);

@@ -32,3 +32,8 @@ void wake_up(struct wait_queue_head *wq)
 		wake_up_process(w->task);
 	raw_spin_unlock_irqrestore(&wq->lock, flags);
 }
+
+/* What modules may link against, as Linux exports it (at the end, so that no __LINE__ moves). */
+EXPORT_SYMBOL(prepare_to_wait);
+EXPORT_SYMBOL(finish_wait);
+EXPORT_SYMBOL(wake_up);

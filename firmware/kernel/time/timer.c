@@ -129,3 +129,12 @@ long sys_nanosleep(long req, long rem, long unused)
 		return -EINVAL;
 	return msleep_interruptible(ms) ? -EINTR : 0;
 }
+
+/* What modules may link against, as Linux exports it (at the end, so that no __LINE__ moves). */
+EXPORT_SYMBOL(jiffies);
+EXPORT_SYMBOL(msecs_to_jiffies);
+EXPORT_SYMBOL(msleep);
+EXPORT_SYMBOL(schedule_timeout);
+EXPORT_SYMBOL(schedule_timeout_interruptible);
+EXPORT_SYMBOL(add_timer);
+EXPORT_SYMBOL(del_timer);

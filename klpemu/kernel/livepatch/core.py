@@ -22,6 +22,7 @@ from ..kobject import kobject_name
 from ..printk import LogLevel, log_store
 from . import callbacks
 from .guestcall import CallbackGen, GuestCalls
+from .models import check_model, kpatch_log
 from .patch import KlpPatchLayer
 from .relocs import KlpRelocs
 from .replace import Nops
@@ -50,6 +51,16 @@ class Livepatch:
         self._list_off = machine.types.offsetof("klp_patch", "list")
         machine.hypercalls.register("HC_KLP_ENABLE_PATCH", self._hc_enable)
         modules.add_notifier(self.module_coming, self.module_going)
+
+    def set_consistency_model(self, model: str, stack_check: bool = True) -> None:
+        """The model the next transitions follow (and, for debugging, whether linux's checks
+        stacks); not while one is under way, which began under the model it has."""
+        if self.transition.patch is not None:
+            raise KlpemuError("a transition is under way", EBUSY)
+        self.transition.model = check_model(model)
+        self.transition.check_stacks = stack_check
+        self.m.config.consistency_model = model
+        self.m.config.klp_stack_check = stack_check
 
     def name_patch(self, patch: Pointer, name: str) -> None:
         """The name of a patch built from Python, which has no module to take it from."""
@@ -326,9 +337,24 @@ class Livepatch:
                 self.log(f"failed to enable patch '{name}'", LogLevel.WARNING)
                 yield from self.transition.cancel()
                 raise error
+        if self.transition.model == "stop_machine":
+            return (yield from self._stop_machine_enable(patch))
         self.transition.start()
         self.set_enabled(patch, True)
         yield from self.transition.try_complete()
+        return 0
+
+    def _stop_machine_enable(self, patch: Pointer) -> CallbackGen:
+        """kpatch_register: the funcs are in place (each task still runs the old code); under
+        stop_machine every stack is checked and all switch at once, or nothing stays."""
+        if not self.transition.stop_machine_check():
+            yield from self.transition.cancel()
+            raise KlpemuError("activeness safety check failed", EBUSY)
+        self.transition.switch_all("stop_machine")
+        self.set_enabled(patch, True)
+        yield from self.transition.complete()
+        self.transition_done(patch)
+        kpatch_log(self.m, f"loaded patch module '{self.name(patch)}'")
         return 0
 
     # --- objects -------------------------------------------------------------------------------
@@ -375,9 +401,20 @@ class Livepatch:
         if self.transition.patch is not None:
             raise KlpemuError("another patch is in transition", EBUSY)
         self.transition.init(patch, UNPATCHED)
+        if self.transition.model == "stop_machine" and not self.transition.stop_machine_check():
+            self.transition.abandon()  # kpatch_unregister: the patch stays as it was
+            raise KlpemuError("activeness safety check failed", EBUSY)
         for obj in self.objects(patch):
             if obj.patched:
                 yield from callbacks.pre_unpatch(self.m, obj)
+        if self.transition.model == "stop_machine":
+            self.transition.switch_all("stop_machine")
+            self.set_enabled(patch, False)
+            name = self.name(patch)
+            yield from self.transition.complete()
+            self.transition_done(patch)
+            kpatch_log(self.m, f"unloaded patch module '{name}'")
+            return 0
         self.transition.start()
         self.set_enabled(patch, False)
         yield from self.transition.try_complete()

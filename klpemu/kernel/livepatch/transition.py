@@ -17,6 +17,7 @@ from ..printk import LogLevel, log_store
 from ..stacktrace import unwind_sleeping_task
 from ..tasks import PF_KTHREAD, TASK_INTERRUPTIBLE, TIF_NEED_RESCHED, TIF_PATCH_PENDING, Task, all_tasks
 from . import callbacks
+from .models import KthreadSafePoints, check_model, kpatch_verify_activeness_safety
 
 if TYPE_CHECKING:
     from ...machine.machine import Machine
@@ -40,6 +41,11 @@ class Transition:
         self._ranges: tuple[list[int], list[tuple[int, int, int]]] = ([], [])
         self._checked_funcs: list[Pointer] = []
         self._ranges_overlap = False
+        self.model = check_model(machine.config.consistency_model)
+        # A debug switch: without it a task switches whatever its stack holds (what the
+        # consistency oracle must then catch).
+        self.check_stacks = machine.config.klp_stack_check
+        self.safe_points = KthreadSafePoints(self)
 
     # --- guest state ---------------------------------------------------------------------------
 
@@ -81,10 +87,15 @@ class Transition:
 
     # --- the phases ----------------------------------------------------------------------------
 
+    def _log(self, text: str, level: int) -> None:
+        """Linux's transition lines; kpatch and livepatch before 4.12 had no transition to tell."""
+        if self.model in ("linux", "lazy"):
+            log_store(self.m, text, level)
+
     def init(self, patch: Pointer, state: int) -> None:
         """klp_init_transition: every task starts in the opposite state; every func is marked."""
         name = self.lp.name(patch)
-        log_store(self.m, f"livepatch: '{name}': initializing {self.verb(state)} transition", LogLevel.DEBUG)
+        self._log(f"livepatch: '{name}': initializing {self.verb(state)} transition", LogLevel.DEBUG)
         self.patch = patch
         self.target = state
         start = UNPATCHED if state == PATCHED else PATCHED
@@ -98,16 +109,58 @@ class Transition:
         for func in self.lp.all_funcs(patch):
             func.transition = 1
 
+    def abandon(self) -> None:
+        """Undo init for an unpatching refused before anything changed (stop_machine's -EBUSY):
+        every task back to no transition, the funcs unmarked."""
+        for t in self._tasks():
+            self._flag(t, TIF_PATCH_PENDING, False)
+            t.view.patch_state = IDLE
+        for func in self.lp.all_funcs(self.active):
+            func.transition = 0
+        self.target = IDLE
+        self.patch = None
+
     def start(self) -> None:
         """klp_start_transition: flag every task that still has to switch."""
         name = self.lp.name(self.active)
-        log_store(self.m, f"livepatch: '{name}': starting {self.verb(self.target)} transition", LogLevel.NOTICE)
+        self._log(f"livepatch: '{name}': starting {self.verb(self.target)} transition", LogLevel.NOTICE)
         if self.m.timeline is not None:
             self.m.timeline.phase("klp_start_transition", patch=name, target=self.verb(self.target))
-        for t in self._tasks():
-            if t.patch_state != self.target:
-                self._flag(t, TIF_PATCH_PENDING, True)
+        if self.model == "immediate":
+            self.switch_all("immediate")
+        else:
+            for t in self._tasks():
+                if t.patch_state != self.target:
+                    self._flag(t, TIF_PATCH_PENDING, True)
+        if self.model == "lazy":
+            # from host context: start() may run inside a hypercall, which cannot call the guest
+            self.m.schedule_host_work(0, self._wake_kthreads)
+            self.safe_points.install()
         self.signals_cnt = 0
+
+    def switch_all(self, reason: str) -> None:
+        """Every task to the target state at once (stop_machine's and immediate's switch)."""
+        tl = self.m.timeline
+        for t in self._tasks():
+            self._flag(t, TIF_PATCH_PENDING, False)
+            if t.patch_state != self.target:
+                t.view.patch_state = self.target
+                if tl is not None:
+                    tl.task_state(t, self.target, reason)
+
+    def stop_machine_check(self) -> bool:
+        """kpatch's check under stop_machine, for the transition just initialised."""
+        if self.m.timeline is not None:
+            self.m.timeline.phase("stop_machine")
+        return kpatch_verify_activeness_safety(self)
+
+    def _wake_kthreads(self) -> None:
+        """kGraft wakes sleeping kernel threads, so that each comes round to its switch point."""
+        if self.patch is None:
+            return
+        for t in self._tasks():
+            if t.is_kthread and not t.is_idle and t.running_on is None and self.pending(t):
+                self.m.call("wake_up_state", t.addr, TASK_INTERRUPTIBLE)
 
     @staticmethod
     def verb(state: int) -> str:
@@ -120,6 +173,8 @@ class Transition:
             return 1
         done = True
         self.why.clear()
+        if self.model == "lazy" and not self.safe_points.installed:
+            self.safe_points.install()  # a restored snapshot has none of its hooks
         for t in self._tasks():
             if not self.try_switch(t):
                 done = False
@@ -164,6 +219,8 @@ class Transition:
 
     def blocker(self, task: Task) -> str:
         """Why task, which has not switched, is not switched yet (see blockers)."""
+        if self.model == "lazy":
+            return "waiting for its switch point" + (" in its loop" if task.is_kthread else "")
         cpu = task.running_on
         if cpu is not None:
             return f"running on cpu{cpu}"
@@ -178,6 +235,11 @@ class Transition:
         the functions being changed, switches now."""
         if task.patch_state == self.target:
             return True
+        if self.model == "lazy":  # no stack is ever checked: it switches by itself or not at all
+            self.why[task.addr] = "has not reached its switch point"
+            if task.is_idle and task.running_on is not None:
+                self._wake_up_if_idle(task.running_on)
+            return False
         cpu = task.running_on
         if cpu is not None:
             self.why[task.addr] = f"is running on cpu{cpu}"
@@ -188,7 +250,7 @@ class Transition:
         if not trace.reliable:
             self.why[task.addr] = f"has an unreliable stack ({trace.reason})"
             return False
-        hit = self.check_stack(trace)
+        hit = self.check_stack(trace) if self.check_stacks else None
         if hit is not None:
             self.why[task.addr] = f"is sleeping on function {hit}"
             return False
@@ -255,7 +317,7 @@ class Transition:
     def send_signals(self) -> None:
         """klp_send_signals: kthreads are woken; user tasks get a fake signal."""
         if self.signals_cnt == SIGNALS_EVERY:
-            log_store(self.m, "livepatch: signaling remaining tasks", LogLevel.NOTICE)
+            self._log("livepatch: signaling remaining tasks", LogLevel.NOTICE)
         if self.m.timeline is not None:
             self.m.timeline.phase("klp_send_signals")
         for t in self._tasks():
@@ -288,8 +350,7 @@ class Transition:
 
     def cancel(self) -> CallbackGen:
         """klp_cancel_transition: a patch that failed before its transition started goes back."""
-        log_store(
-            self.m,
+        self._log(
             f"livepatch: '{self.lp.name(self.active)}': canceling patching transition, going to unpatch",
             LogLevel.DEBUG,
         )
@@ -302,7 +363,8 @@ class Transition:
         m, lp = self.m, self.lp
         patch, target = self.active, self.target
         name = lp.name(patch)
-        log_store(m, f"livepatch: '{name}': completing {self.verb(target)} transition", LogLevel.DEBUG)
+        self._log(f"livepatch: '{name}': completing {self.verb(target)} transition", LogLevel.DEBUG)
+        self.safe_points.remove()
         tl = m.timeline
         if tl is not None:
             tl.phase("klp_complete_transition", patch=name, target=self.verb(target))
@@ -329,7 +391,7 @@ class Transition:
                 yield from callbacks.post_patch(m, obj)
             else:
                 yield from callbacks.post_unpatch(m, obj)
-        log_store(m, f"livepatch: '{name}': {self.verb(target)} complete", LogLevel.NOTICE)
+        self._log(f"livepatch: '{name}': {self.verb(target)} complete", LogLevel.NOTICE)
         self.target = IDLE
         self.patch = None
         self.why.clear()
@@ -339,8 +401,7 @@ class Transition:
         """klp_reverse_transition: the other way, from where each task is now."""
         name = self.lp.name(self.active)
         old = self.target
-        log_store(
-            self.m,
+        self._log(
             f"livepatch: '{name}': reversing transition from {self.verb(old)} to {self.verb(1 - old)}",
             LogLevel.DEBUG,
         )

@@ -6,11 +6,12 @@ import struct
 from typing import TYPE_CHECKING
 
 from ...machine.kstr import kstr
+from ..panic import TAINT_LIVEPATCH, TAINT_OOT_MODULE, TAINT_PROPRIETARY_MODULE
 from ..printk import LogLevel, log_store
-from .internal import TAINT_LIVEPATCH, TAINT_OOT_MODULE, TAINT_PROPRIETARY_MODULE
 
 if TYPE_CHECKING:
     from ...machine.machine import Machine
+    from ..panic import Taint
 
 ET_REL, EM_X86_64 = 1, 62
 SHT_NOBITS = 8
@@ -64,22 +65,29 @@ def modinfo_name(raw: bytes) -> bytes | None:
     return None
 
 
-def check_modinfo(m: Machine, tainted: int, name: str, info: dict[str, list[str]]) -> int:
-    """check_modinfo and module_license_taint_check: the taint bits the module sets. Each
-    message is printed only while the kernel (tainted) does not have its bit yet."""
+def license_is_gpl_compatible(license: str) -> bool:
+    return license in GPL_COMPATIBLE
+
+
+def check_modinfo(m: Machine, taint: Taint, name: str, info: dict[str, list[str]]) -> int:
+    """check_modinfo and module_license_taint_check: the taint bits the module sets, each added
+    to the kernel's (add_taint_module). Each message is printed only while the kernel does not
+    have its bit yet; the kernel stays tainted whether or not the load succeeds."""
     taints = 0
     if "intree" not in info:
-        if not tainted & (1 << TAINT_OOT_MODULE):
+        if not taint.test(TAINT_OOT_MODULE):
             log_store(m, f"{name}: loading out-of-tree module taints kernel.")
+        taint.add(TAINT_OOT_MODULE, lockdep_now_unreliable=False)
         taints |= 1 << TAINT_OOT_MODULE
     if "livepatch" in info:
-        if not tainted & (1 << TAINT_LIVEPATCH):
+        if not taint.test(TAINT_LIVEPATCH):
             log_store(m, f"{name}: tainting kernel with TAINT_LIVEPATCH", LogLevel.NOTICE)
+        taint.add(TAINT_LIVEPATCH, lockdep_now_unreliable=False)
         taints |= 1 << TAINT_LIVEPATCH
     license = (info.get("license") or ["unspecified"])[0]
-    if license not in GPL_COMPATIBLE:
-        if not tainted & (1 << TAINT_PROPRIETARY_MODULE):
+    if not license_is_gpl_compatible(license):
+        if not taint.test(TAINT_PROPRIETARY_MODULE):
             log_store(m, f"{name}: module license '{license}' taints kernel.")
-            log_store(m, "Disabling lock debugging due to kernel taint")
+        taint.add(TAINT_PROPRIETARY_MODULE, lockdep_now_unreliable=True)
         taints |= 1 << TAINT_PROPRIETARY_MODULE
     return taints

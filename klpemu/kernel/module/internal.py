@@ -8,22 +8,22 @@ from typing import TYPE_CHECKING, Any
 from ...errors import KlpemuError
 from ...machine.kstr import kbytes
 from ...machine.types import Pointer
+from ..panic import module_taint_letters
 
 if TYPE_CHECKING:
     from ...machine.image import Symbol
     from .kallsyms import ModuleKallsyms
+    from .ksymtab import KernelSymbol
     from .params import Param
 
-# Taint bits a module can set, in Linux's order (kernel/panic.c taint_flags): letter per bit.
-TAINT_PROPRIETARY_MODULE, TAINT_OOT_MODULE, TAINT_LIVEPATCH = 0, 12, 15
-TAINT_LETTERS = {TAINT_PROPRIETARY_MODULE: "P", TAINT_OOT_MODULE: "O", TAINT_LIVEPATCH: "K"}
 # Which allocation a section goes to (enum mod_mem_type); which are text, which go after init.
 MEM_TYPES = ("MOD_TEXT", "MOD_DATA", "MOD_RODATA", "MOD_INIT_TEXT", "MOD_INIT_DATA")
 TEXT_TYPES = ("MOD_TEXT", "MOD_INIT_TEXT")
 INIT_TYPES = ("MOD_INIT_TEXT", "MOD_INIT_DATA")
 # One symbol of a module's symbol table as the loader keeps it: name, address, size, kind
-# (func, object, label), local, and the mod_mem_type it lives in (init symbols go after init).
-SymtabEntry = tuple[str, int, int, str, bool, str]
+# (func, object, label), local, the mod_mem_type it lives in (init symbols go after init), and
+# its /proc/kallsyms type letter as elf_type gives it (lower case; upper when exported).
+SymtabEntry = tuple[str, int, int, str, bool, str, str]
 
 
 class ModuleError(KlpemuError):
@@ -56,6 +56,7 @@ class Module:
     taints: int = 0
     kallsyms: ModuleKallsyms | None = None
     params: list[Param] = field(default_factory=list)
+    syms: dict[str, KernelSymbol] = field(default_factory=dict)  # its exports, once relocated
     uses: list[Module] = field(default_factory=list)  # modules whose symbols it uses
     holders: list[Module] = field(default_factory=list)  # modules that use its symbols
     records: list[int] = field(default_factory=list)  # ips of its ftrace records
@@ -93,7 +94,7 @@ class Module:
 
     @property
     def taint_letters(self) -> str:
-        return "".join(letter for bit, letter in sorted(TAINT_LETTERS.items()) if self.taints & (1 << bit))
+        return module_taint_letters(self.taints)
 
     def __repr__(self) -> str:
         return f"<module {self.name} at 0x{self.addr:x}>"

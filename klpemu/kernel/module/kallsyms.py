@@ -13,12 +13,14 @@ from ...machine.kstr import kstr
 from .internal import INIT_TYPES
 
 if TYPE_CHECKING:
+    from elftools.elf.sections import Symbol as Symbol_
     from elftools.elf.sections import SymbolTableSection
 
     from ...machine.machine import Machine
     from .internal import Module
 
 KINDS = {"STT_FUNC": "func", "STT_OBJECT": "object", "STT_NOTYPE": "label"}
+SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 0x1, 0x2, 0x4
 
 
 class ModuleKallsyms:
@@ -86,6 +88,20 @@ def symbol_name(strtab: bytes, offset: int) -> str:
     return kstr(strtab[offset : end if end >= 0 else len(strtab)])
 
 
+def elf_type(sym: Symbol_, sec: Mapping) -> str:
+    """elf_type: a module symbol's type letter in /proc/kallsyms, from its binding and section."""
+    if sym["st_info"]["bind"] == "STB_WEAK":
+        return "v" if sym["st_info"]["type"] == "STT_OBJECT" else "w"
+    flags = sec["sh_flags"]
+    if flags & SHF_EXECINSTR:
+        return "t"
+    if flags & SHF_ALLOC and sec["sh_type"] != "SHT_NOBITS":
+        return "d" if flags & SHF_WRITE else "r"
+    if sec["sh_type"] == "SHT_NOBITS":
+        return "b"
+    return "?"
+
+
 def add_kallsyms(
     m: Machine, mod: Module, symtab: SymbolTableSection, values: list[int], place: Mapping[int, tuple[str, int]]
 ) -> None:
@@ -99,7 +115,9 @@ def add_kallsyms(
             continue
         mem_type = place[shndx][0]
         name = symbol_name(strtab, sym["st_name"])
-        mod.symtab.append((name, value, sym["st_size"], kind, sym["st_info"]["bind"] == "STB_LOCAL", mem_type))
+        local = sym["st_info"]["bind"] == "STB_LOCAL"
+        letter = elf_type(sym, symtab.elffile.get_section(shndx).header)
+        mod.symtab.append((name, value, sym["st_size"], kind, local, mem_type, letter))
     publish_kallsyms(m, mod, init=True)
 
 

@@ -3,8 +3,9 @@
 load_module()'s work runs on the host, in Linux's order: ELF checks, .modinfo (taints, name, a
 second load refused), layout into a text allocation (executable sections, in the module text
 area) and data/rodata allocations (the module data area, reachable by -mcmodel=kernel code),
-symbol resolution (vmlinux first, global symbols before local ones, then the global symbols of
-loaded modules; `__this_module` is the struct module the loader makes), x86_64 relocations,
+symbol resolution (against exports only: vmlinux's, then loaded modules', GPL-only ones hidden from
+a module that is not GPL-compatible, with a reference on each module used; `__this_module` is the
+struct module the loader makes), x86_64 relocations, the module's own exports,
 ftrace_module_init (the module's __mcount_loc sites become NOP5s and records), MODULE_STATE_COMING,
 ftrace_module_enable and the coming hooks (klp_module_coming's place), parameters. Then the
 module's own code runs in the guest: the shell process calls init_module(2), and rmmod's
@@ -37,6 +38,7 @@ from ...abi import MODULE_REF_BASE
 from ...errors import KlpemuError
 from ...machine.kstr import kbytes, kstr
 from ...machine.memory import PAGE_SIZE
+from ..panic import TAINT_PROPRIETARY_MODULE
 from ..printk import LogLevel, log_store
 from .checks import check_modinfo, elf_validity_check, modinfo_name, parse_modinfo
 from .internal import (
@@ -48,6 +50,7 @@ from .internal import (
     ModuleError,
 )
 from .kallsyms import add_kallsyms, publish_kallsyms, remove_kallsyms
+from .ksymtab import find_symbol, ksymtab_kind, read_entries
 from .params import PARAM_TYPES, Param, destroy_params, parse_args
 from .relocations import apply_relocate_add
 
@@ -91,6 +94,7 @@ class Loader:
         self.argv = argv
         self.undo: list[Callable[[], object]] = []
         self.sections: list[Section] = []
+        self.using_gplonly_symbols = False
 
     def log(self, text: str, level: int = LogLevel.WARNING) -> None:
         log_store(self.m, text, level)
@@ -152,8 +156,7 @@ class Loader:
                 f"{name}: module has no symbols (stripped?)",
                 LogLevel.WARNING,
             )
-        taints = check_modinfo(m, mods.tainted, name, info)
-        mods.tainted |= taints  # add_taint_module: the kernel stays tainted
+        taints = check_modinfo(m, mods.taint, name, info)
         if mods.find(name) is not None:  # module_patient_check_exists
             raise self.fail(errno.EEXIST, f"module {name} is already loaded")
         layout = self._layout()
@@ -167,6 +170,7 @@ class Loader:
             mod.klp_info = self._klp_info(layout, values)
         images = self._images(layout)
         self._apply_relocations(mod, values, layout, images)
+        self._exports(mod, layout, images)
         self._write(mod, images)
         self._make_struct_module(mod, symtab, values, layout)
         mods.list_add_rcu(mod)
@@ -221,53 +225,93 @@ class Loader:
 
     # --- symbols -------------------------------------------------------------------------------
 
-    def _resolve(self, mod: Module, name: str) -> tuple[int, Module | None] | None:
-        """resolve_symbol: vmlinux (global before local, never user space), then loaded modules'
-        global symbols. Returns (address, owner module or None)."""
-        if name == "__this_module":
+    def _resolve(self, mod: Module, name: str) -> tuple[int, Module | None]:
+        """resolve_symbol: the exports of vmlinux, then of the formed modules (find_symbol), and
+        the rules after a hit (inherit_taint, ref_module). Returns (address, owner or None), or
+        raises ModuleError with the errno simplify_symbols reports."""
+        if name == "__this_module":  # modpost's: the struct module the loader makes
             return mod.addr, None
-        syms = [s for s in self.m.image.by_name.get(name, ()) if s.addr >= 1 << 63]
-        glob = [s for s in syms if not s.local]
-        if glob:
-            return glob[0].addr, None
-        if len(syms) == 1:
-            return syms[0].addr, None
-        for other in self.mods.loaded.values():
-            if other is mod or other.kallsyms is None:
-                continue
-            hits = [s for s in other.kallsyms.by_name.get(name, ()) if not s.local]
-            if hits:
-                return hits[0].addr, other
-        return None
+        mods = self.mods
+        formed = [o for o in mods.list() if o is not mod and mods.state(o) != "MODULE_STATE_UNFORMED"]
+        gplok = not mod.taints & (1 << TAINT_PROPRIETARY_MODULE)
+        found = find_symbol(name, gplok, self.m.image.exports, formed)
+        if found is None:
+            raise ModuleError(f"{mod.name}: Unknown symbol {name}", errno.ENOENT)
+        if found.sym.gpl_only:
+            self.using_gplonly_symbols = True
+        owner = found.owner
+        if owner is not None and owner.taints & (1 << TAINT_PROPRIETARY_MODULE):  # inherit_taint
+            if self.using_gplonly_symbols:
+                self.log(
+                    f"{mod.name}: module using GPL-only symbols uses symbols {name} from proprietary module"
+                    f" {owner.name}.",
+                    LogLevel.ERR,
+                )
+                raise ModuleError(f"{mod.name}: uses symbols from proprietary module {owner.name}", errno.EINVAL)
+            if not mod.taints & (1 << TAINT_PROPRIETARY_MODULE):
+                self.log(
+                    f"{mod.name}: module uses symbols {name} from proprietary module {owner.name}, inheriting taint."
+                )
+                mod.taints |= 1 << TAINT_PROPRIETARY_MODULE
+        if owner is not None and owner not in mod.uses:
+            mods.ref_module(mod, owner)
+        return found.sym.value, owner
 
     def _simplify_symbols(self, mod: Module, symtab: SymbolTableSection, layout: _Layout) -> list[int]:
-        """Each symbol's final value; every unknown symbol is reported, then the load fails."""
+        """Each symbol's final value; every unknown symbol is reported, then the load fails with
+        the last error, as simplify_symbols does."""
         values, err = [], 0
         for sym in symtab.iter_symbols():
             shndx = sym["st_shndx"]
             value = sym["st_value"]
             if shndx == "SHN_UNDEF" and sym.name:
-                hit = self._resolve(mod, sym.name)
-                if hit is not None:
-                    value, owner = hit
-                    if owner is not None and owner not in mod.uses:
-                        self.mods.ref_module(mod, owner)
-                elif sym["st_info"]["bind"] == "STB_WEAK":
-                    value = 0
-                else:
-                    self.log(f"{mod.name}: Unknown symbol {sym.name} (err -{errno.ENOENT})")
-                    err = err or errno.ENOENT
+                try:
+                    value, _ = self._resolve(mod, sym.name)
+                except ModuleError as e:
+                    if e.errno == errno.ENOENT and sym["st_info"]["bind"] == "STB_WEAK":
+                        value = 0
+                    else:
+                        self.log(f"{mod.name}: Unknown symbol {sym.name} (err -{e.errno})")
+                        err = e.errno or errno.ENOENT
             elif shndx == "SHN_COMMON":
                 self.log(f"{mod.name}: please compile with -fno-common")
                 err = errno.ENOEXEC
             elif isinstance(shndx, int) and shndx in layout.place:
                 value = layout.addr(shndx) + sym["st_value"]
             values.append(value & (2**64 - 1))
-        if err == errno.ENOENT:
-            raise ModuleError(f"{mod.name}: Unknown symbol in module", errno.ENOENT)
-        if err:
+        if err == errno.ENOEXEC:
             raise ModuleError(f"{mod.name}: common symbols (compile with -fno-common)", err)
+        if err:
+            raise ModuleError(f"{mod.name}: Unknown symbol in module", err)
         return values
+
+    def _exports(self, mod: Module, layout: _Layout, images: dict[str, bytearray]) -> None:
+        """find_module_sections' syms and gpl_syms, read once relocated, then
+        verify_exported_symbols: no name another module or vmlinux exports already."""
+
+        def read_name(addr: int) -> str:
+            for mem_type, (base, size) in mod.mem.items():
+                if size and base <= addr < base + size:
+                    image, off = images[mem_type], addr - base
+                    end = image.find(b"\0", off)
+                    return kstr(bytes(image[off : end if end >= 0 else len(image)]))
+            return ""
+
+        for i, sec in enumerate(self.sections):
+            gpl_only = ksymtab_kind(sec.name)
+            if gpl_only is None or i not in layout.place:
+                continue
+            mem_type, off = layout.place[i]
+            data = bytes(images[mem_type][off : off + sec["sh_size"]])
+            for sym in read_entries(data, layout.addr(i), gpl_only, read_name):
+                mod.syms[sym.name] = sym
+        formed = [o for o in self.mods.list() if o is not mod and self.mods.state(o) != "MODULE_STATE_UNFORMED"]
+        for name in sorted(mod.syms):
+            found = find_symbol(name, True, self.m.image.exports, formed)
+            if found is not None:
+                owner = found.owner.name if found.owner is not None else "kernel"
+                why = f"{mod.name}: exports duplicate symbol {name} (owned by {owner})"
+                raise self.fail(errno.ENOEXEC, why, why)
 
     # --- relocations ---------------------------------------------------------------------------
 

@@ -24,17 +24,19 @@ if TYPE_CHECKING:
     from ...machine.image import Symbol
     from ...machine.machine import Machine
     from ..ftrace.core import Ftrace
+    from ..panic import Taint
 
 
 class Modules:
     """The loaded modules, newest first (the guest's `modules` list is the same list)."""
 
-    def __init__(self, machine: Machine, ftrace: Ftrace, console: Console):
+    def __init__(self, machine: Machine, ftrace: Ftrace, console: Console, taint: Taint):
         self.m = machine
         self.ft = ftrace
         self.console = console  # init_module(2) and delete_module(2) run in its shell process
+        self.taint = taint  # the kernel's, which a module's taints join at load
         self.loaded: dict[str, Module] = {}
-        self.tainted = 0  # the kernel's taint bits that modules set (the "once" messages)
+        self.last_unloaded = ""  # name and taint flags of the last module rmmod removed
         self.notifiers: list[tuple[Callable[[Module], None], Callable[[Module], None]]] = []
         self.live_notifiers: list[Callable[[Module], None]] = []
         # klp_apply_section_relocs, the livepatch core's: the loader has it write the
@@ -89,6 +91,25 @@ class Modules:
             for n in ("MODULE_STATE_LIVE", "MODULE_STATE_COMING", "MODULE_STATE_GOING", "MODULE_STATE_UNFORMED")
             if self.m.types.enum(n) == value
         )
+
+    def module_flags(self, mod: Module, show_state: bool = True) -> str:
+        """module_flags: `(` its taint letters, `+` while its init runs or `-` while it goes `)`,
+        or nothing when there is none of these."""
+        flags = mod.taint_letters
+        if show_state:
+            state = self.state(mod)
+            flags += {"MODULE_STATE_GOING": "-", "MODULE_STATE_COMING": "+"}.get(state, "")
+        return f"({flags})" if flags else ""
+
+    def print_modules(self) -> str:
+        """print_modules: the `Modules linked in:` line of an oops report."""
+        line = "Modules linked in:"
+        for mod in self.list():
+            if self.state(mod) != "MODULE_STATE_UNFORMED":
+                line += f" {mod.name}{self.module_flags(mod)}"
+        if self.last_unloaded:
+            line += f" [last unloaded: {self.last_unloaded}]"
+        return line
 
     def refcount(self, mod: Module) -> int:
         """module_refcount: references held (try_module_get, modules using its symbols)."""
@@ -161,6 +182,7 @@ class Modules:
             raise ModuleError(f"could not remove module {name}: {os.strerror(-status)}", -status)
         self._going(mod)
         self._free_module(mod)
+        self.last_unloaded = mod.name + self.module_flags(mod, show_state=False)
 
     def _going(self, mod: Module) -> None:
         """After exit (or a failed init): the going hooks (klp_module_going), ftrace_release_mod."""

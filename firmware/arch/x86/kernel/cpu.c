@@ -115,3 +115,6 @@ notrace void update_task_stack(struct task_struct *task)
 	cpu_tss[smp_processor_id()].sp0 = top;
 	this_pcpu()->top_of_stack = top;
 }
+
+/* What modules may link against (Linux's EXPORT_PER_CPU_SYMBOL(pcpu_hot)). */
+EXPORT_SYMBOL(pcpu_hot);

@@ -34,6 +34,7 @@
  * (sign-extended 32-bit) address, which a copy keeps valid.
  */
 #include <asm/segment.h>
+#include <linux/export.h>
 
 /* struct pt_regs offsets (asm/ptrace.h) */
 #define R15	0
@@ -115,6 +116,7 @@
 __fentry__:
 	ret
 	.size __fentry__, . - __fentry__
+EXPORT_SYMBOL(__fentry__)
 
 /* The empty handler an unused call slot calls. */
 	.globl ftrace_stub
