@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""The livepatch control plane as a patch grows (same code as `klpemu bench control-plane`).
+"""The livepatch control plane as a patch and the machine grow (same code as `klpemu bench
+control-plane`).
 
-A livepatch of N functions enabled for N = 1, 10, 100 and every uniquely named traceable
-function of the image, and the transition's stack check over the tasks there are for F patched
-functions; wall seconds, text_poke syncs, and the log-log growth exponent. Writes a JSON file.
+On the scale configuration (the module scale_funcs and its kernel threads): a livepatch of N
+functions enabled for N = 1, 10, 100 and 1000, and one pass of the transition's stack check over
+T tasks for F patched functions, up to T = 10,000 and F = 1000; wall seconds, text_poke syncs,
+and the log-log growth exponents. Writes a JSON file.
 
-    python benchmarks/control_plane.py [--json FILE]
+    python benchmarks/control_plane.py [--max-functions N] [--max-tasks T] [--json FILE]
 """
 
 from __future__ import annotations

@@ -1094,7 +1094,8 @@ def add_arguments(ap: argparse.ArgumentParser, results: Path = Path(".")) -> Non
         "--calls",
         type=int,
         default=DEFAULT_CALLS,
-        help=f"calls per timed run (default {DEFAULT_CALLS}; (h), (i) and (q) run 1/{HOST_CALLS_DIVISOR})",
+        help=f"calls per timed run (default {DEFAULT_CALLS}; "
+        f"{', '.join(f'({c.key})' for c in CONFIGS if c.host)} run 1/{HOST_CALLS_DIVISOR})",
     )
     ap.add_argument(
         "--repeat",

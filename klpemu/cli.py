@@ -9,12 +9,10 @@ import sys
 import time
 from collections.abc import Callable
 
-from . import __version__, bench, bench_control_plane
+from . import __version__
 from .errors import KlpemuError
 from .kernel.livepatch.models import MODELS
 from .kernel.printk import dmesg
-from .klp_build import command as klp_build_command
-from .lab import cli as lab_cli
 from .machine.machine import DEFAULT_CMDLINE, Machine, MachineConfig
 from .shell import Shell
 from .system import System
@@ -24,6 +22,7 @@ from .system import System
 CPU_MHZ = tuple(mhz for mhz in range(1000, 0, -1) if 1000 % mhz == 0)
 DEFAULT_CPU_MHZ = 1000  # insn_ns = 1, as MachineConfig has it: the tests' counts and transcripts
 MEM_MB_MIN, MEM_MB_MAX = 64, 4096
+KLP_BUILD_HELP = "build a livepatch module from a source patch (git diff form) against firmware/ (needs gcc)"
 
 
 def cpu_mhz(text: str) -> int:
@@ -208,6 +207,8 @@ def cmd_kpatch(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench
+
     return bench.run(args)
 
 
@@ -303,15 +304,25 @@ def main(argv: list[str] | None = None) -> int:
     _timeline_args(p, "the command's timeline")
     p.add_argument("args", nargs=argparse.REMAINDER, help="the kpatch command and its arguments")
     p.set_defaults(fn=cmd_kpatch)
+    # The commands below bring in much (capstone, the labs, klp-build): their options are added,
+    # and their modules imported, only when the command line names them, so a shell starts sooner.
+    chosen = next((a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")), None)
     p = sub.add_parser(
         "bench", help="the handler overhead of each ftrace, livepatch and kprobe configuration, beside bare Unicorn"
     )
-    bench.add_arguments(p)
-    p.set_defaults(fn=cmd_bench)
-    more = p.add_subparsers(dest="bench_cmd", title="other benchmarks", metavar="BENCHMARK", required=False)
-    q = more.add_parser("control-plane", help="livepatch enable and stack check as the patch grows to N functions")
-    bench_control_plane.add_arguments(q)
-    q.set_defaults(fn=bench_control_plane.run)
+    if chosen == "bench":
+        from . import bench, bench_control_plane
+
+        bench.add_arguments(p)
+        p.set_defaults(fn=cmd_bench)
+        more = p.add_subparsers(dest="bench_cmd", title="other benchmarks", metavar="BENCHMARK", required=False)
+        q = more.add_parser(
+            "control-plane",
+            help="livepatch enable and stack check as the patch grows to 1000 functions and the machine to "
+            "10,000 tasks",
+        )
+        bench_control_plane.add_arguments(q)
+        q.set_defaults(fn=bench_control_plane.run)
     p = sub.add_parser("build-module", help="compile a module's C file against the kernel's headers (needs gcc)")
     p.add_argument("source", help="the module's C file")
     p.add_argument("-o", dest="output", help="the .ko to write (default: next to the source)")
@@ -322,21 +333,29 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_drgn)
     _add_debug_parsers(sub)
     p = sub.add_parser("lab", help="teaching labs: seeded exercises checked against the machine")
-    lab_cli.add_arguments(p)
-    p.set_defaults(fn=lab_cli.run)
-    from . import fuzz  # the module fuzzer: its options and its entry point live with it
+    if chosen == "lab":
+        from .lab import cli as lab_cli
 
+        lab_cli.add_arguments(p)
+        p.set_defaults(fn=lab_cli.run)
     p = sub.add_parser("fuzz-modules", help="load damaged copies of the shipped modules and count the outcomes")
-    fuzz.add_arguments(p)
-    p.set_defaults(fn=fuzz.main_args)
-    from .campaign import campaign
+    if chosen == "fuzz-modules":
+        from . import fuzz  # the module fuzzer: its options and its entry point live with it
 
+        fuzz.add_arguments(p)
+        p.set_defaults(fn=fuzz.main_args)
     p = sub.add_parser("campaign", help="seeds x consistency models x workloads, checked by the consistency oracle")
-    campaign.add_arguments(p)
-    p.set_defaults(fn=campaign.main_args)
-    p = sub.add_parser("klp-build", help=klp_build_command.HELP)
-    klp_build_command.add_arguments(p)
-    p.set_defaults(fn=klp_build_command.run)
+    if chosen == "campaign":
+        from .campaign import campaign
+
+        campaign.add_arguments(p)
+        p.set_defaults(fn=campaign.main_args)
+    p = sub.add_parser("klp-build", help=KLP_BUILD_HELP)
+    if chosen == "klp-build":
+        from .klp_build import command as klp_build_command
+
+        klp_build_command.add_arguments(p)
+        p.set_defaults(fn=klp_build_command.run)
     args = parser.parse_args(argv)
     if args.cmd is None:  # as git and ip do: what there is to run
         parser.print_help()

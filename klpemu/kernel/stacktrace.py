@@ -89,37 +89,47 @@ class Unwinder:
         self.m = machine
         self._task = 0  # the task being walked: whose kretprobe instances recover return addresses
         self._kretprobe_trampoline = machine.image.addr("__kretprobe_trampoline")
+        self._ret_from_fork_asm = machine.image.addr("ret_from_fork_asm")
+        self._frame_bp = machine.types.offsetof("inactive_task_frame", "bp")
+        self._frame_ret = machine.types.offsetof("inactive_task_frame", "ret_addr")
 
     # --- entry points --------------------------------------------------------------------------
 
     def task(self, task: Task) -> StackTrace:
         """Walk a task, from its CPU's registers if it is running, else from its saved context."""
         m = self.m
-        lo, hi = task.stack_base, task.stack_top
-        self._task = task.addr
         cpu = task.running_on
-        if cpu is not None:
-            c = m.cpus[cpu]
-            if c.user_mode:
-                trace = StackTrace(user_mode=True)
-                trace.frames.append(Frame(c.reg("rip"), "user"))
-                return trace
-            return self.from_regs(c.reg("rip"), c.reg("rsp"), c.reg("rbp"), lo, hi)
-        frame = m.struct("inactive_task_frame", task.view.thread.sp)
+        if cpu is None:
+            return self.sleeping(task)
+        lo = task.stack_base
+        hi = lo + m.thread_size
+        self._task = task.addr
+        c = m.cpus[cpu]
+        if c.user_mode:
+            trace = StackTrace(user_mode=True)
+            trace.frames.append(Frame(c.reg("rip"), "user"))
+            return trace
+        return self.from_regs(c.reg("rip"), c.reg("rsp"), c.reg("rbp"), lo, hi)
+
+    def sleeping(self, task: Task) -> StackTrace:
+        """Walk a task known not to be on a CPU, from the context __switch_to_asm saved."""
+        m = self.m
+        view = task.view
+        lo = view.stack
+        hi = lo + m.thread_size
+        sp = view.thread.sp
+        self._task = task.addr
+        if lo <= sp < hi:  # the inactive_task_frame and every frame above it, in one read
+            window = m.mem.read(sp, hi - sp)
+            bp = int.from_bytes(window[self._frame_bp : self._frame_bp + 8], "little")
+            ret = int.from_bytes(window[self._frame_ret : self._frame_ret + 8], "little")
+        else:
+            frame = m.struct("inactive_task_frame", sp)
+            window, bp, ret = b"", frame.bp, frame.ret_addr
         trace = StackTrace()
         # A task that never ran "returns" to the start of ret_from_fork_asm, not after a call.
-        first_is_entry = frame.ret_addr == m.image.addr("ret_from_fork_asm")
-        self._walk(
-            trace,
-            frame.ret_addr,
-            frame.bp,
-            task.view.thread.sp,
-            lo,
-            hi,
-            exact=False,
-            sp=None,
-            first_kind="ip" if first_is_entry else "call",
-        )
+        first_kind = "ip" if ret == self._ret_from_fork_asm else "call"
+        self._walk(trace, ret, bp, sp, lo, hi, exact=False, sp=None, first_kind=first_kind, window=window)
         return trace
 
     def from_regs(self, ip: int, sp: int, bp: int, lo: int, hi: int) -> StackTrace:
@@ -186,6 +196,7 @@ class Unwinder:
         exact: bool,
         sp: int | None,
         first_kind: str = "call",
+        window: bytes | None = None,
     ) -> None:
         m = self.m
         image = m.image
@@ -211,6 +222,10 @@ class Unwinder:
                     return
                 add(caller)
         prev = floor - 1
+        # Every frame record lies between floor and the stack's top: read that once (or use the
+        # caller's read of it), not a record at a time (a transition's attempt walks every task).
+        if window is None:
+            window = m.mem.read(floor, hi - floor) if lo <= floor < hi else b""
         while len(trace.frames) < WALK_LIMIT:
             if bp & 1:
                 # An encoded pt_regs pointer: an entry from an interrupt, or a new task's regs.
@@ -243,7 +258,9 @@ class Unwinder:
             if bp <= prev:
                 trace.unreliable(f"frame pointer 0x{bp:x} does not move up the stack")
                 return
-            record = m.mem.read(bp, 16)  # the saved rbp and the return address
+            at = bp - floor
+            # the saved rbp and the return address
+            record = window[at : at + 16] if 0 <= at <= len(window) - 16 else m.mem.read(bp, 16)
             next_bp = int.from_bytes(record[:8], "little")
             raw_ret = int.from_bytes(record[8:], "little")
             ret = self._recover(trace, raw_ret, bp + 8)
@@ -265,3 +282,8 @@ class Unwinder:
 
 def unwind_task(machine: Machine, task: Task) -> StackTrace:
     return Unwinder(machine).task(task)
+
+
+def unwind_sleeping_task(machine: Machine, task: Task) -> StackTrace:
+    """unwind_task for a task the caller knows is not on a CPU."""
+    return Unwinder(machine).sleeping(task)

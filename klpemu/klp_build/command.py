@@ -7,8 +7,6 @@ import sys
 
 from .build import klp_build
 
-HELP = "build a livepatch module from a source patch (git diff form) against firmware/ (needs gcc)"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("patch", help="the fix, a patch in git diff form (a/firmware/..., b/firmware/...)")

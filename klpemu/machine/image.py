@@ -15,6 +15,11 @@ from elftools.elf.sections import SymbolTableSection
 
 from ..errors import KlpemuError
 
+ELF64_SYM = struct.Struct("<IBBHQQ")  # st_name, st_info, st_other, st_shndx, st_value, st_size
+STT_OBJECT, STT_FUNC, STT_SECTION, STT_FILE = 1, 2, 3, 4
+STB_LOCAL = 0
+SHN_UNDEF = 0
+
 PF_X, PF_W = 1, 2
 
 
@@ -96,12 +101,18 @@ class KernelImage:
         if not isinstance(symtab, SymbolTableSection):
             raise KlpemuError(f"{self.path}: no symbol table", ENOEXEC)
         raw = []
-        for s in symtab.iter_symbols():
-            st_type = s["st_info"]["type"]
-            if not s.name or st_type in ("STT_FILE", "STT_SECTION") or s["st_shndx"] == "SHN_UNDEF":
+        strtab = symtab.stringtable.data()
+        # Elf64_Sym unpacked here rather than through pyelftools' parser, symbol by symbol: it is
+        # most of the time it takes to load the image.
+        for name_off, info, _other, shndx, value, size in ELF64_SYM.iter_unpack(symtab.data()):
+            st_type = info & 0xF
+            if not name_off or st_type in (STT_FILE, STT_SECTION) or shndx == SHN_UNDEF:
                 continue
-            kind = {"STT_FUNC": "func", "STT_OBJECT": "object"}.get(st_type, "label")
-            raw.append((s["st_value"], s.name, s["st_size"], kind, s["st_info"]["bind"] == "STB_LOCAL"))
+            name = strtab[name_off : strtab.index(b"\0", name_off)].decode("utf-8", "replace")
+            if not name:
+                continue
+            kind = {STT_FUNC: "func", STT_OBJECT: "object"}.get(st_type, "label")
+            raw.append((value, name, size, kind, info >> 4 == STB_LOCAL))
         raw.sort()
         seen: dict[str, int] = {}
         self.symbols: list[Symbol] = []

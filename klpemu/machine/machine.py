@@ -649,7 +649,12 @@ class Machine:
 
     def is_kernel_text(self, addr: int) -> bool:
         """vmlinux's text or a loaded module's (__kernel_text_address)."""
-        return self.image.is_kernel_text(addr) or any(k.contains(addr) for k in self.image.module_kallsyms)
+        if self.image.is_kernel_text(addr):
+            return True
+        for k in self.image.module_kallsyms:  # a loop, not any(): asked for every frame of every task
+            if k.contains(addr):
+                return True
+        return False
 
     def live_regs(self) -> dict[str, int]:
         return live_regs(self.uc)

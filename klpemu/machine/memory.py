@@ -36,6 +36,7 @@ class GuestMemory:
         self._alloc_next = ALLOC_START
         self.pml4 = self._alloc_table()
         self._pages: dict[int, tuple[int, int]] = {}  # virtual page -> (physical page, pte flags)
+        self._leaf_tables: dict[int, int] = {}  # va >> 21 -> the page table mapping it
 
     # --- physical allocation and page tables ----------------------------------------------------
 
@@ -55,15 +56,20 @@ class GuestMemory:
         return pa
 
     def map_page(self, va: int, pa: int, flags: int) -> None:
-        table = self.pml4
-        for shift in (39, 30, 21):
-            slot = table + ((va >> shift) & 511) * 8
-            entry = struct.unpack("<Q", self.uc.mem_read(slot, 8))[0]
-            if not entry & PTE_PRESENT:
-                nxt = self._alloc_table()
-                entry = nxt | PTE_PRESENT | PTE_RW | PTE_USER  # the leaf decides the rights
-                self.uc.mem_write(slot, struct.pack("<Q", entry))
-            table = entry & 0x000FFFFFFFFFF000
+        # The page table of each 2 MiB the host has mapped into, kept: a range maps page after
+        # page into the same one, without walking the upper levels again.
+        table = self._leaf_tables.get(va >> 21)
+        if table is None:
+            table = self.pml4
+            for shift in (39, 30, 21):
+                slot = table + ((va >> shift) & 511) * 8
+                entry = struct.unpack("<Q", self.uc.mem_read(slot, 8))[0]
+                if not entry & PTE_PRESENT:
+                    nxt = self._alloc_table()
+                    entry = nxt | PTE_PRESENT | PTE_RW | PTE_USER  # the leaf decides the rights
+                    self.uc.mem_write(slot, struct.pack("<Q", entry))
+                table = entry & 0x000FFFFFFFFFF000
+            self._leaf_tables[va >> 21] = table
         self.uc.mem_write(table + ((va >> 12) & 511) * 8, struct.pack("<Q", pa | flags | PTE_PRESENT))
         self._pages[va & PAGE_MASK] = (pa, flags | PTE_PRESENT)
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ...abi import KLP_TRANSITION_IDLE, KLP_TRANSITION_PATCHED, KLP_TRANSITION_UNPATCHED
 from ..printk import LogLevel, log_store
-from ..stacktrace import unwind_task
+from ..stacktrace import unwind_sleeping_task
 from ..tasks import PF_KTHREAD, TASK_INTERRUPTIBLE, TIF_NEED_RESCHED, TIF_PATCH_PENDING, Task, all_tasks
 from . import callbacks
 from .models import KthreadSafePoints, check_model, kpatch_verify_activeness_safety
@@ -224,7 +224,7 @@ class Transition:
         cpu = task.running_on
         if cpu is not None:
             return f"running on cpu{cpu}"
-        trace = unwind_task(self.m, task)
+        trace = unwind_sleeping_task(self.m, task)
         if not trace.reliable:
             return f"unreliable stack: {trace.reason}"
         hit = self.check_stack(trace)
@@ -246,7 +246,7 @@ class Transition:
             if task.is_idle:
                 self._wake_up_if_idle(cpu)
             return False
-        trace = unwind_task(self.m, task)
+        trace = unwind_sleeping_task(self.m, task)
         if not trace.reliable:
             self.why[task.addr] = f"has an unreliable stack ({trace.reason})"
             return False

@@ -45,7 +45,10 @@ class ModuleKallsyms:
         self._max_func_size = max((sym.size for _, sym in self._funcs), default=0)
 
     def contains(self, addr: int) -> bool:
-        return any(start <= addr < end for start, end in self.text)
+        for start, end in self.text:  # a loop, not any(): asked for every frame of every task
+            if start <= addr < end:
+                return True
+        return False
 
     def function_at(self, addr: int) -> Symbol | None:
         """The first function in symbol-table order that contains addr (a static function
