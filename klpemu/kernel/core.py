@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from .conflicts import Conflicts
 from .ftrace import Ftrace
 from .ftrace.function_tracer import FunctionTracer
+from .ftrace.trace_output import TraceOutput
 from .kprobes import Kprobes
 from .livepatch.core import Livepatch
 from .livepatch.patch import KlpPatchLayer
@@ -30,7 +31,8 @@ class Kernel:
         self.text_poke = TextPoke(machine)
         self.conflicts = Conflicts(machine)
         self.ftrace = Ftrace(machine, self.text_poke, self.conflicts)
-        self.function_tracer = FunctionTracer(machine, self.ftrace)
+        self.trace_output = TraceOutput(machine)
+        self.function_tracer = FunctionTracer(machine, self.ftrace, self.trace_output)
         self.modules = Modules(machine, self.ftrace, console)
         self.klp_patch = KlpPatchLayer(machine, self.ftrace)
         self.livepatch = Livepatch(machine, self.klp_patch, self.modules)
