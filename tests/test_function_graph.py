@@ -220,3 +220,40 @@ def test_an_instance_survives_a_snapshot(system):
     assert "kept" in Ftracetest(copy, "foo").cat("trace")
     copy.vfs.rmdir(f"{TRACING}/instances/foo")
     assert system.vfs.exists(f"{TRACING}/instances/foo")
+
+
+def test_a_module_function_leaves_the_graph_filter_when_the_module_goes(system):
+    t = Ftracetest(system)
+    ok(system, "insmod hello")
+    t.write("set_ftrace_filter", "hello_greet")
+    t.write("current_tracer", "function_graph")
+    t.write("set_graph_function", "hello_greet")
+    assert t.cat("set_graph_function") == "hello_greet [hello]\n"
+    ok(system, "insmod hello_friend")
+    assert [line.split("|  ")[1] for line in t.lines()] == ["hello_greet [hello]();"]
+    ok(system, "rmmod hello_friend; rmmod hello")
+    assert t.cat("set_graph_function") == "#### all functions enabled ####\n"
+
+
+def test_a_full_ret_stack_counts_overruns_and_the_unwinder_recovers_every_hooked_frame():
+    """krecurse goes 60 calls deep and naps at the bottom: past the ret_stack's 50 entries its
+    calls are not hooked (funcgraph-overrun counts them); sleeping, its stack holds 50
+    return_to_handler slots, and /proc/PID/stack shows the real callers in every one."""
+    from klpemu.machine.machine import DEFAULT_CMDLINE
+
+    system = booted_system(cmdline=f"{DEFAULT_CMDLINE} krecurse.depth=60")
+    m = system.machine
+    t = Ftracetest(system)
+    krecurse = next(task for task in all_tasks(m) if task.comm == "krecurse")
+    before = ok(system, f"cat /proc/{krecurse.pid}/stack")
+    t.write("set_ftrace_filter", "recurse_descend")
+    t.write("current_tracer", "function_graph")
+    t.write("options/funcgraph-overrun", "1")
+    ok(system, "sleep 200ms")
+    view = m.struct("task_struct", krecurse.addr)
+    assert view.curr_ret_stack == 50 and view.trace_overrun >= 10
+    rth = m.image.addr("return_to_handler")
+    assert sum(m.mem.read_u64(a) == rth for a in range(krecurse.stack_base, krecurse.stack_top, 8)) == 50
+    assert ok(system, f"cat /proc/{krecurse.pid}/stack") == before
+    overruns = [line for line in t.cat("trace").splitlines() if line.startswith(" (Overruns: ")]
+    assert overruns and all(int(line.split()[1].rstrip(")")) % 10 == 0 for line in overruns)
