@@ -2,7 +2,7 @@
 function_graph and the trace array controls, case by case, as golden tests: the same steps, and
 what each case greps for or compares, asserted here.
 
-Ported: 00basic/basic2.tc, basic3.tc, ringbuffer_size.tc, snapshot.tc, trace_pipe.tc,
+Ported: 00basic/basic1.tc (but README), basic2.tc, basic3.tc, ringbuffer_size.tc, snapshot.tc, trace_pipe.tc,
 trace_marker.tc (the record size from our page layout instead of events/header_page);
 ftrace/fgraph-filter.tc, fgraph-filter-stack.tc (up to its stack tracer part), fgraph-retval.tc
 (another function returning an errno, as this kernel has no /proc/interrupts);
@@ -35,6 +35,12 @@ def ft(request, system):
 
 
 # --- test.d/00basic --------------------------------------------------------------------------
+
+
+def test_basic1_the_trace_files_are_there(system):
+    """basic1.tc also wants README, which is not this tree's part of tracefs."""
+    for name in ("trace", "tracing_on", "trace_pipe"):
+        assert system.vfs.exists(f"{TRACING}/{name}")
 
 
 def test_basic2_every_tracer_can_be_set(system):
@@ -153,9 +159,9 @@ def test_fgraph_filter(system):
 
 
 def test_fgraph_filter_stack(system):
-    """The case runs function_graph filtered, then again with the stack tracer on; the stack
-    tracer (stack_trace) is not part of this tree's tracefs, so it stops where the script says
-    `Stack tracer not configured`, after the graph filter held."""
+    """The case runs function_graph filtered, then again with the stack tracer on and after it
+    is off. Without a stack tracer (stack_trace) the script stops after the first part, as
+    `Stack tracer not configured`."""
     t = Ftracetest(system)
     t.disable_tracing()
     t.clear_trace()
@@ -166,7 +172,17 @@ def test_fgraph_filter_stack(system):
     _fgraph_filter_check(t)
     if not system.vfs.exists(f"{TRACING}/stack_trace"):
         return
-    pytest.fail("stack_trace exists: port the rest of fgraph-filter-stack.tc")
+    enabled = "/proc/sys/kernel/stack_tracer_enabled"
+    system.vfs.write(enabled, "1\n")
+    t.disable_tracing()
+    t.clear_trace()
+    t.enable_tracing()
+    t.sleep("1s")
+    _fgraph_filter_check(t)  # not affected by the stack tracer
+    system.vfs.write(enabled, "0\n")
+    t.clear_trace()
+    t.sleep("1s")
+    _fgraph_filter_check(t)  # nor by its going
 
 
 def test_fgraph_retval(system):
