@@ -257,3 +257,38 @@ def test_a_full_ret_stack_counts_overruns_and_the_unwinder_recovers_every_hooked
     assert ok(system, f"cat /proc/{krecurse.pid}/stack") == before
     overruns = [line for line in t.cat("trace").splitlines() if line.startswith(" (Overruns: ")]
     assert overruns and all(int(line.split()[1].rstrip(")")) % 10 == 0 for line in overruns)
+
+
+def test_trace_pipe_waits_for_records_up_to_a_second(system):
+    m = system.machine
+    t = Ftracetest(system)
+    t.write("set_ftrace_filter", "schedule_timeout")
+    t.write("current_tracer", "function")
+    ok(system, f"echo > {TRACING}/trace")
+    start = m.now
+    out = t.cat("trace_pipe")  # nothing buffered: the machine runs until a sleeper goes to sleep
+    assert "schedule_timeout <-" in out and 0 < m.now - start < 1_000_000_000
+    assert t.lines() == []  # consumed
+    t.write("tracing_on", "0")
+    start = m.now
+    assert t.cat("trace_pipe") == ""
+    assert m.now - start >= 1_000_000_000
+
+
+def test_funcgraph_irqs_off_leaves_out_what_runs_in_interrupts(system):
+    """wake_up_process runs in the timer interrupt (a sleep's timer) and in tasks."""
+    t = Ftracetest(system)
+    tracing = system.machine.kernel.tracing
+    hardirq = system.machine.types.enum("TRACE_FLAG_HARDIRQ")
+
+    def in_irq() -> int:
+        return sum(1 for r in tracing.top.records() if r.flags & hardirq)
+
+    t.write("set_ftrace_filter", "wake_up_process")
+    t.write("current_tracer", "function_graph")
+    ok(system, "sleep 300ms")
+    assert in_irq() > 0
+    t.write("options/funcgraph-irqs", "0")
+    t.write("trace", "")
+    ok(system, "sleep 300ms")
+    assert in_irq() == 0
