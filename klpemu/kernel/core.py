@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 from .conflicts import Conflicts
 from .ftrace import Ftrace
-from .ftrace.function_tracer import FunctionTracer
+from .ftrace.trace_array import Tracing
+from .ftrace.trace_output import TraceOutput
 from .kallsyms import Kallsyms
 from .kprobes import Kprobes
 from .livepatch.core import Livepatch
@@ -32,7 +33,9 @@ class Kernel:
         self.text_poke = TextPoke(machine)
         self.conflicts = Conflicts(machine)
         self.ftrace = Ftrace(machine, self.text_poke, self.conflicts)
-        self.function_tracer = FunctionTracer(machine, self.ftrace)
+        self.trace_output = TraceOutput(machine)
+        self.tracing = Tracing(machine, self.ftrace, self.trace_output)
+        self.function_tracer = self.tracing.top.function
         self.taint = Taint(machine)
         self.modules = Modules(machine, self.ftrace, console, self.taint)
         self.kallsyms = Kallsyms(machine, self.modules)
@@ -43,6 +46,7 @@ class Kernel:
         self.modules.use_klp_relocs(self.livepatch.relocs.apply_section_relocs)
         self.modules.add_notifier(self.kprobes.module_coming, self.kprobes.module_going)
         self.modules.add_live_notifier(self.kprobes.module_live)
+        self.modules.add_notifier(self.tracing.graph.module_coming, self.tracing.graph.module_going)
         machine.attach_kernel(self)
 
     def check_consistency(self) -> list[str]:
