@@ -6,7 +6,11 @@ from typing import TYPE_CHECKING
 
 from .conflicts import Conflicts
 from .ftrace import Ftrace
+from .ftrace.ftrace_pid import FtracePid
+from .ftrace.function_profile import FunctionProfile
 from .ftrace.function_tracer import FunctionTracer
+from .ftrace.stack_tracer import StackTracer
+from .ftrace.tracing_cpumask import TracingCpumask
 from .kprobes import Kprobes
 from .livepatch.core import Livepatch
 from .livepatch.patch import KlpPatchLayer
@@ -31,6 +35,10 @@ class Kernel:
         self.conflicts = Conflicts(machine)
         self.ftrace = Ftrace(machine, self.text_poke, self.conflicts)
         self.function_tracer = FunctionTracer(machine, self.ftrace)
+        self.ftrace_pid = FtracePid(machine, self.ftrace)
+        self.tracing_cpumask = TracingCpumask(machine)
+        self.stack_tracer = StackTracer(machine, self.ftrace)
+        self.function_profile = FunctionProfile(machine, self.ftrace, self.function_tracer.filters)
         self.modules = Modules(machine, self.ftrace, console)
         self.klp_patch = KlpPatchLayer(machine, self.ftrace)
         self.livepatch = Livepatch(machine, self.klp_patch, self.modules)
@@ -38,8 +46,18 @@ class Kernel:
         self.conflicts.connect(self.kprobes, self.livepatch)
         self.modules.use_klp_relocs(self.livepatch.relocs.apply_section_relocs)
         self.modules.add_notifier(self.kprobes.module_coming, self.kprobes.module_going)
+        self.modules.add_notifier(self._ftrace_module_coming, self._ftrace_module_going)
         self.modules.add_live_notifier(self.kprobes.module_live)
         machine.attach_kernel(self)
+
+    def _ftrace_module_coming(self, mod) -> None:
+        """process_cached_mods: each filter file's `:mod:` commands kept for this module."""
+        tracer = self.function_tracer
+        for filters in (tracer.filters, tracer.notrace_filters, self.stack_tracer.filters):
+            filters.module_coming(mod)
+
+    def _ftrace_module_going(self, mod) -> None:
+        self.function_tracer.probes.module_going(set(mod.records))
 
     def check_consistency(self) -> list[str]:
         """Every place a subsystem keeps a host cache of guest state, checked against guest

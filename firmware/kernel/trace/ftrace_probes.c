@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Function triggers of set_ftrace_filter (`FUNC:traceoff[:N]` and friends),
+ * as kernel/trace/ftrace.c's function probes and trace_functions.c's probe
+ * callbacks: each kind of trigger is one ftrace_ops whose filter holds the
+ * trigger's functions; its handler finds the function's entry in the probe's
+ * mapper (the remaining count) and runs the kind's callback. The machine
+ * allocates and fills the probes and mappers; the counts change only here.
+ */
+#include <linux/kernel.h>
+#include <linux/ftrace.h>
+#include <linux/trace.h>
+#include <linux/trace_recursion.h>
+
+/* ftrace_func_mapper: a function's remaining count, -1 when unlimited. Sorted by ip. */
+struct ftrace_func_map {
+	unsigned long ip;
+	long data;
+};
+
+struct ftrace_func_mapper {
+	unsigned long count;
+	struct ftrace_func_map maps[];
+};
+
+typedef void (*ftrace_probe_func_t)(unsigned long ip, unsigned long parent_ip, long *count);
+
+/* What a probe's ops->private points to. */
+struct ftrace_func_probe {
+	ftrace_probe_func_t func;
+	struct ftrace_func_mapper *mapper;
+};
+
+static notrace long *ftrace_func_mapper_find_ip(struct ftrace_func_mapper *mapper, unsigned long ip)
+{
+	unsigned long lo = 0, hi;
+
+	if (!mapper)
+		return NULL;
+	hi = mapper->count;
+	while (lo < hi) {
+		unsigned long mid = lo + (hi - lo) / 2;
+
+		if (mapper->maps[mid].ip == ip)
+			return &mapper->maps[mid].data;
+		if (mapper->maps[mid].ip < ip)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* function_trace_probe_call: the ops handler every probe shares. */
+notrace void function_trace_probe_call(unsigned long ip, unsigned long parent_ip, struct ftrace_ops *op,
+				       struct ftrace_regs *fregs)
+{
+	struct ftrace_func_probe *probe = op->private;
+	long *count;
+	int bit;
+
+	bit = ftrace_test_recursion_trylock(ip, parent_ip);
+	if (bit < 0)
+		return;
+	count = ftrace_func_mapper_find_ip(READ_ONCE(probe->mapper), ip);
+	if (count)
+		probe->func(ip, parent_ip, count);
+	ftrace_test_recursion_unlock(bit);
+}
+
+/* update_traceon_count: only a call that changes tracing_on uses up one of the count. */
+static notrace void update_traceon_count(long *count, int on)
+{
+	long old_count = READ_ONCE(*count);
+
+	if (old_count == 0)
+		return;
+	if (on == !!READ_ONCE(tracing_on))
+		return;
+	WRITE_ONCE(tracing_on, on);
+	if (old_count > 0)
+		WRITE_ONCE(*count, old_count - 1);
+}
+
+notrace void ftrace_traceon_probe(unsigned long ip, unsigned long parent_ip, long *count)
+{
+	update_traceon_count(count, 1);
+}
+
+notrace void ftrace_traceoff_probe(unsigned long ip, unsigned long parent_ip, long *count)
+{
+	update_traceon_count(count, 0);
+}
