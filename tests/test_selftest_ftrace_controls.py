@@ -241,6 +241,17 @@ def test_trigger_errors(tfs):
     assert set(TRIGGERS) == {"traceon", "traceoff"}
 
 
+def test_filter_by_index(tfs):
+    """A number selects that line of available_filter_functions, counted from 1."""
+    names = tfs.lines("available_filter_functions")
+    tfs.echo("1 3", "set_ftrace_filter")
+    assert tfs.lines("set_ftrace_filter") == [names[0], names[2]]
+    tfs.echo("!3", "set_ftrace_filter", append=True)
+    assert tfs.lines("set_ftrace_filter") == [names[0]]
+    for bad in ("0", str(len(names) + 1)):
+        assert tfs.echo(bad, "set_ftrace_filter", append=True, fail=True) == "echo: write error: Invalid argument\n"
+
+
 def test_bang_removes_from_either_file(tfs):
     """`!GLOB` removes what it matches from set_ftrace_filter and set_ftrace_notrace, with `>`
     (from an empty list: a no-op) and with `>>`; removing everything leaves all functions."""
@@ -512,12 +523,15 @@ def test_func_stack_tracer(tfs):
 
 
 def test_stack_tracer_on_a_module_function(tfs):
-    """stack_trace_filter takes `:mod:` for a module not loaded yet, and the deepest chain through
-    the module's function names the module as %pS does."""
-    tfs.echo("*:mod:hello", "stack_trace_filter")
+    """The deepest chain through a module's function names the module as %pS does; the stack
+    tracer's filter is outside any trace array, so `:mod:` and triggers there get ENODEV."""
+    for word in ("*:mod:livepatch_sample", "schedule:traceoff"):
+        assert tfs.echo(word, "stack_trace_filter", fail=True) == "echo: write error: No such device\n"
+    tfs.sh("insmod livepatch-sample.ko; wait /sys/kernel/livepatch/livepatch_sample/transition 0")
+    tfs.echo("livepatch_cmdline_proc_show", "stack_trace_filter")
+    assert tfs.cat("stack_trace_filter") == "livepatch_cmdline_proc_show [livepatch_sample]\n"
     tfs.sh("echo 1 > /proc/sys/kernel/stack_tracer_enabled")
-    tfs.sh("insmod hello.ko")
-    assert tfs.cat("stack_trace_filter") == "hello_greet [hello]\nhello_exit [hello]\n"
+    assert tfs.sh("cat /proc/cmdline") == "this has been live patched\n"
     rows = _stack_rows(tfs)
-    assert rows[0][3] == "hello_greet"
-    assert tfs.cat("stack_trace").splitlines()[2].endswith(" [hello]")
+    assert rows[0][3] == "livepatch_cmdline_proc_show"
+    assert tfs.cat("stack_trace").splitlines()[2].endswith(" [livepatch_sample]")

@@ -45,6 +45,7 @@ tracing mini-HOWTO:
 
   stack_trace\t\t- The deepest stack seen since stack_max_size was reset
   stack_max_size\t- Its size in bytes; write 0 to measure again
-  stack_trace_filter\t- Like set_ftrace_filter, for the functions the stack
-\t\t\t  tracer checks (enable it in /proc/sys/kernel/stack_tracer_enabled)
+  stack_trace_filter\t- Like set_ftrace_filter (globs only), for the functions
+\t\t\t  the stack tracer checks
+\t\t\t  (enable it in /proc/sys/kernel/stack_tracer_enabled)
 """

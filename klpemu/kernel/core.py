@@ -51,9 +51,9 @@ class Kernel:
         machine.attach_kernel(self)
 
     def _ftrace_module_coming(self, mod) -> None:
-        """process_cached_mods: each filter file's `:mod:` commands kept for this module."""
+        """process_cached_mods: the function tracer's `:mod:` commands kept for this module."""
         tracer = self.function_tracer
-        for filters in (tracer.filters, tracer.notrace_filters, self.stack_tracer.filters):
+        for filters in (tracer.filters, tracer.notrace_filters):
             filters.module_coming(mod)
 
     def _ftrace_module_going(self, mod) -> None:

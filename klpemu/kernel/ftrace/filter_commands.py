@@ -13,7 +13,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
-from errno import EINVAL
+from errno import EINVAL, ENODEV
 from typing import TYPE_CHECKING, Protocol
 
 from ...errors import KlpemuError
@@ -78,12 +78,16 @@ class FilterFile:
         *,
         notrace: bool = False,
         probes: FunctionProbes | None = None,
+        commands: bool = True,
     ):
         self.m = machine
         self.ft = ftrace
         self.owner = owner
         self.notrace = notrace
         self.probes = probes
+        # False for an ops outside any trace array (the stack tracer's): `:mod:` and the triggers
+        # need one, and get -ENODEV without
+        self.commands = commands
         self.followers: list[FtraceOps] = []  # ops that share this hash
         self.mods: list[tuple[str, str]] = []  # (function glob, module) for modules not loaded yet
 
@@ -101,7 +105,12 @@ class FilterFile:
         module matches the `:mod:` pattern, if one is given)."""
         out = set()
         image = self.m.image
-        for ip in self.ft.records.ips():
+        ips = self.ft.records.ips()
+        if glob.isdigit() and module is None:
+            # add_rec_by_index: the N-th line of available_filter_functions, from 1
+            index = int(glob) - 1
+            return {ips[index]} if 0 <= index < len(ips) else set()
+        for ip in ips:
             sym = image.function_at(ip)
             if sym is None or not fnmatch.fnmatchcase(sym.name, glob):
                 continue
@@ -122,6 +131,8 @@ class FilterFile:
             cmd = FilterWord.parse(word)
             if cmd.command is None:
                 self._apply_glob(ips, cmd.negate, self.match(cmd.glob), word)
+            elif not self.commands:
+                raise KlpemuError(f"{word}: no commands in this file", ENODEV)
             elif cmd.command == "mod":
                 self._apply_mod(ips, mods, cmd, word)
             elif self.probes is not None and not self.notrace and self.probes.knows(cmd.command):

@@ -36,7 +36,7 @@ class StackTracer:
         self.ft = ftrace
         self.enabled = 0  # /proc/sys/kernel/stack_tracer_enabled, as written
         self._ops: FtraceOps | None = None
-        self.filters = FilterFile(machine, ftrace, self)
+        self.filters = FilterFile(machine, ftrace, self, commands=False)
 
     @property
     def ops(self) -> FtraceOps:
