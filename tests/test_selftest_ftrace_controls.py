@@ -535,3 +535,22 @@ def test_stack_tracer_on_a_module_function(tfs):
     rows = _stack_rows(tfs)
     assert rows[0][3] == "livepatch_cmdline_proc_show"
     assert tfs.cat("stack_trace").splitlines()[2].endswith(" [livepatch_sample]")
+
+
+def test_filter_files_after_an_ftrace_bug():
+    """With ftrace dead (an ftrace bug at boot) the filter files refuse every write with ENODEV,
+    as opening them fails in Linux."""
+    from klpemu.system import System
+
+    system = System()
+    m = system.machine
+    m.mem.write(m.image.addr("cmdline_proc_show"), b"\x90" * 5)
+    system.boot()
+    assert m.kernel.ftrace.disabled
+    for name, text in (
+        ("set_ftrace_filter", "schedule"),
+        ("set_ftrace_notrace", "schedule"),
+        ("set_ftrace_filter", "schedule:traceoff"),
+    ):
+        status, _, err = shell_run(system, f"echo '{text}' > {T}/{name}")
+        assert (status, err) == (1, "echo: write error: No such device\n")

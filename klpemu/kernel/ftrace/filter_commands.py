@@ -124,6 +124,8 @@ class FilterFile:
     def write(self, text: str, *, append: bool) -> None:
         """A write to the file: `>` (append False) starts from an empty hash and no cached
         commands, as opening with O_TRUNC does; triggers are left alone either way."""
+        if self.ft.disabled:
+            raise KlpemuError("ftrace is disabled", ENODEV)  # ftrace_regex_open refuses the file
         ips = set(self._hash()) if append else set()
         mods = list(self.mods) if append else []
         triggers: list[Callable[[], None]] = []
