@@ -39,7 +39,8 @@ INSNS_CALLER_EMPTY = 43  # ftrace_caller 42 + ftrace_empty_func 1
 INSNS_REGS_CALLER_EMPTY = 68  # ftrace_regs_caller 67 + 1
 INSNS_CALLER_LIST_ONE = 131  # ftrace_caller 42 + ftrace_ops_list_func 74 + ftrace_ops_test 14 + 1
 INSNS_CALLER_ASSIST_EMPTY = 84  # ftrace_caller 42 + ftrace_ops_assist_func 41 + 1
-INSNS_CALLER_FUNCTION_TRACER = 166  # ftrace_caller 42 + function_trace_call 122 + local_clock 2
+# ftrace_caller 42 + function_trace_call 141 + local_clock 2, for a record that fits its page
+INSNS_CALLER_FUNCTION_TRACER = 185
 
 
 def call_insn(at: int, target: int) -> bytes:
@@ -177,24 +178,17 @@ def in_function(m: Machine, addr: int, name: str) -> bool:
 
 
 def ring(m: Machine, cpu: int):
-    return m.var("trace_buffers")[cpu]
+    return m.kernel.function_tracer.buffer.cpu_buffers()[cpu]
 
 
 def reset_rings(rig: Rig) -> None:
-    for cpu in range(len(rig.m.cpus)):
-        r = ring(rig.m, cpu)
-        r.entries = 0
-        r.overrun = 0
+    rig.m.kernel.function_tracer.buffer.reset()
 
 
 def ring_entries(m: Machine):
-    out = []
-    for cpu in range(len(m.cpus)):
-        r = ring(m, cpu)
-        size = len(r.ring)
-        for n in range(max(0, r.entries - size), r.entries):
-            out.append((cpu, r.ring[n % size]))
-    return out
+    """(cpu, record) of every committed record, each CPU's oldest first."""
+    buf, out = m.kernel.function_tracer.buffer, m.kernel.trace_output
+    return [(cpu, out.record(r)) for cpu in range(len(m.cpus)) for r in buf.cpu_records(cpu)]
 
 
 # --- the templates ---------------------------------------------------------------------------
@@ -264,6 +258,7 @@ def test_function_tracer_records_the_traced_call(rig, texts, trampoline):
     cpu, e = entries[0]
     assert e.ip == site
     assert in_function(m, e.parent_ip, "seq_read_iter")
+    assert e.type == m.types.enum("TRACE_FN")
     assert e.pid == task_by_comm(m, "sh").pid
     assert e.cpu == cpu
     assert t0 <= e.ts <= m.now
@@ -279,32 +274,39 @@ def test_tracing_on_and_disabled_stop_the_writer(rig, texts):
     rig.var_u64("function_trace_op", rig.sym("function_trace_ops"))
     rig.call_slot("ftrace_caller", "function_trace_call")
     rig.trace(SITE_FUNC, "ftrace_caller")
-    rig.var_u32("tracing_on", 0)
+    tr = m.kernel.function_tracer.buffer
+    rig.data(tr.view.addr_of("record_disabled"), struct.pack("<i", 1))
     assert cat_cmdline(m) == texts["cmdline"]
     assert ring_entries(m) == []
-    rig.var_u32("tracing_on", 1)
+    rig.data(tr.view.addr_of("record_disabled"), struct.pack("<i", 0))
     for cpu in range(len(m.cpus)):
-        rig.data(ring(m, cpu).addr_of("disabled"), struct.pack("<i", 1))
+        rig.data(ring(m, cpu).addr_of("record_disabled"), struct.pack("<i", 1))
     assert cat_cmdline(m) == texts["cmdline"]
     assert ring_entries(m) == []
 
 
 def test_ring_overwrites_oldest_and_counts_overrun(rig):
-    """A host call on CPU 0 with interrupts off: flags say irqs-off, and the ring wraps."""
+    """A host call on CPU 0 with interrupts off: flags say irqs-off, and the ring wraps, losing
+    its oldest page at a time. Unexpanded, the ring is 2 pages of 4080 bytes: 102 records of 40
+    bytes (16 of ring header, 8 of trace_entry, ip and parent_ip) on each."""
     m = rig.m
     reset_rings(rig)
     rig.var_u64("function_trace_op", rig.sym("function_trace_ops"))
     rig.call_slot("ftrace_caller", "function_trace_call")
     site = rig.trace(LEAF, "ftrace_caller")
-    size = len(ring(m, 0).ring)
-    n = size + 476
+    assert m.kernel.function_tracer.buffer.nr_pages == 2
+    n = 3 * 102 + 5
     assert m.call("ftrace_selftest_call", n) == n
     r = ring(m, 0)
-    assert (r.entries, r.overrun) == (n, 476)
-    newest = r.ring[(n - 1) % size]
+    assert (r.entries, r.overrun, r.tail) == (n, 2 * 102, 4)  # 4 pages begun: the first two overwritten
+    records = ring_entries(m)
+    assert len(records) == 102 + 5  # the third page, full, and the fourth
+    _, newest = records[-1]
     assert newest.ip == site and in_function(m, newest.parent_ip, "ftrace_selftest_call")
     assert newest.flags == m.types.enum("TRACE_FLAG_IRQS_OFF")
     assert newest.pid == m.struct("task_struct", m.pcpu(0).current_task).pid
+    stamps = [e.ts for _, e in records]
+    assert stamps == sorted(stamps)
 
 
 def test_hardirq_context_is_flagged(rig):
@@ -519,7 +521,7 @@ def test_private_copy_works_like_the_template(rig, texts, template):
 # --- (f) instruction counts ----------------------------------------------------------------------
 
 
-def insns_per_call(m: Machine) -> int:
+def insns_per_call(m: Machine, ns: tuple[int, int, int] = (100, 200, 300)) -> int:
     hits = [0]
 
     def hook(_uc, _addr, _size, _ud):
@@ -529,7 +531,7 @@ def insns_per_call(m: Machine) -> int:
     m.uc.ctl_flush_tb()  # a hook applies only to blocks translated after it was added
     try:
         counts = []
-        for n in (100, 200, 300):
+        for n in ns:
             hits[0] = 0
             assert m.call("ftrace_selftest_call", n) == n
             counts.append(hits[0])
@@ -537,8 +539,9 @@ def insns_per_call(m: Machine) -> int:
         m.uc.hook_del(h)
         m.uc.ctl_flush_tb()
     assert counts[2] - counts[1] == counts[1] - counts[0]
-    assert (counts[1] - counts[0]) % 100 == 0
-    return (counts[1] - counts[0]) // 100
+    step = ns[1] - ns[0]
+    assert (counts[1] - counts[0]) % step == 0
+    return (counts[1] - counts[0]) // step
 
 
 def test_instruction_counts_per_traced_call(rig):
@@ -567,7 +570,10 @@ def test_instruction_counts_per_traced_call(rig):
     measured["caller+assist+empty"] = insns_per_call(m) - LOOP_AND_LEAF
     rig.var_u64("function_trace_op", rig.sym("function_trace_ops"))
     rig.call_slot("ftrace_caller", "function_trace_call")
-    measured["caller+function_trace_call"] = insns_per_call(m) - LOOP_AND_LEAF
+    # A record that fits its page: the 60 calls all go on the page the first one began.
+    reset_rings(rig)
+    m.call("ftrace_selftest_call", 1)
+    measured["caller+function_trace_call"] = insns_per_call(m, (10, 20, 30)) - LOOP_AND_LEAF
     assert measured == {
         "caller+empty": INSNS_CALLER_EMPTY,
         "caller+empty, no redirect": INSNS_CALLER_EMPTY - 2,  # cmpl, je taken; no copy-back

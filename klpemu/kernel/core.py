@@ -10,6 +10,7 @@ from .ftrace.ftrace_pid import FtracePid
 from .ftrace.function_profile import FunctionProfile
 from .ftrace.function_tracer import FunctionTracer
 from .ftrace.stack_tracer import StackTracer
+from .ftrace.trace_output import TraceOutput
 from .ftrace.tracing_cpumask import TracingCpumask
 from .kprobes import Kprobes
 from .livepatch.core import Livepatch
@@ -34,7 +35,8 @@ class Kernel:
         self.text_poke = TextPoke(machine)
         self.conflicts = Conflicts(machine)
         self.ftrace = Ftrace(machine, self.text_poke, self.conflicts)
-        self.function_tracer = FunctionTracer(machine, self.ftrace)
+        self.trace_output = TraceOutput(machine)
+        self.function_tracer = FunctionTracer(machine, self.ftrace, self.trace_output)
         self.ftrace_pid = FtracePid(machine, self.ftrace)
         self.tracing_cpumask = TracingCpumask(machine)
         self.stack_tracer = StackTracer(machine, self.ftrace)

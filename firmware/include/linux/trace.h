@@ -1,7 +1,8 @@
 /*
  * ftrace's data plane in the guest: the trampolines' labels, the list
  * function and the assist, the function tracer's per-CPU ring buffers and the
- * native handlers the machine installs in call slots. Names follow Linux
+ * native handlers the machine installs in call slots; the function tracer
+ * writes its records through the ring buffer (linux/ring_buffer.h). Names follow Linux
  * (arch/x86/kernel/ftrace_64.S, kernel/trace/{ftrace.c,trace.h,trace_functions.c}).
  */
 #ifndef _LINUX_TRACE_H
@@ -11,6 +12,7 @@
 #include <linux/compiler.h>
 #include <linux/ftrace.h>
 #include <linux/sched.h>
+#include <linux/ring_buffer.h>
 
 /*
  * arch/x86/kernel/ftrace_64.S. Each [caller, caller_end) is a self-contained
@@ -38,42 +40,13 @@ int ftrace_ops_test(struct ftrace_ops *ops, unsigned long ip, void *regs);
 void ftrace_ops_assist_func(unsigned long ip, unsigned long parent_ip, struct ftrace_ops *op,
 			    struct ftrace_regs *fregs);
 
-/*
- * The function tracer: one struct trace_entry per traced call in the ring of
- * the CPU that made it. The host reads the rings through DWARF and names the
- * task from pid, as Linux's saved_cmdlines does.
- */
-enum trace_flag_type {
-	TRACE_FLAG_IRQS_OFF = 0x01,
-	TRACE_FLAG_NEED_RESCHED = 0x04,
-	TRACE_FLAG_HARDIRQ = 0x08,
-	TRACE_FLAG_SOFTIRQ = 0x10,
-	TRACE_FLAG_PREEMPT_RESCHED = 0x20,
-	TRACE_FLAG_NMI = 0x40,
-};
-
-struct trace_entry {
-	u64 ts;			/* local_clock(), ns */
+/* kernel/trace/trace_entries.h's TRACE_FN record: one per call the function tracer sees. */
+struct ftrace_entry {
+	struct trace_entry ent;
 	unsigned long ip;	/* the traced function */
 	unsigned long parent_ip;	/* its caller's return address */
-	int pid;
-	u16 cpu;
-	u8 flags;		/* enum trace_flag_type */
-	u8 preempt_count;	/* preempt depth at the traced call, as tracing_gen_ctx_dec() reports it */
 };
 
-#define TRACE_RING_ENTRIES 1024
-
-/* One CPU's ring, overwritten oldest first when full (Linux's default "overwrite" mode). */
-struct trace_array_cpu {
-	unsigned long entries;	/* written since the last reset ("entries-written") */
-	unsigned long overrun;	/* of those, overwritten before being read */
-	int disabled;		/* nonzero: this CPU records nothing */
-	struct trace_entry ring[TRACE_RING_ENTRIES];	/* entry n lives at ring[n % TRACE_RING_ENTRIES] */
-};
-
-extern struct trace_array_cpu trace_buffers[NR_CPUS];
-extern int tracing_on;
 extern struct ftrace_ops function_trace_ops;
 
 void function_trace_call(unsigned long ip, unsigned long parent_ip, struct ftrace_ops *op,

@@ -23,12 +23,15 @@ struct ftrace_func_mapper {
 	struct ftrace_func_map maps[];
 };
 
-typedef void (*ftrace_probe_func_t)(unsigned long ip, unsigned long parent_ip, long *count);
+struct ftrace_func_probe;
+typedef void (*ftrace_probe_func_t)(struct ftrace_func_probe *probe, unsigned long ip, unsigned long parent_ip,
+				    long *count);
 
 /* What a probe's ops->private points to. */
 struct ftrace_func_probe {
 	ftrace_probe_func_t func;
 	struct ftrace_func_mapper *mapper;
+	struct trace_array *tr;	/* whose tracing the traceon/traceoff probes switch */
 };
 
 static notrace long *ftrace_func_mapper_find_ip(struct ftrace_func_mapper *mapper, unsigned long ip)
@@ -64,30 +67,38 @@ notrace void function_trace_probe_call(unsigned long ip, unsigned long parent_ip
 		return;
 	count = ftrace_func_mapper_find_ip(READ_ONCE(probe->mapper), ip);
 	if (count)
-		probe->func(ip, parent_ip, count);
+		probe->func(probe, ip, parent_ip, count);
 	ftrace_test_recursion_unlock(bit);
 }
 
+/* tracing_on of the probe's trace array: its ring buffer's record_disabled. */
+static __always_inline int tracer_tracing_is_on(struct trace_array *tr)
+{
+	return !READ_ONCE(tr->buffer.record_disabled);
+}
+
 /* update_traceon_count: only a call that changes tracing_on uses up one of the count. */
-static notrace void update_traceon_count(long *count, int on)
+static notrace void update_traceon_count(struct trace_array *tr, long *count, int on)
 {
 	long old_count = READ_ONCE(*count);
 
 	if (old_count == 0)
 		return;
-	if (on == !!READ_ONCE(tracing_on))
+	if (on == tracer_tracing_is_on(tr))
 		return;
-	WRITE_ONCE(tracing_on, on);
+	WRITE_ONCE(tr->buffer.record_disabled, !on);
 	if (old_count > 0)
 		WRITE_ONCE(*count, old_count - 1);
 }
 
-notrace void ftrace_traceon_probe(unsigned long ip, unsigned long parent_ip, long *count)
+notrace void ftrace_traceon_probe(struct ftrace_func_probe *probe, unsigned long ip, unsigned long parent_ip,
+				  long *count)
 {
-	update_traceon_count(count, 1);
+	update_traceon_count(probe->tr, count, 1);
 }
 
-notrace void ftrace_traceoff_probe(unsigned long ip, unsigned long parent_ip, long *count)
+notrace void ftrace_traceoff_probe(struct ftrace_func_probe *probe, unsigned long ip, unsigned long parent_ip,
+				   long *count)
 {
-	update_traceon_count(count, 0);
+	update_traceon_count(probe->tr, count, 0);
 }

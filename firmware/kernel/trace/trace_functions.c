@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * The function tracer, as a native handler: one entry per traced call in the
- * ring buffer of the CPU that made it, read by the host as tracefs' `trace`.
+ * The function tracer, as a native handler: one TRACE_FN record per traced
+ * call in its trace array's ring buffer, read by the host as tracefs' `trace`.
  * Also two handlers for experiments and benchmarks: one that redirects every
  * call it sees, one that does nothing.
  */
@@ -9,12 +9,9 @@
 #include <linux/sched.h>
 #include <linux/ftrace.h>
 #include <linux/trace.h>
+#include <linux/ring_buffer.h>
 #include <linux/trace_recursion.h>
 #include <asm/segment.h>
-
-/* tracefs tracing_on: the writer records only while it is nonzero. */
-int tracing_on = 1;
-struct trace_array_cpu trace_buffers[NR_CPUS];
 
 /*
  * Linux's global_ops, whose func becomes function_trace_call when the
@@ -26,66 +23,28 @@ struct trace_array_cpu trace_buffers[NR_CPUS];
 struct ftrace_ops function_trace_ops = {
 	.func = function_trace_call,
 	.flags = FTRACE_OPS_FL_INITIALIZED | FTRACE_OPS_FL_PID,
+	.private = &global_trace,
 };
 
-/* tracing_gen_ctx_dec(): the context columns of the trace, one preempt level (our lock's) less. */
-static __always_inline void trace_ctx(struct trace_entry *e, struct ftrace_regs *fregs)
-{
-	struct pt_regs *regs = ftrace_get_regs(fregs);
-	unsigned long eflags = regs ? regs->flags : arch_local_save_flags();
-	unsigned int pc = preempt_count();
-	u8 flags = 0;
-
-	if (!(eflags & X86_EFLAGS_IF))
-		flags |= TRACE_FLAG_IRQS_OFF;
-	if (pc & NMI_MASK)
-		flags |= TRACE_FLAG_NMI;
-	if (pc & HARDIRQ_MASK)
-		flags |= TRACE_FLAG_HARDIRQ;
-	if (pc & SOFTIRQ_OFFSET)
-		flags |= TRACE_FLAG_SOFTIRQ;
-	if (test_tsk_thread_flag(current, TIF_NEED_RESCHED))
-		flags |= TRACE_FLAG_NEED_RESCHED;
-	e->flags = flags;
-	pc &= 0xff;
-	e->preempt_count = pc ? pc - 1 : 0;
-}
-
-/* The next slot of this CPU's ring: one instruction, so an interrupt's entry gets its own. */
-static __always_inline unsigned long ring_reserve(struct trace_array_cpu *data)
-{
-	unsigned long n = 1;
-
-	__asm__ __volatile__("xaddq %0, %1" : "+r"(n), "+m"(data->entries) : : "memory");
-	return n;
-}
-
+/* op->private is the trace array whose ring gets the records (the top level's or an instance's). */
 notrace void function_trace_call(unsigned long ip, unsigned long parent_ip, struct ftrace_ops *op,
 				 struct ftrace_regs *fregs)
 {
-	struct trace_array_cpu *data;
-	struct trace_entry *e;
-	unsigned long n;
-	int bit, cpu;
+	struct trace_array *tr = op->private;
+	struct pt_regs *regs = ftrace_get_regs(fregs);
+	struct ftrace_entry *entry;
+	unsigned int trace_ctx;
+	int bit;
 
-	if (unlikely(!READ_ONCE(tracing_on)))
-		return;
 	bit = ftrace_test_recursion_trylock(ip, parent_ip);
 	if (bit < 0)
 		return;
-	cpu = smp_processor_id();
-	data = &trace_buffers[cpu];
-	if (!READ_ONCE(data->disabled)) {
-		n = ring_reserve(data);
-		if (n >= TRACE_RING_ENTRIES)
-			data->overrun++;
-		e = &data->ring[n % TRACE_RING_ENTRIES];
-		e->ts = local_clock();
-		e->ip = ip;
-		e->parent_ip = parent_ip;
-		e->pid = current->pid;
-		e->cpu = cpu;
-		trace_ctx(e, fregs);
+	trace_ctx = tracing_gen_ctx_dec(tracing_gen_ctx_flags(regs ? regs->flags : arch_local_save_flags()));
+	entry = trace_buffer_lock_reserve(&tr->buffer, TRACE_FN, sizeof(*entry), trace_ctx);
+	if (entry) {
+		entry->ip = ip;
+		entry->parent_ip = parent_ip;
+		trace_buffer_unlock_commit(&tr->buffer, &entry->ent);
 	}
 	ftrace_test_recursion_unlock(bit);
 }

@@ -8,6 +8,7 @@
 #include <linux/kernel.h>
 #include <linux/ftrace.h>
 #include <linux/trace.h>
+#include <linux/ring_buffer.h>
 
 /* What ftrace_selftest_count_func saw last. */
 struct ftrace_selftest_args {
@@ -74,4 +75,21 @@ notrace void ftrace_selftest_recurse_func(unsigned long ip, unsigned long parent
 		ftrace_selftest_max_depth = ftrace_selftest_depth;
 	WRITE_ONCE(ftrace_selftest_sink, ftrace_selftest_leaf(0));	/* used, so gcc keeps the call */
 	ftrace_selftest_depth--;
+}
+
+/* A record of any type and length through the ring buffer API, its payload bytes counting up from seed. */
+notrace int trace_selftest_write(unsigned short type, unsigned long len, unsigned char seed)
+{
+	struct trace_entry *entry;
+	unsigned char *p;
+	unsigned long i;
+
+	entry = trace_buffer_lock_reserve(&global_trace.buffer, type, len, tracing_gen_ctx());
+	if (!entry)
+		return 0;
+	p = (unsigned char *)(entry + 1);
+	for (i = 0; i + sizeof(*entry) < len; i++)
+		p[i] = seed + i;
+	trace_buffer_unlock_commit(&global_trace.buffer, entry);
+	return 1;
 }

@@ -124,6 +124,7 @@ class FunctionProbes:
             m = self.m
             addr = m.heap.kzalloc(m.types.sizeof("ftrace_func_probe"))
             m.mem.write_u64(addr + m.types.offsetof("ftrace_func_probe", "func"), m.image.addr(TRIGGERS[trigger]))
+            m.mem.write_u64(addr + m.types.offsetof("ftrace_func_probe", "tr"), m.var_addr("global_trace"))
             ops = self.ft.ops_native(trigger, "function_trace_probe_call")
             ops.struct.private = addr
             probe = Probe(trigger, counted, ops, addr)

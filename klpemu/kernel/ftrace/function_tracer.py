@@ -1,8 +1,8 @@
 """The function tracer: its ops, the global filter files, and the `trace` text.
 
-Tracing itself is machine code (function_trace_call writes the guest's per-CPU rings); the host
-registers the tracer's ops when current_tracer says `function`, and formats what the rings hold
-the way Linux's trace output looks.
+Tracing itself is machine code (function_trace_call writes TRACE_FN records into the guest's
+ring buffer); the host registers the tracer's ops when current_tracer says `function`, and
+formats the records the way Linux's trace output looks.
 """
 
 from __future__ import annotations
@@ -11,56 +11,28 @@ from errno import EINVAL
 from typing import TYPE_CHECKING
 
 from ...errors import KlpemuError
-from ..tasks import all_tasks
 from .filter_commands import FilterFile
 from .function_probes import FunctionProbes
+from .ring_buffer import RingBuffer
 
 if TYPE_CHECKING:
     from ...machine.machine import Machine
-    from ...machine.types import View
     from .core import Ftrace
+    from .trace_output import Record, TraceOutput
 
 TRACERS = ("function", "nop")
-IRQS_OFF, NEED_RESCHED, HARDIRQ, SOFTIRQ, PREEMPT_RESCHED = 0x01, 0x04, 0x08, 0x10, 0x20
-
-HEADER = """\
-# tracer: {tracer}
-#
-# entries-in-buffer/entries-written: {shown}/{written}   #P:{cpus}
-#
-#                                _-----=> irqs-off/BH-disabled
-#                               / _----=> need-resched
-#                              | / _---=> hardirq/softirq
-#                              || / _--=> preempt-depth
-#                              ||| / _-=> migrate-disable
-#                              |||| /     delay
-#           TASK-PID     CPU#  |||||  TIMESTAMP  FUNCTION
-#              | |         |   |||||     |         |
-"""
-
-
-def flag_chars(flags: int, preempt: int) -> str:
-    irqs = "d" if flags & IRQS_OFF else "."
-    if flags & NEED_RESCHED and flags & PREEMPT_RESCHED:
-        resched = "N"
-    elif flags & NEED_RESCHED:
-        resched = "n"
-    elif flags & PREEMPT_RESCHED:
-        resched = "p"
-    else:
-        resched = "."
-    hard, soft = flags & HARDIRQ, flags & SOFTIRQ
-    irq = "H" if hard and soft else "h" if hard else "s" if soft else "."
-    depth = f"{preempt & 0xF:x}" if preempt & 0xF else "."
-    return f"{irqs}{resched}{irq}{depth}."
 
 
 class FunctionTracer:
-    def __init__(self, machine: Machine, ftrace: Ftrace):
+    def __init__(self, machine: Machine, ftrace: Ftrace, output: TraceOutput):
         self.m = machine
         self.ft = ftrace
+        self.output = output
         self.current = "nop"
         self._ops = None
+        tr = machine.var_addr("global_trace")
+        self.buffer = RingBuffer(machine, tr + machine.types.offsetof("trace_array", "buffer"), slot=0)
+        output.register(machine.types.enum("TRACE_FN"), "ftrace_entry", self._print_fn)
         self.probes = FunctionProbes(machine, ftrace)
         self.filters = FilterFile(machine, ftrace, self, probes=self.probes)
         self.notrace_filters = FilterFile(machine, ftrace, self, notrace=True)
@@ -79,6 +51,7 @@ class FunctionTracer:
         if name == self.current:
             return
         if name == "function":
+            self.buffer.expand()
             self.ft.register(self.ops)
         else:
             self.ft.unregister(self.ops)
@@ -91,54 +64,30 @@ class FunctionTracer:
     def filter_text(self, notrace: bool = False) -> str:
         return (self.notrace_filters if notrace else self.filters).text()
 
-    # --- the ring buffers ----------------------------------------------------------------------
+    # --- the ring buffer -----------------------------------------------------------------------
 
     @property
     def tracing_on(self) -> bool:
-        return bool(self.m.read_var_int("tracing_on"))
+        return self.buffer.record_on
 
     @tracing_on.setter
     def tracing_on(self, value: bool) -> None:
-        self.m.mem.write(self.m.var_addr("tracing_on"), int(value).to_bytes(4, "little"))
-
-    def _rings(self) -> list[View]:
-        bufs = self.m.var("trace_buffers")
-        return [bufs[c.index] for c in self.m.cpus if c.online]
-
-    def entries(self) -> list[tuple[int, int, View]]:
-        """(ts, cpu, entry view) of everything still in the rings, oldest first."""
-        out = []
-        for cpu, ring in enumerate(self._rings()):
-            size = len(ring.ring)
-            written = ring.entries
-            for n in range(max(0, written - size), written):
-                e = ring.ring[n % size]
-                out.append((e.ts, cpu, e))
-        out.sort(key=lambda t: (t[0], t[1]))
-        return out
+        self.buffer.record_on = value
 
     def reset(self) -> None:
-        for ring in self._rings():
-            ring.entries = 0
-            ring.overrun = 0
+        self.buffer.reset()
+
+    def entries(self) -> list[tuple[int, int, Record]]:
+        """(ts, cpu, record) of the TRACE_FN records still in the ring, oldest first."""
+        fn = self.m.types.enum("TRACE_FN")
+        recs = (self.output.record(r) for r in self.buffer.records())
+        return [(r.ts, r.cpu, r) for r in recs if r.type == fn]
+
+    def _print_fn(self, rec: Record) -> str:
+        """A TRACE_FN record: `func <-parent`."""
+        parent = self.m.image.function_at(rec.parent_ip)
+        return f"{self.ft.symbol_of(rec.ip)} <-{parent.name if parent else hex(rec.parent_ip)}"
 
     def text(self) -> str:
         """The `trace` file."""
-        comms = {t.pid: t.comm for t in all_tasks(self.m) if not t.is_idle}
-        entries = self.entries()
-        written = sum(r.entries for r in self._rings())
-        lines = [
-            HEADER.format(
-                tracer=self.current, shown=len(entries), written=written, cpus=sum(1 for c in self.m.cpus if c.online)
-            )
-        ]
-        for ts, cpu, e in entries:
-            comm = "<idle>" if e.pid == 0 else comms.get(e.pid, "<...>")
-            sec, ns = divmod(ts, 1_000_000_000)
-            func = self.ft.symbol_of(e.ip)
-            parent = self.m.image.function_at(e.parent_ip)
-            lines.append(
-                f"{comm:>16}-{e.pid:<7} [{cpu:03d}] {flag_chars(e.flags, e.preempt_count)} "
-                f"{sec:5d}.{ns // 1000:06d}: {func} <-{parent.name if parent else hex(e.parent_ip)}\n"
-            )
-        return "".join(lines)
+        return self.output.text(self.current, self.buffer)

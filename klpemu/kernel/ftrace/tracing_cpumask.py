@@ -1,7 +1,7 @@
 """tracing_cpumask: the CPUs whose calls the function tracer records (kernel/trace/trace.c).
 
-A CPU left out of the mask has its ring's `disabled` set, which function_trace_call tests before
-writing, as tracing_set_cpumask disables the CPU's buffer in Linux.
+A CPU left out of the mask has its ring's record_disabled set, so no writer reserves room there,
+as tracing_set_cpumask disables the CPU's buffer in Linux.
 """
 
 from __future__ import annotations
@@ -42,6 +42,6 @@ class TracingCpumask:
         if value >> self.nr_cpu_ids:
             raise KlpemuError(f"{text.strip()}: CPUs beyond the last", EOVERFLOW)
         self.mask = value
-        bufs = self.m.var("trace_buffers")
+        rings = self.m.var("global_trace").buffer.buffers
         for cpu in range(self.nr_cpu_ids):
-            bufs[cpu].disabled = 0 if value >> cpu & 1 else 1
+            rings[cpu].record_disabled = 0 if value >> cpu & 1 else 1
