@@ -42,6 +42,5 @@ class TracingCpumask:
         if value >> self.nr_cpu_ids:
             raise KlpemuError(f"{text.strip()}: CPUs beyond the last", EOVERFLOW)
         self.mask = value
-        rings = self.m.var("global_trace").buffer.buffers
-        for cpu in range(self.nr_cpu_ids):
-            rings[cpu].record_disabled = 0 if value >> cpu & 1 else 1
+        for cpu, ring in enumerate(self.m.kernel.function_tracer.buffer.cpu_buffers()):
+            ring.record_disabled = 0 if value >> cpu & 1 else 1
