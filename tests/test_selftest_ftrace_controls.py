@@ -306,6 +306,18 @@ def test_mod_filter_traces_only_the_module(tfs):
     assert tfs.echo("nosuch:mod:hello", "set_ftrace_filter", append=True, fail=True)  # loaded: no match
 
 
+def test_mod_patterns(tfs):
+    """`:mod:` takes a glob of modules; `!glob` means vmlinux and the modules it does not match."""
+    tfs.sh("insmod hello.ko")
+    tfs.echo("*:mod:*", "set_ftrace_filter")
+    assert tfs.cat("set_ftrace_filter") == "hello_greet [hello]\nhello_exit [hello]\n"
+    tfs.echo("*_proc_show:mod:!hello", "set_ftrace_filter")
+    assert "cmdline_proc_show\n" in tfs.cat("set_ftrace_filter") and "[" not in tfs.cat("set_ftrace_filter")
+    tfs.echo("!*:mod:hello", "set_ftrace_filter", append=True)  # nothing of hello's there: a no-op
+    tfs.echo("*greet:mod:hel*", "set_ftrace_filter", append=True)
+    assert tfs.lines("set_ftrace_filter")[-1] == "hello_greet [hello]"
+
+
 def test_triggers_on_a_module_function_leave_with_it(tfs):
     """A trigger works on a module's function and goes when the module does."""
     tfs.sh("insmod hello.ko")
