@@ -397,6 +397,11 @@ def test_pid_filter_costs_nothing_once_cleared(tfs):
     tfs.echo("0", "set_ftrace_notrace_pid")
     assert tfs.cat("set_ftrace_pid") == "1\n7\n"
     assert ops.struct.func == m.image.addr("ftrace_pid_func") and ops.struct.saved_func == own
+    # a tracer giving its ops another handler meanwhile gives it to saved_func
+    pid = m.kernel.ftrace_pid
+    pid.set_func(ops, m.image.addr("ftrace_empty_func"))
+    assert ops.struct.func == m.image.addr("ftrace_pid_func")
+    pid.set_func(ops, own)
     tfs.echo("", "set_ftrace_pid")
     tfs.echo("", "set_ftrace_notrace_pid")
     assert ops.struct.func == own == m.image.addr("function_trace_call")

@@ -17,6 +17,7 @@ from .ops import FL
 if TYPE_CHECKING:
     from ...machine.machine import Machine
     from .core import Ftrace
+    from .ops import FtraceOps
 
 PID_MAX = 1 << 22  # PID_MAX_LIMIT on 64-bit: a larger pid is refused
 
@@ -68,6 +69,15 @@ class FtracePid:
         m.mem.write_u64(slot, new)  # one store: a CPU sees the old list or the new
         if old:
             m.heap.free(old)
+
+    def set_func(self, ops: FtraceOps, func: int) -> None:
+        """Give a PID ops a new handler (a tracer changing what its ops calls): into saved_func
+        while ftrace_pid_func stands in front of it. The caller re-registers a registered ops."""
+        view = ops.struct
+        if view.func == self.m.image.addr("ftrace_pid_func"):
+            view.saved_func = func
+        else:
+            view.func = func
 
     def _update_pid_func(self) -> None:
         """ftrace_update_pid_func: the PID ops call ftrace_pid_func while a list is set. A
