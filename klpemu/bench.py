@@ -38,6 +38,16 @@ API, with native handlers from bench.c that count their calls:
   (r) a kretprobe at the fentry site
   (s) that kretprobe and the livepatch of (j) on the same site, through the list function
 
+and through the trace arrays (klpemu/kernel/ftrace/trace_array.py):
+
+  (t) function_graph with set_graph_function naming another function: the entry hook alone
+      (ftrace_graph_func, prepare_ftrace_return, trace_graph_entry's filter), nothing recorded
+      and the return not hooked
+  (u) function_graph recording the call: its TRACE_GRAPH_ENT record at entry, the return through
+      return_to_handler and its TRACE_GRAPH_RET record. Counted in runs of 16 and 32 calls after
+      emptying the ring, so both begin one page; no bare run (the ring's page changes are not
+      per call, and the bare copy could not empty its ring between runs)
+
 The knobs of ftrace-ops.c, and why each one moves the cost:
   nr_ops_relevant    one ops on a site gets a trampoline of its own whose call slot calls its
                      handler directly; a second ops on the same site sends the site to the
@@ -234,6 +244,7 @@ HANDLER_CALLS = {
 }
 VECTOR_NAMES = {3: "int3"}
 COUNT_N = 100  # the counting runs make COUNT_N and 2 * COUNT_N calls
+GRAPH_COUNT_N = 16  # (u)'s runs: 16 and 32 calls, 104 bytes of records each, fit one 4080-byte page
 WARM_UP_CALLS = 1000
 HOST_CALLS_DIVISOR = 20  # (h), (i) and (q) enter Python on every call: time N / 20 calls
 DEFAULT_CALLS = 200_000
@@ -265,6 +276,11 @@ class Applied:
     path: str
     skipped: frozenset[int] = frozenset()  # hooked addresses whose instruction a PC write skips
     handlers: tuple[str, ...] = ()  # guest handlers that must run once per call (HANDLER_CALLS)
+    # A configuration writing the trace ring begins a page every few dozen calls, not on every
+    # call: it is counted in runs short enough for one page, each after prepare() empties the ring.
+    prepare: Callable[[], None] | None = None
+    count_n: int = 0  # the calls of the shorter counting run, when not COUNT_N
+    slack_per_call: int = 0  # instructions a timed call may take beyond the counted ones
 
 
 @dataclass(frozen=True)
@@ -548,6 +564,37 @@ class HandlerBench:
             )
 
     @contextmanager
+    def _function_graph(self, graphed: bool) -> Iterator[Applied]:
+        tracing = self.m.kernel.tracing
+        top, graph = tracing.top, tracing.graph
+        top.function.set_filter(LEAF, append=False)
+        if not graphed:
+            graph.set_graph(IRRELEVANT, append=False, notrace=False)
+        top.set_tracer("function_graph")
+        try:
+            if graphed:
+                path = f"{self.path()}; returns through return_to_handler -> ftrace_return_to_handler"
+                yield Applied(path, prepare=top.buffer.reset, count_n=GRAPH_COUNT_N, slack_per_call=1)
+            else:
+                yield Applied(f"{self.path()}: set_graph_function names another function")
+        finally:
+            top.set_tracer("nop")
+            top.function.set_filter("", append=False)
+            graph.set_graph("", append=False, notrace=False)
+            top.buffer.resize(1)  # back to the minimum: the next configurations find a small ring
+            top.buffer.expanded = False
+
+    @contextmanager
+    def function_graph_entry(self) -> Iterator[Applied]:
+        with self._function_graph(graphed=False) as applied:
+            yield applied
+
+    @contextmanager
+    def function_graph(self) -> Iterator[Applied]:
+        with self._function_graph(graphed=True) as applied:
+            yield applied
+
+    @contextmanager
     def code_hook(self) -> Iterator[Applied]:
         # What one would write without ftrace. Unicorn 2.1.4 honours a RIP write made inside a
         # code hook at once: the hooked instruction (bench_leaf's NOP5) does not execute and
@@ -641,8 +688,15 @@ class HandlerBench:
         m = self.m
         hc_names = {v: k for k, v in m.types.enums.items() if k.startswith("HC_")}
         before = self.handler_calls()
+        n = applied.count_n or n
+        prepare = applied.prepare or (lambda: None)
+
+        def run(k: int) -> int:
+            prepare()
+            return m.call(LOOP, k)
+
         with self._counting_hypercalls() as seen, self._counting_interrupts(seen):
-            runs = _count_runs(m.uc, lambda k: m.call(LOOP, k), n, seen)
+            runs = _count_runs(m.uc, run, n, seen)
         for name, calls in self.handler_calls().items():
             expected = 3 * n if name in applied.handlers else 0  # the runs make n and 2n calls
             if calls - before[name] != expected:
@@ -675,7 +729,7 @@ class HandlerBench:
         with config.apply(self) as applied:
             count = self.count(applied)
             tick()
-            budget = max(calls, WARM_UP_CALLS) * count.counted + 10 * count.fixed + 10_000
+            budget = max(calls, WARM_UP_CALLS) * (count.counted + applied.slack_per_call) + 10 * count.fixed + 10_000
             runs = [lambda n: m.call(LOOP, n, budget=budget)]
             if config.bare:
                 bare = BareGuest.copy_of(m)
@@ -860,6 +914,8 @@ CONFIGS = (
     Config("q", "int3 kprobe in the body, stepped out of line", HandlerBench.kprobe_int3, host=True, bare=False),
     Config("r", "kretprobe", HandlerBench.kretprobe),
     Config("s", "kretprobe + livepatch", HandlerBench.kretprobe_livepatch),
+    Config("t", "function_graph, entry only (the call not graphed)", HandlerBench.function_graph_entry),
+    Config("u", "function_graph, entry and return recorded", HandlerBench.function_graph, bare=False),
 )
 
 

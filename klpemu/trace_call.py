@@ -28,6 +28,9 @@ recording is then labelled by the part of ftrace each instruction belongs to:
   kretprobe trampoline        __kretprobe_trampoline, where a kretprobe'd call returns, and
                               kretprobe_trampoline_handler finding the real return address
   kretprobe handler: NAME     a kretprobe's handler, called from the trampoline's handler
+  graph return                return_to_handler, where a call function_graph hooked returns,
+                              and ftrace_return_to_handler popping the task's ret_stack
+                              (its TRACE_GRAPH_RET record, the real return address)
   return                      the final ret, back to the caller (the host)
 
 Private trampolines are copies: an address in one maps back to the template it was copied from
@@ -77,6 +80,7 @@ KPROBE_INT3_FUNCS = (
     "kprobe_cond_test",
 )
 KRETPROBE_TRAMPOLINE = "__kretprobe_trampoline"
+RETURN_TO_HANDLER = "return_to_handler"
 HANDLER_ROLES = {
     "pre": "kprobe pre handler",
     "post": "kprobe post handler",
@@ -483,6 +487,11 @@ _OUTERMOST_RULES: tuple[_Rule, ...] = (
         "the call returned into __kretprobe_trampoline, not to its caller",
     ),
     _Rule(
+        lambda a: a.outermost and a.tramp is None and a.name == RETURN_TO_HANDLER and a.top.label != "graph return",
+        "graph return",
+        "the call returned into return_to_handler (function_graph), not to its caller",
+    ),
+    _Rule(
         lambda a: (
             a.outermost
             and a.tramp is None
@@ -565,6 +574,8 @@ def _label(
         steps[-1].detail = "to the caller (the host call's return address)"
         if mp.name(steps[-1].addr) == KRETPROBE_TRAMPOLINE:
             steps[-1].detail = "from __kretprobe_trampoline to the real return address (the host call's)"
+        if mp.name(steps[-1].addr) == RETURN_TO_HANDLER:
+            steps[-1].detail = "from return_to_handler to the real return address (the host call's)"
 
 
 def _decode(raw: bytes, addr: int) -> str:

@@ -130,6 +130,36 @@ EXPECTED = {
             REPLACEMENT: 6,
         },
     ),
+    # function_graph's entry hook, the call not graphed: pushed, filtered out, popped
+    "t": (
+        189,
+        {
+            **LOOP_5,
+            LEAF: 6,
+            **TRAMP,
+            "ftrace_graph_func": 3,
+            "prepare_ftrace_return": 72,
+            "local_clock": 2,
+            "trace_graph_entry": 39,
+            "ftrace_lookup_ip": 20,
+        },
+    ),
+    # graphed: entry 246 (a TRACE_GRAPH_ENT record), return 166 (return_to_handler, TRACE_GRAPH_RET)
+    "u": (
+        422,
+        {
+            **LOOP_5,
+            LEAF: 6,
+            **TRAMP,
+            "ftrace_graph_func": 3,
+            "prepare_ftrace_return": 73,
+            "local_clock": 8,
+            "trace_graph_entry": 123,
+            "return_to_handler": 9,
+            "ftrace_return_to_handler": 32,
+            "trace_graph_return": 121,
+        },
+    ),
 }
 # (path, body): the loop's 5 are in neither. A replacement's body is 6, its own NOP5 included.
 PARTS = {
@@ -152,10 +182,13 @@ PARTS = {
     "q": (312, 5),
     "r": (380, 5),
     "s": (569, 6),
+    "t": (179, 5),
+    "u": (412, 5),
 }
 # What bare Unicorn runs on a copy of the memory: the same, except where the host did the work.
 BARE = {**{k: v[0] for k, v in EXPECTED.items()}, "h": 61}  # (h): nobody answers the hypercall
 del BARE["q"]  # bare Unicorn has no int3 delivery
+del BARE["u"]  # the ring's page changes are not per call: no bare run
 HOST_ENTRIES = {"h": 1, "i": 1, "q": 2}
 
 

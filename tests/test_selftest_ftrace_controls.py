@@ -220,6 +220,25 @@ def test_func_traceonoff_triggers(tfs):
     assert len(sites) == 1 and sites[0].startswith(f"{func} (1) ")
 
 
+def test_func_filter_stacktrace(tfs):
+    """func-filter-stacktrace.tc, on cmdline_proc_show for _do_fork: the trigger is listed, and a
+    call leaves a <stack trace> record of the function and its callers in the ring, whatever the
+    current tracer; with a count, only that many."""
+    tfs.echo("cmdline_proc_show:stacktrace", "set_ftrace_filter", append=True)
+    assert "cmdline_proc_show:stacktrace:unlimited" in tfs.lines("set_ftrace_filter")
+    tfs.sh("cat /proc/cmdline; sleep 1s")
+    trace = tfs.cat("trace")
+    assert "<stack trace>" in trace
+    stack = trace[trace.index("<stack trace>") :].splitlines()[1:4]
+    assert [line.split("+")[0] for line in stack] == [" => cmdline_proc_show", " => seq_read_iter", " => do_syscall_64"]
+    tfs.echo("!cmdline_proc_show:stacktrace", "set_ftrace_filter", append=True)
+    tfs.echo("", "trace")
+    tfs.echo("cmdline_proc_show:stacktrace:1", "set_ftrace_filter", append=True)
+    tfs.sh("cat /proc/cmdline; cat /proc/cmdline")
+    assert tfs.cat("trace").count("<stack trace>") == 1
+    assert tfs.lines("set_ftrace_filter")[-1] == "cmdline_proc_show:stacktrace:count=0"
+
+
 def test_trigger_errors(tfs):
     """Triggers only in set_ftrace_filter, known commands only, and `!` needs a trigger to remove;
     a refused write changes nothing, whatever words came before the bad one."""
@@ -238,7 +257,7 @@ def test_trigger_errors(tfs):
     assert tfs.cat("set_ftrace_filter") == before
     assert tfs.cat("set_ftrace_notrace") == "#### no functions disabled ####\n"
     assert tfs.tracing_on() == "1"
-    assert set(TRIGGERS) == {"traceon", "traceoff"}
+    assert set(TRIGGERS) == {"traceon", "traceoff", "stacktrace"}
 
 
 def test_filter_by_index(tfs):

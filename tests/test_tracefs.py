@@ -42,7 +42,7 @@ def read(system, name):
 
 def test_defaults(system):
     assert read(system, "current_tracer") == "nop\n"
-    assert read(system, "available_tracers") == "function nop\n"
+    assert read(system, "available_tracers") == "function_graph function nop\n"
     assert read(system, "tracing_on") == "1\n"
     assert read(system, "set_ftrace_filter") == "#### all functions enabled ####\n"
     assert read(system, "set_ftrace_notrace") == "#### no functions disabled ####\n"

@@ -6,6 +6,7 @@ from errno import EINVAL
 from typing import TYPE_CHECKING
 
 from ..errors import KlpemuError
+from . import tracefs_arrays
 from .tracefs_controls import mount_controls
 from .vfs import VFS, File
 
@@ -40,7 +41,7 @@ def mount(vfs: VFS, machine: Machine) -> None:
     def write_trace(data: str) -> None:
         tracer.reset()
 
-    d.add(File("available_tracers", 0o444, lambda: " ".join(("function", "nop")) + "\n"))
+    d.add(File("available_tracers", 0o444, lambda: " ".join(tracer.tr.tracers) + "\n"))
     d.add(File("current_tracer", 0o644, lambda: tracer.current + "\n", write_tracer))
     d.add(File("available_filter_functions", 0o444, ft.available_filter_functions))
     d.add(File("set_ftrace_filter", 0o644, tracer.filter_text, write_filter))
@@ -50,3 +51,4 @@ def mount(vfs: VFS, machine: Machine) -> None:
     d.add(File("enabled_functions", 0o444, ft.enabled_functions))
     d.add(File("touched_functions", 0o444, ft.touched_functions))
     mount_controls(d, machine)
+    tracefs_arrays.mount(d, machine)

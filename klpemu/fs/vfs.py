@@ -10,7 +10,7 @@ import inspect
 import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from errno import EACCES, EINVAL, EISDIR, ENOENT, ENOTDIR
+from errno import EACCES, EEXIST, EINVAL, EISDIR, ENOENT, ENOTDIR
 from typing import Protocol, TypeGuard, TypeVar
 
 from ..errors import KlpemuError
@@ -52,6 +52,9 @@ class Dir:
     mode: int = 0o555
     entries: dict[str, File | Dir] = field(default_factory=dict)
     dynamic: Callable[[], Mapping[str, File | Dir]] | None = None
+    # A directory whose subdirectories the kernel makes and removes (tracefs' instances/)
+    on_mkdir: Callable[[str], Dir] | None = None
+    on_rmdir: Callable[[str], None] | None = None
 
     @property
     def st_mode(self) -> int:
@@ -146,6 +149,32 @@ class VFS:
             node.write(data, append=True)
             return
         node.write(data)
+
+    def mkdir(self, path: str) -> None:
+        """mkdir(2): only where the kernel makes directories (EEXIST for a name in use)."""
+        parts = split(path)
+        if not parts:
+            raise KlpemuError(path, EEXIST)
+        parent = self.lookup("/" + "/".join(parts[:-1]))
+        if not isinstance(parent, Dir):
+            raise KlpemuError(path, ENOTDIR)
+        if parts[-1] in parent.children():
+            raise KlpemuError(path, EEXIST)
+        if parent.on_mkdir is None:
+            raise KlpemuError(path, EACCES)
+        parent.add(parent.on_mkdir(parts[-1]))
+
+    def rmdir(self, path: str) -> None:
+        """rmdir(2): only what the kernel lets go (its errno, EBUSY for one in use, otherwise)."""
+        parts = split(path)
+        node = self.lookup(path)
+        if not isinstance(node, Dir):
+            raise KlpemuError(path, ENOTDIR)
+        parent = self.lookup("/" + "/".join(parts[:-1]))
+        if not isinstance(parent, Dir) or parent.on_rmdir is None:
+            raise KlpemuError(path, EACCES)
+        parent.on_rmdir(parts[-1])
+        parent.entries.pop(parts[-1], None)
 
     def listdir(self, path: str) -> list[Node]:
         node = self.lookup(path)

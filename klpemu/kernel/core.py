@@ -8,8 +8,8 @@ from .conflicts import Conflicts
 from .ftrace import Ftrace
 from .ftrace.ftrace_pid import FtracePid
 from .ftrace.function_profile import FunctionProfile
-from .ftrace.function_tracer import FunctionTracer
 from .ftrace.stack_tracer import StackTracer
+from .ftrace.trace_array import Tracing
 from .ftrace.trace_output import TraceOutput
 from .ftrace.tracing_cpumask import TracingCpumask
 from .kprobes import Kprobes
@@ -36,7 +36,8 @@ class Kernel:
         self.conflicts = Conflicts(machine)
         self.ftrace = Ftrace(machine, self.text_poke, self.conflicts)
         self.trace_output = TraceOutput(machine)
-        self.function_tracer = FunctionTracer(machine, self.ftrace, self.trace_output)
+        self.tracing = Tracing(machine, self.ftrace, self.trace_output)
+        self.function_tracer = self.tracing.top.function
         self.ftrace_pid = FtracePid(machine, self.ftrace)
         self.tracing_cpumask = TracingCpumask(machine)
         self.stack_tracer = StackTracer(machine, self.ftrace)
@@ -50,16 +51,18 @@ class Kernel:
         self.modules.add_notifier(self.kprobes.module_coming, self.kprobes.module_going)
         self.modules.add_notifier(self._ftrace_module_coming, self._ftrace_module_going)
         self.modules.add_live_notifier(self.kprobes.module_live)
+        self.modules.add_notifier(self.tracing.graph.module_coming, self.tracing.graph.module_going)
         machine.attach_kernel(self)
 
     def _ftrace_module_coming(self, mod) -> None:
-        """process_cached_mods: the function tracer's `:mod:` commands kept for this module."""
-        tracer = self.function_tracer
-        for filters in (tracer.filters, tracer.notrace_filters):
-            filters.module_coming(mod)
+        """process_cached_mods: each trace array's `:mod:` commands kept for this module."""
+        for tr in self.tracing.arrays():
+            tr.function.filters.module_coming(mod)
+            tr.function.notrace_filters.module_coming(mod)
 
     def _ftrace_module_going(self, mod) -> None:
-        self.function_tracer.probes.module_going(set(mod.records))
+        for tr in self.tracing.arrays():
+            tr.function.probes.module_going(set(mod.records))
 
     def check_consistency(self) -> list[str]:
         """Every place a subsystem keeps a host cache of guest state, checked against guest

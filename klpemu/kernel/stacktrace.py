@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from capstone import CS_ARCH_X86, CS_MODE_64, Cs
 
+from .ftrace.fgraph import ftrace_graph_ret_addr
 from .kprobes.kretprobe import kretprobe_find_ret_addr
 
 if TYPE_CHECKING:
@@ -78,6 +79,7 @@ class Unwinder:
         self.m = machine
         self._task = 0  # the task being walked: whose kretprobe instances recover return addresses
         self._kretprobe_trampoline = machine.image.addr("__kretprobe_trampoline")
+        self._return_to_handler = machine.image.addr("return_to_handler")
 
     # --- entry points --------------------------------------------------------------------------
 
@@ -122,8 +124,15 @@ class Unwinder:
         return trace
 
     def _recover(self, trace: StackTrace, ret: int, slot: int) -> int | None:
-        """A return address a kretprobe replaced by its trampoline: the real one, from the task's
-        kretprobe instances (kretprobe_find_ret_addr). None if no instance has it: unreliable."""
+        """A return address a kretprobe or function_graph replaced by its trampoline: the real
+        one, from the task's kretprobe instances (kretprobe_find_ret_addr) or its ret_stack
+        (ftrace_graph_ret_addr). None if nothing recovers it: unreliable."""
+        if ret == self._return_to_handler:
+            real = ftrace_graph_ret_addr(self.m, self._task, slot) if self._task else None
+            if real is None:
+                trace.unreliable(f"return_to_handler at 0x{slot:x} with no ret_stack entry to recover it")
+                return None
+            ret = real
         if ret != self._kretprobe_trampoline:
             return ret
         real = kretprobe_find_ret_addr(self.m, self._task, slot) if self._task else None
@@ -158,6 +167,8 @@ class Unwinder:
         else:
             return None
         ret = m.mem.try_read_u64(slot)
+        if ret is not None and ret == self._return_to_handler and self._task:
+            ret = ftrace_graph_ret_addr(m, self._task, slot) or ret
         if ret is None or ret != self._kretprobe_trampoline:
             return ret
         real = kretprobe_find_ret_addr(m, self._task, slot) if self._task else None

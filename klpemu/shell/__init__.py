@@ -7,7 +7,7 @@ editing, history, completion and Ctrl-C at a terminal; progress: the progress li
 
 from __future__ import annotations
 
-from . import cmd_debug, cmd_inspect, cmd_timeline, commands, help  # noqa: F401  (they register the commands)
+from . import cmd_debug, cmd_fs, cmd_inspect, cmd_timeline, commands, help  # noqa: F401  (they register the commands)
 from .commands import parse_duration_ns
 from .core import COMMANDS, STATUS_INTERRUPTED, Shell, UsageError, command
 from .syntax import split_commands

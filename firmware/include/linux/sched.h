@@ -86,6 +86,20 @@ struct timer_list {
 	void (*function)(struct timer_list *);
 };
 
+/*
+ * function_graph's per-task return stack (kernel/trace/fgraph.c): one entry
+ * per traced call still running, innermost last, holding the return address
+ * prepare_ftrace_return replaced with return_to_handler.
+ */
+struct ftrace_ret_stack {
+	unsigned long ret;	/* the original return address */
+	unsigned long func;	/* the traced function */
+	unsigned long retp;	/* the stack slot ret was in (now return_to_handler) */
+	u64 calltime;		/* local_clock() at entry */
+};
+
+#define FTRACE_RETFUNC_DEPTH 50
+
 struct task_struct {
 	struct thread_info thread_info; /* first, as with CONFIG_THREAD_INFO_IN_TASK */
 	volatile long __state;
@@ -114,6 +128,12 @@ struct task_struct {
 	struct thread_struct thread;
 	unsigned long trace_recursion;	/* ftrace recursion bits, <linux/trace_recursion.h> */
 	struct llist_head kretprobe_instances;	/* calls a kretprobe waits on, newest first */
+	int curr_ret_stack;	/* ret_stack entries in use */
+	int tracing_graph_pause;	/* nonzero: function_graph hooks none of this task's calls */
+	unsigned int trace_overrun;	/* calls not hooked because ret_stack was full */
+	int fgraph_flags;	/* TRACE_GRAPH_FL, TRACE_GRAPH_NOTRACE (kernel/trace/trace_functions_graph.c) */
+	int fgraph_depth;	/* the depth of the call that set the flag */
+	struct ftrace_ret_stack ret_stack[FTRACE_RETFUNC_DEPTH];
 };
 
 /* Per-CPU data, reached through %gs. The host reads it through DWARF. */

@@ -47,7 +47,31 @@ struct ftrace_entry {
 	unsigned long parent_ip;	/* its caller's return address */
 };
 
+/* TRACE_PRINT: a message (trace_marker's, __trace_puts'), ip the writer. */
+struct print_entry {
+	struct trace_entry ent;
+	unsigned long ip;
+	char buf[];		/* NUL-terminated */
+};
+
+/* TRACE_STACK: return addresses, innermost first (func_stack_trace, the :stacktrace trigger). */
+struct stack_entry {
+	struct trace_entry ent;
+	int size;		/* entries in caller[] */
+	unsigned long caller[];
+};
+
+#define FTRACE_STACK_ENTRIES 32
+
+/* kernel/trace/trace.c */
+void __trace_stack(struct trace_array *tr, unsigned int trace_ctx, unsigned long fp);
+int __trace_puts(struct trace_array *tr, unsigned long ip, const char *str, int size);
+int tracing_mark_write(struct trace_array *tr, const char *buf, int cnt);
+
 extern struct ftrace_ops function_trace_ops;
+/* The function tracer with func_stack_trace: a TRACE_FN record, then a TRACE_STACK one. */
+void function_stack_trace_call(unsigned long ip, unsigned long parent_ip, struct ftrace_ops *op,
+			       struct ftrace_regs *fregs);
 
 void function_trace_call(unsigned long ip, unsigned long parent_ip, struct ftrace_ops *op,
 			 struct ftrace_regs *fregs);

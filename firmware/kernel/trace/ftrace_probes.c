@@ -25,7 +25,7 @@ struct ftrace_func_mapper {
 
 struct ftrace_func_probe;
 typedef void (*ftrace_probe_func_t)(struct ftrace_func_probe *probe, unsigned long ip, unsigned long parent_ip,
-				    long *count);
+				    struct ftrace_regs *fregs, long *count);
 
 /* What a probe's ops->private points to. */
 struct ftrace_func_probe {
@@ -67,7 +67,7 @@ notrace void function_trace_probe_call(unsigned long ip, unsigned long parent_ip
 		return;
 	count = ftrace_func_mapper_find_ip(READ_ONCE(probe->mapper), ip);
 	if (count)
-		probe->func(probe, ip, parent_ip, count);
+		probe->func(probe, ip, parent_ip, fregs, count);
 	ftrace_test_recursion_unlock(bit);
 }
 
@@ -92,13 +92,34 @@ static notrace void update_traceon_count(struct trace_array *tr, long *count, in
 }
 
 notrace void ftrace_traceon_probe(struct ftrace_func_probe *probe, unsigned long ip, unsigned long parent_ip,
-				  long *count)
+				  struct ftrace_regs *fregs, long *count)
 {
 	update_traceon_count(probe->tr, count, 1);
 }
 
 notrace void ftrace_traceoff_probe(struct ftrace_func_probe *probe, unsigned long ip, unsigned long parent_ip,
-				   long *count)
+				   struct ftrace_regs *fregs, long *count)
 {
 	update_traceon_count(probe->tr, count, 0);
+}
+
+/*
+ * ftrace_stacktrace(_count): a TRACE_STACK record of the traced function and
+ * its callers while tracing is on; a count is used up by each record made.
+ */
+notrace void ftrace_stacktrace_probe(struct ftrace_func_probe *probe, unsigned long ip, unsigned long parent_ip,
+				     struct ftrace_regs *fregs, long *count)
+{
+	struct trace_array *tr = probe->tr;
+	struct pt_regs *regs = ftrace_get_regs(fregs);
+	long old_count = READ_ONCE(*count);
+	unsigned int trace_ctx;
+
+	if (!tracer_tracing_is_on(tr) || old_count == 0)
+		return;
+	if (old_count > 0)
+		WRITE_ONCE(*count, old_count - 1);
+	trace_ctx = tracing_gen_ctx_dec(tracing_gen_ctx_flags(regs ? regs->flags : arch_local_save_flags()));
+	/* From the trampoline's frame for the traced function: it first, then its callers. */
+	__trace_stack(tr, trace_ctx, (unsigned long)fregs + sizeof(struct pt_regs));
 }

@@ -49,6 +49,30 @@ notrace void function_trace_call(unsigned long ip, unsigned long parent_ip, stru
 	ftrace_test_recursion_unlock(bit);
 }
 
+notrace void function_stack_trace_call(unsigned long ip, unsigned long parent_ip, struct ftrace_ops *op,
+				       struct ftrace_regs *fregs)
+{
+	struct trace_array *tr = op->private;
+	struct pt_regs *regs = ftrace_get_regs(fregs);
+	struct ftrace_entry *entry;
+	unsigned int trace_ctx;
+	int bit;
+
+	bit = ftrace_test_recursion_trylock(ip, parent_ip);
+	if (bit < 0)
+		return;
+	trace_ctx = tracing_gen_ctx_dec(tracing_gen_ctx_flags(regs ? regs->flags : arch_local_save_flags()));
+	entry = trace_buffer_lock_reserve(&tr->buffer, TRACE_FN, sizeof(*entry), trace_ctx);
+	if (entry) {
+		entry->ip = ip;
+		entry->parent_ip = parent_ip;
+		trace_buffer_unlock_commit(&tr->buffer, &entry->ent);
+		/* From the trampoline's frame for the traced function: it first, then its callers. */
+		__trace_stack(tr, trace_ctx, (unsigned long)fregs + sizeof(struct pt_regs));
+	}
+	ftrace_test_recursion_unlock(bit);
+}
+
 /* Every call it sees goes to op->private instead (ftrace_regs_set_instruction_pointer). */
 notrace void ftrace_redirect_func(unsigned long ip, unsigned long parent_ip, struct ftrace_ops *op,
 				  struct ftrace_regs *fregs)

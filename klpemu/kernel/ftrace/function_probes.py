@@ -1,4 +1,5 @@
-"""Function triggers: `FUNC:traceon[:N]`, `FUNC:traceoff[:N]` in set_ftrace_filter.
+"""Function triggers: `FUNC:traceon[:N]`, `FUNC:traceoff[:N]`, `FUNC:stacktrace[:N]` in
+set_ftrace_filter.
 
 As kernel/trace/ftrace.c's function probes: each trigger kind, counted or not, is one probe with
 its own ftrace_ops (func function_trace_probe_call, filter = the trigger's functions) and a
@@ -29,6 +30,7 @@ UNLIMITED = -1
 TRIGGERS = {
     "traceon": "ftrace_traceon_probe",
     "traceoff": "ftrace_traceoff_probe",
+    "stacktrace": "ftrace_stacktrace_probe",
 }
 
 
@@ -60,9 +62,10 @@ def parse_count(param: str) -> int:
 
 
 class FunctionProbes:
-    def __init__(self, machine: Machine, ftrace: Ftrace):
+    def __init__(self, machine: Machine, ftrace: Ftrace, tr: int):
         self.m = machine
         self.ft = ftrace
+        self.tr = tr  # the guest's struct trace_array the probes act on
         self.probes: list[Probe] = []  # in the order they were made, as tr->func_probes lists them
         types = machine.types
         self._map_size = types.sizeof("ftrace_func_map")
@@ -124,7 +127,7 @@ class FunctionProbes:
             m = self.m
             addr = m.heap.kzalloc(m.types.sizeof("ftrace_func_probe"))
             m.mem.write_u64(addr + m.types.offsetof("ftrace_func_probe", "func"), m.image.addr(TRIGGERS[trigger]))
-            m.mem.write_u64(addr + m.types.offsetof("ftrace_func_probe", "tr"), m.var_addr("global_trace"))
+            m.mem.write_u64(addr + m.types.offsetof("ftrace_func_probe", "tr"), self.tr)
             ops = self.ft.ops_native(trigger, "function_trace_probe_call")
             ops.struct.private = addr
             probe = Probe(trigger, counted, ops, addr)

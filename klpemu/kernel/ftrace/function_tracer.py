@@ -1,61 +1,53 @@
-"""The function tracer: its ops, the global filter files, and the `trace` text.
+"""The function tracer: its ops and the filter files.
 
 Tracing itself is machine code (function_trace_call writes TRACE_FN records into the guest's
-ring buffer); the host registers the tracer's ops when current_tracer says `function`, and
-formats the records the way Linux's trace output looks.
+ring buffer); the host registers the tracer's ops when current_tracer says `function` (or, with
+the handler ftrace_graph_func, `function_graph`), and its trace array formats the records.
 """
 
 from __future__ import annotations
 
-from errno import EINVAL
 from typing import TYPE_CHECKING
 
-from ...errors import KlpemuError
 from .filter_commands import FilterFile
 from .function_probes import FunctionProbes
-from .ring_buffer import RingBuffer
 
 if TYPE_CHECKING:
     from ...machine.machine import Machine
     from .core import Ftrace
-    from .trace_output import Record, TraceOutput
-
-TRACERS = ("function", "nop")
+    from .ops import FtraceOps
+    from .ring_buffer import RingBuffer
+    from .trace_array import TraceArray
+    from .trace_output import Record
 
 
 class FunctionTracer:
-    def __init__(self, machine: Machine, ftrace: Ftrace, output: TraceOutput):
+    """One trace array's function ops and its filters (set_ftrace_filter, set_ftrace_notrace);
+    the tracer switch, the ring and the text are its trace array's (trace_array.py)."""
+
+    def __init__(self, machine: Machine, ftrace: Ftrace, tr: TraceArray, ops: FtraceOps | None = None):
         self.m = machine
         self.ft = ftrace
-        self.output = output
-        self.current = "nop"
-        self._ops = None
-        tr = machine.var_addr("global_trace")
-        self.buffer = RingBuffer(machine, tr + machine.types.offsetof("trace_array", "buffer"), slot=0)
-        output.register(machine.types.enum("TRACE_FN"), "ftrace_entry", self._print_fn)
-        self.probes = FunctionProbes(machine, ftrace)
+        self.tr = tr
+        self._ops = ops  # None: the top level's, function_trace_ops (kernel core data)
+        self.probes = FunctionProbes(machine, ftrace, tr.addr)
         self.filters = FilterFile(machine, ftrace, self, probes=self.probes)
         self.notrace_filters = FilterFile(machine, ftrace, self, notrace=True)
 
     @property
-    def ops(self):
+    def ops(self) -> FtraceOps:
         if self._ops is None:
             self._ops = self.ft.static_ops("function", "function_trace_ops")
         return self._ops
 
     # --- current_tracer and the filters --------------------------------------------------------
 
+    @property
+    def current(self) -> str:
+        return self.tr.current
+
     def set_tracer(self, name: str) -> None:
-        if name not in TRACERS:
-            raise KlpemuError(f"{name}: no such tracer", EINVAL)
-        if name == self.current:
-            return
-        if name == "function":
-            self.buffer.expand()
-            self.ft.register(self.ops)
-        else:
-            self.ft.unregister(self.ops)
-        self.current = name
+        self.tr.set_tracer(name)
 
     def set_filter(self, text: str, *, append: bool, notrace: bool = False) -> None:
         """A write to set_ftrace_filter / set_ftrace_notrace (filter_commands.py)."""
@@ -67,27 +59,25 @@ class FunctionTracer:
     # --- the ring buffer -----------------------------------------------------------------------
 
     @property
+    def buffer(self) -> RingBuffer:
+        return self.tr.buffer
+
+    @property
     def tracing_on(self) -> bool:
-        return self.buffer.record_on
+        return self.tr.tracing_on
 
     @tracing_on.setter
     def tracing_on(self, value: bool) -> None:
-        self.buffer.record_on = value
+        self.tr.tracing_on = value
 
     def reset(self) -> None:
-        self.buffer.reset()
+        self.tr.buffer.reset()
 
     def entries(self) -> list[tuple[int, int, Record]]:
         """(ts, cpu, record) of the TRACE_FN records still in the ring, oldest first."""
         fn = self.m.types.enum("TRACE_FN")
-        recs = (self.output.record(r) for r in self.buffer.records())
-        return [(r.ts, r.cpu, r) for r in recs if r.type == fn]
-
-    def _print_fn(self, rec: Record) -> str:
-        """A TRACE_FN record: `func <-parent`."""
-        parent = self.m.image.function_at(rec.parent_ip)
-        return f"{self.ft.symbol_of(rec.ip)} <-{parent.name if parent else hex(rec.parent_ip)}"
+        return [(r.ts, r.cpu, r) for r in self.tr.records() if r.type == fn]
 
     def text(self) -> str:
         """The `trace` file."""
-        return self.output.text(self.current, self.buffer)
+        return self.tr.text()

@@ -44,15 +44,19 @@ def pages_for(size_kb: int) -> int:
 class RingBuffer:
     """One struct trace_buffer: a ring per possible CPU, mapped for the machine's CPUs."""
 
-    def __init__(self, machine: Machine, addr: int, slot: int):
+    def __init__(self, machine: Machine, addr: int, slot: int, mapped: list[int] | None = None):
         """addr: the guest's struct trace_buffer; slot: a number no other live buffer of the
-        machine has, which places its windows."""
+        machine has, which places its windows; mapped: the pages each of the slot's windows
+        already has (a slot used before keeps them)."""
         self.m = machine
         self.addr = addr
+        self.slot = slot
         self.ncpus = len(machine.cpus)
         self.expanded = False
         self._bases = [TRACE_BUFFER_VADDR + (slot * self.ncpus + cpu) * WINDOW for cpu in range(self.ncpus)]
-        self._mapped = [0] * self.ncpus  # pages backed in each window
+        self._mapped = mapped if mapped is not None else [0] * self.ncpus  # pages backed in each window
+        # What trace_pipe consumed of each CPU's ring: (page number, bytes into it)
+        self._consumed = [(0, 0)] * self.ncpus
         self._set_pages(MIN_PAGES)
 
     @property
@@ -134,6 +138,74 @@ class RingBuffer:
         view = self.view
         view.counter = 0
         view.global_last = 0
+        self._consumed = [(0, 0)] * self.ncpus
+
+    def consume(self) -> None:
+        """trace_pipe read everything there is: the records are gone from `trace` too."""
+        for cpu, rb in enumerate(self.cpu_buffers()):
+            tail = int(rb.tail)
+            if tail and rb.tail_page:
+                self._consumed[cpu] = (tail - 1, self.m.mem.read_u32(int(rb.tail_page) + 8))
+
+    def swap(self, other: RingBuffer) -> None:
+        """The snapshot's swap (update_max_tr): the two buffers trade rings, contents and all;
+        each keeps its own switches (record_disabled, clock)."""
+        fields = ("pages", "nr_pages", "tail", "tail_page", "entries", "overrun")
+        for a, b in zip(self.cpu_buffers(), other.cpu_buffers(), strict=True):
+            va = [int(getattr(a, f)) for f in fields]
+            vb = [int(getattr(b, f)) for f in fields]
+            for f, x, y in zip(fields, va, vb, strict=True):
+                setattr(a, f, y)
+                setattr(b, f, x)
+        self._bases, other._bases = other._bases, self._bases
+        self._mapped, other._mapped = other._mapped, self._mapped
+        self.slot, other.slot = other.slot, self.slot
+        self.expanded, other.expanded = other.expanded, self.expanded
+        self._consumed, other._consumed = other._consumed, self._consumed
+
+    # --- writing from the host -----------------------------------------------------------------
+
+    def _clock(self) -> int:
+        view = self.view
+        clock = view.clock
+        if clock == CLOCKS.index("counter"):
+            n = int(view.counter)
+            view.counter = n + 1
+            return n
+        now = self.m.now
+        if clock == CLOCKS.index("global"):
+            now = max(now, int(view.global_last))
+            view.global_last = now
+        return now
+
+    def write(self, cpu: int, entry: bytes) -> bool:
+        """One record (entry: its struct trace_entry and fields) on CPU cpu's ring, as
+        trace_buffer_lock_reserve and trace_buffer_unlock_commit would write it there; the
+        guest does not run meanwhile. False when nothing may be recorded."""
+        view = self.view
+        rb = self.cpu_buffers()[cpu]
+        length = (EVENT_HDR_SIZE + len(entry) + 7) & ~7
+        if view.record_disabled or rb.record_disabled or not rb.nr_pages or length > BUF_PAGE_SIZE:
+            return False
+        mem = self.m.mem
+        ts = self._clock()
+        page = int(rb.tail_page)
+        commit = mem.read_u32(page + 8) if page else 0
+        if not page or commit + length > BUF_PAGE_SIZE:
+            n, nr = int(rb.tail), int(rb.nr_pages)
+            page = int(rb.pages) + (n % nr) * PAGE_SIZE
+            if n >= nr:
+                rb.overrun = int(rb.overrun) + mem.read_u32(page + 12)
+            rb.tail = n + 1
+            mem.write(page, struct.pack("<QII", ts, 0, 0))
+            rb.tail_page = page
+            commit = 0
+        entries = mem.read_u32(page + 12)
+        at = page + BUF_PAGE_HDR_SIZE + commit
+        mem.write(at, struct.pack("<IIQ", length, 1, ts) + entry)
+        mem.write(page + 8, struct.pack("<II", commit + length, entries + 1))
+        rb.entries = int(rb.entries) + 1
+        return True
 
     def entries_written(self) -> int:
         return sum(int(rb.entries) for rb in self.cpu_buffers())
@@ -151,7 +223,8 @@ class RingBuffer:
         if not nr:
             return out
         read = self.m.mem.read
-        for n in range(max(0, tail - nr), tail):
+        seen_page, seen_off = self._consumed[cpu]
+        for n in range(max(0, tail - nr, seen_page), tail):
             page = read(base + (n % nr) * PAGE_SIZE, PAGE_SIZE)
             commit = struct.unpack_from("<I", page, 8)[0]
             off = BUF_PAGE_HDR_SIZE
@@ -160,7 +233,7 @@ class RingBuffer:
                 length, committed, ts = struct.unpack_from("<IIQ", page, off)
                 if length < EVENT_HDR_SIZE or off + length > end:
                     break
-                if committed:
+                if committed and (n > seen_page or off - BUF_PAGE_HDR_SIZE >= seen_off):
                     out.append(RawRecord(ts, cpu, page[off + EVENT_HDR_SIZE : off + length]))
                 off += length
         return out

@@ -240,7 +240,29 @@ ftrace_regs_caller_jmp:
 ftrace_regs_caller_end:
 	.size ftrace_regs_caller, . - ftrace_regs_caller
 
+/*
+ * Where a function whose return function_graph hooked returns to (its return
+ * slot held the real address until prepare_ftrace_return replaced it). The
+ * return values rax and rdx are kept; ftrace_return_to_handler(rax) pops the
+ * task's ret_stack and gives the real return address, which goes back into
+ * the slot the function's ret consumed, and we return there.
+ */
+	.balign 16
+	.globl return_to_handler
+	.type return_to_handler, @function
+return_to_handler:
+	subq	$8, %rsp
+	pushq	%rax
+	pushq	%rdx
+	movq	%rax, %rdi
+	call	ftrace_return_to_handler
+	movq	%rax, 16(%rsp)
+	popq	%rdx
+	popq	%rax
+	ret
+	.size return_to_handler, . - return_to_handler
+
 /* No kprobes on the trampolines: a probe's own handler runs through them (NOKPROBE_SYMBOL). */
 	.section _kprobe_blacklist, "a"
 	.balign 8
-	.quad __fentry__, ftrace_stub, ftrace_caller, ftrace_regs_caller
+	.quad __fentry__, ftrace_stub, ftrace_caller, ftrace_regs_caller, return_to_handler
