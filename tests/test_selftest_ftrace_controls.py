@@ -239,6 +239,20 @@ def test_func_filter_stacktrace(tfs):
     assert tfs.lines("set_ftrace_filter")[-1] == "cmdline_proc_show:stacktrace:count=0"
 
 
+def test_triggers_in_an_instance(tfs):
+    """An instance's set_ftrace_filter has its own triggers, which switch its own tracing; they
+    go with the instance."""
+    tfs.sh(f"mkdir {T}/instances/foo")
+    tfs.echo("cmdline_proc_show:traceoff", "instances/foo/set_ftrace_filter")
+    assert tfs.cat("instances/foo/set_ftrace_filter") == f"{ALL_FUNCS}\ncmdline_proc_show:traceoff:unlimited\n"
+    assert tfs.cat("set_ftrace_filter") == f"{ALL_FUNCS}\n"
+    tfs.sh("cat /proc/cmdline")
+    assert (tfs.cat("instances/foo/tracing_on"), tfs.tracing_on()) == ("0\n", "1")
+    tfs.sh(f"rmdir {T}/instances/foo")
+    assert tfs.cat("enabled_functions") == ""
+    assert not tfs.system.machine.kernel.check_consistency()
+
+
 def test_trigger_errors(tfs):
     """Triggers only in set_ftrace_filter, known commands only, and `!` needs a trigger to remove;
     a refused write changes nothing, whatever words came before the bad one."""

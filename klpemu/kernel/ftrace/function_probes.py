@@ -152,6 +152,11 @@ class FunctionProbes:
         self.m.heap.free(probe.addr)
         self.probes.remove(probe)
 
+    def clear(self) -> None:
+        """clear_ftrace_function_probes: every trigger goes (its trace array is being removed)."""
+        for probe in list(self.probes):
+            self._remove(probe, set(self.counts(probe)))
+
     def module_going(self, gone: set[int]) -> None:
         """A removed module's functions leave every probe (ftrace_release_mod)."""
         for probe in list(self.probes):

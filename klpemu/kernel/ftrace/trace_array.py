@@ -311,6 +311,7 @@ class Tracing:
         if tr.ref:
             raise KlpemuError(f"instances/{name}: Device or resource busy", EBUSY)
         tr.set_tracer("nop")
+        tr.function.probes.clear()
         self.ft.forget(tr.function.ops)
         if tr.snapshot is not None:
             self.release_buffer(tr.snapshot)
