@@ -365,11 +365,13 @@ def test_triggers_on_a_module_function_leave_with_it(tfs):
 # --- func-filter-pid.tc, func-filter-notrace-pid.tc ------------------------------------------
 
 
-def _pid_case(tfs):
-    """The scripts' do_test set-up: the syscalls here for do_execve*/ *do_fork, which this kernel
-    lacks; sysmon's reads (every 250 ms) are the other task's calls."""
+def _pid_case(tfs, pid_file, pid):
+    """The scripts' do_test set-up, in their order (the pid before the tracer): the syscalls here
+    for do_execve*/ *do_fork, which this kernel lacks; sysmon's reads (every 250 ms) are the other
+    task's calls."""
     tfs.echo("0", "tracing_on")
     tfs.echo("sys_*", "set_ftrace_filter")
+    tfs.echo(str(pid), pid_file)
     tfs.echo("function", "current_tracer")
 
 
@@ -383,8 +385,7 @@ def test_func_filter_pid(tfs):
     trace_options and instances/): with the shell's pid in set_ftrace_pid only its calls are traced."""
     pid = tfs.pid_of("sh")
     assert tfs.cat("set_ftrace_pid") == "no pid\n"
-    _pid_case(tfs)
-    tfs.echo(str(pid), "set_ftrace_pid")
+    _pid_case(tfs, "set_ftrace_pid", pid)
     assert tfs.cat("set_ftrace_pid") == f"{pid}\n"
     tfs.echo("1", "tracing_on")
     tfs.sh("sleep 300ms; cat /proc/cmdline")
@@ -403,8 +404,7 @@ def test_func_filter_notrace_pid(tfs):
     """func-filter-notrace-pid.tc: the shell's pid in set_ftrace_notrace_pid hides its calls only;
     in both files, it wins and nothing is traced."""
     pid = tfs.pid_of("sh")
-    _pid_case(tfs)
-    tfs.echo(str(pid), "set_ftrace_notrace_pid")
+    _pid_case(tfs, "set_ftrace_notrace_pid", pid)
     assert tfs.cat("set_ftrace_notrace_pid") == f"{pid}\n"
     tfs.echo("1", "tracing_on")
     tfs.sh("sleep 300ms; cat /proc/cmdline")
