@@ -45,7 +45,7 @@ def test_defaults(system):
     assert read(system, "available_tracers") == "function_graph function nop\n"
     assert read(system, "tracing_on") == "1\n"
     assert read(system, "set_ftrace_filter") == "#### all functions enabled ####\n"
-    assert read(system, "set_ftrace_notrace") == ""
+    assert read(system, "set_ftrace_notrace") == "#### no functions disabled ####\n"
     assert read(system, "enabled_functions") == ""
     assert read(system, "touched_functions") == ""
 

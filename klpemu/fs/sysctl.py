@@ -30,6 +30,8 @@ def mount(vfs: VFS, machine: Machine) -> None:
             lambda data: ft.set_sysctl_enabled(_parse_bool01(data)),
         )
     )
+    stack = machine.kernel.stack_tracer
+    kernel.add(File("stack_tracer_enabled", 0o644, lambda: f"{stack.enabled}\n", stack.set_enabled))
     kernel.add(File("printk", 0o644, lambda: _read_printk(machine), lambda data: _write_printk(machine, data)))
     taint = machine.kernel.taint
     kernel.add(File("tainted", 0o644, lambda: f"{taint.mask}\n", lambda data: _write_tainted(machine, data)))

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import KlpemuError
 from . import tracefs_arrays
+from .tracefs_controls import mount_controls
 from .vfs import VFS, File
 
 if TYPE_CHECKING:
@@ -49,4 +50,5 @@ def mount(vfs: VFS, machine: Machine) -> None:
     d.add(File("trace", 0o644, tracer.text, write_trace))
     d.add(File("enabled_functions", 0o444, ft.enabled_functions))
     d.add(File("touched_functions", 0o444, ft.touched_functions))
+    mount_controls(d, machine)
     tracefs_arrays.mount(d, machine)

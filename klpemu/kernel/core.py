@@ -6,8 +6,12 @@ from typing import TYPE_CHECKING
 
 from .conflicts import Conflicts
 from .ftrace import Ftrace
+from .ftrace.ftrace_pid import FtracePid
+from .ftrace.function_profile import FunctionProfile
+from .ftrace.stack_tracer import StackTracer
 from .ftrace.trace_array import Tracing
 from .ftrace.trace_output import TraceOutput
+from .ftrace.tracing_cpumask import TracingCpumask
 from .kallsyms import Kallsyms
 from .kprobes import Kprobes
 from .livepatch.core import Livepatch
@@ -36,6 +40,10 @@ class Kernel:
         self.trace_output = TraceOutput(machine)
         self.tracing = Tracing(machine, self.ftrace, self.trace_output)
         self.function_tracer = self.tracing.top.function
+        self.ftrace_pid = FtracePid(machine, self.ftrace)
+        self.tracing_cpumask = TracingCpumask(machine)
+        self.stack_tracer = StackTracer(machine, self.ftrace)
+        self.function_profile = FunctionProfile(machine, self.ftrace, self.function_tracer.filters)
         self.taint = Taint(machine)
         self.modules = Modules(machine, self.ftrace, console, self.taint)
         self.kallsyms = Kallsyms(machine, self.modules)
@@ -45,9 +53,20 @@ class Kernel:
         self.conflicts.connect(self.kprobes, self.livepatch)
         self.modules.use_klp_relocs(self.livepatch.relocs.apply_section_relocs)
         self.modules.add_notifier(self.kprobes.module_coming, self.kprobes.module_going)
+        self.modules.add_notifier(self._ftrace_module_coming, self._ftrace_module_going)
         self.modules.add_live_notifier(self.kprobes.module_live)
         self.modules.add_notifier(self.tracing.graph.module_coming, self.tracing.graph.module_going)
         machine.attach_kernel(self)
+
+    def _ftrace_module_coming(self, mod) -> None:
+        """process_cached_mods: each trace array's `:mod:` commands kept for this module."""
+        for tr in self.tracing.arrays():
+            tr.function.filters.module_coming(mod)
+            tr.function.notrace_filters.module_coming(mod)
+
+    def _ftrace_module_going(self, mod) -> None:
+        for tr in self.tracing.arrays():
+            tr.function.probes.module_going(set(mod.records))
 
     def check_consistency(self) -> list[str]:
         """Every place a subsystem keeps a host cache of guest state, checked against guest

@@ -96,6 +96,7 @@ struct ftrace_ops {
 	unsigned long trampoline;	/* this ops' private trampoline, or 0 */
 	unsigned long trampoline_size;
 	long callback_id;		/* for ops whose handler is on the host */
+	ftrace_func_t saved_func;	/* func, while ftrace_pid_func stands in for it (FTRACE_OPS_FL_PID) */
 };
 
 /* The list the list function walks, newest first, ended by ftrace_list_end. */

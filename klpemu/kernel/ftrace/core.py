@@ -254,6 +254,10 @@ class Ftrace:
                 setattr(view, member, 0)
         self._by_addr.pop(ops.addr, None)
 
+    def known_ops(self) -> list[FtraceOps]:
+        """Every ops the host has a handle on, registered or not."""
+        return list(self._by_addr.values())
+
     def static_ops(self, name: str, symbol: str) -> FtraceOps:
         """An ops that is kernel core data (like the function tracer's): never DYNAMIC."""
         addr = self.m.var_addr(symbol)
@@ -341,6 +345,12 @@ class Ftrace:
             new = current - ips
         else:
             new = ips if reset else current | ips
+        self.replace_hash(ops, new, notrace=notrace)
+
+    def replace_hash(self, ops: FtraceOps, new: set[int], *, notrace: bool = False) -> None:
+        """ftrace_hash_move_and_update_ops: ops' filter (or notrace) hash becomes new, as given.
+        Ip 0 in a filter matches no site: a filter that still means "not every function"."""
+        current = ops.notrace if notrace else ops.filter
         if ops in self.ops and not notrace and self.flags(ops) & FL["IPMODIFY"]:
             self._check_ipmodify(ops, new)
         registered = ops in self._registered

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .filter_commands import FilterFile
+from .function_probes import FunctionProbes
+
 if TYPE_CHECKING:
     from ...machine.machine import Machine
     from .core import Ftrace
@@ -27,6 +30,9 @@ class FunctionTracer:
         self.ft = ftrace
         self.tr = tr
         self._ops = ops  # None: the top level's, function_trace_ops (kernel core data)
+        self.probes = FunctionProbes(machine, ftrace, tr.addr)
+        self.filters = FilterFile(machine, ftrace, self, probes=self.probes)
+        self.notrace_filters = FilterFile(machine, ftrace, self, notrace=True)
 
     @property
     def ops(self) -> FtraceOps:
@@ -44,26 +50,11 @@ class FunctionTracer:
         self.tr.set_tracer(name)
 
     def set_filter(self, text: str, *, append: bool, notrace: bool = False) -> None:
-        """A write to set_ftrace_filter / set_ftrace_notrace: names or globs; empty clears."""
-        names = text.split()
-        if not names:
-            if not append:
-                self._clear(notrace)
-            return
-        self.ft.set_filter(self.ops, names, reset=not append, notrace=notrace)
-
-    def _clear(self, notrace: bool) -> None:
-        ops = self.ops
-        current = ops.notrace if notrace else ops.filter
-        if current:
-            self.ft.set_filter(ops, [], notrace=notrace)
+        """A write to set_ftrace_filter / set_ftrace_notrace (filter_commands.py)."""
+        (self.notrace_filters if notrace else self.filters).write(text, append=append)
 
     def filter_text(self, notrace: bool = False) -> str:
-        ips = self.ops.notrace if notrace else self.ops.filter
-        if not ips:
-            return "" if notrace else "#### all functions enabled ####\n"
-        # ip 0 is a function of a module that was removed (Ftrace.release): listed by nobody.
-        return "".join(self.ft.symbol_ps(ip) + "\n" for ip in sorted(ips) if ip)
+        return (self.notrace_filters if notrace else self.filters).text()
 
     # --- the ring buffer -----------------------------------------------------------------------
 

@@ -90,7 +90,7 @@ class TraceArray:
             return
         if name == "function_graph":
             graph.start(self)
-        ops.struct.func = self.m.image.addr(self._function_handler())
+        self.m.kernel.ftrace_pid.set_func(ops, self.m.image.addr(self._function_handler()))
         self.tracing.ft.register(ops)
 
     def set_option(self, name: str, on: bool) -> None:
@@ -101,7 +101,7 @@ class TraceArray:
         if name == "func_stack_trace" and self.current == "function":
             ops = self.function.ops
             self.tracing.ft.unregister(ops)
-            ops.struct.func = self.m.image.addr(self._function_handler())
+            self.m.kernel.ftrace_pid.set_func(ops, self.m.image.addr(self._function_handler()))
             self.tracing.ft.register(ops)
         if name == "funcgraph-irqs" and self.tracing.graph.owner is self:
             self.tracing.graph.sync()
@@ -311,6 +311,7 @@ class Tracing:
         if tr.ref:
             raise KlpemuError(f"instances/{name}: Device or resource busy", EBUSY)
         tr.set_tracer("nop")
+        tr.function.probes.clear()
         self.ft.forget(tr.function.ops)
         if tr.snapshot is not None:
             self.release_buffer(tr.snapshot)

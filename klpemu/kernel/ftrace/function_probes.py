@@ -1,0 +1,175 @@
+"""Function triggers: `FUNC:traceon[:N]`, `FUNC:traceoff[:N]`, `FUNC:stacktrace[:N]` in
+set_ftrace_filter.
+
+As kernel/trace/ftrace.c's function probes: each trigger kind, counted or not, is one probe with
+its own ftrace_ops (func function_trace_probe_call, filter = the trigger's functions) and a
+mapper of each function's remaining count. The callbacks run in the guest
+(kernel/trace/ftrace_probes.c); the host allocates the probes, writes the mappers, and reads the
+counts back to list them as Linux does (`FUNC:traceoff:unlimited`, `FUNC:traceoff:count=2`).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from errno import EINVAL
+from typing import TYPE_CHECKING
+
+from ...errors import KlpemuError
+
+if TYPE_CHECKING:
+    from ...machine.machine import Machine
+    from .core import Ftrace
+    from .filter_commands import FilterWord
+    from .ops import FtraceOps
+
+UNLIMITED = -1
+
+# trigger -> the guest callback its probe runs
+TRIGGERS = {
+    "traceon": "ftrace_traceon_probe",
+    "traceoff": "ftrace_traceoff_probe",
+    "stacktrace": "ftrace_stacktrace_probe",
+}
+
+
+@dataclass(eq=False)
+class Probe:
+    trigger: str
+    counted: bool  # written with a `:N`: the probe keeps a count per function
+    ops: FtraceOps
+    addr: int  # the guest struct ftrace_func_probe
+
+
+def parse_count(param: str) -> int:
+    """kstrtoul base 0: decimal, 0x hex or 0 octal; an empty count is unlimited."""
+    if param == "":
+        return UNLIMITED
+    text = param.lower()
+    try:
+        if text.startswith("0x"):
+            value = int(text[2:], 16)
+        elif text.startswith("0") and len(text) > 1:
+            value = int(text[1:], 8)
+        else:
+            value = int(text, 10)
+    except ValueError:
+        raise KlpemuError(f"{param}: not a count", EINVAL) from None
+    if value < 0:
+        raise KlpemuError(f"{param}: not a count", EINVAL)
+    return value
+
+
+class FunctionProbes:
+    def __init__(self, machine: Machine, ftrace: Ftrace, tr: int):
+        self.m = machine
+        self.ft = ftrace
+        self.tr = tr  # the guest's struct trace_array the probes act on
+        self.probes: list[Probe] = []  # in the order they were made, as tr->func_probes lists them
+        types = machine.types
+        self._map_size = types.sizeof("ftrace_func_map")
+        self._maps_at = types.offsetof("ftrace_func_mapper", "maps")
+
+    def knows(self, command: str) -> bool:
+        return command in TRIGGERS
+
+    def _find(self, trigger: str, counted: bool) -> Probe | None:
+        return next((p for p in self.probes if p.trigger == trigger and p.counted == counted), None)
+
+    # --- the guest mapper ----------------------------------------------------------------------
+
+    def counts(self, probe: Probe) -> dict[int, int]:
+        """ip -> remaining count (-1 unlimited), as the guest has them now."""
+        mapper = self.m.mem.read_u64(probe.addr + self.m.types.offsetof("ftrace_func_probe", "mapper"))
+        if not mapper:
+            return {}
+        n = self.m.mem.read_u64(mapper)
+        raw = self.m.mem.read(mapper + self._maps_at, n * self._map_size)
+        return {ip: count for ip, count in struct.iter_unpack("<Qq", raw)}
+
+    def _write_mapper(self, probe: Probe, counts: dict[int, int]) -> None:
+        m = self.m
+        slot = probe.addr + m.types.offsetof("ftrace_func_probe", "mapper")
+        old = m.mem.read_u64(slot)
+        new = 0
+        if counts:
+            new = m.heap.kzalloc(self._maps_at + self._map_size * len(counts))
+            m.mem.write_u64(new, len(counts))
+            m.mem.write(new + self._maps_at, b"".join(struct.pack("<Qq", ip, counts[ip]) for ip in sorted(counts)))
+        m.mem.write_u64(slot, new)  # one store: the handler sees the old mapper or the new
+        if old:
+            m.heap.free(old)
+
+    # --- registering and unregistering ----------------------------------------------------------
+
+    def prepare(self, cmd: FilterWord, match: Callable[[str], set[int]]) -> Callable[[], None]:
+        """Check one trigger word; return what applies it (after the rest of the write is checked)."""
+        word = f"{'!' if cmd.negate else ''}{cmd.glob}:{cmd.command}"
+        trigger = cmd.command or ""
+        counted = cmd.param is not None
+        if cmd.negate:
+            # unregister_ftrace_function_probe_func: the probe of that kind (`:N` or not)
+            probe = self._find(trigger, counted)
+            matched = match(cmd.glob) & set(self.counts(probe)) if probe is not None else set()
+            if probe is None or not matched:
+                raise KlpemuError(f"{word}: no such trigger", EINVAL)
+            return lambda: self._remove(probe, matched)
+        count = parse_count(cmd.param) if cmd.param is not None else UNLIMITED
+        matched = match(cmd.glob)
+        if not matched:
+            raise KlpemuError(f"{word}: no function matches", EINVAL)
+        return lambda: self._add(trigger, counted, matched, count)
+
+    def _add(self, trigger: str, counted: bool, ips: set[int], count: int) -> None:
+        probe = self._find(trigger, counted)
+        if probe is None:
+            m = self.m
+            addr = m.heap.kzalloc(m.types.sizeof("ftrace_func_probe"))
+            m.mem.write_u64(addr + m.types.offsetof("ftrace_func_probe", "func"), m.image.addr(TRIGGERS[trigger]))
+            m.mem.write_u64(addr + m.types.offsetof("ftrace_func_probe", "tr"), self.tr)
+            ops = self.ft.ops_native(trigger, "function_trace_probe_call")
+            ops.struct.private = addr
+            probe = Probe(trigger, counted, ops, addr)
+            self.probes.append(probe)
+        counts = self.counts(probe)
+        for ip in ips:
+            counts.setdefault(ip, count)  # a function that has this trigger keeps its count
+        self._write_mapper(probe, counts)
+        self.ft.replace_hash(probe.ops, set(counts))
+        if probe.ops not in self.ft.ops:
+            self.ft.register(probe.ops)
+
+    def _remove(self, probe: Probe, ips: set[int]) -> None:
+        counts = {ip: c for ip, c in self.counts(probe).items() if ip not in ips}
+        if counts:
+            self.ft.replace_hash(probe.ops, set(counts))
+            self._write_mapper(probe, counts)
+            return
+        self.ft.unregister(probe.ops)
+        self._write_mapper(probe, {})
+        self.ft.forget(probe.ops)
+        self.m.heap.free(probe.addr)
+        self.probes.remove(probe)
+
+    def clear(self) -> None:
+        """clear_ftrace_function_probes: every trigger goes (its trace array is being removed)."""
+        for probe in list(self.probes):
+            self._remove(probe, set(self.counts(probe)))
+
+    def module_going(self, gone: set[int]) -> None:
+        """A removed module's functions leave every probe (ftrace_release_mod)."""
+        for probe in list(self.probes):
+            lost = set(self.counts(probe)) & gone
+            if lost:
+                self._remove(probe, lost)
+
+    # --- listing -------------------------------------------------------------------------------
+
+    def text(self) -> str:
+        lines = []
+        for probe in self.probes:
+            for ip, count in sorted(self.counts(probe).items()):
+                tail = "unlimited" if not probe.counted else f"count={count}"
+                lines.append(f"{self.ft.symbol_ps(ip)}:{probe.trigger}:{tail}\n")
+        return "".join(lines)
