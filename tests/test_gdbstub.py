@@ -103,7 +103,7 @@ def test_info_threads_lists_one_thread_per_cpu(session):
 def test_the_breakpoint_stops_sh_at_the_site_calling_the_trampoline(session):
     stop = _section(session[0], "@STOP", "@STEP")
     assert re.search(r'\* 2 +Thread 2 \(CPU#1 \[kernel\] task 7 "sh"\) .*cmdline_proc_show', stop)
-    assert re.search(r"=> 0xffffffff810016c0 <cmdline_proc_show>:\tcall   0xffffffffa0000060\n", stop)
+    assert re.search(r"=> 0xffffffff81001720 <cmdline_proc_show>:\tcall   0xffffffffa0000060\n", stop)
 
 
 def test_stepi_goes_site_trampoline_handler_trampoline_new_function(session):
@@ -126,9 +126,9 @@ def test_backtraces_in_the_handler_and_the_new_function(session):
     # From the handler through the trampoline (the unwinder follows its frame pointers) to the
     # site in the old function and on to sh's system call.
     assert re.search(
-        r"#0  0xffffffff810034c4 in klp_ftrace_handler \(.*\n"
+        r"#0  0xffffffff810035b4 in klp_ftrace_handler \(.*\n"
         r"#1  0xffffffffa00000f9 in \?\? \(\)\n"
-        r"#2  0xffffffff810016c5 in cmdline_proc_show \(.*\n"
+        r"#2  0xffffffff81001725 in cmdline_proc_show \(.*\n"
         r"#3  0x\w+ in seq_read_iter \(.*\n"
         r"#4  0x\w+ in do_syscall_64 ",
         out,
@@ -183,7 +183,7 @@ def test_after_detach_the_machine_runs_and_a_raw_client_is_answered_despite_garb
         assert packet(b"Hg9") == b"E02"
         s.sendall(b"+")
         # The site's true bytes: the call to the private trampoline, never an int3.
-        assert packet(b"mffffffff810016c0,5") == b"e89be9ff1e"
+        assert packet(b"mffffffff81001720,5") == b"e83be9ff1e"
         s.sendall(b"+")
         assert packet(b"mzz,4") == b"E16"  # malformed
         s.sendall(b"+")

@@ -3,6 +3,7 @@
 #include <linux/kernel.h>
 #include <linux/sched.h>
 #include <linux/string.h>
+#include <linux/trace_events.h>
 
 struct task_struct task_table[NR_TASKS];
 static char task_stacks[NR_TASKS][THREAD_SIZE] __aligned(THREAD_SIZE);
@@ -62,7 +63,8 @@ static void klp_copy_process(struct task_struct *child)
 		set_tsk_thread_flag(child, TIF_PATCH_PENDING);
 }
 
-static struct task_struct *new_task(const char *name, unsigned int flags)
+/* Every new task comes from here, as Linux's do from kernel_clone. */
+noinline struct task_struct *kernel_clone(const char *name, unsigned int flags)
 {
 	struct task_struct *p = alloc_task(name, ++last_pid);
 	unsigned long irqflags = local_irq_save();
@@ -72,12 +74,13 @@ static struct task_struct *new_task(const char *name, unsigned int flags)
 	klp_copy_process(p);
 	list_add_tail(&p->tasks, &task_list);
 	local_irq_restore(irqflags);
+	trace_sched_process_fork(current, p);
 	return p;
 }
 
 struct task_struct *kthread_create(int (*fn)(void *), void *arg, const char *name)
 {
-	struct task_struct *p = new_task(name, PF_KTHREAD);
+	struct task_struct *p = kernel_clone(name, PF_KTHREAD);
 
 	p->kthread_fn = fn;
 	p->kthread_data = arg;
@@ -89,7 +92,7 @@ struct task_struct *kthread_create(int (*fn)(void *), void *arg, const char *nam
 struct task_struct *user_task_create(void (*entry)(void), unsigned long user_stack_top,
 				     const char *name)
 {
-	struct task_struct *p = new_task(name, 0);
+	struct task_struct *p = kernel_clone(name, 0);
 
 	copy_thread(p, NULL, NULL, (unsigned long)entry, user_stack_top);
 	wake_up_process(p);
@@ -108,6 +111,7 @@ struct task_struct *find_task_by_pid(pid_t pid)
 
 void __noreturn do_exit(long code)
 {
+	trace_sched_process_exit(current);
 	local_irq_disable();
 	current->exit_code = code;
 	current->flags |= PF_EXITING;

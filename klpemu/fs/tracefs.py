@@ -6,6 +6,7 @@ from errno import EINVAL
 from typing import TYPE_CHECKING
 
 from ..errors import KlpemuError
+from . import tracefs_events
 from .vfs import VFS, File
 
 if TYPE_CHECKING:
@@ -48,3 +49,4 @@ def mount(vfs: VFS, machine: Machine) -> None:
     d.add(File("trace", 0o644, tracer.text, write_trace))
     d.add(File("enabled_functions", 0o444, ft.enabled_functions))
     d.add(File("touched_functions", 0o444, ft.touched_functions))
+    tracefs_events.mount(d, machine.kernel.trace_events)
