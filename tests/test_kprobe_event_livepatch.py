@@ -29,7 +29,7 @@ def test_kprobe_event_and_livepatch_share_the_function():
 
     (meeting,) = system.kernel.conflicts.records
     text = meeting.format()
-    assert "livepatch 'livepatch_sample' meets kprobe at cmdline_proc_show+0x0 [trace_kprobe]" in text
+    assert "livepatch 'livepatch_sample' meets kprobe at cmdline_proc_show+0x0 [kprobe event kprobes/cmdline]" in text
     assert meeting.rule == "livepatch-kprobe" and meeting.errno == 0
     assert "both stay" in text
 

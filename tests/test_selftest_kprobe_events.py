@@ -461,3 +461,20 @@ def test_kprobe_module(fresh):
     assert ft.write("events/kprobes1/event1/enable", "0") == 0
     assert ft.write("kprobe_events", "-:kprobes1/event1", append=True) == 0
     assert ft.cat("kprobe_events") == f"p:kprobes/event2 {mod}:{func}\n"
+
+
+def test_kprobe_args_char_and_argn(fresh):
+    """kprobe_args_char.tc (a `char` arg prints as '%c'), and $argN at a function's entry: the
+    registers of the calling convention."""
+    ft = fresh
+    assert ft.write("kprobe_events", "p:testprobe vfs_read c=@linux_banner:char n=$arg3 f=$arg1") == 0
+    assert ft.cat("events/kprobes/testprobe/format").splitlines()[7:11] == [
+        "",
+        "\tfield:unsigned long __probe_ip;\toffset:8;\tsize:8;\tsigned:0;",
+        "\tfield:u8 c;\toffset:16;\tsize:1;\tsigned:0;",
+        "\tfield:u64 n;\toffset:17;\tsize:8;\tsigned:0;",
+    ]
+    assert ft.write("events/kprobes/testprobe/enable", "1") == 0
+    yield_(ft)
+    lines = [line for line in hits(ft, "testprobe") if line.lstrip().startswith("sh-7 ")]
+    assert lines and all(re.search(r"\) c='k' n=0x[0-9a-f]+ f=0xffff", line) for line in lines), lines

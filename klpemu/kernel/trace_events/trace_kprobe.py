@@ -84,6 +84,11 @@ class TraceKprobe:
             place = self.symbol
         return f"{head}:{self.group}/{self.event} {place}" + "".join(f" {a.name}={a.comm}" for a in self.args)
 
+    @property
+    def owner(self) -> str:
+        """Who the conflict record and kprobes say placed the probe."""
+        return f"kprobe event {self.group}/{self.event}"
+
     def same_args(self, other: TraceKprobe) -> int:
         """trace_probe_compare_arg_type: 0, or the 1-based index of the first argument whose
         name, type or count differs."""
@@ -342,10 +347,10 @@ class TraceKprobes:
             if tk.is_return:
                 v.rp.handler = m.image.addr("kretprobe_dispatcher")
                 v.rp.maxactive = tk.maxactive
-                self.kprobes.kretprobes.register(tk.struct + m.types.offsetof("trace_kprobe", "rp"), "trace_kprobe")
+                self.kprobes.kretprobes.register(tk.struct + m.types.offsetof("trace_kprobe", "rp"), tk.owner)
             else:
                 kp.pre_handler = m.image.addr("kprobe_dispatcher")
-                self.kprobes.register(tk.kprobe, "trace_kprobe")
+                self.kprobes.register(tk.kprobe, tk.owner)
         except KlpemuError as e:
             module = tk.symbol.split(":", 1)[0] if tk.symbol is not None and ":" in tk.symbol else None
             if e.errno != ENOENT or module is None or self.kprobes.modules.find(module) is not None:
