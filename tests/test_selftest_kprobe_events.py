@@ -478,3 +478,23 @@ def test_kprobe_args_char_and_argn(fresh):
     yield_(ft)
     lines = [line for line in hits(ft, "testprobe") if line.lstrip().startswith("sh-7 ")]
     assert lines and all(re.search(r"\) c='k' n=0x[0-9a-f]+ f=0xffff", line) for line in lines), lines
+
+
+def test_kprobe_args_user(fresh):
+    """kprobe_args_user.tc with this kernel's open: `ustring` and `+u` read the path from user
+    memory; the same fetches on kernel memory fault."""
+    ft = fresh
+    assert ft.write("kprobe_events", "p:myevent sys_open path=+0($arg1):ustring path2=+u0($arg1):string") == 0
+    assert "path=+0($arg1):ustring path2=+u0($arg1):string" in ft.cat("kprobe_events")
+    assert ft.write("events/kprobes/myevent/enable", "1") == 0
+    status, _, err = shell_run(ft.system, "cat /proc/version")
+    assert status == 0, err
+    assert ft.write("events/kprobes/myevent/enable", "0") == 0
+    assert any(line.endswith('path="/proc/version" path2="/proc/version"') for line in hits(ft, "myevent"))
+
+    assert ft.write("kprobe_events", "p:myevent vfs_read path=+0($arg1):ustring path2=+u0($arg1):string") == 0
+    assert ft.write("events/kprobes/myevent/enable", "1") == 0
+    shell_run(ft.system, "cat /proc/version")
+    assert ft.write("events/kprobes/myevent/enable", "0") == 0
+    lines = hits(ft, "myevent")
+    assert lines and all(line.endswith("path=(fault) path2=(fault)") for line in lines), lines

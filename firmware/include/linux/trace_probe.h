@@ -97,9 +97,10 @@ struct kretprobe_trace_entry_head {
 	unsigned long ret_ip;
 };
 
-/* What probes may read without faulting: the host lists the mapped ranges. */
+/* What probes may read without faulting: the host lists the mapped ranges, kernel or user. */
 struct probe_nofault_range {
 	unsigned long start, end;
+	unsigned long user;	/* user memory: only +u, ustring and umem read it */
 };
 extern struct probe_nofault_range probe_nofault_ranges[PROBE_NOFAULT_RANGES];
 

@@ -13,31 +13,41 @@
 
 struct probe_nofault_range probe_nofault_ranges[PROBE_NOFAULT_RANGES];
 
-/* copy_from_kernel_nofault: 0, or -EFAULT for memory nothing maps (the host listed what is). */
-static notrace int probe_mem_read(void *dest, unsigned long src, unsigned long size)
+/*
+ * copy_from_kernel_nofault (user 0) or copy_from_user_nofault (user 1): 0, or
+ * -EFAULT for memory nothing maps or of the other kind (the host listed both).
+ */
+static notrace int __probe_mem_read(void *dest, unsigned long src, unsigned long size, unsigned long user)
 {
 	int i;
 
 	if (src + size < src)
 		return -EFAULT;
 	for (i = 0; i < PROBE_NOFAULT_RANGES && probe_nofault_ranges[i].end; i++) {
-		if (src >= probe_nofault_ranges[i].start && src + size <= probe_nofault_ranges[i].end) {
+		struct probe_nofault_range *r = &probe_nofault_ranges[i];
+
+		if (src >= r->start && src + size <= r->end && r->user == user) {
 			memcpy(dest, (void *)src, size);
 			return 0;
 		}
 	}
 	return -EFAULT;
 }
-NOKPROBE_SYMBOL(probe_mem_read);
+NOKPROBE_SYMBOL(__probe_mem_read);
+
+static __always_inline int probe_mem_read(void *dest, unsigned long src, unsigned long size)
+{
+	return __probe_mem_read(dest, src, size, 0);
+}
 
 /* The string's length with its NUL, or -EFAULT. */
-static notrace int fetch_store_strlen(unsigned long addr)
+static notrace int fetch_store_strlen(unsigned long addr, unsigned long user)
 {
 	int len = 0;
 	u8 c;
 
 	do {
-		if (probe_mem_read(&c, addr + len, 1))
+		if (__probe_mem_read(&c, addr + len, 1, user))
 			return -EFAULT;
 		len++;
 	} while (c && len < MAX_STRING_SIZE);
@@ -50,7 +60,7 @@ static __always_inline u32 make_data_loc(int len, int offs)
 	return ((u32)len << 16) | (offs & 0xffff);
 }
 
-static notrace int fetch_store_string(unsigned long addr, u32 *dest, void *base)
+static notrace int fetch_store_string(unsigned long addr, u32 *dest, void *base, unsigned long user)
 {
 	int maxlen = *dest >> 16;
 	char *d = (char *)base + (*dest & 0xffff);
@@ -59,7 +69,7 @@ static notrace int fetch_store_string(unsigned long addr, u32 *dest, void *base)
 	if (!maxlen)
 		return -ENOMEM;
 	while (len < maxlen) {
-		if (probe_mem_read(&d[len], addr + len, 1)) {
+		if (__probe_mem_read(&d[len], addr + len, 1, user)) {
 			*dest = make_data_loc(0, d - (char *)base);
 			return -EFAULT;
 		}
@@ -142,7 +152,7 @@ static notrace int process_fetch_insn(struct fetch_insn *code, struct pt_regs *r
 stage2:
 	while (code->op == FETCH_OP_DEREF || code->op == FETCH_OP_UDEREF) {
 		lval = val;
-		ret = probe_mem_read(&val, val + code->offset, sizeof(val));
+		ret = __probe_mem_read(&val, val + code->offset, sizeof(val), code->op == FETCH_OP_UDEREF);
 		if (ret)
 			return ret;
 		code++;
@@ -152,19 +162,19 @@ stage3:
 	if (!dest) {
 		if (code->op != FETCH_OP_ST_STRING && code->op != FETCH_OP_ST_USTRING)
 			return -EILSEQ;
-		ret = fetch_store_strlen(val + code->offset);
+		ret = fetch_store_strlen(val + code->offset, code->op == FETCH_OP_ST_USTRING);
 		code++;
 		goto array;
 	}
 	switch (code->op) {
 	case FETCH_OP_ST_RAW: fetch_store_raw(val, code, dest); break;
 	case FETCH_OP_ST_MEM: case FETCH_OP_ST_UMEM:
-		if (probe_mem_read(dest, val + code->offset, code->size))
+		if (__probe_mem_read(dest, val + code->offset, code->size, code->op == FETCH_OP_ST_UMEM))
 			memset(dest, 0, code->size);
 		break;
 	case FETCH_OP_ST_STRING: case FETCH_OP_ST_USTRING:
 		loc = *(u32 *)dest;
-		ret = fetch_store_string(val + code->offset, dest, base);
+		ret = fetch_store_string(val + code->offset, dest, base, code->op == FETCH_OP_ST_USTRING);
 		break;
 	default: return -EILSEQ;
 	}

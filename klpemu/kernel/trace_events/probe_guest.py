@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from ...abi import FETCH_NOP_SYMBOL, FETCH_OP, PROBE_NOFAULT_RANGES
 from ...errors import KlpemuError
 from ...machine.kstr import kbytes
-from ...machine.memory import PAGE_SIZE
+from ...machine.memory import PAGE_SIZE, PTE_USER
 from .trace_probe import split_symbol_offset
 
 if TYPE_CHECKING:
@@ -97,16 +97,16 @@ def build_trace_kprobe(
 
 
 def write_nofault_ranges(machine: Machine) -> None:
-    """probe_nofault_ranges: the kernel's mapped virtual ranges, merged, that a probe may read."""
+    """probe_nofault_ranges: the mapped virtual ranges, merged, each kernel or user memory, that
+    a probe may read (copy_from_kernel_nofault and copy_from_user_nofault's answer here)."""
     ranges: list[list[int]] = []
-    for va, _pa, _flags in machine.mem.mapped_pages():
-        if va < 1 << 63:
-            continue  # user memory: user-space fetches (+u, ustring) read only the kernel's view
-        if ranges and ranges[-1][1] == va:
+    for va, _pa, flags in machine.mem.mapped_pages():
+        user = int(bool(flags & PTE_USER) and va < 1 << 63)
+        if ranges and ranges[-1][1] == va and ranges[-1][2] == user:
             ranges[-1][1] = va + PAGE_SIZE
         else:
-            ranges.append([va, va + PAGE_SIZE])
+            ranges.append([va, va + PAGE_SIZE, user])
     table = machine.var("probe_nofault_ranges")
     for i in range(PROBE_NOFAULT_RANGES):
-        start, end = ranges[i] if i < len(ranges) else (0, 0)
-        table[i].start, table[i].end = start, end
+        start, end, user = ranges[i] if i < len(ranges) else (0, 0, 0)
+        table[i].start, table[i].end, table[i].user = start, end, user
