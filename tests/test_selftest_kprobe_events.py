@@ -4,8 +4,9 @@ the script's ^ is. The script checks the caret alone; these also check the messa
 
 The script's branches follow what README claims. This kernel claims `r[maxactive]`, `$arg<N>`,
 `imm-value`, `imm-string`, `$comm`, arrays, `Create/append/` and `%return`; it has no BTF, so
-the `<argname>` branch is the one without it (`$arg*` needs BTF), and no return-probe entry
-arguments (`kernel return probes support:`), so `$argN` on a return probe is BAD_VAR.
+the `<argname>` branch is the one without it (`$arg*` needs BTF); it claims `kernel return
+probes support:` ($argN on a return probe, saved at the entry), so the BAD_VAR case of `r
+vfs_read $arg1` does not apply.
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ SYNTAX_ERRORS = [
     ("p vfs_read ^$retval", "$retval is not available on probe"),
     ("p vfs_read ^$stack10000", "Invalid stack number"),
     ("p vfs_read ^$arg10000", "Invalid argument number"),
-    ("r vfs_read ^$arg1", "Invalid $-valiable specified"),
     ("p vfs_read ^$none_var", "Invalid $-valiable specified"),
     ("p vfs_read ^%none_reg", "Invalid register name"),
     ("p vfs_read ^@12345678abcde", "Invalid memory address"),
@@ -100,7 +100,7 @@ def test_readme_claims_what_the_script_greps_for(ft):
     lines = readme.splitlines()
     fetcharg = next(i for i, line in enumerate(lines) if "fetcharg:" in line)
     assert "$comm" in "\n".join(lines[fetcharg : fetcharg + 2])
-    assert "<argname>" not in readme and "kernel return probes support:" not in readme
+    assert "<argname>" not in readme and "kernel return probes support:" in readme
 
 
 @pytest.mark.parametrize(("pattern", "message"), SYNTAX_ERRORS, ids=[p for p, _ in SYNTAX_ERRORS])
@@ -498,3 +498,20 @@ def test_kprobe_args_user(fresh):
     assert ft.write("events/kprobes/myevent/enable", "0") == 0
     lines = hits(ft, "myevent")
     assert lines and all(line.endswith("path=(fault) path2=(fault)") for line in lines), lines
+
+
+def test_kretprobe_entry_arg(fresh):
+    """kretprobe_entry_arg.tc: a return probe's $argN are the arguments the call was made with,
+    saved at its entry (here checked against a probe on the same entry)."""
+    ft = fresh
+    assert ft.write("kprobe_events", "p:enter vfs_read buf=$arg2 count=$arg3") == 0
+    assert ft.write("kprobe_events", "r:leave vfs_read buf=$arg2 count=$arg3 ret=$retval", append=True) == 0
+    assert ft.write("events/kprobes/enable", "1") == 0
+    status, _, err = shell_run(ft.system, "cat /proc/version")
+    assert status == 0, err
+    assert ft.write("events/kprobes/enable", "0") == 0
+    sh = [line.split(": ", 1)[1] for line in trace_lines(ft) if line.lstrip().startswith("sh-7 ")]
+    pairs = [(a, b) for a, b in zip(sh, sh[1:], strict=False) if a.startswith("enter:") and b.startswith("leave:")]
+    assert pairs, sh
+    for enter, leave in pairs:
+        assert enter.split(") ", 1)[1] == leave.split(") ", 1)[1].rsplit(" ret=", 1)[0]

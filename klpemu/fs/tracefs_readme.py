@@ -39,6 +39,7 @@ place (kretprobe): [<module>:]<symbol>[+<offset>]%return|<memaddr>
 \t     type: s8/16/32/64, u8/16/32/64, x8/16/32/64, char, string, symbol,
 \t           b<bit-width>@<bit-offset>/<container-size>, ustring,
 \t           symstr, <type>\\[<array-size>\\]
+\t  kernel return probes support: $retval, $arg<N>, $comm
   events/\t\t- Directory containing all trace event subsystems:
       enable\t\t- Write 0/1 to enable/disable tracing of all events
   events/<system>/\t- Directory containing all trace events for <system>:

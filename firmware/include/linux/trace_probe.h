@@ -77,6 +77,7 @@ struct trace_probe {
 	u32 nr_args;
 	u32 size;		/* the fields of the arguments */
 	struct probe_arg *args;
+	struct fetch_insn *entry_arg;	/* a return probe's $argN: ARG, ST_EDATA pairs run at entry */
 };
 
 struct trace_kprobe {
@@ -106,5 +107,6 @@ extern struct probe_nofault_range probe_nofault_ranges[PROBE_NOFAULT_RANGES];
 
 int kprobe_dispatcher(struct kprobe *kp, struct pt_regs *regs);
 int kretprobe_dispatcher(struct kretprobe_instance *ri, struct pt_regs *regs);
+int kretprobe_entry_dispatcher(struct kretprobe_instance *ri, struct pt_regs *regs);
 
 #endif

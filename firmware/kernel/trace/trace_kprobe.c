@@ -128,7 +128,8 @@ NOKPROBE_SYMBOL(fetch_apply_bitfield);
  * its dereferences, the store (dest NULL: a string's length only), the
  * bitfield, the array loop. Returns the bytes of dynamic data used, or < 0.
  */
-static notrace int process_fetch_insn(struct fetch_insn *code, struct pt_regs *regs, void *dest, void *base)
+static notrace int process_fetch_insn(struct fetch_insn *code, struct pt_regs *regs, void *edata, void *dest,
+				      void *base)
 {
 	struct fetch_insn *s3;
 	unsigned long val = 0, lval;
@@ -144,6 +145,7 @@ static notrace int process_fetch_insn(struct fetch_insn *code, struct pt_regs *r
 	case FETCH_OP_RETVAL: val = regs->ax; break;
 	case FETCH_OP_ARG: val = regs_get_kernel_argument(regs, code->param); break;
 	case FETCH_OP_IMM: case FETCH_OP_DATA: val = code->immediate; break;
+	case FETCH_OP_EDATA: val = *(unsigned long *)((char *)edata + code->offset); break;
 	case FETCH_OP_COMM: val = (unsigned long)current->comm; break;
 	default: return -EILSEQ;
 	}
@@ -210,13 +212,13 @@ array:
 }
 NOKPROBE_SYMBOL(process_fetch_insn);
 
-static notrace int get_data_size(struct trace_probe *tp, struct pt_regs *regs)
+static notrace int get_data_size(struct trace_probe *tp, struct pt_regs *regs, void *edata)
 {
 	int i, len, total = 0;
 
 	for (i = 0; i < tp->nr_args; i++) {
 		if (tp->args[i].dynamic) {
-			len = process_fetch_insn(tp->args[i].code, regs, NULL, NULL);
+			len = process_fetch_insn(tp->args[i].code, regs, edata, NULL, NULL);
 			if (len > 0)
 				total += len;
 		}
@@ -225,8 +227,8 @@ static notrace int get_data_size(struct trace_probe *tp, struct pt_regs *regs)
 }
 NOKPROBE_SYMBOL(get_data_size);
 
-static notrace void store_trace_args(void *data, struct trace_probe *tp, struct pt_regs *regs, int header_size,
-				     int maxlen)
+static notrace void store_trace_args(void *data, struct trace_probe *tp, struct pt_regs *regs, void *edata,
+				     int header_size, int maxlen)
 {
 	void *base = data - header_size;
 	void *dyndata = data + tp->size;
@@ -238,7 +240,7 @@ static notrace void store_trace_args(void *data, struct trace_probe *tp, struct 
 
 		if (arg->dynamic)
 			*dl = make_data_loc(maxlen, dyndata - base);
-		ret = process_fetch_insn(arg->code, regs, dl, base);
+		ret = process_fetch_insn(arg->code, regs, edata, dl, base);
 		if (arg->dynamic && ret > 0) {
 			dyndata += ret;
 			maxlen -= ret;
@@ -251,13 +253,13 @@ static notrace void kprobe_trace_func(struct trace_kprobe *tk, struct pt_regs *r
 {
 	struct trace_event_buffer fbuffer;
 	struct kprobe_trace_entry_head *entry;
-	int dsize = get_data_size(&tk->tp, regs);
+	int dsize = get_data_size(&tk->tp, regs, NULL);
 
 	entry = trace_event_buffer_reserve(&fbuffer, &tk->file, sizeof(*entry) + tk->tp.size + dsize, 0);
 	if (!entry)
 		return;
 	entry->ip = (unsigned long)tk->rp.kp.addr;
-	store_trace_args(&entry[1], &tk->tp, regs, sizeof(*entry), dsize);
+	store_trace_args(&entry[1], &tk->tp, regs, NULL, sizeof(*entry), dsize);
 	trace_event_buffer_commit(&fbuffer);
 }
 NOKPROBE_SYMBOL(kprobe_trace_func);
@@ -287,14 +289,34 @@ notrace int kretprobe_dispatcher(struct kretprobe_instance *ri, struct pt_regs *
 	__asm__ __volatile__("lock incq %0" : "+m"(tk->nhit));
 	if (!READ_ONCE(tk->file.enabled))
 		return 0;
-	dsize = get_data_size(&tk->tp, regs);
+	dsize = get_data_size(&tk->tp, regs, ri->data);
 	entry = trace_event_buffer_reserve(&fbuffer, &tk->file, sizeof(*entry) + tk->tp.size + dsize, 0);
 	if (!entry)
 		return 0;
 	entry->func = (unsigned long)tk->rp.kp.addr;
 	entry->ret_ip = (unsigned long)ri->ret_addr;
-	store_trace_args(&entry[1], &tk->tp, regs, sizeof(*entry), dsize);
+	store_trace_args(&entry[1], &tk->tp, regs, ri->data, sizeof(*entry), dsize);
 	trace_event_buffer_commit(&fbuffer);
 	return 0;
 }
 NOKPROBE_SYMBOL(kretprobe_dispatcher);
+
+/* store_trace_entry_data: at the probed function's entry, the arguments a return probe's $argN read. */
+notrace int kretprobe_entry_dispatcher(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	struct kretprobe *rp = get_kretprobe(ri);
+	struct fetch_insn *code;
+	unsigned long val = 0;
+
+	if (!rp)
+		return 0;
+	code = container_of(rp, struct trace_kprobe, rp)->tp.entry_arg;
+	for (; code && code->op != FETCH_OP_END; code++) {
+		if (code->op == FETCH_OP_ARG)
+			val = regs_get_kernel_argument(regs, code->param);
+		else if (code->op == FETCH_OP_ST_EDATA)
+			*(unsigned long *)((char *)ri->data + code->offset) = val;
+	}
+	return 0;
+}
+NOKPROBE_SYMBOL(kretprobe_entry_dispatcher);

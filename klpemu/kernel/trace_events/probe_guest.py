@@ -11,11 +11,11 @@ from ...abi import FETCH_NOP_SYMBOL, FETCH_OP, PROBE_NOFAULT_RANGES
 from ...errors import KlpemuError
 from ...machine.kstr import kbytes
 from ...machine.memory import PAGE_SIZE, PTE_USER
-from .trace_probe import split_symbol_offset
+from .trace_probe import FetchInsn, split_symbol_offset
 
 if TYPE_CHECKING:
     from ...machine.machine import Machine
-    from .trace_probe import FetchInsn, ProbeArg
+    from .trace_probe import ProbeArg
 
 
 class GuestAllocations:
@@ -75,7 +75,13 @@ def write_program(machine: Machine, mem: GuestAllocations, code: list[FetchInsn]
 
 
 def build_trace_kprobe(
-    machine: Machine, mem: GuestAllocations, type_id: int, args: list[ProbeArg], size: int, lookup
+    machine: Machine,
+    mem: GuestAllocations,
+    type_id: int,
+    args: list[ProbeArg],
+    size: int,
+    lookup,
+    entry_args: list[int] | None = None,
 ) -> int:
     """A struct trace_kprobe with its trace_probe filled; the caller sets the place and handlers."""
     m = machine
@@ -93,6 +99,11 @@ def build_trace_kprobe(
     tp.nr_args = len(args)
     tp.size = size
     tp.args = parg
+    if entry_args:  # the entry handler's program: each argument, then where it goes
+        steps: list[FetchInsn] = []
+        for i, param in enumerate(entry_args):
+            steps += [FetchInsn("ARG", param=param), FetchInsn("ST_EDATA", offset=8 * i)]
+        tp.entry_arg = write_program(m, mem, [*steps, FetchInsn("END")], lookup)
     return tk
 
 

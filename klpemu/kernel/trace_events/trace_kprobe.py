@@ -66,6 +66,7 @@ class TraceKprobe:
     maxactive: int
     args: list[ProbeArg]
     size: int  # of the record's argument area
+    entry_args: list[int] = field(default_factory=list)  # a return probe's $argN, by index
     struct: int = 0  # the guest struct trace_kprobe
     kprobe: int = 0  # the struct kprobe that kprobes knows it by
     registered: bool = False  # a probe on a module not loaded is not
@@ -251,7 +252,7 @@ class TraceKprobes:
             arg.offset = size
             size += arg.field_size
             args.append(arg)
-        tk = TraceKprobe(group, event, symbol, offset, addr or 0, is_return, maxactive, args, size)
+        tk = TraceKprobe(group, event, symbol, offset, addr or 0, is_return, maxactive, args, size, ctx.entry_args)
         try:
             self._register(tk, log)
         except ProbeParseError:
@@ -324,7 +325,7 @@ class TraceKprobes:
             self._ranges_written = True
         mem = GuestAllocations(m)
         try:
-            tk.struct = build_trace_kprobe(m, mem, call.id, tk.args, tk.size, self.kprobes.lookup_name)
+            tk.struct = build_trace_kprobe(m, mem, call.id, tk.args, tk.size, self.kprobes.lookup_name, tk.entry_args)
             tk.kprobe = tk.struct + m.types.offsetof("trace_kprobe", "rp") + m.types.offsetof("kretprobe", "kp")
             if tk.symbol is not None:
                 m.struct("trace_kprobe", tk.struct).rp.kp.symbol_name = mem.string(tk.symbol)
@@ -347,6 +348,9 @@ class TraceKprobes:
             if tk.is_return:
                 v.rp.handler = m.image.addr("kretprobe_dispatcher")
                 v.rp.maxactive = tk.maxactive
+                if tk.entry_args:
+                    v.rp.entry_handler = m.image.addr("kretprobe_entry_dispatcher")
+                    v.rp.data_size = 8 * len(tk.entry_args)
                 self.kprobes.kretprobes.register(tk.struct + m.types.offsetof("trace_kprobe", "rp"), tk.owner)
             else:
                 kp.pre_handler = m.image.addr("kprobe_dispatcher")

@@ -292,6 +292,13 @@ class ParseContext:
     log: ProbeLog
     offset: int = 0
     funcname: str | None = None
+    entry_args: list[int] = field(default_factory=list)  # a return probe's $argN, saved at entry
+
+    def store_entry_arg(self, param: int) -> int:
+        """__store_entry_arg: where in the instance's entry data argument param is kept."""
+        if param not in self.entry_args:
+            self.entry_args.append(param)
+        return self.entry_args.index(param) * 8
 
     @property
     def function_entry(self) -> bool:
@@ -356,10 +363,12 @@ def _parse_vars(arg: str, code: _Code, ctx: ParseContext) -> None:
             elif ctx.function_entry:
                 insn.op, insn.param = "ARG", n - 1
                 return
+            elif ctx.function_return:
+                # Saved at the function's entry by the kretprobe's entry handler (6.9+).
+                insn.op, insn.offset = "EDATA", ctx.store_entry_arg(n - 1)
+                return
             else:
-                # A return probe would save the entry's arguments (6.9's entry data); this
-                # kernel does not, and says so in README by not claiming it.
-                err = "NOFENTRY_ARGS" if not ctx.function_return else "BAD_VAR"
+                err = "NOFENTRY_ARGS"
     raise ctx.log.err(ctx.offset, err)
 
 
@@ -507,7 +516,7 @@ def _finalize(code: _Code, ftype: FetchType, type_text: str | None, type_offs: i
     op = code.cur.op
     if ftype.is_string:
         if ftype.name == "symstr":
-            if op not in ("REG", "STACK", "RETVAL", "ARG", "DEREF"):
+            if op not in ("REG", "STACK", "RETVAL", "ARG", "EDATA", "DEREF"):
                 raise ctx.log.err(ctx.offset + type_offs, "BAD_SYMSTRING")
         elif op not in ("DEREF", "UDEREF", "IMM", "COMM", "DATA"):
             raise ctx.log.err(ctx.offset + type_offs, "BAD_STRING")
