@@ -143,6 +143,136 @@ KPROBE_EMULATE_LOOP: Final = 0x6
 KPROBE_EMULATE_CALL_INDIRECT: Final = 0x7
 KPROBE_EMULATE_JMP_INDIRECT: Final = 0x8
 
+# enum fetch_op: a probe argument's fetch program (include/linux/trace_probe.h)
+FETCH_OP: Final[dict[str, int]] = {
+    "NOP": 0x0,
+    "REG": 0x1,
+    "STACK": 0x2,
+    "STACKP": 0x3,
+    "RETVAL": 0x4,
+    "IMM": 0x5,
+    "COMM": 0x6,
+    "ARG": 0x7,
+    "FOFFS": 0x8,
+    "DATA": 0x9,
+    "EDATA": 0xA,
+    "DEREF": 0xB,
+    "UDEREF": 0xC,
+    "ST_RAW": 0xD,
+    "ST_MEM": 0xE,
+    "ST_UMEM": 0xF,
+    "ST_STRING": 0x10,
+    "ST_USTRING": 0x11,
+    "ST_SYMSTR": 0x12,
+    "ST_EDATA": 0x13,
+    "MOD_BF": 0x14,
+    "LP_ARRAY": 0x15,
+    "TP_ARG": 0x16,
+    "END": 0x17,
+}
+FETCH_OP_NOP: Final = 0x0
+FETCH_OP_REG: Final = 0x1
+FETCH_OP_STACK: Final = 0x2
+FETCH_OP_STACKP: Final = 0x3
+FETCH_OP_RETVAL: Final = 0x4
+FETCH_OP_IMM: Final = 0x5
+FETCH_OP_COMM: Final = 0x6
+FETCH_OP_ARG: Final = 0x7
+FETCH_OP_FOFFS: Final = 0x8
+FETCH_OP_DATA: Final = 0x9
+FETCH_OP_EDATA: Final = 0xA
+FETCH_OP_DEREF: Final = 0xB
+FETCH_OP_UDEREF: Final = 0xC
+FETCH_OP_ST_RAW: Final = 0xD
+FETCH_OP_ST_MEM: Final = 0xE
+FETCH_OP_ST_UMEM: Final = 0xF
+FETCH_OP_ST_STRING: Final = 0x10
+FETCH_OP_ST_USTRING: Final = 0x11
+FETCH_OP_ST_SYMSTR: Final = 0x12
+FETCH_OP_ST_EDATA: Final = 0x13
+FETCH_OP_MOD_BF: Final = 0x14
+FETCH_OP_LP_ARRAY: Final = 0x15
+FETCH_OP_TP_ARG: Final = 0x16
+FETCH_OP_END: Final = 0x17
+
+# struct trace_event_file.flags (include/linux/trace_events.h)
+EVENT_FILE_FL: Final[dict[str, int]] = {
+    "SOFT_MODE": 0x1,
+    "SOFT_DISABLED": 0x2,
+    "TRIGGER_MODE": 0x4,
+    "FILTERED": 0x8,
+    "PID_FILTER": 0x10,
+}
+EVENT_FILE_FL_SOFT_MODE: Final = 0x1
+EVENT_FILE_FL_SOFT_DISABLED: Final = 0x2
+EVENT_FILE_FL_TRIGGER_MODE: Final = 0x4
+EVENT_FILE_FL_FILTERED: Final = 0x8
+EVENT_FILE_FL_PID_FILTER: Final = 0x10
+
+# enum filter_op_ids: an event filter's postfix program
+FILTER_OP: Final[dict[str, int]] = {
+    "PRED": 0x0,
+    "AND": 0x1,
+    "OR": 0x2,
+    "NOT": 0x3,
+    "END": 0x4,
+}
+FILTER_OP_PRED: Final = 0x0
+FILTER_OP_AND: Final = 0x1
+FILTER_OP_OR: Final = 0x2
+FILTER_OP_NOT: Final = 0x3
+FILTER_OP_END: Final = 0x4
+
+# enum filter_pred_fn: what a filter predicate reads
+FILTER_PRED_FN: Final[dict[str, int]] = {
+    "NOP": 0x0,
+    "S64": 0x1,
+    "U64": 0x2,
+    "STRING": 0x3,
+    "STRLOC": 0x4,
+    "COMM": 0x5,
+    "CPU": 0x6,
+}
+FILTER_PRED_FN_NOP: Final = 0x0
+FILTER_PRED_FN_S64: Final = 0x1
+FILTER_PRED_FN_U64: Final = 0x2
+FILTER_PRED_FN_STRING: Final = 0x3
+FILTER_PRED_FN_STRLOC: Final = 0x4
+FILTER_PRED_FN_COMM: Final = 0x5
+FILTER_PRED_FN_CPU: Final = 0x6
+
+# enum filter_cmp: how a filter predicate compares
+FILTER_CMP: Final[dict[str, int]] = {
+    "EQ": 0x0,
+    "NE": 0x1,
+    "LT": 0x2,
+    "LE": 0x3,
+    "GT": 0x4,
+    "GE": 0x5,
+    "BAND": 0x6,
+    "GLOB": 0x7,
+}
+FILTER_CMP_EQ: Final = 0x0
+FILTER_CMP_NE: Final = 0x1
+FILTER_CMP_LT: Final = 0x2
+FILTER_CMP_LE: Final = 0x3
+FILTER_CMP_GT: Final = 0x4
+FILTER_CMP_GE: Final = 0x5
+FILTER_CMP_BAND: Final = 0x6
+FILTER_CMP_GLOB: Final = 0x7
+
+# enum event_trigger_type (include/linux/trace_events.h)
+ETT: Final[dict[str, int]] = {
+    "NONE": 0x0,
+    "TRACE_ONOFF": 0x1,
+    "EVENT_ENABLE": 0x4,
+    "STACKTRACE": 0x8,
+}
+ETT_NONE: Final = 0x0
+ETT_TRACE_ONOFF: Final = 0x1
+ETT_EVENT_ENABLE: Final = 0x4
+ETT_STACKTRACE: Final = 0x8
+
 HYPERCALL_PORT: Final = 244
 MCOUNT_INSN_SIZE: Final = 5
 KLP_RUN_CALLBACK: Final = 1
@@ -155,6 +285,12 @@ MAX_INSN_SIZE: Final = 16
 KPROBE_HASH_BITS: Final = 6
 KPROBE_TABLE_SIZE: Final = 64
 KRETPROBE_MAX_DATA_SIZE: Final = 4096
+FETCH_NOP_SYMBOL: Final = 24
+FETCH_INSN_MAX: Final = 16
+PARAM_MAX_STACK: Final = 2048
+PROBE_NOFAULT_RANGES: Final = 32
+EVENT_PID_MAX: Final = 32
+FILTER_STACK_MAX: Final = 32
 MODULE_NAME_LEN: Final = 56
 TASK_COMM_LEN: Final = 16
 SIZEOF_DYN_FTRACE: Final = 16

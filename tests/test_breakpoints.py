@@ -47,7 +47,7 @@ def test_a_breakpoint_stops_sh_at_the_site_and_steps_through_the_redirect():
     assert (status, out) == (0, "this has been live patched\n")
     [hit] = stops
     assert hit.format() == (
-        "cpu1 [sh:7] breakpoint at ffffffff810016e0 cmdline_proc_show+0x0/0x2e: "
+        f"cpu1 [sh:7] breakpoint at {site:x} cmdline_proc_show+0x0/0x2e: "
         "callq   0xffffffffa0000060 <ftrace_trampoline [livepatch:cmdline_proc_show]>  <site>"
     )
     assert roles == [

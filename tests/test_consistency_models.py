@@ -77,11 +77,11 @@ def test_lazy_waits_for_each_task_to_reach_its_switch_point():
         "[    0.000042] livepatch: 'livepatch_sample': starting patching transition",
         "[    2.000042] livepatch: 'livepatch_sample': completing patching transition",
         "[    2.000042] livepatch: 'livepatch_sample': patching complete",
-        "[    2.000062] livepatch: 'livepatch_sample': initializing unpatching transition",
-        "[    2.000062] livepatch: 'livepatch_sample': starting unpatching transition",
-        "[   17.000062] livepatch: signaling remaining tasks",
-        "[   18.000062] livepatch: 'livepatch_sample': completing unpatching transition",
-        "[   18.000062] livepatch: 'livepatch_sample': unpatching complete",
+        "[    2.000064] livepatch: 'livepatch_sample': initializing unpatching transition",
+        "[    2.000064] livepatch: 'livepatch_sample': starting unpatching transition",
+        "[   17.000064] livepatch: signaling remaining tasks",
+        "[   18.000064] livepatch: 'livepatch_sample': completing unpatching transition",
+        "[   18.000064] livepatch: 'livepatch_sample': unpatching complete",
     ]
 
 
@@ -119,7 +119,7 @@ def test_stop_machine_fails_with_ebusy_on_a_sleeper_in_the_function():
         "[    0.010056] livepatch: enabling patch 'klab_sleeper_patch'",
         "[    0.010056] kpatch: activeness safety check failed for klab_commit",
         "[    0.010056] kpatch: PID: 9 Comm: klabd/0",
-        "[    0.010056] kpatch:   [<...>] __schedule+0x179/0x294",
+        "[    0.010056] kpatch:   [<...>] __schedule+0x186/0x2a8",
         "[    0.010056] kpatch:   [<...>] schedule+0x1f/0x39",
         "[    0.010056] kpatch:   [<...>] schedule_timeout+0xb3/0xd3",
         "[    0.010056] kpatch:   [<...>] klab_wait+0x53/0x92 [klab_sleeper]",

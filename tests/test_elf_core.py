@@ -60,7 +60,9 @@ def test_gdb_opens_the_core_with_a_thread_per_cpu_and_their_backtraces(core):
     for cpu in system.machine.cpus:  # each thread's frame 0 is where the host has that CPU
         function = system.machine.image.function_at(cpu.reg("rip"))
         assert function is not None
-        assert re.search(rf"^\*?\s+{cpu.index + 1}\s+LWP {cpu.index + 1}\s+{function.name} \(", out, re.M)
+        assert re.search(
+            rf"^\*?\s+{cpu.index + 1}\s+LWP {cpu.index + 1}\s+(?:0x[0-9a-f]+ in )?{function.name} \(", out, re.M
+        )
     # the second CPU is idle: its stack unwinds to the secondary CPU's entry
     thread2 = out[out.index("Thread 2 (LWP 2)") :]
     frames = re.findall(r"^#\d+\s+(?:0x[0-9a-f]+ in )?(\w+) \(", thread2, re.M)

@@ -157,7 +157,7 @@ def test_continue_runs_cat_to_the_patched_text_and_an_interrupt_stops_the_machin
     assert session[4] < 30
 
 
-def test_after_detach_the_machine_runs_and_a_raw_client_is_answered_despite_garbage(session):
+def test_after_detach_the_machine_runs_and_a_raw_client_is_answered_despite_garbage(session, image):
     server, thread = session[2], session[3]
     now = server.m.now
     time.sleep(0.3)
@@ -185,7 +185,9 @@ def test_after_detach_the_machine_runs_and_a_raw_client_is_answered_despite_garb
         assert packet(b"Hg9") == b"E02"
         s.sendall(b"+")
         # The site's true bytes: the call to the private trampoline, never an int3.
-        assert packet(b"mffffffff810016e0,5") == b"e87be9ff1e"
+        site = image.addr("cmdline_proc_show")
+        call = b"\xe8" + ((0xFFFFFFFFA0000060 - (site + 5)) & 0xFFFFFFFF).to_bytes(4, "little")
+        assert packet(f"m{site:x},5".encode()) == call.hex().encode()
         s.sendall(b"+")
         assert packet(b"mzz,4") == b"E16"  # malformed
         s.sendall(b"+")

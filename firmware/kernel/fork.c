@@ -8,6 +8,7 @@
 #include <linux/sched.h>
 #include <linux/slab.h>
 #include <linux/string.h>
+#include <linux/trace_events.h>
 
 struct task_struct task_table[NR_TASKS];
 static char task_stacks[NR_TASKS][THREAD_SIZE] __aligned(THREAD_SIZE);
@@ -76,7 +77,8 @@ static void klp_copy_process(struct task_struct *child)
 		set_tsk_thread_flag(child, TIF_PATCH_PENDING);
 }
 
-static struct task_struct *new_task(const char *name, unsigned int flags)
+/* Every new task comes from here, as Linux's do from kernel_clone. */
+noinline struct task_struct *kernel_clone(const char *name, unsigned int flags)
 {
 	struct task_struct *p = alloc_task(name, last_pid + 1);
 	unsigned long irqflags;
@@ -90,13 +92,14 @@ static struct task_struct *new_task(const char *name, unsigned int flags)
 	klp_copy_process(p);
 	list_add_tail(&p->tasks, &task_list);
 	local_irq_restore(irqflags);
+	trace_sched_process_fork(current, p);
 	return p;
 }
 
 /* NULL when there is no memory for the task (Linux returns ERR_PTR(-ENOMEM)). */
 struct task_struct *kthread_create(int (*fn)(void *), void *arg, const char *name)
 {
-	struct task_struct *p = new_task(name, PF_KTHREAD);
+	struct task_struct *p = kernel_clone(name, PF_KTHREAD);
 
 	if (!p)
 		return NULL;
@@ -110,7 +113,7 @@ struct task_struct *kthread_create(int (*fn)(void *), void *arg, const char *nam
 struct task_struct *user_task_create(void (*entry)(void), unsigned long user_stack_top,
 				     const char *name)
 {
-	struct task_struct *p = new_task(name, 0);
+	struct task_struct *p = kernel_clone(name, 0);
 
 	copy_thread(p, NULL, NULL, (unsigned long)entry, user_stack_top);
 	wake_up_process(p);
@@ -129,6 +132,7 @@ struct task_struct *find_task_by_pid(pid_t pid)
 
 void __noreturn do_exit(long code)
 {
+	trace_sched_process_exit(current);
 	local_irq_disable();
 	current->exit_code = code;
 	current->flags |= PF_EXITING;

@@ -15,6 +15,7 @@
 #include <linux/errno.h>
 #include <linux/module.h>
 #include <linux/string.h>
+#include <linux/trace_events.h>
 
 #define EWOULDBLOCK EAGAIN
 
@@ -81,6 +82,7 @@ long sys_init_module(long umod, long len, long uargs)
 		return -ENOENT;
 	if (mod->state != MODULE_STATE_COMING)
 		return -EBUSY;
+	trace_module_load(mod);
 	return do_init_module(mod);
 }
 
@@ -101,6 +103,7 @@ long sys_delete_module(long name_user, long flags, long unused)
 	WRITE_ONCE(mod->state, MODULE_STATE_GOING);
 	if (mod->exit)
 		mod->exit();
+	trace_module_free(mod);
 	return 0;
 }
 

@@ -6,7 +6,7 @@ from errno import EINVAL
 from typing import TYPE_CHECKING
 
 from ..errors import KlpemuError
-from . import tracefs_arrays
+from . import tracefs_arrays, tracefs_events
 from .tracefs_controls import mount_controls
 from .vfs import VFS, File
 
@@ -52,3 +52,4 @@ def mount(vfs: VFS, machine: Machine) -> None:
     d.add(File("touched_functions", 0o444, ft.touched_functions))
     mount_controls(d, machine)
     tracefs_arrays.mount(d, machine)
+    tracefs_events.mount(d, machine.kernel.trace_events)

@@ -49,4 +49,41 @@ tracing mini-HOWTO:
   stack_trace_filter\t- Like set_ftrace_filter (globs only), for the functions
 \t\t\t  the stack tracer checks
 \t\t\t  (enable it in /proc/sys/kernel/stack_tracer_enabled)
+
+  error_log\t\t- Why the last writes that support it were refused,
+\t\t\t  with a caret under the offending part; write to clear
+
+  available_events\t- Every event, as <system>:<event>
+  set_event\t\t- Events to record: <system>:<event>, <system>:*,
+\t\t\t  *:<event> or a bare name; a leading '!' stops one
+  set_event_pid\t- Record events only of the tasks whose pids are written here
+  events/\t\t- One directory per system, then per event:
+      enable\t\t- 1 records, 0 stops (for all, a system, or one event)
+      filter\t\t- Record only what the expression accepts
+\t\t\t  (==, !=, <, <=, >, >=, &, ~ with globs, &&, ||, !)
+      trigger\t\t- What an event's hit does
+\t    Format: <trigger>[:count]
+\t   trigger: traceon, traceoff
+\t            enable_event:<system>:<event>
+\t            disable_event:<system>:<event>
+      format, id\t- The record's fields, and the event's number
+
+  kprobe_events\t\t- Create/append/remove/show kprobe-based events; each line
+\t\t\t  written defines (or, with '-:', removes) one event
+  dynamic_events\t\t- Create/append/remove/show the same, as dynamic events
+\t  accepts: one event definition per line
+\t   Format: p[:[<group>/][<event>]] <place> [<args>]
+\t           r[maxactive][:[<group>/][<event>]] <place> [<args>]
+\t           -:[<group>/][<event>]
+\t    place: [<module>:]<symbol>[+<offset>]|<memaddr>
+place (kretprobe): [<module>:]<symbol>[+<offset>]%return|<memaddr>
+\t     args: <name>=fetcharg[:type]
+\t fetcharg: (%<register>|$<efield>), @<address>, @<symbol>[+|-<offset>],
+\t           $stack<index>, $stack, $retval, $comm, $arg<N>,
+\t           +|-[u]<offset>(<fetcharg>), \\imm-value, \\"imm-string"
+\t     type: s8/16/32/64, u8/16/32/64, x8/16/32/64, char, string, symbol,
+\t           b<bit-width>@<bit-offset>/<container-size>, ustring,
+\t           symstr, <type>\\[<array-size>\\]
+\t  kernel return probes support: $retval, $arg<N>, $comm
+  kprobe_profile\t\t- Hits and misses of each kprobe event
 """

@@ -20,6 +20,7 @@ from .module import Modules
 from .panic import Taint
 from .slab import Slab
 from .text_poke import TextPoke
+from .trace_events import TraceEvents
 
 if TYPE_CHECKING:
     from ..machine.console import Console
@@ -51,9 +52,12 @@ class Kernel:
         self.livepatch = Livepatch(machine, self.klp_patch, self.modules)
         self.kprobes = Kprobes(machine, self.ftrace, self.text_poke, self.modules, self.conflicts)
         self.conflicts.connect(self.kprobes, self.livepatch)
+        self.trace_events = TraceEvents(machine, self.kprobes, self.trace_output, self.function_tracer.buffer)
         self.modules.use_klp_relocs(self.livepatch.relocs.apply_section_relocs)
         self.modules.add_notifier(self.kprobes.module_coming, self.kprobes.module_going)
         self.modules.add_notifier(self._ftrace_module_coming, self._ftrace_module_going)
+        events = self.trace_events.kprobe_events
+        self.modules.add_notifier(events.module_coming, events.module_going)
         self.modules.add_live_notifier(self.kprobes.module_live)
         self.modules.add_notifier(self.tracing.graph.module_coming, self.tracing.graph.module_going)
         machine.attach_kernel(self)

@@ -25,6 +25,12 @@ FAMILIES = [
     ("PF", "PF_", "task_struct.flags (include/linux/sched.h)"),
     ("TASK_STATE", "TASK_", "task_struct.__state (include/linux/sched.h)"),
     ("KPROBE_EMULATE", "KPROBE_EMULATE_", "enum kprobe_emulate_op: how a probed branch is emulated"),
+    ("FETCH_OP", "FETCH_OP_", "enum fetch_op: a probe argument's fetch program (include/linux/trace_probe.h)"),
+    ("EVENT_FILE_FL", "EVENT_FILE_FL_", "struct trace_event_file.flags (include/linux/trace_events.h)"),
+    ("FILTER_OP", "FILTER_OP_", "enum filter_op_ids: an event filter's postfix program"),
+    ("FILTER_PRED_FN", "FILTER_PRED_FN_", "enum filter_pred_fn: what a filter predicate reads"),
+    ("FILTER_CMP", "FILTER_CMP_", "enum filter_cmp: how a filter predicate compares"),
+    ("ETT", "ETT_", "enum event_trigger_type (include/linux/trace_events.h)"),
 ]
 
 # Single enumerators, by their C name.
@@ -41,6 +47,12 @@ ENUMERATORS = [
     "KPROBE_HASH_BITS",
     "KPROBE_TABLE_SIZE",
     "KRETPROBE_MAX_DATA_SIZE",
+    "FETCH_NOP_SYMBOL",
+    "FETCH_INSN_MAX",
+    "PARAM_MAX_STACK",
+    "PROBE_NOFAULT_RANGES",
+    "EVENT_PID_MAX",
+    "FILTER_STACK_MAX",
 ]
 
 # Lengths of arrays: (Python name, struct, member).

@@ -21,6 +21,7 @@
 #define EMFILE 24
 #define ENOSPC 28
 #define ENOSYS 38
+#define EILSEQ 84
 #define EADDRINUSE 98
 
 #endif

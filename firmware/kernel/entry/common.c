@@ -6,6 +6,7 @@
 #include <linux/kernel.h>
 #include <linux/sched.h>
 #include <linux/interrupt.h>
+#include <linux/trace_events.h>
 
 void arch_do_signal_or_restart(struct pt_regs *regs);
 
@@ -34,6 +35,7 @@ static void exit_to_user_mode_prepare(struct pt_regs *regs)
 
 void syscall_exit_to_user_mode(struct pt_regs *regs)
 {
+	trace_sys_exit(regs, regs->ax);
 	local_irq_disable();
 	exit_to_user_mode_prepare(regs);
 }

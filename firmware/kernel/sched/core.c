@@ -10,6 +10,7 @@
 #include <linux/spinlock.h>
 #include <linux/interrupt.h>
 #include <linux/kprobes.h>
+#include <linux/trace_events.h>
 #include <asm/segment.h>
 
 #define SCHED_TIMESLICE_TICKS 3
@@ -108,6 +109,7 @@ static void __sched __schedule(bool preempt)
 	next->timeslice = SCHED_TIMESLICE_TICKS;
 	pcpu->nr_switches++;
 	runqueue.nr_switches++;
+	trace_sched_switch(preempt, prev, next);
 	prev = __switch_to_asm(prev, next);
 	finish_task_switch(prev);
 }
@@ -192,6 +194,8 @@ int wake_up_state(struct task_struct *p, unsigned int state)
 		}
 	}
 	raw_spin_unlock_irqrestore(&runqueue.lock, flags);
+	if (woken)
+		trace_sched_wakeup(p);
 	return woken;
 }
 

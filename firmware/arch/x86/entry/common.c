@@ -4,6 +4,7 @@
 #include <linux/sched.h>
 #include <linux/interrupt.h>
 #include <linux/errno.h>
+#include <linux/trace_events.h>
 #include <klpemu/syscalls.h>
 
 typedef long (*sys_call_ptr_t)(long, long, long);
@@ -41,6 +42,7 @@ void do_syscall_64(struct pt_regs *regs)
 	unsigned long nr = regs->orig_ax;
 
 	local_irq_enable();
+	trace_sys_enter(regs, nr);
 	if (nr < NR_syscalls && sys_call_table[nr])
 		regs->ax = sys_call_table[nr](regs->di, regs->si, regs->dx);
 	else

@@ -3,6 +3,7 @@
 #include <linux/kernel.h>
 #include <linux/sched.h>
 #include <linux/interrupt.h>
+#include <linux/trace_events.h>
 #include <klpemu/hypercall.h>
 
 void update_process_times(int user_tick);
@@ -23,11 +24,13 @@ notrace void irq_exit(void)
 void sysvec_apic_timer_interrupt(struct pt_regs *regs)
 {
 	irq_enter();
+	trace_irq_handler_entry(0, "timer");
 	if (smp_processor_id() == 0) {
 		WRITE_ONCE(jiffies, jiffies + 1);
 		run_timers();
 	}
 	update_process_times(user_mode(regs));
+	trace_irq_handler_exit(0, 1);	/* IRQ_HANDLED */
 	irq_exit();
 }
 
