@@ -239,6 +239,79 @@ def test_func_filter_stacktrace(tfs):
     assert tfs.lines("set_ftrace_filter")[-1] == "cmdline_proc_show:stacktrace:count=0"
 
 
+# --- the snapshot trigger (func_traceonoff_triggers.tc's shape) -----------------------------------
+
+
+def test_func_snapshot_trigger(tfs):
+    """`FUNC:snapshot` allocates the snapshot buffer when it is made; each call of FUNC swaps the
+    ring with it in guest code (tracing_snapshot_instance from the probe), so the snapshot holds
+    what the ring held and the ring goes on in the spare; `!` removes the trigger and keeps the
+    buffer."""
+    filt = "set_ftrace_filter"
+    assert "Snapshot is freed" in tfs.cat("snapshot")
+    tfs.echo("cmdline_proc_show:snapshot", filt)
+    assert tfs.cat(filt) == f"{ALL_FUNCS}\ncmdline_proc_show:snapshot:unlimited\n"
+    assert "Snapshot is allocated" in tfs.cat("snapshot")
+    tfs.echo("before the call", "trace_marker")
+    tfs.sh("cat /proc/cmdline")
+    assert "before the call" in tfs.cat("snapshot")
+    assert "before the call" not in tfs.cat("trace")
+    assert tfs.tracing_on() == "1"
+    tfs.echo("after the call", "trace_marker")
+    tfs.sh("cat /proc/cmdline")  # swaps back: the ring holds the first marker again
+    assert "before the call" in tfs.cat("trace") and "after the call" in tfs.cat("snapshot")
+    tfs.echo("!cmdline_proc_show:snapshot", filt, append=True)
+    assert tfs.cat(filt) == f"{ALL_FUNCS}\n"
+    assert "after the call" in tfs.cat("snapshot")  # the buffer stays
+    tfs.sh("cat /proc/cmdline")
+    assert "after the call" in tfs.cat("snapshot")
+    assert tfs.cat("enabled_functions") == ""
+    assert not tfs.system.machine.kernel.check_consistency()
+
+
+def test_func_snapshot_trigger_count(tfs):
+    """`FUNC:snapshot:N`: N snapshots, each using one of the count, listed as count=N."""
+    filt = "set_ftrace_filter"
+    tfs.echo("cmdline_proc_show:snapshot:1", filt)
+    assert tfs.cat(filt) == f"{ALL_FUNCS}\ncmdline_proc_show:snapshot:count=1\n"
+    tfs.echo("one", "trace_marker")
+    tfs.sh("cat /proc/cmdline")
+    assert tfs.cat(filt) == f"{ALL_FUNCS}\ncmdline_proc_show:snapshot:count=0\n"
+    tfs.echo("two", "trace_marker")
+    tfs.sh("cat /proc/cmdline")
+    assert "one" in tfs.cat("snapshot") and "one" not in tfs.cat("trace")
+    assert "two" in tfs.cat("trace") and "two" not in tfs.cat("snapshot")
+    tfs.echo("!cmdline_proc_show:snapshot:0", filt)
+    assert tfs.cat(filt) == f"{ALL_FUNCS}\n"
+
+
+def test_func_snapshot_trigger_without_a_buffer(tfs):
+    """With the snapshot freed after the trigger was made, a call says so in the trace and stops
+    tracing, as tracing_snapshot_instance does."""
+    tfs.echo("cmdline_proc_show:snapshot", "set_ftrace_filter")
+    tfs.echo("0", "snapshot")
+    tfs.sh("cat /proc/cmdline")
+    assert tfs.tracing_on() == "0"
+    trace = tfs.cat("trace")
+    assert "tracing_snapshot_instance: *** SNAPSHOT NOT ALLOCATED ***" in trace
+    assert "tracing_snapshot_instance: *** stopping trace here!   ***" in trace
+    assert "Snapshot is freed" in tfs.cat("snapshot")
+
+
+def test_func_snapshot_trigger_in_an_instance(tfs):
+    """An instance's snapshot trigger swaps the instance's ring, not the top level's."""
+    tfs.sh(f"mkdir {T}/instances/foo")
+    tfs.echo("cmdline_proc_show:snapshot", "instances/foo/set_ftrace_filter")
+    tfs.echo("top", "trace_marker")
+    tfs.echo("inst", "instances/foo/trace_marker")
+    tfs.sh("cat /proc/cmdline")
+    assert "inst" in tfs.cat("instances/foo/snapshot") and "inst" not in tfs.cat("instances/foo/trace")
+    assert "top" in tfs.cat("trace") and "Snapshot is freed" in tfs.cat("snapshot")
+    tfs.sh(f"rmdir {T}/instances/foo")
+    assert tfs.cat("enabled_functions") == ""
+    assert not tfs.system.machine.kernel.check_consistency()
+
+
 def test_triggers_in_an_instance(tfs):
     """An instance's set_ftrace_filter has its own triggers, which switch its own tracing; they
     go with the instance."""
@@ -271,7 +344,7 @@ def test_trigger_errors(tfs):
     assert tfs.cat("set_ftrace_filter") == before
     assert tfs.cat("set_ftrace_notrace") == "#### no functions disabled ####\n"
     assert tfs.tracing_on() == "1"
-    assert set(TRIGGERS) == {"traceon", "traceoff", "stacktrace"}
+    assert set(TRIGGERS) == {"traceon", "traceoff", "stacktrace", "snapshot"}
 
 
 def test_filter_by_index(tfs):

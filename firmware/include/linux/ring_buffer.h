@@ -133,6 +133,7 @@ struct trace_buffer {
 /* A trace array: the top-level tracing directory or an instance. */
 struct trace_array {
 	struct trace_buffer buffer;
+	struct trace_buffer *snapshot;	/* the spare buffer (max_buffer); NULL until allocated */
 };
 
 extern struct trace_array global_trace;

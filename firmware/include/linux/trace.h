@@ -67,6 +67,7 @@ struct stack_entry {
 void __trace_stack(struct trace_array *tr, unsigned int trace_ctx, unsigned long fp);
 int __trace_puts(struct trace_array *tr, unsigned long ip, const char *str, int size);
 int tracing_mark_write(struct trace_array *tr, const char *buf, int cnt);
+void tracing_snapshot_instance(struct trace_array *tr);
 
 extern struct ftrace_ops function_trace_ops;
 /* The function tracer with func_stack_trace: a TRACE_FN record, then a TRACE_STACK one. */

@@ -123,3 +123,19 @@ notrace void ftrace_stacktrace_probe(struct ftrace_func_probe *probe, unsigned l
 	/* From the trampoline's frame for the traced function: it first, then its callers. */
 	__trace_stack(tr, trace_ctx, (unsigned long)fregs + sizeof(struct pt_regs));
 }
+
+/*
+ * ftrace_snapshot / ftrace_count_snapshot: the snapshot of the probe's trace
+ * array, whether tracing is on or not; a count is used up by each snapshot.
+ */
+notrace void ftrace_snapshot_probe(struct ftrace_func_probe *probe, unsigned long ip, unsigned long parent_ip,
+				   struct ftrace_regs *fregs, long *count)
+{
+	long old_count = READ_ONCE(*count);
+
+	if (old_count == 0)
+		return;
+	if (old_count > 0)
+		WRITE_ONCE(*count, old_count - 1);
+	tracing_snapshot_instance(probe->tr);
+}

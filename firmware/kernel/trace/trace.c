@@ -67,3 +67,38 @@ notrace int tracing_mark_write(struct trace_array *tr, const char *buf, int cnt)
 {
 	return __trace_puts(tr, (unsigned long)tracing_mark_write, buf, cnt);
 }
+
+/*
+ * The snapshot (kernel/trace/trace.c's tracing_snapshot_instance and
+ * update_max_tr): the trace array's ring and its spare buffer trade their
+ * per-CPU rings, contents and all; each buffer keeps its own switches
+ * (record_disabled, clock). Without a spare buffer the trace says so and
+ * tracing stops, as Linux does. The snapshot file's host side trades the
+ * same fields.
+ */
+notrace void tracing_snapshot_instance(struct trace_array *tr)
+{
+	static const char not_allocated[] = "*** SNAPSHOT NOT ALLOCATED ***\n";
+	static const char stopping[] = "*** stopping trace here!   ***\n";
+	struct trace_buffer *spare = READ_ONCE(tr->snapshot);
+	unsigned long flags;
+
+	if (!spare) {
+		__trace_puts(tr, (unsigned long)tracing_snapshot_instance, not_allocated, sizeof(not_allocated) - 1);
+		__trace_puts(tr, (unsigned long)tracing_snapshot_instance, stopping, sizeof(stopping) - 1);
+		WRITE_ONCE(tr->buffer.record_disabled, 1);
+		return;
+	}
+	flags = local_irq_save();
+	for (int cpu = 0; cpu < NR_CPUS; cpu++) {
+		struct ring_buffer_per_cpu *a = &tr->buffer.buffers[cpu], *b = &spare->buffers[cpu];
+		int a_off = a->record_disabled, b_off = b->record_disabled;
+		struct ring_buffer_per_cpu t = *a;	/* plain copies: memcpy is traced */
+
+		*a = *b;
+		*b = t;
+		a->record_disabled = a_off;
+		b->record_disabled = b_off;
+	}
+	local_irq_restore(flags);
+}

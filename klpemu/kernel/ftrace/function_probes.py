@@ -1,5 +1,5 @@
-"""Function triggers: `FUNC:traceon[:N]`, `FUNC:traceoff[:N]`, `FUNC:stacktrace[:N]` in
-set_ftrace_filter.
+"""Function triggers: `FUNC:traceon[:N]`, `FUNC:traceoff[:N]`, `FUNC:stacktrace[:N]`,
+`FUNC:snapshot[:N]` in set_ftrace_filter.
 
 As kernel/trace/ftrace.c's function probes: each trigger kind, counted or not, is one probe with
 its own ftrace_ops (func function_trace_probe_call, filter = the trigger's functions) and a
@@ -31,6 +31,7 @@ TRIGGERS = {
     "traceon": "ftrace_traceon_probe",
     "traceoff": "ftrace_traceoff_probe",
     "stacktrace": "ftrace_stacktrace_probe",
+    "snapshot": "ftrace_snapshot_probe",
 }
 
 
@@ -62,10 +63,12 @@ def parse_count(param: str) -> int:
 
 
 class FunctionProbes:
-    def __init__(self, machine: Machine, ftrace: Ftrace, tr: int):
+    def __init__(self, machine: Machine, ftrace: Ftrace, tr: int, alloc_snapshot: Callable[[], None] | None = None):
         self.m = machine
         self.ft = ftrace
         self.tr = tr  # the guest's struct trace_array the probes act on
+        # ftrace_trace_snapshot_callback allocates the snapshot buffer when the trigger is made
+        self.alloc_snapshot = alloc_snapshot
         self.probes: list[Probe] = []  # in the order they were made, as tr->func_probes lists them
         types = machine.types
         self._map_size = types.sizeof("ftrace_func_map")
@@ -122,6 +125,8 @@ class FunctionProbes:
         return lambda: self._add(trigger, counted, matched, count)
 
     def _add(self, trigger: str, counted: bool, ips: set[int], count: int) -> None:
+        if trigger == "snapshot" and self.alloc_snapshot is not None:
+            self.alloc_snapshot()  # and kept when the trigger goes, as Linux keeps it
         probe = self._find(trigger, counted)
         if probe is None:
             m = self.m

@@ -30,7 +30,7 @@ class FunctionTracer:
         self.ft = ftrace
         self.tr = tr
         self._ops = ops  # None: the top level's, function_trace_ops (kernel core data)
-        self.probes = FunctionProbes(machine, ftrace, tr.addr)
+        self.probes = FunctionProbes(machine, ftrace, tr.addr, tr.alloc_snapshot)
         self.filters = FilterFile(machine, ftrace, self, probes=self.probes)
         self.notrace_filters = FilterFile(machine, ftrace, self, notrace=True)
 

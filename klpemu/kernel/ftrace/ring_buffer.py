@@ -57,6 +57,9 @@ class RingBuffer:
         self._mapped = mapped if mapped is not None else [0] * self.ncpus  # pages backed in each window
         # What trace_pipe consumed of each CPU's ring: (page number, bytes into it)
         self._consumed = [(0, 0)] * self.ncpus
+        # The snapshot buffer paired with this one: the guest may trade rings with it
+        # (tracing_snapshot_instance), and the bookkeeping here follows on the next look
+        self.partner: RingBuffer | None = None
         self._set_pages(MIN_PAGES)
 
     @property
@@ -80,6 +83,7 @@ class RingBuffer:
     def resize(self, size_kb: int) -> None:
         """buffer_size_kb: every CPU's ring to hold size_kb (rounded up to whole pages); clears
         the rings. ENOMEM, and nothing changed, when RAM cannot back it."""
+        self.sync()
         nr = pages_for(size_kb)
         if nr * PAGE_SIZE > WINDOW:
             raise KlpemuError("Cannot allocate memory", ENOMEM)
@@ -93,6 +97,7 @@ class RingBuffer:
     def expand(self) -> None:
         """tracing_update_buffers(): the first tracer or event to need the ring gives it its
         full default size."""
+        self.sync()
         if not self.expanded:
             self.resize(DEFAULT_SIZE_KB)
 
@@ -130,6 +135,7 @@ class RingBuffer:
         self.reset()  # stamps of two clocks do not sort together (Linux resets too)
 
     def reset(self) -> None:
+        self.sync()
         for rb in self.cpu_buffers():
             rb.tail = 0
             rb.tail_page = 0
@@ -142,14 +148,17 @@ class RingBuffer:
 
     def consume(self) -> None:
         """trace_pipe read everything there is: the records are gone from `trace` too."""
+        self.sync()
         for cpu, rb in enumerate(self.cpu_buffers()):
             tail = int(rb.tail)
             if tail and rb.tail_page:
                 self._consumed[cpu] = (tail - 1, self.m.mem.read_u32(int(rb.tail_page) + 8))
 
     def swap(self, other: RingBuffer) -> None:
-        """The snapshot's swap (update_max_tr): the two buffers trade rings, contents and all;
-        each keeps its own switches (record_disabled, clock)."""
+        """The snapshot's swap (update_max_tr) done from the host, as the guest's
+        tracing_snapshot_instance does it: the two buffers trade rings, contents and all; each
+        keeps its own switches (record_disabled, clock)."""
+        self.sync()
         fields = ("pages", "nr_pages", "tail", "tail_page", "entries", "overrun")
         for a, b in zip(self.cpu_buffers(), other.cpu_buffers(), strict=True):
             va = [int(getattr(a, f)) for f in fields]
@@ -157,6 +166,15 @@ class RingBuffer:
             for f, x, y in zip(fields, va, vb, strict=True):
                 setattr(a, f, y)
                 setattr(b, f, x)
+        self._trade(other)
+
+    def sync(self) -> None:
+        """Catch up with swaps the guest made: its rings are the partner's windows now."""
+        other = self.partner
+        if other is not None and int(self.cpu_buffers()[0].pages) != self._bases[0]:
+            self._trade(other)
+
+    def _trade(self, other: RingBuffer) -> None:
         self._bases, other._bases = other._bases, self._bases
         self._mapped, other._mapped = other._mapped, self._mapped
         self.slot, other.slot = other.slot, self.slot
@@ -217,6 +235,7 @@ class RingBuffer:
 
     def cpu_records(self, cpu: int) -> list[RawRecord]:
         """What CPU cpu's ring holds, oldest first; records not yet committed are left out."""
+        self.sync()
         rb = self.cpu_buffers()[cpu]
         nr, tail, base = int(rb.nr_pages), int(rb.tail), int(rb.pages)
         out: list[RawRecord] = []

@@ -181,17 +181,36 @@ class TraceArray:
         except ValueError:
             raise KlpemuError(f"snapshot: {text.strip()!r} is not a number", EINVAL) from None
         if value == 0:
-            if self.snapshot is not None:
-                self.tracing.release_buffer(self.snapshot)
-                self.snapshot = None
+            self.free_snapshot()
             return
         if value == 1:
-            if self.snapshot is None:
-                self.snapshot = self.tracing.spare_buffer(self)
+            self.alloc_snapshot()
+            assert self.snapshot is not None
             self.buffer.swap(self.snapshot)  # the ring goes on in what the spare held
             return
         if self.snapshot is not None:
             self.snapshot.reset()
+
+    def alloc_snapshot(self) -> None:
+        """tracing_alloc_snapshot_instance: the spare buffer, if there is none yet; the guest's
+        trace_array points at it, so tracing_snapshot_instance can swap in guest code."""
+        if self.snapshot is not None:
+            return
+        spare = self.tracing.spare_buffer(self)
+        self.buffer.sync()
+        self.buffer.partner, spare.partner = spare, self.buffer
+        self.snapshot = spare
+        self.m.mem.write_u64(self.addr + self.m.types.offsetof("trace_array", "snapshot"), spare.addr)
+
+    def free_snapshot(self) -> None:
+        spare = self.snapshot
+        if spare is None:
+            return
+        self.m.mem.write_u64(self.addr + self.m.types.offsetof("trace_array", "snapshot"), 0)
+        self.buffer.sync()
+        self.buffer.partner = spare.partner = None
+        self.snapshot = None
+        self.tracing.release_buffer(spare)
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -313,8 +332,7 @@ class Tracing:
         tr.set_tracer("nop")
         tr.function.probes.clear()
         self.ft.forget(tr.function.ops)
-        if tr.snapshot is not None:
-            self.release_buffer(tr.snapshot)
+        tr.free_snapshot()
         self.m.heap.free(tr.addr)
         self._free_slots.append(tr.buffer.slot)
         self._free_slots.sort()
