@@ -312,6 +312,98 @@ def test_func_snapshot_trigger_in_an_instance(tfs):
     assert not tfs.system.machine.kernel.check_consistency()
 
 
+# --- func_event_triggers.tc ---------------------------------------------------------------------
+
+
+def _reset_ftrace_filter(tfs):
+    """ftracetest's reset_ftrace_filter: an empty filter, then `!` for each trigger listed, its
+    count as listed (`count=N`) and ignored by the removal."""
+    tfs.echo("", "set_ftrace_filter")
+    for line in tfs.lines("set_ftrace_filter"):
+        if line.startswith("#") or ":" not in line:
+            continue
+        fields = line.split(":")
+        name, trigger = fields[0].split()[0], fields[1]
+        if trigger in ("enable_event", "disable_event"):
+            trig, limit = ":".join(fields[1:4]), fields[4]
+        else:
+            trig, limit = trigger, fields[2]
+        if limit != "unlimited":
+            trig += f":{limit}"
+        tfs.echo(f"!{name}:{trig}", "set_ftrace_filter")
+    assert tfs.cat("set_ftrace_filter") == f"{ALL_FUNCS}\n"
+
+
+@pytest.mark.parametrize(
+    "enable, check_disable, check_enable_star, check_disable_star",
+    [("enable", "0", "1*", "0*"), ("disable", "1", "0*", "1*")],
+)
+def test_func_event_triggers(tfs, enable, check_disable, check_enable_star, check_disable_star):
+    """func_event_triggers.tc: `schedule:enable_event:sched:sched_switch` holds the event in soft
+    mode and each schedule flips it (the test undoes it between sleeps, five times); with `:3`
+    only three flips happen. The same for disable_event, starting from an enabled event."""
+    enable_file = "events/sched/sched_switch/enable"
+    sleep = "sleep 100ms"
+
+    def enabled():
+        return tfs.cat(enable_file).strip()
+
+    assert not [line for line in tfs.lines("trace") if not line.startswith("#")]
+    tfs.echo(check_disable, enable_file)
+    tfs.sh(sleep)
+    assert enabled() == check_disable
+
+    tfs.echo(f"schedule:{enable}_event:sched:sched_switch", "set_ftrace_filter")
+    assert tfs.lines("set_ftrace_filter")[-1] == f"schedule:{enable}_event:sched:sched_switch:unlimited"
+    for _ in range(5):
+        tfs.sh(sleep)
+        assert enabled() == check_enable_star
+        tfs.echo(check_disable, enable_file)
+    tfs.sh(sleep)
+    assert enabled() == check_enable_star
+    _reset_ftrace_filter(tfs)
+    assert enabled() == check_disable  # soft mode ends with the trigger
+
+    tfs.echo(check_disable, enable_file)
+    tfs.sh(sleep)
+    tfs.echo(f"schedule:{enable}_event:sched:sched_switch:3", "set_ftrace_filter")
+    for n in (2, 1, 0):
+        tfs.sh(sleep)
+        assert enabled() == check_enable_star
+        assert tfs.lines("set_ftrace_filter")[-1] == f"schedule:{enable}_event:sched:sched_switch:count={n}"
+        tfs.echo(check_disable, enable_file)
+    tfs.sh(sleep)
+    assert enabled() == check_disable_star
+    _reset_ftrace_filter(tfs)
+    tfs.echo("0", enable_file)
+    assert enabled() == "0"
+    assert tfs.cat("enabled_functions") == ""
+    assert not tfs.system.machine.kernel.check_consistency()
+
+
+def test_func_event_trigger_records_the_event(tfs):
+    """The soft-disabled event records nothing until the function runs; the listing names the
+    event, `!` needs an existing event, and a bad event is refused."""
+    tfs.echo("cmdline_proc_show:enable_event:sched:sched_switch", "set_ftrace_filter")
+    assert tfs.cat("events/sched/sched_switch/enable") == "0*\n"
+    tfs.sh("sleep 100ms")
+    assert "sched_switch:" not in tfs.cat("trace")
+    tfs.sh("cat /proc/cmdline; sleep 100ms")
+    assert tfs.cat("events/sched/sched_switch/enable") == "1*\n"
+    assert "sched_switch:" in tfs.cat("trace")
+    for bad in (
+        "schedule:enable_event:sched",
+        "schedule:enable_event:sched:nosuch",
+        "!schedule:enable_event:sched:sched_switch",
+    ):
+        assert tfs.echo(bad, "set_ftrace_filter", append=True, fail=True) == "echo: write error: Invalid argument\n", (
+            bad
+        )
+    tfs.echo("!cmdline_proc_show:enable_event:sched:sched_switch", "set_ftrace_filter", append=True)
+    assert tfs.cat("events/sched/sched_switch/enable") == "0\n"
+    assert tfs.cat("set_ftrace_filter") == f"{ALL_FUNCS}\n"
+
+
 def test_triggers_in_an_instance(tfs):
     """An instance's set_ftrace_filter has its own triggers, which switch its own tracing; they
     go with the instance."""
@@ -344,7 +436,7 @@ def test_trigger_errors(tfs):
     assert tfs.cat("set_ftrace_filter") == before
     assert tfs.cat("set_ftrace_notrace") == "#### no functions disabled ####\n"
     assert tfs.tracing_on() == "1"
-    assert set(TRIGGERS) == {"traceon", "traceoff", "stacktrace", "snapshot"}
+    assert set(TRIGGERS) == {"traceon", "traceoff", "stacktrace", "snapshot", "enable_event", "disable_event"}
 
 
 def test_filter_by_index(tfs):

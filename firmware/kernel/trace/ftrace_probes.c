@@ -11,6 +11,7 @@
 #include <linux/ftrace.h>
 #include <linux/trace.h>
 #include <linux/trace_recursion.h>
+#include <linux/trace_events.h>
 
 /* ftrace_func_mapper: a function's remaining count, -1 when unlimited. Sorted by ip. */
 struct ftrace_func_map {
@@ -138,4 +139,42 @@ notrace void ftrace_snapshot_probe(struct ftrace_func_probe *probe, unsigned lon
 	if (old_count > 0)
 		WRITE_ONCE(*count, old_count - 1);
 	tracing_snapshot_instance(probe->tr);
+}
+
+/*
+ * The event triggers of set_ftrace_filter (trace_events.c's event_enable_probe
+ * and event_enable_count_probe): `FUNC:enable_event:SYS:EVENT[:N]` and
+ * `disable_event`. The trigger holds the event in soft mode while it exists;
+ * a call flips the event's soft-disabled flag. A function's mapper entry
+ * points at the trigger's data, shared by every function one write named.
+ */
+struct event_probe_data {
+	struct trace_event_file *file;
+	long count;		/* -1: unlimited (no count written) */
+	int enable;		/* enable_event: nonzero */
+};
+
+notrace void event_enable_probe(struct ftrace_func_probe *probe, unsigned long ip, unsigned long parent_ip,
+				struct ftrace_regs *fregs, long *data)
+{
+	struct event_probe_data *edata = (struct event_probe_data *)READ_ONCE(*data);
+	struct trace_event_file *file;
+	u16 flags;
+
+	if (!edata)
+		return;
+	file = edata->file;
+	flags = READ_ONCE(file->flags);
+	if (edata->count != -1) {
+		/* counted: only a call that changes the event's state uses up one of the count */
+		if (!edata->count)
+			return;
+		if (edata->enable == !(flags & EVENT_FILE_FL_SOFT_DISABLED))
+			return;
+		edata->count--;
+	}
+	if (edata->enable)
+		WRITE_ONCE(file->flags, flags & ~EVENT_FILE_FL_SOFT_DISABLED);
+	else
+		WRITE_ONCE(file->flags, flags | EVENT_FILE_FL_SOFT_DISABLED);
 }

@@ -79,8 +79,11 @@ class EventFiles:
 
     def set_enabled(self, call: EventCall, on: bool) -> None:
         """__ftrace_event_enable_disable without soft_disable: an event held in soft mode stays
-        hooked when turned off, soft-disabled."""
+        hooked when turned off, soft-disabled. In soft mode a write sets or clears the
+        soft-disabled flag whatever the event's state was (a function trigger may have flipped it)."""
         if on == call.enabled:
+            if call.soft_refs:
+                self._update(call, clear=SOFT_DISABLED) if on else self._update(call, set_=SOFT_DISABLED)
             return
         if on:
             self.on_first_enable()
