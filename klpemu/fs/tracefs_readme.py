@@ -28,7 +28,10 @@ tracing mini-HOWTO:
 \t    triggers: what to do when a function is called
 \t      Format: <function>:<trigger>[:count]
 \t     trigger: traceon, traceoff
+\t\t      enable_event:<system>:<event>
+\t\t      disable_event:<system>:<event>
 \t\t      stacktrace
+\t\t      snapshot
 \t     example: echo cmdline_proc_show:traceoff:2 > set_ftrace_filter
 \t              (turns tracing off at most twice: a call that finds it
 \t              off already does not use up the count)
