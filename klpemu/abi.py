@@ -202,12 +202,14 @@ EVENT_FILE_FL: Final[dict[str, int]] = {
     "TRIGGER_MODE": 0x4,
     "FILTERED": 0x8,
     "PID_FILTER": 0x10,
+    "TRIGGER_COND": 0x20,
 }
 EVENT_FILE_FL_SOFT_MODE: Final = 0x1
 EVENT_FILE_FL_SOFT_DISABLED: Final = 0x2
 EVENT_FILE_FL_TRIGGER_MODE: Final = 0x4
 EVENT_FILE_FL_FILTERED: Final = 0x8
 EVENT_FILE_FL_PID_FILTER: Final = 0x10
+EVENT_FILE_FL_TRIGGER_COND: Final = 0x20
 
 # enum filter_op_ids: an event filter's postfix program
 FILTER_OP: Final[dict[str, int]] = {

@@ -22,6 +22,7 @@ enum event_file_flags {
 	EVENT_FILE_FL_TRIGGER_MODE = 4,		/* has triggers */
 	EVENT_FILE_FL_FILTERED = 8,		/* has a filter */
 	EVENT_FILE_FL_PID_FILTER = 16,		/* set_event_pid applies */
+	EVENT_FILE_FL_TRIGGER_COND = 32,	/* a trigger needs the record: a filter, or runs after it */
 };
 
 /* A filter, compiled by the host into a postfix program of predicates. */
@@ -81,7 +82,9 @@ enum event_trigger_type {
 struct event_trigger_data {
 	u8 trigger_type;	/* enum event_trigger_type */
 	u8 on;			/* traceon / enable_event: 1; traceoff / disable_event: 0 */
+	u8 post;		/* runs after the record is committed (traceoff, stacktrace) */
 	long count;		/* -1: unlimited */
+	struct filter_pred *filter;	/* `if FILTER`: acts only on records it matches */
 	struct trace_event_file *target;	/* enable_event's event */
 	struct event_trigger_data *next;
 };
@@ -101,10 +104,14 @@ struct trace_pid_list {
 };
 extern struct trace_pid_list event_pid_list;
 
+/* The largest record a soft-disabled or tracing-off event fills for its triggers. */
+#define EVENT_TEMP_RECORD 512
+
 struct trace_event_buffer {
 	struct trace_event_file *file;
 	struct trace_entry *entry;
 	unsigned long len;
+	bool temp;		/* entry is the CPU's scratch record, never committed */
 };
 
 void *trace_event_buffer_reserve(struct trace_event_buffer *fbuffer, struct trace_event_file *file,

@@ -168,38 +168,69 @@ static notrace bool filter_match_preds(struct filter_pred *prog, void *rec)
 	return sp ? stack[sp - 1] : true;
 }
 
-/* event_triggers_call: a counted trigger acts only when it changes something, then counts down. */
-static notrace void event_triggers_call(struct trace_event_file *file)
+/* One trigger acting; a counted trigger acts only when it changes something, then counts down. */
+static notrace void event_trigger_act(struct event_trigger_data *data)
+{
+	bool changes;
+
+	if (!data->count)
+		return;
+	switch (data->trigger_type) {
+	case ETT_TRACE_ONOFF:
+		changes = (!global_trace.buffer.record_disabled) != data->on;
+		if (changes)
+			WRITE_ONCE(global_trace.buffer.record_disabled, !data->on);
+		break;
+	case ETT_EVENT_ENABLE:
+		changes = (!(data->target->flags & EVENT_FILE_FL_SOFT_DISABLED)) != data->on;
+		if (changes) {
+			if (data->on)
+				data->target->flags &= ~EVENT_FILE_FL_SOFT_DISABLED;
+			else
+				data->target->flags |= EVENT_FILE_FL_SOFT_DISABLED;
+		}
+		break;
+	default:
+		changes = false;
+	}
+	if (changes && data->count > 0)
+		data->count--;
+}
+
+/*
+ * event_triggers_call: without a record (no trigger needs one) every trigger
+ * acts; with one, a trigger acts only on a record its filter matches, and a
+ * post trigger is left for event_triggers_post_call: the types returned.
+ */
+static notrace unsigned int event_triggers_call(struct trace_event_file *file, void *rec)
+{
+	struct event_trigger_data *data;
+	unsigned int tt = 0;
+
+	for (data = file->triggers; data; data = data->next) {
+		if (rec && data->filter && !filter_match_preds(data->filter, rec))
+			continue;
+		if (rec && data->post) {
+			tt |= data->trigger_type;
+			continue;
+		}
+		event_trigger_act(data);
+	}
+	return tt;
+}
+
+/* The post triggers whose records matched, once the record is in the ring. */
+static notrace void event_triggers_post_call(struct trace_event_file *file, unsigned int tt)
 {
 	struct event_trigger_data *data;
 
-	for (data = file->triggers; data; data = data->next) {
-		bool changes;
-
-		if (!data->count)
-			continue;
-		switch (data->trigger_type) {
-		case ETT_TRACE_ONOFF:
-			changes = (!global_trace.buffer.record_disabled) != data->on;
-			if (changes)
-				WRITE_ONCE(global_trace.buffer.record_disabled, !data->on);
-			break;
-		case ETT_EVENT_ENABLE:
-			changes = (!(data->target->flags & EVENT_FILE_FL_SOFT_DISABLED)) != data->on;
-			if (changes) {
-				if (data->on)
-					data->target->flags &= ~EVENT_FILE_FL_SOFT_DISABLED;
-				else
-					data->target->flags |= EVENT_FILE_FL_SOFT_DISABLED;
-			}
-			break;
-		default:
-			changes = false;
-		}
-		if (changes && data->count > 0)
-			data->count--;
-	}
+	for (data = file->triggers; data; data = data->next)
+		if (data->post && (data->trigger_type & tt))
+			event_trigger_act(data);
 }
+
+/* Where a record goes that only triggers will see: tracing off, or the event soft-disabled. */
+static u64 event_temp_record[NR_CPUS][EVENT_TEMP_RECORD / 8];
 
 static notrace bool event_pid_ignored(pid_t other)
 {
@@ -215,28 +246,53 @@ notrace void *trace_event_buffer_reserve(struct trace_event_buffer *fbuffer, str
 					 unsigned long len, pid_t other_pid)
 {
 	u16 flags = READ_ONCE(file->flags);
+	struct trace_entry *entry;
+	unsigned int ctx;
 
-	if (flags & EVENT_FILE_FL_TRIGGER_MODE)
-		event_triggers_call(file);
-	if (flags & EVENT_FILE_FL_SOFT_DISABLED)
-		return NULL;
+	if (!(flags & EVENT_FILE_FL_TRIGGER_COND)) {
+		if (flags & EVENT_FILE_FL_TRIGGER_MODE)
+			event_triggers_call(file, NULL);
+		if (flags & EVENT_FILE_FL_SOFT_DISABLED)
+			return NULL;
+	}
 	if ((flags & EVENT_FILE_FL_PID_FILTER) && event_pid_ignored(other_pid))
 		return NULL;
 	fbuffer->file = file;
 	fbuffer->len = len;
-	fbuffer->entry = trace_buffer_lock_reserve(&global_trace.buffer, file->event_type, len, tracing_gen_ctx());
-	return fbuffer->entry;
+	fbuffer->temp = false;
+	ctx = tracing_gen_ctx();
+	entry = NULL;
+	if (!(flags & EVENT_FILE_FL_SOFT_DISABLED))
+		entry = trace_buffer_lock_reserve(&global_trace.buffer, file->event_type, len, ctx);
+	if (!entry && (flags & EVENT_FILE_FL_TRIGGER_COND) && len <= EVENT_TEMP_RECORD) {
+		entry = (struct trace_entry *)event_temp_record[smp_processor_id()];
+		entry->type = file->event_type;
+		entry->flags = ctx >> 16;
+		entry->preempt_count = ctx & 0xff;
+		entry->pid = current->pid;
+		fbuffer->temp = true;
+	}
+	fbuffer->entry = entry;
+	return entry;
 }
 
-/* A record its filter rejects stays uncommitted: the reader never shows it. */
+/*
+ * A record its filter rejects stays uncommitted: the reader never shows it.
+ * Conditional and post triggers see the filled record first.
+ */
 notrace void trace_event_buffer_commit(struct trace_event_buffer *fbuffer)
 {
 	struct trace_event_file *file = fbuffer->file;
+	u16 flags = READ_ONCE(file->flags);
+	unsigned int tt = 0;
 
-	if ((READ_ONCE(file->flags) & EVENT_FILE_FL_FILTERED) && file->filter &&
-	    !filter_match_preds(file->filter, fbuffer->entry))
-		return;
-	trace_buffer_unlock_commit(&global_trace.buffer, fbuffer->entry);
+	if (flags & EVENT_FILE_FL_TRIGGER_COND)
+		tt = event_triggers_call(file, fbuffer->entry);
+	if (!fbuffer->temp && !(READ_ONCE(file->flags) & EVENT_FILE_FL_SOFT_DISABLED) &&
+	    !((flags & EVENT_FILE_FL_FILTERED) && file->filter && !filter_match_preds(file->filter, fbuffer->entry)))
+		trace_buffer_unlock_commit(&global_trace.buffer, fbuffer->entry);
+	if (tt)
+		event_triggers_post_call(file, tt);
 }
 
 static notrace void set_data_loc(void *entry, u32 *loc, unsigned long offset, const char *str, unsigned long len)

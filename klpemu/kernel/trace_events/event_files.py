@@ -21,10 +21,11 @@ if TYPE_CHECKING:
     from .event import EventCall
 
 SOFT_MODE, SOFT_DISABLED = EVENT_FILE_FL["SOFT_MODE"], EVENT_FILE_FL["SOFT_DISABLED"]
-TRIGGER_MODE, FILTERED, PID_FILTER = (
+TRIGGER_MODE, FILTERED, PID_FILTER, TRIGGER_COND = (
     EVENT_FILE_FL["TRIGGER_MODE"],
     EVENT_FILE_FL["FILTERED"],
     EVENT_FILE_FL["PID_FILTER"],
+    EVENT_FILE_FL["TRIGGER_COND"],
 )
 TRIGGERS = ("traceon", "traceoff", "enable_event", "disable_event")
 
@@ -220,10 +221,17 @@ class EventFiles:
         call.filter_text = text + "\n"
 
     def _write_program(self, call: EventCall, program) -> None:
+        base = self._build_program(program, call.filter_mem)
+        for addr in call.files:
+            self._file(addr).filter = base
+        self._update(call, set_=FILTERED)
+
+    def _build_program(self, program, mem: list[int]) -> int:
+        """The guest's struct filter_pred array for program; its allocations go into mem."""
         m = self.m
         size = m.types.sizeof("filter_pred")
         base = m.heap.kzalloc(size * (len(program) + 1))
-        call.filter_mem.append(base)
+        mem.append(base)
         for i, step in enumerate(program):
             v = m.struct("filter_pred", base + i * size)
             v.op = FILTER_OP[step.op]
@@ -238,12 +246,10 @@ class EventFiles:
                     raw = pred.pattern.encode() + b"\0"
                     s = m.heap.kzalloc(len(raw))
                     m.mem.write(s, raw)
-                    call.filter_mem.append(s)
+                    mem.append(s)
                     v.str = s
         m.struct("filter_pred", base + len(program) * size).op = FILTER_OP["END"]
-        for addr in call.files:
-            self._file(addr).filter = base
-        self._update(call, set_=FILTERED)
+        return base
 
     # --- triggers ------------------------------------------------------------------------------
 
@@ -254,16 +260,21 @@ class EventFiles:
         for t in call.triggers:
             count = int(self.m.struct("event_trigger_data", t.guest).count)
             target = f":{t.target.system}:{t.target.name}" if t.target else ""
-            out.append(f"{t.name}{target}:{'unlimited' if count < 0 else f'count={count}'}\n")
+            cond = f" if {t.filter_text}" if t.filter_text else ""
+            out.append(f"{t.name}{target}:{'unlimited' if count < 0 else f'count={count}'}{cond}\n")
         return "".join(out)
 
     def write_trigger(self, call: EventCall, data: str, find: Callable[[str, str], EventCall | None]) -> None:
-        """event_trigger_write: `[!]CMD[:SYS:EVENT][:COUNT]`; `if FILTER` is not taken here."""
+        """event_trigger_write: `[!]CMD[:SYS:EVENT][:COUNT] [if FILTER]`."""
         text = data.strip()
         if not text:
             return
-        if " if " in f" {text} " or text.startswith("if "):
-            raise KlpemuError("conditional triggers are not supported", EINVAL)
+        text, cond = (text.split(None, 1) + [""])[:2]
+        filter_text = ""
+        if cond:
+            if cond[:2] != "if" or (len(cond) > 2 and not cond[2].isspace()):
+                raise KlpemuError(f"{cond}: expected `if FILTER`", EINVAL)
+            filter_text = cond[2:].strip()
         remove = text.startswith("!")
         parts = text.lstrip("!").split(":")
         name = parts[0]
@@ -284,7 +295,7 @@ class EventFiles:
                 count = int(rest[0], 0)
             except ValueError:
                 raise KlpemuError(f"{rest[0]}: not a count", EINVAL) from None
-        trig = Trigger(name, count, target)
+        trig = Trigger(name, count, target, filter_text=filter_text)
         existing = next((t for t in call.triggers if t.key() == trig.key()), None)
         if remove:
             if existing is not None:
@@ -294,12 +305,22 @@ class EventFiles:
             raise KlpemuError(f"{name} is already set", EEXIST)
         if name.startswith("trace") and any(t.name.startswith("trace") for t in call.triggers):
             raise KlpemuError("a traceon/traceoff trigger is already set", EEXIST)
-        self._add_trigger(call, trig)
+        program = None
+        if filter_text:
+            try:
+                program = parse_filter(filter_text, call)
+            except FilterParseError as e:
+                self.error_log.log("event filter parser", filter_text, str(e), e.pos)
+                raise
+        self._add_trigger(call, trig, program)
 
-    def _add_trigger(self, call: EventCall, trig: Trigger) -> None:
+    def _add_trigger(self, call: EventCall, trig: Trigger, program=None) -> None:
         m = self.m
         trig.guest = m.heap.kzalloc(m.types.sizeof("event_trigger_data"))
         v = m.struct("event_trigger_data", trig.guest)
+        v.post = int(trig.post)
+        if program is not None:
+            v.filter = self._build_program(program, trig.filter_mem)
         v.trigger_type = ETT["TRACE_ONOFF"] if trig.name.startswith("trace") else ETT["EVENT_ENABLE"]
         v.on = int(trig.name in ("traceon", "enable_event"))
         v.count = trig.count
@@ -308,13 +329,17 @@ class EventFiles:
             v.target = trig.target.files[0] if trig.target.files else 0
         call.triggers.append(trig)
         self._link_triggers(call)
+        self.soft_enable(call, True)  # the event runs for its triggers (trace_event_trigger_enable_disable)
 
     def _remove_trigger(self, call: EventCall, trig: Trigger) -> None:
         call.triggers.remove(trig)
         self._link_triggers(call)
+        self.soft_enable(call, False)
         if trig.target is not None:
             self.soft_enable(trig.target, False)
         self.m.heap.free(trig.guest)
+        for addr in trig.filter_mem:
+            self.m.heap.free(addr)
 
     def _link_triggers(self, call: EventCall) -> None:
         for i, t in enumerate(call.triggers):
@@ -327,6 +352,10 @@ class EventFiles:
             self._update(call, set_=TRIGGER_MODE)
         else:
             self._update(call, clear=TRIGGER_MODE)
+        if any(t.filter_text or t.post for t in call.triggers):
+            self._update(call, set_=TRIGGER_COND)
+        else:
+            self._update(call, clear=TRIGGER_COND)
 
     def release(self, call: EventCall) -> None:
         """An event going away (a kprobe event deleted): its filter, triggers and soft mode."""
