@@ -1,4 +1,4 @@
-"""Linux's tools/testing/selftests/ftrace/test.d/trigger/*.tc that apply here (traceon/traceoff,
+"""Linux's tools/testing/selftests/ftrace/test.d/trigger/*.tc that apply here (traceon/traceoff, stacktrace,
 enable/disable_event, conditional triggers), case by case. The selftests fork with `sleep`;
 here ftracetest.yield_ forks and ends a kernel thread."""
 
@@ -144,3 +144,30 @@ def test_conditional_enable_event(ft):
     assert "sched_process_exit" in event_names(ft)
     assert ft.try_write(f"{FORK}/trigger", "!enable_event:sched:sched_process_exit") == 0
     assert ft.cat("events/sched/sched_process_exit/enable") == "0\n"
+
+
+def test_trigger_stacktrace(ft):
+    """trigger-stacktrace.tc: a stack trace follows each event the trigger sees."""
+    reset(ft)
+    assert ft.try_write(f"{FORK}/trigger", "stacktrace") == 0
+    assert ft.cat(f"{FORK}/trigger") == "stacktrace:unlimited\n"
+    yield_(ft)
+    text = ft.cat("trace")
+    assert "<stack trace>" in text, "stacktrace trigger does not work"
+    assert ft.try_write(f"{FORK}/trigger", "!stacktrace") == 0
+    assert ft.try_write(f"{FORK}/trigger", "stacktrace:foo") == 22
+
+
+def test_stacktrace_starts_at_the_tracepoint(ft):
+    """The trace begins at the function holding the tracepoint (the fork), after the event's record;
+    a count and a filter apply."""
+    reset(ft)
+    assert ft.try_write(f"{FORK}/enable", "1") == 0
+    assert ft.try_write(f"{FORK}/trigger", "stacktrace:1 if child_pid > 0") == 0
+    yield_(ft)
+    yield_(ft)
+    lines = trace_lines(ft)
+    at = [i for i, line in enumerate(lines) if "<stack trace>" in line]
+    assert len(at) == 1, lines
+    assert "sched_process_fork" in lines[at[0] - 1]
+    assert ft.cat(f"{FORK}/trigger") == "stacktrace:count=0 if child_pid > 0\n"

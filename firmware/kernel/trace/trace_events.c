@@ -11,6 +11,7 @@
 #include <linux/string.h>
 #include <linux/module.h>
 #include <linux/trace_events.h>
+#include <linux/trace.h>
 #include <asm/ptrace.h>
 
 struct trace_pid_list event_pid_list;
@@ -169,13 +170,17 @@ static notrace bool filter_match_preds(struct filter_pred *prog, void *rec)
 }
 
 /* One trigger acting; a counted trigger acts only when it changes something, then counts down. */
-static notrace void event_trigger_act(struct event_trigger_data *data)
+static notrace void event_trigger_act(struct event_trigger_data *data, unsigned long fp)
 {
 	bool changes;
 
 	if (!data->count)
 		return;
 	switch (data->trigger_type) {
+	case ETT_STACKTRACE:
+		__trace_stack(&global_trace, tracing_gen_ctx(), fp);
+		changes = true;
+		break;
 	case ETT_TRACE_ONOFF:
 		changes = (!global_trace.buffer.record_disabled) != data->on;
 		if (changes)
@@ -202,7 +207,7 @@ static notrace void event_trigger_act(struct event_trigger_data *data)
  * acts; with one, a trigger acts only on a record its filter matches, and a
  * post trigger is left for event_triggers_post_call: the types returned.
  */
-static notrace unsigned int event_triggers_call(struct trace_event_file *file, void *rec)
+static notrace unsigned int event_triggers_call(struct trace_event_file *file, void *rec, unsigned long fp)
 {
 	struct event_trigger_data *data;
 	unsigned int tt = 0;
@@ -214,19 +219,19 @@ static notrace unsigned int event_triggers_call(struct trace_event_file *file, v
 			tt |= data->trigger_type;
 			continue;
 		}
-		event_trigger_act(data);
+		event_trigger_act(data, fp);
 	}
 	return tt;
 }
 
 /* The post triggers whose records matched, once the record is in the ring. */
-static notrace void event_triggers_post_call(struct trace_event_file *file, unsigned int tt)
+static notrace void event_triggers_post_call(struct trace_event_file *file, unsigned int tt, unsigned long fp)
 {
 	struct event_trigger_data *data;
 
 	for (data = file->triggers; data; data = data->next)
 		if (data->post && (data->trigger_type & tt))
-			event_trigger_act(data);
+			event_trigger_act(data, fp);
 }
 
 /* Where a record goes that only triggers will see: tracing off, or the event soft-disabled. */
@@ -251,7 +256,7 @@ notrace void *trace_event_buffer_reserve(struct trace_event_buffer *fbuffer, str
 
 	if (!(flags & EVENT_FILE_FL_TRIGGER_COND)) {
 		if (flags & EVENT_FILE_FL_TRIGGER_MODE)
-			event_triggers_call(file, NULL);
+			event_triggers_call(file, NULL, *(unsigned long *)__builtin_frame_address(0));
 		if (flags & EVENT_FILE_FL_SOFT_DISABLED)
 			return NULL;
 	}
@@ -284,15 +289,17 @@ notrace void trace_event_buffer_commit(struct trace_event_buffer *fbuffer)
 {
 	struct trace_event_file *file = fbuffer->file;
 	u16 flags = READ_ONCE(file->flags);
+	/* The event function's frame: a stack trace begins at the tracepoint's caller. */
+	unsigned long fp = *(unsigned long *)__builtin_frame_address(0);
 	unsigned int tt = 0;
 
 	if (flags & EVENT_FILE_FL_TRIGGER_COND)
-		tt = event_triggers_call(file, fbuffer->entry);
+		tt = event_triggers_call(file, fbuffer->entry, fp);
 	if (!fbuffer->temp && !(READ_ONCE(file->flags) & EVENT_FILE_FL_SOFT_DISABLED) &&
 	    !((flags & EVENT_FILE_FL_FILTERED) && file->filter && !filter_match_preds(file->filter, fbuffer->entry)))
 		trace_buffer_unlock_commit(&global_trace.buffer, fbuffer->entry);
 	if (tt)
-		event_triggers_post_call(file, tt);
+		event_triggers_post_call(file, tt, fp);
 }
 
 static notrace void set_data_loc(void *entry, u32 *loc, unsigned long offset, const char *str, unsigned long len)

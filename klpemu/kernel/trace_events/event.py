@@ -34,14 +34,14 @@ COMMON_FIELDS = (
 )
 
 
-POST_TRIGGERS = ("traceoff",)
+POST_TRIGGERS = ("traceoff", "stacktrace")
 
 
 @dataclass
 class Trigger:
     """One event trigger (struct event_trigger_data): its command, count and target."""
 
-    name: str  # traceon, traceoff, enable_event, disable_event
+    name: str  # traceon, traceoff, stacktrace, enable_event, disable_event
     count: int  # -1: unlimited
     target: EventCall | None = None
     guest: int = 0  # its struct event_trigger_data

@@ -27,7 +27,14 @@ TRIGGER_MODE, FILTERED, PID_FILTER, TRIGGER_COND = (
     EVENT_FILE_FL["PID_FILTER"],
     EVENT_FILE_FL["TRIGGER_COND"],
 )
-TRIGGERS = ("traceon", "traceoff", "enable_event", "disable_event")
+TRIGGERS = ("traceon", "traceoff", "stacktrace", "enable_event", "disable_event")
+TRIGGER_TYPES = {
+    "traceon": "TRACE_ONOFF",
+    "traceoff": "TRACE_ONOFF",
+    "stacktrace": "STACKTRACE",
+    "enable_event": "EVENT_ENABLE",
+    "disable_event": "EVENT_ENABLE",
+}
 
 
 class EventFiles:
@@ -321,7 +328,7 @@ class EventFiles:
         v.post = int(trig.post)
         if program is not None:
             v.filter = self._build_program(program, trig.filter_mem)
-        v.trigger_type = ETT["TRACE_ONOFF"] if trig.name.startswith("trace") else ETT["EVENT_ENABLE"]
+        v.trigger_type = ETT[TRIGGER_TYPES[trig.name]]
         v.on = int(trig.name in ("traceon", "enable_event"))
         v.count = trig.count
         if trig.target is not None:
