@@ -260,3 +260,42 @@ def test_subsystem_filter(ft):
     )
     assert ft.try_write("events/sched/filter", "0") == 0
     assert ft.cat("events/sched/sched_wakeup/filter") == "none\n"
+
+
+def pid_lines(ft: Ftracetest, pid: int, event: str) -> list[str]:
+    return [line for line in trace_lines(ft) if pid_lines_of(line, pid) and f" {event}:" in line]
+
+
+def test_event_no_pid(ft):
+    """event-no-pid.tc: a pid in set_event_notrace_pid records none of its own events, every
+    other task still does; the file lists the pids, `>>` adds and an empty write clears."""
+    do_reset(ft)
+    sh = 7  # the shell writing the files
+    assert ft.try_write("set_event_notrace_pid", str(sh)) == 0
+    assert ft.cat("set_event_notrace_pid") == f"{sh}\n"
+    assert ft.try_write("set_event", "raw_syscalls:*") == 0
+    yield_(ft)
+    assert not pid_lines(ft, sh, "sys_enter"), "the notrace pid's events are recorded"
+    assert any(" sys_enter:" in line for line in trace_lines(ft)), "other tasks' events are not recorded"
+    assert ft.try_write("set_event_notrace_pid", "6", append=True) == 0
+    assert ft.cat("set_event_notrace_pid") == f"{sh}\n6\n"
+    assert ft.try_write("set_event_notrace_pid", "x") == 22
+    assert ft.try_write("set_event_notrace_pid", "") == 0
+    assert ft.cat("set_event_notrace_pid") == ""
+    assert ft.try_write("trace", "") == 0
+    yield_(ft)
+    assert pid_lines(ft, sh, "sys_enter"), "the pid's events are not recorded once it is cleared"
+
+    # With both lists, a pid in set_event_pid and in set_event_notrace_pid records nothing.
+    assert ft.try_write("set_event_pid", f"{sh} 6") == 0
+    assert ft.try_write("set_event_notrace_pid", str(sh)) == 0
+    assert ft.try_write("trace", "") == 0
+    yield_(ft)
+    assert not pid_lines(ft, sh, "sys_enter")
+    assert not [line for line in trace_lines(ft) if " sys_enter:" in line and not pid_lines_of(line, 6)]
+    assert ft.try_write("set_event_pid", "") == 0
+    assert ft.try_write("set_event_notrace_pid", "") == 0
+
+
+def pid_lines_of(line: str, pid: int) -> bool:
+    return f"-{pid} " in line.split("[")[0]

@@ -57,6 +57,7 @@ tracing mini-HOWTO:
   set_event\t\t- Events to record: <system>:<event>, <system>:*,
 \t\t\t  *:<event> or a bare name; a leading '!' stops one
   set_event_pid\t- Record events only of the tasks whose pids are written here
+  set_event_notrace_pid\t- Record no events of the tasks whose pids are written here
   events/\t\t- One directory per system, then per event:
       enable\t\t- 1 records, 0 stops (for all, a system, or one event)
       filter\t\t- Record only what the expression accepts

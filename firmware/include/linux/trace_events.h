@@ -97,12 +97,15 @@ struct trace_event_file {
 	struct event_trigger_data *triggers;
 };
 
-/* set_event_pid: the pids whose events are recorded (nr 0: every pid). */
+/*
+ * set_event_pid: the pids whose events are recorded (nr 0: every pid);
+ * set_event_notrace_pid: the pids whose events are not.
+ */
 struct trace_pid_list {
 	int nr;
 	pid_t pids[EVENT_PID_MAX];
 };
-extern struct trace_pid_list event_pid_list;
+extern struct trace_pid_list event_pid_list, event_notrace_pid_list;
 
 /* The largest record a soft-disabled or tracing-off event fills for its triggers. */
 #define EVENT_TEMP_RECORD 512

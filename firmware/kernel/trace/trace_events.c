@@ -14,7 +14,7 @@
 #include <linux/trace.h>
 #include <asm/ptrace.h>
 
-struct trace_pid_list event_pid_list;
+struct trace_pid_list event_pid_list, event_notrace_pid_list;
 
 struct trace_event_file event_sched_switch, event_sched_wakeup, event_sched_process_fork, event_sched_process_exit;
 struct trace_event_file event_irq_handler_entry, event_irq_handler_exit;
@@ -237,14 +237,34 @@ static notrace void event_triggers_post_call(struct trace_event_file *file, unsi
 /* Where a record goes that only triggers will see: tracing off, or the event soft-disabled. */
 static u64 event_temp_record[NR_CPUS][EVENT_TEMP_RECORD / 8];
 
-static notrace bool event_pid_ignored(pid_t other)
+static notrace bool pid_listed(struct trace_pid_list *list, pid_t pid)
 {
-	int i, nr = READ_ONCE(event_pid_list.nr);
+	int i, nr = READ_ONCE(list->nr);
 
 	for (i = 0; i < nr; i++)
-		if (event_pid_list.pids[i] == current->pid || event_pid_list.pids[i] == other)
-			return false;
-	return true;
+		if (list->pids[i] == pid)
+			return true;
+	return false;
+}
+
+/* trace_ignore_this_task: a set_event_pid list that lacks pid, or set_event_notrace_pid's having it. */
+static notrace bool event_pid_ignore_task(pid_t pid)
+{
+	return (READ_ONCE(event_pid_list.nr) && !pid_listed(&event_pid_list, pid)) ||
+	       pid_listed(&event_notrace_pid_list, pid);
+}
+
+/*
+ * An event is left out when both current and the other task it is about
+ * (the task switched to, woken or forked; 0: none) are to be ignored.
+ */
+static notrace bool event_pid_ignored(pid_t other)
+{
+	if (!event_pid_ignore_task(current->pid))
+		return false;
+	if (other)
+		return event_pid_ignore_task(other);
+	return !READ_ONCE(event_pid_list.nr) || !pid_listed(&event_pid_list, 0);
 }
 
 notrace void *trace_event_buffer_reserve(struct trace_event_buffer *fbuffer, struct trace_event_file *file,

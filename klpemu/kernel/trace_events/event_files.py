@@ -43,6 +43,7 @@ class EventFiles:
         self.registry = registry
         self.error_log = error_log
         self.pids: list[int] = []
+        self.notrace_pids: list[int] = []
         self.system_filters: dict[str, str] = {}
         # Called before an event records for the first time (the ring gets its full size) and
         # when a kprobe event is switched (its kprobes are armed or disarmed).
@@ -72,7 +73,7 @@ class EventFiles:
         f.event_type = call.id
         if src is not None:
             f.enabled, f.flags, f.filter, f.triggers = src.enabled, src.flags, src.filter, src.triggers
-        elif self.pids:
+        elif self.pids or self.notrace_pids:
             f.flags = PID_FILTER
 
     # --- enable --------------------------------------------------------------------------------
@@ -375,8 +376,19 @@ class EventFiles:
     def pid_text(self) -> str:
         return "".join(f"{p}\n" for p in self.pids)
 
+    def notrace_pid_text(self) -> str:
+        return "".join(f"{p}\n" for p in self.notrace_pids)
+
     def write_pids(self, data: str, append: bool = False) -> None:
-        pids = list(self.pids) if append else []
+        self.pids = self._write_pid_list("event_pid_list", self.pids, data, append)
+
+    def write_notrace_pids(self, data: str, append: bool = False) -> None:
+        self.notrace_pids = self._write_pid_list("event_notrace_pid_list", self.notrace_pids, data, append)
+
+    def _write_pid_list(self, var: str, old: list[int], data: str, append: bool) -> list[int]:
+        """set_event_pid and set_event_notrace_pid: the guest's list, and PID_FILTER on every event
+        while either has pids."""
+        pids = list(old) if append else []
         for word in data.split():
             if not word.isdigit():
                 raise KlpemuError(f"{word}: not a pid", EINVAL)
@@ -384,17 +396,18 @@ class EventFiles:
                 pids.append(int(word))
         if len(pids) > EVENT_PID_MAX:
             raise KlpemuError("too many pids", EINVAL)
-        self.pids = pids
-        table = self.m.var("event_pid_list")
+        table = self.m.var(var)
         base = table.addr_of("pids")
         for i, pid in enumerate(pids):
             self.m.mem.write(base + 4 * i, pid.to_bytes(4, "little", signed=True))
         table.nr = len(pids)
+        on = bool(pids or (self.notrace_pids if var == "event_pid_list" else self.pids))
         for call in self.registry.calls:
-            if pids:
+            if on:
                 self._update(call, set_=PID_FILTER)
             else:
                 self._update(call, clear=PID_FILTER)
+        return pids
 
 
 def setattr_not(view, value: int) -> None:
