@@ -299,3 +299,25 @@ def test_event_no_pid(ft):
 
 def pid_lines_of(line: str, pid: int) -> bool:
     return f"-{pid} " in line.split("[")[0]
+
+
+def test_saved_cmdlines(ft):
+    """A task that recorded and exited still shows its comm in `trace` (saved_cmdlines)."""
+    do_reset(ft)
+    assert ft.cat("saved_cmdlines_size") == "128\n"
+    assert ft.try_write("set_event", "sched:*") == 0
+    yield_(ft)
+    exits = [line for line in trace_lines(ft) if " sched_process_exit:" in line]
+    assert exits, "the thread's exit is not recorded"
+    comm = exits[0].split("sched_process_exit: comm=")[1].split()[0]
+    pid = int(exits[0].split(" pid=")[1].split()[0])
+    assert exits[0].split()[0] == f"{comm}-{pid}", exits[0]
+    assert "<...>" not in ft.cat("trace")
+    assert f"{pid} {comm}\n" in ft.cat("saved_cmdlines")
+
+    assert ft.try_write("saved_cmdlines_size", "0") == 22
+    assert ft.try_write("saved_cmdlines_size", "4") == 0
+    assert ft.cat("saved_cmdlines_size") == "4\n"
+    assert ft.cat("saved_cmdlines") == ""
+    yield_(ft)
+    assert 0 < len(ft.cat("saved_cmdlines").splitlines()) <= 4

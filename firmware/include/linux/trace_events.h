@@ -107,6 +107,26 @@ struct trace_pid_list {
 };
 extern struct trace_pid_list event_pid_list, event_notrace_pid_list;
 
+/*
+ * saved_cmdlines (kernel/trace/trace.c): the comms of the tasks switched
+ * while tracing records, so that a record of a task since gone still shows
+ * its name. The host allocates the tables; cmdline_num 0: nothing is saved.
+ * Saving is on while event_sched_switch.enabled has EVENT_ENABLED_CMDLINE.
+ */
+enum {
+	SAVED_CMDLINES_PID_MAP = 1024,	/* pids hash here; a slot holds its index + 1 */
+	EVENT_ENABLED_CMDLINE = 2,
+};
+
+struct saved_cmdlines_buffer {
+	unsigned int cmdline_num;
+	unsigned int cmdline_idx;	/* the slot last taken */
+	unsigned int map_pid_to_cmdline[SAVED_CMDLINES_PID_MAP];
+	int *map_cmdline_to_pid;
+	char *saved_cmdlines;		/* cmdline_num comms of TASK_COMM_LEN */
+};
+extern struct saved_cmdlines_buffer savedcmd;
+
 /* The largest record a soft-disabled or tracing-off event fills for its triggers. */
 #define EVENT_TEMP_RECORD 512
 

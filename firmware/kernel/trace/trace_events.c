@@ -346,10 +346,43 @@ static notrace long sched_switch_state(bool preempt, struct task_struct *prev)
 
 #define TASK_PRIO 120	/* every task is SCHED_NORMAL at nice 0 */
 
+struct saved_cmdlines_buffer savedcmd;
+
+/* trace_save_cmdline: a slot per pid, taken round robin; a new pid takes the oldest. */
+static notrace void tracing_record_cmdline(struct task_struct *tsk)
+{
+	unsigned int num = READ_ONCE(savedcmd.cmdline_num), tpid, idx;
+	char *comm;
+
+	if (!tsk->pid || !num)
+		return;
+	tpid = tsk->pid & (SAVED_CMDLINES_PID_MAP - 1);
+	idx = savedcmd.map_pid_to_cmdline[tpid];
+	if (!idx || idx > num) {
+		idx = (savedcmd.cmdline_idx + 1) % num;
+		savedcmd.map_pid_to_cmdline[tpid] = idx + 1;
+		savedcmd.cmdline_idx = idx;
+	} else {
+		idx--;
+	}
+	savedcmd.map_cmdline_to_pid[idx] = tsk->pid;
+	comm = savedcmd.saved_cmdlines + idx * TASK_COMM_LEN;
+	for (int i = 0; i < TASK_COMM_LEN; i++)	/* not memcpy: a traced function */
+		comm[i] = tsk->comm[i];
+}
+
 notrace void trace_event_raw_event_sched_switch(bool preempt, struct task_struct *prev, struct task_struct *next)
 {
 	struct trace_event_buffer fbuffer;
 	struct trace_event_raw_sched_switch *entry;
+	int enabled = READ_ONCE(event_sched_switch.enabled);
+
+	if (enabled & EVENT_ENABLED_CMDLINE) {
+		tracing_record_cmdline(prev);
+		tracing_record_cmdline(next);
+		if (!(enabled & ~EVENT_ENABLED_CMDLINE))
+			return;
+	}
 
 	entry = trace_event_buffer_reserve(&fbuffer, &event_sched_switch, sizeof(*entry), next->pid);
 	if (!entry)

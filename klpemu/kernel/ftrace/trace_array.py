@@ -19,6 +19,7 @@ from .function_tracer import FunctionTracer
 from .graph_output import GraphPrinter
 from .graph_output import header as graph_header
 from .ring_buffer import BUF_PAGE_SIZE, DEFAULT_SIZE_KB, EVENT_HDR_SIZE, RingBuffer
+from .saved_cmdlines import SavedCmdlines
 from .trace_options import TraceOptions
 
 if TYPE_CHECKING:
@@ -83,11 +84,14 @@ class TraceArray:
             self.tracing.ft.unregister(ops)
         if self.current == "function_graph":
             graph.stop()
+        if self.current in ("function", "function_graph"):
+            self.tracing.saved_cmdlines.stop()
         self.current = name
         self.buffer.expand()
         self.buffer.reset()
         if name == "nop":
             return
+        self.tracing.saved_cmdlines.start()
         if name == "function_graph":
             graph.start(self)
         self.m.kernel.ftrace_pid.set_func(ops, self.m.image.addr(self._function_handler()))
@@ -253,6 +257,8 @@ class Tracing:
         self._next_slot = 0
         self._slot_pages: dict[int, list[int]] = {}
         self.graph = FunctionGraph(machine, ftrace)
+        self.saved_cmdlines = SavedCmdlines(machine)
+        output.saved_cmdlines = self.saved_cmdlines
         self.top = TraceArray(self, "", machine.var_addr("global_trace"), self._slot(), None)
         self.instances: dict[str, TraceArray] = {}
 

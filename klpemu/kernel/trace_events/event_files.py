@@ -49,6 +49,8 @@ class EventFiles:
         # when a kprobe event is switched (its kprobes are armed or disarmed).
         self.on_first_enable: Callable[[], None] = lambda: None
         self.arm: Callable[[EventCall, bool], None] = lambda call, on: None
+        # Called when an event starts or stops running (on or in soft mode): saved_cmdlines.
+        self.on_hook: Callable[[bool], None] = lambda on: None
 
     # --- guest files ---------------------------------------------------------------------------
 
@@ -61,8 +63,8 @@ class EventFiles:
     def _update(self, call: EventCall, *, enabled: bool | None = None, set_: int = 0, clear: int = 0) -> None:
         for addr in call.files:
             f = self._file(addr)
-            if enabled is not None:
-                f.enabled = int(enabled)
+            if enabled is not None:  # other bits are not the event's (saved_cmdlines' on sched_switch)
+                f.enabled = (int(f.enabled) & ~1) | int(enabled)
             f.flags = (int(f.flags) | set_) & ~clear
 
     def attach(self, call: EventCall, addr: int) -> None:
@@ -95,6 +97,7 @@ class EventFiles:
             self.on_first_enable()
             if not call.soft_refs:
                 self.arm(call, True)
+                self.on_hook(True)
             call.enabled = True
             self._update(call, enabled=True, clear=SOFT_DISABLED)
         else:
@@ -104,6 +107,7 @@ class EventFiles:
             else:
                 self._update(call, enabled=False)
                 self.arm(call, False)
+                self.on_hook(False)
 
     def soft_enable(self, call: EventCall, on: bool) -> None:
         """A trigger takes (on) or lets go of (off) soft mode on call."""
@@ -113,6 +117,7 @@ class EventFiles:
                 self.on_first_enable()
                 if not call.enabled:
                     self.arm(call, True)
+                    self.on_hook(True)
                     self._update(call, enabled=True, set_=SOFT_MODE | SOFT_DISABLED)
                 else:
                     self._update(call, set_=SOFT_MODE)
@@ -122,6 +127,7 @@ class EventFiles:
                 if not call.enabled:
                     self._update(call, enabled=False, clear=SOFT_MODE | SOFT_DISABLED)
                     self.arm(call, False)
+                    self.on_hook(False)
                 else:
                     self._update(call, clear=SOFT_MODE | SOFT_DISABLED)
 
