@@ -321,3 +321,23 @@ def test_saved_cmdlines(ft):
     assert ft.cat("saved_cmdlines") == ""
     yield_(ft)
     assert 0 < len(ft.cat("saved_cmdlines").splitlines()) <= 4
+
+
+def test_event_fork(ft):
+    """event-pid.tc's event-fork part: with options/event-fork a listed task's child is traced
+    too (it joins set_event_pid at fork and leaves it at exit); without, it is not."""
+    do_reset(ft)
+    sh = 7
+    assert ft.cat("options/event-fork") == "0\n"
+    assert ft.try_write("set_event_pid", str(sh)) == 0
+    assert ft.try_write("set_event", "sched:sched_process_exit") == 0
+    yield_(ft)
+    assert not [line for line in trace_lines(ft) if " sched_process_exit:" in line], "a child is traced"
+    assert ft.try_write("options/event-fork", "1") == 0
+    assert "event-fork" in ft.cat("trace_options").split()
+    assert ft.try_write("trace", "") == 0
+    yield_(ft)
+    assert [line for line in trace_lines(ft) if " sched_process_exit:" in line], "the child is not traced"
+    assert ft.cat("set_event_pid") == f"{sh}\n"  # the exited child left the list
+    assert ft.try_write("options/event-fork", "0") == 0
+    assert ft.try_write("set_event_pid", "") == 0

@@ -55,6 +55,7 @@ ENUMERATORS = [
     "FILTER_STACK_MAX",
     "SAVED_CMDLINES_PID_MAP",
     "EVENT_ENABLED_CMDLINE",
+    "EVENT_ENABLED_PID_FORK",
 ]
 
 # Lengths of arrays: (Python name, struct, member).

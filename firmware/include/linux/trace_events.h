@@ -116,6 +116,7 @@ extern struct trace_pid_list event_pid_list, event_notrace_pid_list;
 enum {
 	SAVED_CMDLINES_PID_MAP = 1024,	/* pids hash here; a slot holds its index + 1 */
 	EVENT_ENABLED_CMDLINE = 2,
+	EVENT_ENABLED_PID_FORK = 4,	/* options/event-fork: on sched_process_fork and _exit */
 };
 
 struct saved_cmdlines_buffer {

@@ -412,10 +412,42 @@ notrace void trace_event_raw_event_sched_wakeup(struct task_struct *p)
 	trace_event_buffer_commit(&fbuffer);
 }
 
+/*
+ * options/event-fork (trace_filter_add_remove_task): a child of a listed
+ * task joins its parent's pid lists; an exiting task leaves them.
+ */
+static notrace void event_pid_fork(struct trace_pid_list *list, pid_t parent, pid_t child)
+{
+	int nr = READ_ONCE(list->nr);
+
+	if (nr < EVENT_PID_MAX && pid_listed(list, parent) && !pid_listed(list, child)) {
+		list->pids[nr] = child;
+		WRITE_ONCE(list->nr, nr + 1);
+	}
+}
+
+static notrace void event_pid_exit(struct trace_pid_list *list, pid_t pid)
+{
+	int i, j, nr = READ_ONCE(list->nr);
+
+	for (i = j = 0; i < nr; i++)
+		if (list->pids[i] != pid)
+			list->pids[j++] = list->pids[i];
+	WRITE_ONCE(list->nr, j);
+}
+
 notrace void trace_event_raw_event_sched_process_fork(struct task_struct *parent, struct task_struct *child)
 {
 	struct trace_event_buffer fbuffer;
 	struct trace_event_raw_sched_process_fork *entry;
+	int enabled = READ_ONCE(event_sched_process_fork.enabled);
+
+	if (enabled & EVENT_ENABLED_PID_FORK) {
+		event_pid_fork(&event_pid_list, parent->pid, child->pid);
+		event_pid_fork(&event_notrace_pid_list, parent->pid, child->pid);
+		if (!(enabled & ~EVENT_ENABLED_PID_FORK))
+			return;
+	}
 
 	entry = trace_event_buffer_reserve(&fbuffer, &event_sched_process_fork, sizeof(*entry), child->pid);
 	if (!entry)
@@ -427,7 +459,7 @@ notrace void trace_event_raw_event_sched_process_fork(struct task_struct *parent
 	trace_event_buffer_commit(&fbuffer);
 }
 
-notrace void trace_event_raw_event_sched_process_exit(struct task_struct *p)
+static notrace void sched_process_exit_record(struct task_struct *p)
 {
 	struct trace_event_buffer fbuffer;
 	struct trace_event_raw_sched_process_template *entry;
@@ -439,6 +471,19 @@ notrace void trace_event_raw_event_sched_process_exit(struct task_struct *p)
 	entry->pid = p->pid;
 	entry->prio = TASK_PRIO;
 	trace_event_buffer_commit(&fbuffer);
+}
+
+/* The task's own exit is recorded before it leaves the pid lists. */
+notrace void trace_event_raw_event_sched_process_exit(struct task_struct *p)
+{
+	int enabled = READ_ONCE(event_sched_process_exit.enabled);
+
+	if (enabled & ~EVENT_ENABLED_PID_FORK)
+		sched_process_exit_record(p);
+	if (enabled & EVENT_ENABLED_PID_FORK) {
+		event_pid_exit(&event_pid_list, p->pid);
+		event_pid_exit(&event_notrace_pid_list, p->pid);
+	}
 }
 
 notrace void trace_event_raw_event_irq_handler_entry(int irq, const char *name)

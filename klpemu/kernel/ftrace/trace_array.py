@@ -107,6 +107,8 @@ class TraceArray:
             self.tracing.ft.unregister(ops)
             self.m.kernel.ftrace_pid.set_func(ops, self.m.image.addr(self._function_handler()))
             self.tracing.ft.register(ops)
+        if name == "event-fork" and self is self.tracing.top:
+            self.m.kernel.trace_events.files.set_event_fork(on)
         if name == "funcgraph-irqs" and self.tracing.graph.owner is self:
             self.tracing.graph.sync()
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from errno import EEXIST, EINVAL
 from typing import TYPE_CHECKING
 
-from ...abi import ETT, EVENT_FILE_FL, EVENT_PID_MAX, FILTER_CMP, FILTER_OP, FILTER_PRED_FN
+from ...abi import ETT, EVENT_ENABLED_PID_FORK, EVENT_FILE_FL, EVENT_PID_MAX, FILTER_CMP, FILTER_OP, FILTER_PRED_FN
 from ...errors import KlpemuError
 from .event import Trigger
 from .filter import FilterParseError, error_text, parse_filter
@@ -42,8 +42,6 @@ class EventFiles:
         self.m = machine
         self.registry = registry
         self.error_log = error_log
-        self.pids: list[int] = []
-        self.notrace_pids: list[int] = []
         self.system_filters: dict[str, str] = {}
         # Called before an event records for the first time (the ring gets its full size) and
         # when a kprobe event is switched (its kprobes are armed or disarmed).
@@ -379,6 +377,21 @@ class EventFiles:
 
     # --- set_event_pid -------------------------------------------------------------------------
 
+    # The guest's lists are the truth: with options/event-fork it adds children and drops the exited.
+
+    def _read_pid_list(self, var: str) -> list[int]:
+        table = self.m.var(var)
+        raw = self.m.mem.read(table.addr_of("pids"), 4 * int(table.nr))
+        return [int.from_bytes(raw[i : i + 4], "little", signed=True) for i in range(0, len(raw), 4)]
+
+    @property
+    def pids(self) -> list[int]:
+        return self._read_pid_list("event_pid_list")
+
+    @property
+    def notrace_pids(self) -> list[int]:
+        return self._read_pid_list("event_notrace_pid_list")
+
     def pid_text(self) -> str:
         return "".join(f"{p}\n" for p in self.pids)
 
@@ -386,12 +399,18 @@ class EventFiles:
         return "".join(f"{p}\n" for p in self.notrace_pids)
 
     def write_pids(self, data: str, append: bool = False) -> None:
-        self.pids = self._write_pid_list("event_pid_list", self.pids, data, append)
+        self._write_pid_list("event_pid_list", self.pids, data, append)
 
     def write_notrace_pids(self, data: str, append: bool = False) -> None:
-        self.notrace_pids = self._write_pid_list("event_notrace_pid_list", self.notrace_pids, data, append)
+        self._write_pid_list("event_notrace_pid_list", self.notrace_pids, data, append)
 
-    def _write_pid_list(self, var: str, old: list[int], data: str, append: bool) -> list[int]:
+    def set_event_fork(self, on: bool) -> None:
+        """options/event-fork: the guest's fork and exit events keep the pid lists."""
+        for name in ("sched_process_fork", "sched_process_exit"):
+            f = self.m.var(f"event_{name}")
+            f.enabled = (int(f.enabled) & ~EVENT_ENABLED_PID_FORK) | (EVENT_ENABLED_PID_FORK if on else 0)
+
+    def _write_pid_list(self, var: str, old: list[int], data: str, append: bool) -> None:
         """set_event_pid and set_event_notrace_pid: the guest's list, and PID_FILTER on every event
         while either has pids."""
         pids = list(old) if append else []
@@ -407,13 +426,12 @@ class EventFiles:
         for i, pid in enumerate(pids):
             self.m.mem.write(base + 4 * i, pid.to_bytes(4, "little", signed=True))
         table.nr = len(pids)
-        on = bool(pids or (self.notrace_pids if var == "event_pid_list" else self.pids))
+        on = bool(self.pids or self.notrace_pids)
         for call in self.registry.calls:
             if on:
                 self._update(call, set_=PID_FILTER)
             else:
                 self._update(call, clear=PID_FILTER)
-        return pids
 
 
 def setattr_not(view, value: int) -> None:
