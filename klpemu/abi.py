@@ -267,11 +267,13 @@ FILTER_CMP_GLOB: Final = 0x7
 ETT: Final[dict[str, int]] = {
     "NONE": 0x0,
     "TRACE_ONOFF": 0x1,
+    "SNAPSHOT": 0x2,
     "EVENT_ENABLE": 0x4,
     "STACKTRACE": 0x8,
 }
 ETT_NONE: Final = 0x0
 ETT_TRACE_ONOFF: Final = 0x1
+ETT_SNAPSHOT: Final = 0x2
 ETT_EVENT_ENABLE: Final = 0x4
 ETT_STACKTRACE: Final = 0x8
 

@@ -224,7 +224,7 @@ def test_filter(ft):
 def test_triggers(ft):
     """traceoff on an event stops the ring; enable_event holds its target in soft mode."""
     t = "events/sched/sched_process_fork/trigger"
-    assert ft.cat(t) == "# Available triggers:\n# traceon traceoff stacktrace enable_event disable_event\n"
+    assert ft.cat(t) == "# Available triggers:\n# traceon traceoff snapshot stacktrace enable_event disable_event\n"
     assert ft.try_write(t, "enable_event:sched:sched_process_exit:1") == 0
     assert ft.cat("events/sched/sched_process_exit/enable") == "0*\n"
     assert ft.try_write("events/sched/sched_process_fork/enable", "1") == 0

@@ -1,4 +1,4 @@
-"""Linux's tools/testing/selftests/ftrace/test.d/trigger/*.tc that apply here (traceon/traceoff, stacktrace,
+"""Linux's tools/testing/selftests/ftrace/test.d/trigger/*.tc that apply here (traceon/traceoff, snapshot, stacktrace,
 enable/disable_event, conditional triggers), case by case. The selftests fork with `sleep`;
 here ftracetest.yield_ forks and ends a kernel thread."""
 
@@ -171,3 +171,20 @@ def test_stacktrace_starts_at_the_tracepoint(ft):
     assert len(at) == 1, lines
     assert "sched_process_fork" in lines[at[0] - 1]
     assert ft.cat(f"{FORK}/trigger") == "stacktrace:count=0 if child_pid > 0\n"
+
+
+def test_trigger_snapshot(ft):
+    """trigger-snapshot.tc: a snapshot trigger swaps the ring into the snapshot when its event
+    fires, before the event's own record (not a post trigger): the snapshot holds the fork before."""
+    reset(ft)
+    assert ft.try_write(f"{FORK}/enable", "1") == 0
+    yield_(ft)
+    assert ft.try_write(f"{FORK}/trigger", "snapshot:1") == 0
+    assert ft.cat(f"{FORK}/trigger") == "snapshot:count=1\n"
+    yield_(ft)
+    assert ft.cat(f"{FORK}/trigger") == "snapshot:count=0\n"
+    forks = [line for line in ft.cat("snapshot").splitlines() if " sched_process_fork:" in line]
+    assert len(forks) == 1, "the snapshot trigger doesn't work"
+    assert len([line for line in trace_lines(ft) if " sched_process_fork:" in line]) == 1
+    assert ft.try_write(f"{FORK}/trigger", "!snapshot") == 0
+    assert ft.cat(f"{FORK}/trigger").startswith("# Available triggers:")

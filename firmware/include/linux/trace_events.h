@@ -75,6 +75,7 @@ struct filter_pred {
 enum event_trigger_type {
 	ETT_NONE = 0,
 	ETT_TRACE_ONOFF = 1,
+	ETT_SNAPSHOT = 2,
 	ETT_EVENT_ENABLE = 4,
 	ETT_STACKTRACE = 8,
 };

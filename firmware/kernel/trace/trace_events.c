@@ -12,6 +12,7 @@
 #include <linux/module.h>
 #include <linux/trace_events.h>
 #include <linux/trace.h>
+#include <klpemu/hypercall.h>
 #include <asm/ptrace.h>
 
 struct trace_pid_list event_pid_list, event_notrace_pid_list;
@@ -179,6 +180,10 @@ static notrace void event_trigger_act(struct event_trigger_data *data, unsigned 
 	switch (data->trigger_type) {
 	case ETT_STACKTRACE:
 		__trace_stack(&global_trace, tracing_gen_ctx(), fp);
+		changes = true;
+		break;
+	case ETT_SNAPSHOT:	/* tracing_snapshot: the host swaps the rings */
+		hypercall(HC_TRACE_SNAPSHOT, 0, 0, 0);
 		changes = true;
 		break;
 	case ETT_TRACE_ONOFF:

@@ -261,10 +261,24 @@ class Tracing:
         self.graph = FunctionGraph(machine, ftrace)
         self.saved_cmdlines = SavedCmdlines(machine)
         output.saved_cmdlines = self.saved_cmdlines
+        machine.hypercalls.register("HC_TRACE_SNAPSHOT", self._hc_snapshot)
         self.top = TraceArray(self, "", machine.var_addr("global_trace"), self._slot(), None)
         self.instances: dict[str, TraceArray] = {}
 
     # --- ring buffers ------------------------------------------------------------------------------
+
+    def alloc_snapshot(self) -> None:
+        """tracing_alloc_snapshot: the top array's snapshot buffer, empty, if it has none."""
+        top = self.top
+        if top.snapshot is None:
+            top.snapshot = self.spare_buffer(top)
+
+    def _hc_snapshot(self, *args: int) -> int:
+        """A snapshot trigger fired (tracing_snapshot): the top ring and its snapshot swap."""
+        top = self.top
+        if top.snapshot is not None:
+            top.buffer.swap(top.snapshot)
+        return 0
 
     def _slot(self) -> int:
         if self._free_slots:

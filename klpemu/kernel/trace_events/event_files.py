@@ -27,10 +27,11 @@ TRIGGER_MODE, FILTERED, PID_FILTER, TRIGGER_COND = (
     EVENT_FILE_FL["PID_FILTER"],
     EVENT_FILE_FL["TRIGGER_COND"],
 )
-TRIGGERS = ("traceon", "traceoff", "stacktrace", "enable_event", "disable_event")
+TRIGGERS = ("traceon", "traceoff", "snapshot", "stacktrace", "enable_event", "disable_event")
 TRIGGER_TYPES = {
     "traceon": "TRACE_ONOFF",
     "traceoff": "TRACE_ONOFF",
+    "snapshot": "SNAPSHOT",
     "stacktrace": "STACKTRACE",
     "enable_event": "EVENT_ENABLE",
     "disable_event": "EVENT_ENABLE",
@@ -49,6 +50,8 @@ class EventFiles:
         self.arm: Callable[[EventCall, bool], None] = lambda call, on: None
         # Called when an event starts or stops running (on or in soft mode): saved_cmdlines.
         self.on_hook: Callable[[bool], None] = lambda on: None
+        # A snapshot trigger allocates the top trace array's snapshot buffer (tracing_alloc_snapshot).
+        self.alloc_snapshot: Callable[[], None] = lambda: None
 
     # --- guest files ---------------------------------------------------------------------------
 
@@ -331,6 +334,8 @@ class EventFiles:
         trig.guest = m.heap.kzalloc(m.types.sizeof("event_trigger_data"))
         v = m.struct("event_trigger_data", trig.guest)
         v.post = int(trig.post)
+        if trig.name == "snapshot":
+            self.alloc_snapshot()
         if program is not None:
             v.filter = self._build_program(program, trig.filter_mem)
         v.trigger_type = ETT[TRIGGER_TYPES[trig.name]]
