@@ -202,12 +202,14 @@ EVENT_FILE_FL: Final[dict[str, int]] = {
     "TRIGGER_MODE": 0x4,
     "FILTERED": 0x8,
     "PID_FILTER": 0x10,
+    "TRIGGER_COND": 0x20,
 }
 EVENT_FILE_FL_SOFT_MODE: Final = 0x1
 EVENT_FILE_FL_SOFT_DISABLED: Final = 0x2
 EVENT_FILE_FL_TRIGGER_MODE: Final = 0x4
 EVENT_FILE_FL_FILTERED: Final = 0x8
 EVENT_FILE_FL_PID_FILTER: Final = 0x10
+EVENT_FILE_FL_TRIGGER_COND: Final = 0x20
 
 # enum filter_op_ids: an event filter's postfix program
 FILTER_OP: Final[dict[str, int]] = {
@@ -265,11 +267,13 @@ FILTER_CMP_GLOB: Final = 0x7
 ETT: Final[dict[str, int]] = {
     "NONE": 0x0,
     "TRACE_ONOFF": 0x1,
+    "SNAPSHOT": 0x2,
     "EVENT_ENABLE": 0x4,
     "STACKTRACE": 0x8,
 }
 ETT_NONE: Final = 0x0
 ETT_TRACE_ONOFF: Final = 0x1
+ETT_SNAPSHOT: Final = 0x2
 ETT_EVENT_ENABLE: Final = 0x4
 ETT_STACKTRACE: Final = 0x8
 
@@ -291,6 +295,9 @@ PARAM_MAX_STACK: Final = 2048
 PROBE_NOFAULT_RANGES: Final = 32
 EVENT_PID_MAX: Final = 32
 FILTER_STACK_MAX: Final = 32
+SAVED_CMDLINES_PID_MAP: Final = 1024
+EVENT_ENABLED_CMDLINE: Final = 2
+EVENT_ENABLED_PID_FORK: Final = 4
 MODULE_NAME_LEN: Final = 56
 TASK_COMM_LEN: Final = 16
 SIZEOF_DYN_FTRACE: Final = 16

@@ -224,7 +224,7 @@ def test_filter(ft):
 def test_triggers(ft):
     """traceoff on an event stops the ring; enable_event holds its target in soft mode."""
     t = "events/sched/sched_process_fork/trigger"
-    assert ft.cat(t) == "# Available triggers:\n# traceon traceoff enable_event disable_event\n"
+    assert ft.cat(t) == "# Available triggers:\n# traceon traceoff snapshot stacktrace enable_event disable_event\n"
     assert ft.try_write(t, "enable_event:sched:sched_process_exit:1") == 0
     assert ft.cat("events/sched/sched_process_exit/enable") == "0*\n"
     assert ft.try_write("events/sched/sched_process_fork/enable", "1") == 0
@@ -260,3 +260,84 @@ def test_subsystem_filter(ft):
     )
     assert ft.try_write("events/sched/filter", "0") == 0
     assert ft.cat("events/sched/sched_wakeup/filter") == "none\n"
+
+
+def pid_lines(ft: Ftracetest, pid: int, event: str) -> list[str]:
+    return [line for line in trace_lines(ft) if pid_lines_of(line, pid) and f" {event}:" in line]
+
+
+def test_event_no_pid(ft):
+    """event-no-pid.tc: a pid in set_event_notrace_pid records none of its own events, every
+    other task still does; the file lists the pids, `>>` adds and an empty write clears."""
+    do_reset(ft)
+    sh = 7  # the shell writing the files
+    assert ft.try_write("set_event_notrace_pid", str(sh)) == 0
+    assert ft.cat("set_event_notrace_pid") == f"{sh}\n"
+    assert ft.try_write("set_event", "raw_syscalls:*") == 0
+    yield_(ft)
+    assert not pid_lines(ft, sh, "sys_enter"), "the notrace pid's events are recorded"
+    assert any(" sys_enter:" in line for line in trace_lines(ft)), "other tasks' events are not recorded"
+    assert ft.try_write("set_event_notrace_pid", "6", append=True) == 0
+    assert ft.cat("set_event_notrace_pid") == f"{sh}\n6\n"
+    assert ft.try_write("set_event_notrace_pid", "x") == 22
+    assert ft.try_write("set_event_notrace_pid", "") == 0
+    assert ft.cat("set_event_notrace_pid") == ""
+    assert ft.try_write("trace", "") == 0
+    yield_(ft)
+    assert pid_lines(ft, sh, "sys_enter"), "the pid's events are not recorded once it is cleared"
+
+    # With both lists, a pid in set_event_pid and in set_event_notrace_pid records nothing.
+    assert ft.try_write("set_event_pid", f"{sh} 6") == 0
+    assert ft.try_write("set_event_notrace_pid", str(sh)) == 0
+    assert ft.try_write("trace", "") == 0
+    yield_(ft)
+    assert not pid_lines(ft, sh, "sys_enter")
+    assert not [line for line in trace_lines(ft) if " sys_enter:" in line and not pid_lines_of(line, 6)]
+    assert ft.try_write("set_event_pid", "") == 0
+    assert ft.try_write("set_event_notrace_pid", "") == 0
+
+
+def pid_lines_of(line: str, pid: int) -> bool:
+    return f"-{pid} " in line.split("[")[0]
+
+
+def test_saved_cmdlines(ft):
+    """A task that recorded and exited still shows its comm in `trace` (saved_cmdlines)."""
+    do_reset(ft)
+    assert ft.cat("saved_cmdlines_size") == "128\n"
+    assert ft.try_write("set_event", "sched:*") == 0
+    yield_(ft)
+    exits = [line for line in trace_lines(ft) if " sched_process_exit:" in line]
+    assert exits, "the thread's exit is not recorded"
+    comm = exits[0].split("sched_process_exit: comm=")[1].split()[0]
+    pid = int(exits[0].split(" pid=")[1].split()[0])
+    assert exits[0].split()[0] == f"{comm}-{pid}", exits[0]
+    assert "<...>" not in ft.cat("trace")
+    assert f"{pid} {comm}\n" in ft.cat("saved_cmdlines")
+
+    assert ft.try_write("saved_cmdlines_size", "0") == 22
+    assert ft.try_write("saved_cmdlines_size", "4") == 0
+    assert ft.cat("saved_cmdlines_size") == "4\n"
+    assert ft.cat("saved_cmdlines") == ""
+    yield_(ft)
+    assert 0 < len(ft.cat("saved_cmdlines").splitlines()) <= 4
+
+
+def test_event_fork(ft):
+    """event-pid.tc's event-fork part: with options/event-fork a listed task's child is traced
+    too (it joins set_event_pid at fork and leaves it at exit); without, it is not."""
+    do_reset(ft)
+    sh = 7
+    assert ft.cat("options/event-fork") == "0\n"
+    assert ft.try_write("set_event_pid", str(sh)) == 0
+    assert ft.try_write("set_event", "sched:sched_process_exit") == 0
+    yield_(ft)
+    assert not [line for line in trace_lines(ft) if " sched_process_exit:" in line], "a child is traced"
+    assert ft.try_write("options/event-fork", "1") == 0
+    assert "event-fork" in ft.cat("trace_options").split()
+    assert ft.try_write("trace", "") == 0
+    yield_(ft)
+    assert [line for line in trace_lines(ft) if " sched_process_exit:" in line], "the child is not traced"
+    assert ft.cat("set_event_pid") == f"{sh}\n"  # the exited child left the list
+    assert ft.try_write("options/event-fork", "0") == 0
+    assert ft.try_write("set_event_pid", "") == 0

@@ -50,6 +50,9 @@ def mount(vfs: VFS, machine: Machine) -> None:
     d.add(File("trace", 0o644, tracer.text, write_trace))
     d.add(File("enabled_functions", 0o444, ft.enabled_functions))
     d.add(File("touched_functions", 0o444, ft.touched_functions))
+    saved = machine.kernel.tracing.saved_cmdlines
+    d.add(File("saved_cmdlines", 0o444, saved.text))
+    d.add(File("saved_cmdlines_size", 0o644, saved.size_text, saved.write_size))
     mount_controls(d, machine)
     tracefs_arrays.mount(d, machine)
     tracefs_events.mount(d, machine.kernel.trace_events)

@@ -1,5 +1,5 @@
 """tracefs' event files: error_log, kprobe_events, dynamic_events, kprobe_profile,
-available_events, set_event, set_event_pid and events/ (enable, filter, format, id, trigger)."""
+available_events, set_event, set_event_pid, set_event_notrace_pid and events/ (enable, filter, format, id, trigger)."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ def mount(d: Dir, events: TraceEvents) -> None:
     d.add(File("available_events", 0o444, files.available_events))
     d.add(File("set_event", 0o644, files.set_event_text, files.write_set_event))
     d.add(File("set_event_pid", 0o644, files.pid_text, files.write_pids))
+    d.add(File("set_event_notrace_pid", 0o644, files.notrace_pid_text, files.write_notrace_pids))
 
     def event_dir(call: EventCall) -> Dir:
         def write_enable(data: str) -> None:

@@ -60,15 +60,17 @@ tracing mini-HOWTO:
   set_event\t\t- Events to record: <system>:<event>, <system>:*,
 \t\t\t  *:<event> or a bare name; a leading '!' stops one
   set_event_pid\t- Record events only of the tasks whose pids are written here
+  set_event_notrace_pid\t- Record no events of the tasks whose pids are written here
   events/\t\t- One directory per system, then per event:
       enable\t\t- 1 records, 0 stops (for all, a system, or one event)
       filter\t\t- Record only what the expression accepts
 \t\t\t  (==, !=, <, <=, >, >=, &, ~ with globs, &&, ||, !)
       trigger\t\t- What an event's hit does
-\t    Format: <trigger>[:count]
+\t    Format: <trigger>[:count][if <filter>]
 \t   trigger: traceon, traceoff
 \t            enable_event:<system>:<event>
 \t            disable_event:<system>:<event>
+\t            stacktrace, snapshot
       format, id\t- The record's fields, and the event's number
 
   kprobe_events\t\t- Create/append/remove/show kprobe-based events; each line

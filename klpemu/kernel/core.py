@@ -53,6 +53,7 @@ class Kernel:
         self.kprobes = Kprobes(machine, self.ftrace, self.text_poke, self.modules, self.conflicts)
         self.conflicts.connect(self.kprobes, self.livepatch)
         self.trace_events = TraceEvents(machine, self.kprobes, self.trace_output, self.function_tracer.buffer)
+        self.trace_events.files.alloc_snapshot = self.tracing.alloc_snapshot
         self.modules.use_klp_relocs(self.livepatch.relocs.apply_section_relocs)
         self.modules.add_notifier(self.kprobes.module_coming, self.kprobes.module_going)
         self.modules.add_notifier(self._ftrace_module_coming, self._ftrace_module_going)

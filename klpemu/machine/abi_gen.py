@@ -53,6 +53,9 @@ ENUMERATORS = [
     "PROBE_NOFAULT_RANGES",
     "EVENT_PID_MAX",
     "FILTER_STACK_MAX",
+    "SAVED_CMDLINES_PID_MAP",
+    "EVENT_ENABLED_CMDLINE",
+    "EVENT_ENABLED_PID_FORK",
 ]
 
 # Lengths of arrays: (Python name, struct, member).

@@ -28,6 +28,7 @@ enum klpemu_hypercall {
 	HC_KPROBE_CALLBACK = 20,	/* (which, probe, regs, arg) a kprobe handler that is Python */
 	HC_KPROBE_ENABLE = 21,		/* (kprobe, enable) enable_kprobe / disable_kprobe */
 	HC_KPROBE_DUMP = 22,		/* (kprobe) dump_kprobe */
+	HC_TRACE_SNAPSHOT = 23,		/* () a snapshot trigger: swap the top ring with its snapshot */
 	/* 23-31: reserved for kprobes */
 	HC_NR,
 };

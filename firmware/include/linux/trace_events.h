@@ -22,6 +22,7 @@ enum event_file_flags {
 	EVENT_FILE_FL_TRIGGER_MODE = 4,		/* has triggers */
 	EVENT_FILE_FL_FILTERED = 8,		/* has a filter */
 	EVENT_FILE_FL_PID_FILTER = 16,		/* set_event_pid applies */
+	EVENT_FILE_FL_TRIGGER_COND = 32,	/* a trigger needs the record: a filter, or runs after it */
 };
 
 /* A filter, compiled by the host into a postfix program of predicates. */
@@ -74,6 +75,7 @@ struct filter_pred {
 enum event_trigger_type {
 	ETT_NONE = 0,
 	ETT_TRACE_ONOFF = 1,
+	ETT_SNAPSHOT = 2,
 	ETT_EVENT_ENABLE = 4,
 	ETT_STACKTRACE = 8,
 };
@@ -81,7 +83,9 @@ enum event_trigger_type {
 struct event_trigger_data {
 	u8 trigger_type;	/* enum event_trigger_type */
 	u8 on;			/* traceon / enable_event: 1; traceoff / disable_event: 0 */
+	u8 post;		/* runs after the record is committed (traceoff, stacktrace) */
 	long count;		/* -1: unlimited */
+	struct filter_pred *filter;	/* `if FILTER`: acts only on records it matches */
 	struct trace_event_file *target;	/* enable_event's event */
 	struct event_trigger_data *next;
 };
@@ -94,17 +98,45 @@ struct trace_event_file {
 	struct event_trigger_data *triggers;
 };
 
-/* set_event_pid: the pids whose events are recorded (nr 0: every pid). */
+/*
+ * set_event_pid: the pids whose events are recorded (nr 0: every pid);
+ * set_event_notrace_pid: the pids whose events are not.
+ */
 struct trace_pid_list {
 	int nr;
 	pid_t pids[EVENT_PID_MAX];
 };
-extern struct trace_pid_list event_pid_list;
+extern struct trace_pid_list event_pid_list, event_notrace_pid_list;
+
+/*
+ * saved_cmdlines (kernel/trace/trace.c): the comms of the tasks switched
+ * while tracing records, so that a record of a task since gone still shows
+ * its name. The host allocates the tables; cmdline_num 0: nothing is saved.
+ * Saving is on while event_sched_switch.enabled has EVENT_ENABLED_CMDLINE.
+ */
+enum {
+	SAVED_CMDLINES_PID_MAP = 1024,	/* pids hash here; a slot holds its index + 1 */
+	EVENT_ENABLED_CMDLINE = 2,
+	EVENT_ENABLED_PID_FORK = 4,	/* options/event-fork: on sched_process_fork and _exit */
+};
+
+struct saved_cmdlines_buffer {
+	unsigned int cmdline_num;
+	unsigned int cmdline_idx;	/* the slot last taken */
+	unsigned int map_pid_to_cmdline[SAVED_CMDLINES_PID_MAP];
+	int *map_cmdline_to_pid;
+	char *saved_cmdlines;		/* cmdline_num comms of TASK_COMM_LEN */
+};
+extern struct saved_cmdlines_buffer savedcmd;
+
+/* The largest record a soft-disabled or tracing-off event fills for its triggers. */
+#define EVENT_TEMP_RECORD 512
 
 struct trace_event_buffer {
 	struct trace_event_file *file;
 	struct trace_entry *entry;
 	unsigned long len;
+	bool temp;		/* entry is the CPU's scratch record, never committed */
 };
 
 void *trace_event_buffer_reserve(struct trace_event_buffer *fbuffer, struct trace_event_file *file,

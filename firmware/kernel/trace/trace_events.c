@@ -11,9 +11,11 @@
 #include <linux/string.h>
 #include <linux/module.h>
 #include <linux/trace_events.h>
+#include <linux/trace.h>
+#include <klpemu/hypercall.h>
 #include <asm/ptrace.h>
 
-struct trace_pid_list event_pid_list;
+struct trace_pid_list event_pid_list, event_notrace_pid_list;
 
 struct trace_event_file event_sched_switch, event_sched_wakeup, event_sched_process_fork, event_sched_process_exit;
 struct trace_event_file event_irq_handler_entry, event_irq_handler_exit;
@@ -168,75 +170,161 @@ static notrace bool filter_match_preds(struct filter_pred *prog, void *rec)
 	return sp ? stack[sp - 1] : true;
 }
 
-/* event_triggers_call: a counted trigger acts only when it changes something, then counts down. */
-static notrace void event_triggers_call(struct trace_event_file *file)
+/* One trigger acting; a counted trigger acts only when it changes something, then counts down. */
+static notrace void event_trigger_act(struct event_trigger_data *data, unsigned long fp)
+{
+	bool changes;
+
+	if (!data->count)
+		return;
+	switch (data->trigger_type) {
+	case ETT_STACKTRACE:
+		__trace_stack(&global_trace, tracing_gen_ctx(), fp);
+		changes = true;
+		break;
+	case ETT_SNAPSHOT:	/* tracing_snapshot: the host swaps the rings */
+		hypercall(HC_TRACE_SNAPSHOT, 0, 0, 0);
+		changes = true;
+		break;
+	case ETT_TRACE_ONOFF:
+		changes = (!global_trace.buffer.record_disabled) != data->on;
+		if (changes)
+			WRITE_ONCE(global_trace.buffer.record_disabled, !data->on);
+		break;
+	case ETT_EVENT_ENABLE:
+		changes = (!(data->target->flags & EVENT_FILE_FL_SOFT_DISABLED)) != data->on;
+		if (changes) {
+			if (data->on)
+				data->target->flags &= ~EVENT_FILE_FL_SOFT_DISABLED;
+			else
+				data->target->flags |= EVENT_FILE_FL_SOFT_DISABLED;
+		}
+		break;
+	default:
+		changes = false;
+	}
+	if (changes && data->count > 0)
+		data->count--;
+}
+
+/*
+ * event_triggers_call: without a record (no trigger needs one) every trigger
+ * acts; with one, a trigger acts only on a record its filter matches, and a
+ * post trigger is left for event_triggers_post_call: the types returned.
+ */
+static notrace unsigned int event_triggers_call(struct trace_event_file *file, void *rec, unsigned long fp)
+{
+	struct event_trigger_data *data;
+	unsigned int tt = 0;
+
+	for (data = file->triggers; data; data = data->next) {
+		if (rec && data->filter && !filter_match_preds(data->filter, rec))
+			continue;
+		if (rec && data->post) {
+			tt |= data->trigger_type;
+			continue;
+		}
+		event_trigger_act(data, fp);
+	}
+	return tt;
+}
+
+/* The post triggers whose records matched, once the record is in the ring. */
+static notrace void event_triggers_post_call(struct trace_event_file *file, unsigned int tt, unsigned long fp)
 {
 	struct event_trigger_data *data;
 
-	for (data = file->triggers; data; data = data->next) {
-		bool changes;
-
-		if (!data->count)
-			continue;
-		switch (data->trigger_type) {
-		case ETT_TRACE_ONOFF:
-			changes = (!global_trace.buffer.record_disabled) != data->on;
-			if (changes)
-				WRITE_ONCE(global_trace.buffer.record_disabled, !data->on);
-			break;
-		case ETT_EVENT_ENABLE:
-			changes = (!(data->target->flags & EVENT_FILE_FL_SOFT_DISABLED)) != data->on;
-			if (changes) {
-				if (data->on)
-					data->target->flags &= ~EVENT_FILE_FL_SOFT_DISABLED;
-				else
-					data->target->flags |= EVENT_FILE_FL_SOFT_DISABLED;
-			}
-			break;
-		default:
-			changes = false;
-		}
-		if (changes && data->count > 0)
-			data->count--;
-	}
+	for (data = file->triggers; data; data = data->next)
+		if (data->post && (data->trigger_type & tt))
+			event_trigger_act(data, fp);
 }
 
-static notrace bool event_pid_ignored(pid_t other)
+/* Where a record goes that only triggers will see: tracing off, or the event soft-disabled. */
+static u64 event_temp_record[NR_CPUS][EVENT_TEMP_RECORD / 8];
+
+static notrace bool pid_listed(struct trace_pid_list *list, pid_t pid)
 {
-	int i, nr = READ_ONCE(event_pid_list.nr);
+	int i, nr = READ_ONCE(list->nr);
 
 	for (i = 0; i < nr; i++)
-		if (event_pid_list.pids[i] == current->pid || event_pid_list.pids[i] == other)
-			return false;
-	return true;
+		if (list->pids[i] == pid)
+			return true;
+	return false;
+}
+
+/* trace_ignore_this_task: a set_event_pid list that lacks pid, or set_event_notrace_pid's having it. */
+static notrace bool event_pid_ignore_task(pid_t pid)
+{
+	return (READ_ONCE(event_pid_list.nr) && !pid_listed(&event_pid_list, pid)) ||
+	       pid_listed(&event_notrace_pid_list, pid);
+}
+
+/*
+ * An event is left out when both current and the other task it is about
+ * (the task switched to, woken or forked; 0: none) are to be ignored.
+ */
+static notrace bool event_pid_ignored(pid_t other)
+{
+	if (!event_pid_ignore_task(current->pid))
+		return false;
+	if (other)
+		return event_pid_ignore_task(other);
+	return !READ_ONCE(event_pid_list.nr) || !pid_listed(&event_pid_list, 0);
 }
 
 notrace void *trace_event_buffer_reserve(struct trace_event_buffer *fbuffer, struct trace_event_file *file,
 					 unsigned long len, pid_t other_pid)
 {
 	u16 flags = READ_ONCE(file->flags);
+	struct trace_entry *entry;
+	unsigned int ctx;
 
-	if (flags & EVENT_FILE_FL_TRIGGER_MODE)
-		event_triggers_call(file);
-	if (flags & EVENT_FILE_FL_SOFT_DISABLED)
-		return NULL;
+	if (!(flags & EVENT_FILE_FL_TRIGGER_COND)) {
+		if (flags & EVENT_FILE_FL_TRIGGER_MODE)
+			event_triggers_call(file, NULL, *(unsigned long *)__builtin_frame_address(0));
+		if (flags & EVENT_FILE_FL_SOFT_DISABLED)
+			return NULL;
+	}
 	if ((flags & EVENT_FILE_FL_PID_FILTER) && event_pid_ignored(other_pid))
 		return NULL;
 	fbuffer->file = file;
 	fbuffer->len = len;
-	fbuffer->entry = trace_buffer_lock_reserve(&global_trace.buffer, file->event_type, len, tracing_gen_ctx());
-	return fbuffer->entry;
+	fbuffer->temp = false;
+	ctx = tracing_gen_ctx();
+	entry = NULL;
+	if (!(flags & EVENT_FILE_FL_SOFT_DISABLED))
+		entry = trace_buffer_lock_reserve(&global_trace.buffer, file->event_type, len, ctx);
+	if (!entry && (flags & EVENT_FILE_FL_TRIGGER_COND) && len <= EVENT_TEMP_RECORD) {
+		entry = (struct trace_entry *)event_temp_record[smp_processor_id()];
+		entry->type = file->event_type;
+		entry->flags = ctx >> 16;
+		entry->preempt_count = ctx & 0xff;
+		entry->pid = current->pid;
+		fbuffer->temp = true;
+	}
+	fbuffer->entry = entry;
+	return entry;
 }
 
-/* A record its filter rejects stays uncommitted: the reader never shows it. */
+/*
+ * A record its filter rejects stays uncommitted: the reader never shows it.
+ * Conditional and post triggers see the filled record first.
+ */
 notrace void trace_event_buffer_commit(struct trace_event_buffer *fbuffer)
 {
 	struct trace_event_file *file = fbuffer->file;
+	u16 flags = READ_ONCE(file->flags);
+	/* The event function's frame: a stack trace begins at the tracepoint's caller. */
+	unsigned long fp = *(unsigned long *)__builtin_frame_address(0);
+	unsigned int tt = 0;
 
-	if ((READ_ONCE(file->flags) & EVENT_FILE_FL_FILTERED) && file->filter &&
-	    !filter_match_preds(file->filter, fbuffer->entry))
-		return;
-	trace_buffer_unlock_commit(&global_trace.buffer, fbuffer->entry);
+	if (flags & EVENT_FILE_FL_TRIGGER_COND)
+		tt = event_triggers_call(file, fbuffer->entry, fp);
+	if (!fbuffer->temp && !(READ_ONCE(file->flags) & EVENT_FILE_FL_SOFT_DISABLED) &&
+	    !((flags & EVENT_FILE_FL_FILTERED) && file->filter && !filter_match_preds(file->filter, fbuffer->entry)))
+		trace_buffer_unlock_commit(&global_trace.buffer, fbuffer->entry);
+	if (tt)
+		event_triggers_post_call(file, tt, fp);
 }
 
 static notrace void set_data_loc(void *entry, u32 *loc, unsigned long offset, const char *str, unsigned long len)
@@ -263,10 +351,43 @@ static notrace long sched_switch_state(bool preempt, struct task_struct *prev)
 
 #define TASK_PRIO 120	/* every task is SCHED_NORMAL at nice 0 */
 
+struct saved_cmdlines_buffer savedcmd;
+
+/* trace_save_cmdline: a slot per pid, taken round robin; a new pid takes the oldest. */
+static notrace void tracing_record_cmdline(struct task_struct *tsk)
+{
+	unsigned int num = READ_ONCE(savedcmd.cmdline_num), tpid, idx;
+	char *comm;
+
+	if (!tsk->pid || !num)
+		return;
+	tpid = tsk->pid & (SAVED_CMDLINES_PID_MAP - 1);
+	idx = savedcmd.map_pid_to_cmdline[tpid];
+	if (!idx || idx > num) {
+		idx = (savedcmd.cmdline_idx + 1) % num;
+		savedcmd.map_pid_to_cmdline[tpid] = idx + 1;
+		savedcmd.cmdline_idx = idx;
+	} else {
+		idx--;
+	}
+	savedcmd.map_cmdline_to_pid[idx] = tsk->pid;
+	comm = savedcmd.saved_cmdlines + idx * TASK_COMM_LEN;
+	for (int i = 0; i < TASK_COMM_LEN; i++)	/* not memcpy: a traced function */
+		comm[i] = tsk->comm[i];
+}
+
 notrace void trace_event_raw_event_sched_switch(bool preempt, struct task_struct *prev, struct task_struct *next)
 {
 	struct trace_event_buffer fbuffer;
 	struct trace_event_raw_sched_switch *entry;
+	int enabled = READ_ONCE(event_sched_switch.enabled);
+
+	if (enabled & EVENT_ENABLED_CMDLINE) {
+		tracing_record_cmdline(prev);
+		tracing_record_cmdline(next);
+		if (!(enabled & ~EVENT_ENABLED_CMDLINE))
+			return;
+	}
 
 	entry = trace_event_buffer_reserve(&fbuffer, &event_sched_switch, sizeof(*entry), next->pid);
 	if (!entry)
@@ -296,10 +417,42 @@ notrace void trace_event_raw_event_sched_wakeup(struct task_struct *p)
 	trace_event_buffer_commit(&fbuffer);
 }
 
+/*
+ * options/event-fork (trace_filter_add_remove_task): a child of a listed
+ * task joins its parent's pid lists; an exiting task leaves them.
+ */
+static notrace void event_pid_fork(struct trace_pid_list *list, pid_t parent, pid_t child)
+{
+	int nr = READ_ONCE(list->nr);
+
+	if (nr < EVENT_PID_MAX && pid_listed(list, parent) && !pid_listed(list, child)) {
+		list->pids[nr] = child;
+		WRITE_ONCE(list->nr, nr + 1);
+	}
+}
+
+static notrace void event_pid_exit(struct trace_pid_list *list, pid_t pid)
+{
+	int i, j, nr = READ_ONCE(list->nr);
+
+	for (i = j = 0; i < nr; i++)
+		if (list->pids[i] != pid)
+			list->pids[j++] = list->pids[i];
+	WRITE_ONCE(list->nr, j);
+}
+
 notrace void trace_event_raw_event_sched_process_fork(struct task_struct *parent, struct task_struct *child)
 {
 	struct trace_event_buffer fbuffer;
 	struct trace_event_raw_sched_process_fork *entry;
+	int enabled = READ_ONCE(event_sched_process_fork.enabled);
+
+	if (enabled & EVENT_ENABLED_PID_FORK) {
+		event_pid_fork(&event_pid_list, parent->pid, child->pid);
+		event_pid_fork(&event_notrace_pid_list, parent->pid, child->pid);
+		if (!(enabled & ~EVENT_ENABLED_PID_FORK))
+			return;
+	}
 
 	entry = trace_event_buffer_reserve(&fbuffer, &event_sched_process_fork, sizeof(*entry), child->pid);
 	if (!entry)
@@ -311,7 +464,7 @@ notrace void trace_event_raw_event_sched_process_fork(struct task_struct *parent
 	trace_event_buffer_commit(&fbuffer);
 }
 
-notrace void trace_event_raw_event_sched_process_exit(struct task_struct *p)
+static notrace void sched_process_exit_record(struct task_struct *p)
 {
 	struct trace_event_buffer fbuffer;
 	struct trace_event_raw_sched_process_template *entry;
@@ -323,6 +476,19 @@ notrace void trace_event_raw_event_sched_process_exit(struct task_struct *p)
 	entry->pid = p->pid;
 	entry->prio = TASK_PRIO;
 	trace_event_buffer_commit(&fbuffer);
+}
+
+/* The task's own exit is recorded before it leaves the pid lists. */
+notrace void trace_event_raw_event_sched_process_exit(struct task_struct *p)
+{
+	int enabled = READ_ONCE(event_sched_process_exit.enabled);
+
+	if (enabled & ~EVENT_ENABLED_PID_FORK)
+		sched_process_exit_record(p);
+	if (enabled & EVENT_ENABLED_PID_FORK) {
+		event_pid_exit(&event_pid_list, p->pid);
+		event_pid_exit(&event_notrace_pid_list, p->pid);
+	}
 }
 
 notrace void trace_event_raw_event_irq_handler_entry(int irq, const char *name)

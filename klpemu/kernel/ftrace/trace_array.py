@@ -19,6 +19,7 @@ from .function_tracer import FunctionTracer
 from .graph_output import GraphPrinter
 from .graph_output import header as graph_header
 from .ring_buffer import BUF_PAGE_SIZE, DEFAULT_SIZE_KB, EVENT_HDR_SIZE, RingBuffer
+from .saved_cmdlines import SavedCmdlines
 from .trace_options import TraceOptions
 
 if TYPE_CHECKING:
@@ -83,11 +84,14 @@ class TraceArray:
             self.tracing.ft.unregister(ops)
         if self.current == "function_graph":
             graph.stop()
+        if self.current in ("function", "function_graph"):
+            self.tracing.saved_cmdlines.stop()
         self.current = name
         self.buffer.expand()
         self.buffer.reset()
         if name == "nop":
             return
+        self.tracing.saved_cmdlines.start()
         if name == "function_graph":
             graph.start(self)
         self.m.kernel.ftrace_pid.set_func(ops, self.m.image.addr(self._function_handler()))
@@ -103,6 +107,8 @@ class TraceArray:
             self.tracing.ft.unregister(ops)
             self.m.kernel.ftrace_pid.set_func(ops, self.m.image.addr(self._function_handler()))
             self.tracing.ft.register(ops)
+        if name == "event-fork" and self is self.tracing.top:
+            self.m.kernel.trace_events.files.set_event_fork(on)
         if name == "funcgraph-irqs" and self.tracing.graph.owner is self:
             self.tracing.graph.sync()
 
@@ -272,10 +278,26 @@ class Tracing:
         self._next_slot = 0
         self._slot_pages: dict[int, list[int]] = {}
         self.graph = FunctionGraph(machine, ftrace)
+        self.saved_cmdlines = SavedCmdlines(machine)
+        output.saved_cmdlines = self.saved_cmdlines
+        machine.hypercalls.register("HC_TRACE_SNAPSHOT", self._hc_snapshot)
         self.top = TraceArray(self, "", machine.var_addr("global_trace"), self._slot(), None)
         self.instances: dict[str, TraceArray] = {}
 
     # --- ring buffers ------------------------------------------------------------------------------
+
+    def alloc_snapshot(self) -> None:
+        """tracing_alloc_snapshot: the top array's snapshot buffer, empty, if it has none."""
+        top = self.top
+        if top.snapshot is None:
+            top.snapshot = self.spare_buffer(top)
+
+    def _hc_snapshot(self, *args: int) -> int:
+        """A snapshot trigger fired (tracing_snapshot): the top ring and its snapshot swap."""
+        top = self.top
+        if top.snapshot is not None:
+            top.buffer.swap(top.snapshot)
+        return 0
 
     def _slot(self) -> int:
         if self._free_slots:

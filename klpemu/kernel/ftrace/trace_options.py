@@ -14,6 +14,7 @@ GENERIC = {
     "sym-addr": False,
     "irq-info": True,
     "markers": True,
+    "event-fork": False,
 }
 
 # Each tracer's own options: listed in trace_options while it is the current tracer, in options/

@@ -24,6 +24,7 @@ from .trace_options import TraceOptions
 if TYPE_CHECKING:
     from ...machine.machine import Machine
     from .ring_buffer import RawRecord, RingBuffer
+    from .saved_cmdlines import SavedCmdlines
 
 IRQS_OFF, NEED_RESCHED, HARDIRQ, SOFTIRQ, PREEMPT_RESCHED = 0x01, 0x04, 0x08, 0x10, 0x20
 
@@ -116,6 +117,7 @@ class TraceOutput:
         self.m = machine
         self.events: dict[int, TraceEvent] = {}
         self.opts: TraceOptions = TraceOptions(())  # the options of the trace array being printed
+        self.saved_cmdlines: SavedCmdlines | None = None
         types = machine.types
         self.register(types.enum("TRACE_FN"), "ftrace_entry", self._print_fn)
         self.register(types.enum("TRACE_PRINT"), "print_entry", self._print_print)
@@ -209,8 +211,12 @@ class TraceOutput:
         return event.trace(rec)
 
     def comms(self) -> dict[int, str]:
-        """pid -> comm of the live tasks, as Linux's saved_cmdlines names a record's task."""
-        return {t.pid: t.comm for t in all_tasks(self.m) if not t.is_idle}
+        """pid -> comm: the saved_cmdlines the guest kept (a task since gone included), else the
+        live task's."""
+        live = {t.pid: t.comm for t in all_tasks(self.m) if not t.is_idle}
+        if self.saved_cmdlines is not None:
+            live.update(self.saved_cmdlines.comms())
+        return live
 
     def context(self, rec: Record, comms: dict[int, str], counter: bool = False) -> str:
         """The columns before the event's text: task-pid, CPU, flags (irq-info), timestamp."""

@@ -77,11 +77,18 @@ class TraceEvents:
         self.dynamic_events = DynamicEvents(self.kprobe_events, buffer.reset)
         self.files.on_first_enable = self._expand
         self.files.arm = self._arm
+        self.files.on_hook = self._record_cmd
         for i, event in enumerate(STATIC_EVENTS):
             self._add_static(event, FIRST_STATIC_ID + i)
 
     def _expand(self) -> None:
         self.buffer.expand()
+
+    def _record_cmd(self, on: bool) -> None:
+        """An event running saves the comms of the tasks switched (trace_event_enable_cmd_record)."""
+        saved = self.registry.output.saved_cmdlines
+        if saved is not None:
+            (saved.start if on else saved.stop)()
 
     def _arm(self, call: EventCall, on: bool) -> None:
         for event in self.kprobe_events.events.values():

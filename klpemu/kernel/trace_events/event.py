@@ -34,14 +34,24 @@ COMMON_FIELDS = (
 )
 
 
+POST_TRIGGERS = ("traceoff", "stacktrace")
+
+
 @dataclass
 class Trigger:
     """One event trigger (struct event_trigger_data): its command, count and target."""
 
-    name: str  # traceon, traceoff, enable_event, disable_event
+    name: str  # traceon, traceoff, stacktrace, enable_event, disable_event
     count: int  # -1: unlimited
     target: EventCall | None = None
     guest: int = 0  # its struct event_trigger_data
+    filter_text: str = ""  # `if FILTER`'s filter, as written
+    filter_mem: list[int] = field(default_factory=list)
+
+    @property
+    def post(self) -> bool:
+        """Acts after its event's record is in the ring (EVENT_CMD_FL_POST_TRIGGER)."""
+        return self.name in POST_TRIGGERS
 
     def key(self) -> tuple[str, str]:
         return self.name, (f"{self.target.system}:{self.target.name}" if self.target else "")

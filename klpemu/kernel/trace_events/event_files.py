@@ -9,7 +9,7 @@ from collections.abc import Callable
 from errno import EEXIST, EINVAL
 from typing import TYPE_CHECKING
 
-from ...abi import ETT, EVENT_FILE_FL, EVENT_PID_MAX, FILTER_CMP, FILTER_OP, FILTER_PRED_FN
+from ...abi import ETT, EVENT_ENABLED_PID_FORK, EVENT_FILE_FL, EVENT_PID_MAX, FILTER_CMP, FILTER_OP, FILTER_PRED_FN
 from ...errors import KlpemuError
 from .event import Trigger
 from .filter import FilterParseError, error_text, parse_filter
@@ -21,12 +21,21 @@ if TYPE_CHECKING:
     from .event import EventCall
 
 SOFT_MODE, SOFT_DISABLED = EVENT_FILE_FL["SOFT_MODE"], EVENT_FILE_FL["SOFT_DISABLED"]
-TRIGGER_MODE, FILTERED, PID_FILTER = (
+TRIGGER_MODE, FILTERED, PID_FILTER, TRIGGER_COND = (
     EVENT_FILE_FL["TRIGGER_MODE"],
     EVENT_FILE_FL["FILTERED"],
     EVENT_FILE_FL["PID_FILTER"],
+    EVENT_FILE_FL["TRIGGER_COND"],
 )
-TRIGGERS = ("traceon", "traceoff", "enable_event", "disable_event")
+TRIGGERS = ("traceon", "traceoff", "snapshot", "stacktrace", "enable_event", "disable_event")
+TRIGGER_TYPES = {
+    "traceon": "TRACE_ONOFF",
+    "traceoff": "TRACE_ONOFF",
+    "snapshot": "SNAPSHOT",
+    "stacktrace": "STACKTRACE",
+    "enable_event": "EVENT_ENABLE",
+    "disable_event": "EVENT_ENABLE",
+}
 
 
 class EventFiles:
@@ -34,12 +43,15 @@ class EventFiles:
         self.m = machine
         self.registry = registry
         self.error_log = error_log
-        self.pids: list[int] = []
         self.system_filters: dict[str, str] = {}
         # Called before an event records for the first time (the ring gets its full size) and
         # when a kprobe event is switched (its kprobes are armed or disarmed).
         self.on_first_enable: Callable[[], None] = lambda: None
         self.arm: Callable[[EventCall, bool], None] = lambda call, on: None
+        # Called when an event starts or stops running (on or in soft mode): saved_cmdlines.
+        self.on_hook: Callable[[bool], None] = lambda on: None
+        # A snapshot trigger allocates the top trace array's snapshot buffer (tracing_alloc_snapshot).
+        self.alloc_snapshot: Callable[[], None] = lambda: None
 
     # --- guest files ---------------------------------------------------------------------------
 
@@ -52,8 +64,8 @@ class EventFiles:
     def _update(self, call: EventCall, *, enabled: bool | None = None, set_: int = 0, clear: int = 0) -> None:
         for addr in call.files:
             f = self._file(addr)
-            if enabled is not None:
-                f.enabled = int(enabled)
+            if enabled is not None:  # other bits are not the event's (saved_cmdlines' on sched_switch)
+                f.enabled = (int(f.enabled) & ~1) | int(enabled)
             f.flags = (int(f.flags) | set_) & ~clear
 
     def attach(self, call: EventCall, addr: int) -> None:
@@ -64,7 +76,7 @@ class EventFiles:
         f.event_type = call.id
         if src is not None:
             f.enabled, f.flags, f.filter, f.triggers = src.enabled, src.flags, src.filter, src.triggers
-        elif self.pids:
+        elif self.pids or self.notrace_pids:
             f.flags = PID_FILTER
 
     # --- enable --------------------------------------------------------------------------------
@@ -89,6 +101,7 @@ class EventFiles:
             self.on_first_enable()
             if not call.soft_refs:
                 self.arm(call, True)
+                self.on_hook(True)
             call.enabled = True
             self._update(call, enabled=True, clear=SOFT_DISABLED)
         else:
@@ -98,6 +111,7 @@ class EventFiles:
             else:
                 self._update(call, enabled=False)
                 self.arm(call, False)
+                self.on_hook(False)
 
     def soft_enable(self, call: EventCall, on: bool) -> None:
         """A trigger takes (on) or lets go of (off) soft mode on call."""
@@ -107,6 +121,7 @@ class EventFiles:
                 self.on_first_enable()
                 if not call.enabled:
                     self.arm(call, True)
+                    self.on_hook(True)
                     self._update(call, enabled=True, set_=SOFT_MODE | SOFT_DISABLED)
                 else:
                     self._update(call, set_=SOFT_MODE)
@@ -116,6 +131,7 @@ class EventFiles:
                 if not call.enabled:
                     self._update(call, enabled=False, clear=SOFT_MODE | SOFT_DISABLED)
                     self.arm(call, False)
+                    self.on_hook(False)
                 else:
                     self._update(call, clear=SOFT_MODE | SOFT_DISABLED)
 
@@ -223,10 +239,17 @@ class EventFiles:
         call.filter_text = text + "\n"
 
     def _write_program(self, call: EventCall, program) -> None:
+        base = self._build_program(program, call.filter_mem)
+        for addr in call.files:
+            self._file(addr).filter = base
+        self._update(call, set_=FILTERED)
+
+    def _build_program(self, program, mem: list[int]) -> int:
+        """The guest's struct filter_pred array for program; its allocations go into mem."""
         m = self.m
         size = m.types.sizeof("filter_pred")
         base = m.heap.kzalloc(size * (len(program) + 1))
-        call.filter_mem.append(base)
+        mem.append(base)
         for i, step in enumerate(program):
             v = m.struct("filter_pred", base + i * size)
             v.op = FILTER_OP[step.op]
@@ -241,12 +264,10 @@ class EventFiles:
                     raw = pred.pattern.encode() + b"\0"
                     s = m.heap.kzalloc(len(raw))
                     m.mem.write(s, raw)
-                    call.filter_mem.append(s)
+                    mem.append(s)
                     v.str = s
         m.struct("filter_pred", base + len(program) * size).op = FILTER_OP["END"]
-        for addr in call.files:
-            self._file(addr).filter = base
-        self._update(call, set_=FILTERED)
+        return base
 
     # --- triggers ------------------------------------------------------------------------------
 
@@ -257,16 +278,21 @@ class EventFiles:
         for t in call.triggers:
             count = int(self.m.struct("event_trigger_data", t.guest).count)
             target = f":{t.target.system}:{t.target.name}" if t.target else ""
-            out.append(f"{t.name}{target}:{'unlimited' if count < 0 else f'count={count}'}\n")
+            cond = f" if {t.filter_text}" if t.filter_text else ""
+            out.append(f"{t.name}{target}:{'unlimited' if count < 0 else f'count={count}'}{cond}\n")
         return "".join(out)
 
     def write_trigger(self, call: EventCall, data: str, find: Callable[[str, str], EventCall | None]) -> None:
-        """event_trigger_write: `[!]CMD[:SYS:EVENT][:COUNT]`; `if FILTER` is not taken here."""
+        """event_trigger_write: `[!]CMD[:SYS:EVENT][:COUNT] [if FILTER]`."""
         text = data.strip()
         if not text:
             return
-        if " if " in f" {text} " or text.startswith("if "):
-            raise KlpemuError("conditional triggers are not supported", EINVAL)
+        text, cond = (text.split(None, 1) + [""])[:2]
+        filter_text = ""
+        if cond:
+            if cond[:2] != "if" or (len(cond) > 2 and not cond[2].isspace()):
+                raise KlpemuError(f"{cond}: expected `if FILTER`", EINVAL)
+            filter_text = cond[2:].strip()
         remove = text.startswith("!")
         parts = text.lstrip("!").split(":")
         name = parts[0]
@@ -287,7 +313,7 @@ class EventFiles:
                 count = int(rest[0], 0)
             except ValueError:
                 raise KlpemuError(f"{rest[0]}: not a count", EINVAL) from None
-        trig = Trigger(name, count, target)
+        trig = Trigger(name, count, target, filter_text=filter_text)
         existing = next((t for t in call.triggers if t.key() == trig.key()), None)
         if remove:
             if existing is not None:
@@ -297,13 +323,25 @@ class EventFiles:
             raise KlpemuError(f"{name} is already set", EEXIST)
         if name.startswith("trace") and any(t.name.startswith("trace") for t in call.triggers):
             raise KlpemuError("a traceon/traceoff trigger is already set", EEXIST)
-        self._add_trigger(call, trig)
+        program = None
+        if filter_text:
+            try:
+                program = parse_filter(filter_text, call)
+            except FilterParseError as e:
+                self.error_log.log("event filter parser", filter_text, str(e), e.pos)
+                raise
+        self._add_trigger(call, trig, program)
 
-    def _add_trigger(self, call: EventCall, trig: Trigger) -> None:
+    def _add_trigger(self, call: EventCall, trig: Trigger, program=None) -> None:
         m = self.m
         trig.guest = m.heap.kzalloc(m.types.sizeof("event_trigger_data"))
         v = m.struct("event_trigger_data", trig.guest)
-        v.trigger_type = ETT["TRACE_ONOFF"] if trig.name.startswith("trace") else ETT["EVENT_ENABLE"]
+        v.post = int(trig.post)
+        if trig.name == "snapshot":
+            self.alloc_snapshot()
+        if program is not None:
+            v.filter = self._build_program(program, trig.filter_mem)
+        v.trigger_type = ETT[TRIGGER_TYPES[trig.name]]
         v.on = int(trig.name in ("traceon", "enable_event"))
         v.count = trig.count
         if trig.target is not None:
@@ -311,13 +349,17 @@ class EventFiles:
             v.target = trig.target.files[0] if trig.target.files else 0
         call.triggers.append(trig)
         self._link_triggers(call)
+        self.soft_enable(call, True)  # the event runs for its triggers (trace_event_trigger_enable_disable)
 
     def _remove_trigger(self, call: EventCall, trig: Trigger) -> None:
         call.triggers.remove(trig)
         self._link_triggers(call)
+        self.soft_enable(call, False)
         if trig.target is not None:
             self.soft_enable(trig.target, False)
         self.m.heap.free(trig.guest)
+        for addr in trig.filter_mem:
+            self.m.heap.free(addr)
 
     def _link_triggers(self, call: EventCall) -> None:
         for i, t in enumerate(call.triggers):
@@ -330,6 +372,10 @@ class EventFiles:
             self._update(call, set_=TRIGGER_MODE)
         else:
             self._update(call, clear=TRIGGER_MODE)
+        if any(t.filter_text or t.post for t in call.triggers):
+            self._update(call, set_=TRIGGER_COND)
+        else:
+            self._update(call, clear=TRIGGER_COND)
 
     def release(self, call: EventCall) -> None:
         """An event going away (a kprobe event deleted): its filter, triggers and soft mode."""
@@ -339,11 +385,43 @@ class EventFiles:
 
     # --- set_event_pid -------------------------------------------------------------------------
 
+    # The guest's lists are the truth: with options/event-fork it adds children and drops the exited.
+
+    def _read_pid_list(self, var: str) -> list[int]:
+        table = self.m.var(var)
+        raw = self.m.mem.read(table.addr_of("pids"), 4 * int(table.nr))
+        return [int.from_bytes(raw[i : i + 4], "little", signed=True) for i in range(0, len(raw), 4)]
+
+    @property
+    def pids(self) -> list[int]:
+        return self._read_pid_list("event_pid_list")
+
+    @property
+    def notrace_pids(self) -> list[int]:
+        return self._read_pid_list("event_notrace_pid_list")
+
     def pid_text(self) -> str:
         return "".join(f"{p}\n" for p in self.pids)
 
+    def notrace_pid_text(self) -> str:
+        return "".join(f"{p}\n" for p in self.notrace_pids)
+
     def write_pids(self, data: str, append: bool = False) -> None:
-        pids = list(self.pids) if append else []
+        self._write_pid_list("event_pid_list", self.pids, data, append)
+
+    def write_notrace_pids(self, data: str, append: bool = False) -> None:
+        self._write_pid_list("event_notrace_pid_list", self.notrace_pids, data, append)
+
+    def set_event_fork(self, on: bool) -> None:
+        """options/event-fork: the guest's fork and exit events keep the pid lists."""
+        for name in ("sched_process_fork", "sched_process_exit"):
+            f = self.m.var(f"event_{name}")
+            f.enabled = (int(f.enabled) & ~EVENT_ENABLED_PID_FORK) | (EVENT_ENABLED_PID_FORK if on else 0)
+
+    def _write_pid_list(self, var: str, old: list[int], data: str, append: bool) -> None:
+        """set_event_pid and set_event_notrace_pid: the guest's list, and PID_FILTER on every event
+        while either has pids."""
+        pids = list(old) if append else []
         for word in data.split():
             if not word.isdigit():
                 raise KlpemuError(f"{word}: not a pid", EINVAL)
@@ -351,14 +429,14 @@ class EventFiles:
                 pids.append(int(word))
         if len(pids) > EVENT_PID_MAX:
             raise KlpemuError("too many pids", EINVAL)
-        self.pids = pids
-        table = self.m.var("event_pid_list")
+        table = self.m.var(var)
         base = table.addr_of("pids")
         for i, pid in enumerate(pids):
             self.m.mem.write(base + 4 * i, pid.to_bytes(4, "little", signed=True))
         table.nr = len(pids)
+        on = bool(self.pids or self.notrace_pids)
         for call in self.registry.calls:
-            if pids:
+            if on:
                 self._update(call, set_=PID_FILTER)
             else:
                 self._update(call, clear=PID_FILTER)
