@@ -162,3 +162,16 @@ def test_a_section_flagged_compressed_is_refused_as_a_bad_elf(fuzzer):
         "test_klp_mod_target.ko: not a valid module ELF (Error -3 while decompressing data: incorrect header check)"
     )
     assert m.kernel.modules.list() == [] and m.kernel.check_consistency() == []
+
+
+def test_a_module_state_no_enumerator_has_is_shown_as_its_number(fuzzer):
+    # A module's own damaged code may write over its struct module: a state outside
+    # MODULE_STATE_* escaped as StopIteration from Modules.state (found as seed 1, input 3235:
+    # test_klp_kprobe.ko with a symbol's st_value set to -1).
+    m = fuzzer._restore().machine
+    mods = m.kernel.modules
+    mods.load(shipped_module("hello.ko").read_bytes(), filename="hello.ko")
+    mod = mods.loaded["hello"]
+    mod.struct.state = 0x5A5A
+    assert mods.state(mod) == str(0x5A5A)
+    assert mods.module_flags(mod) == ""

@@ -84,12 +84,16 @@ class Modules:
         return None
 
     def state(self, mod: Module) -> str:
-        """MODULE_STATE_* of the guest struct, as its enumerator name."""
+        """MODULE_STATE_* of the guest struct, as its enumerator name; a value no enumerator has
+        (the module's own code may have written over its struct) is shown as the number."""
         value = mod.struct.state
         return next(
-            n
-            for n in ("MODULE_STATE_LIVE", "MODULE_STATE_COMING", "MODULE_STATE_GOING", "MODULE_STATE_UNFORMED")
-            if self.m.types.enum(n) == value
+            (
+                n
+                for n in ("MODULE_STATE_LIVE", "MODULE_STATE_COMING", "MODULE_STATE_GOING", "MODULE_STATE_UNFORMED")
+                if self.m.types.enum(n) == value
+            ),
+            str(value),
         )
 
     def module_flags(self, mod: Module, show_state: bool = True) -> str:
