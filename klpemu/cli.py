@@ -21,6 +21,11 @@ from .system import System
 # divisors of 1000.
 CPU_MHZ = tuple(mhz for mhz in range(1000, 0, -1) if 1000 % mhz == 0)
 DEFAULT_CPU_MHZ = 1000  # insn_ns = 1, as MachineConfig has it: the tests' counts and transcripts
+# A person at a terminal: an emulated second of a busy CPU costs about a second of host time
+# (10^8 instructions, uncounted), instead of about 28 s at the scripted default.
+INTERACTIVE_CPU_MHZ = 100
+INTERACTIVE_SLICING = "uncounted"
+SLICINGS = ("counted", "uncounted")
 MEM_MB_MIN, MEM_MB_MAX = 64, 4096
 KLP_BUILD_HELP = "build a livepatch module from a source patch (git diff form) against firmware/ (needs gcc)"
 
@@ -63,12 +68,21 @@ def _machine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cpu-mhz",
         type=cpu_mhz,
-        default=DEFAULT_CPU_MHZ,
+        default=None,
         metavar="MHZ",
-        help=f"emulated clock: each instruction takes 1000/MHZ ns of emulated time (default {DEFAULT_CPU_MHZ}); "
-        "slower clocks pass emulated time in fewer instructions",
+        help=f"emulated clock: each instruction takes 1000/MHZ ns of emulated time (default {DEFAULT_CPU_MHZ}, "
+        f"{INTERACTIVE_CPU_MHZ} for `shell` on a terminal); slower clocks pass emulated time in fewer instructions",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the CPU interleaving (default 0)")
+    p.add_argument(
+        "--slicing",
+        choices=SLICINGS,
+        default=None,
+        help="counted: Unicorn counts each CPU's slice to the instruction (the default); uncounted: slices "
+        "end at translation-block boundaries and a CPU running alone runs to the next tick, about twice "
+        f"as fast, as deterministic for a seed but interleaved differently (the default of `shell` on a "
+        f"terminal, with --cpu-mhz {INTERACTIVE_CPU_MHZ})",
+    )
     p.add_argument("--cmdline", default=DEFAULT_CMDLINE, help="kernel command line")
     p.add_argument("--image", default=None, help="kernel image (default: the shipped one)")
     p.add_argument(
@@ -86,21 +100,25 @@ def _machine_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _config(args: argparse.Namespace) -> MachineConfig:
+def _config(args: argparse.Namespace, *, interactive: bool = False) -> MachineConfig:
+    """The machine the options ask for; what they leave out follows interactive use or scripted use."""
+    mhz = args.cpu_mhz or (INTERACTIVE_CPU_MHZ if interactive else DEFAULT_CPU_MHZ)
+    slicing = args.slicing or (INTERACTIVE_SLICING if interactive else "counted")
     return MachineConfig(
         image=args.image,
         cpus=args.cpus,
         seed=args.seed,
         cmdline=args.cmdline,
-        insn_ns=1000 // args.cpu_mhz,
+        insn_ns=1000 // mhz,
         consistency_model=args.consistency_model,
         klp_stack_check=args.klp_stack_check,
         mem_mb=args.mem_mb,
+        uncounted=slicing == "uncounted",
     )
 
 
-def _system(args: argparse.Namespace) -> System:
-    return System(_config(args)).boot()
+def _system(args: argparse.Namespace, *, interactive: bool = False) -> System:
+    return System(_config(args, interactive=interactive)).boot()
 
 
 def cmd_boot(args: argparse.Namespace) -> int:
@@ -127,12 +145,20 @@ def cmd_shell(args: argparse.Namespace) -> int:
         except OSError as e:
             print(f"klpemu: {args.script}: {e.strerror}", file=sys.stderr)
             return 1
-    shell = Shell(_system(args))
     if args.command is None and script is None:
         if args.timeline is not None:
             print("klpemu: --timeline needs -c or --script", file=sys.stderr)
             return 2
+        interactive = sys.stdin.isatty()
+        shell = Shell(_system(args, interactive=interactive))
+        if interactive:
+            cfg = shell.machine.config
+            print(
+                f"klpemu: emulated clock {1000 // cfg.insn_ns} MHz, {'uncounted' if cfg.uncounted else 'counted'} "
+                f"slices (scripts default to --cpu-mhz {DEFAULT_CPU_MHZ} --slicing counted)"
+            )
         return Terminal(shell).run()
+    shell = Shell(_system(args))
     install_sigint(shell)
     shell.echoed_ctrl_c = tty_echoes_ctrl_c(sys.stdin)
     return _recorded(args, lambda: shell.machine, lambda: shell.run_line(args.command or script or ""))

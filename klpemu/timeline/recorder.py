@@ -151,9 +151,9 @@ class Recorder:
         m = self.m
         runner = type(m)._execute
 
-        def execute(cpu: CPU, budget: int) -> list[str]:
+        def execute(cpu: CPU, budget: int, *, exact: bool = False) -> list[str]:
             self.before_slice(cpu)
-            events = runner(m, cpu, budget)
+            events = runner(m, cpu, budget, exact=exact)
             self.after_slice()
             return events
 
