@@ -319,20 +319,20 @@ def main(argv: list[str] | None = None) -> int:
     _machine_args(p)
     _timeline_args(p, "part 2")
     p.set_defaults(fn=cmd_demo)
+    # The commands below bring in much (capstone, the labs, klp-build): their options are added,
+    # and their modules imported, only when the command line names them, so a shell starts sooner.
+    chosen = next((a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")), None)
     p = sub.add_parser(
         "kpatch",
         help="boot, then run one kpatch command (load, unload, list, info)",
         description="Boot, then run one kpatch command on the machine.",
-        epilog=_kpatch_verbs(),
+        epilog=_kpatch_verbs() if chosen == "kpatch" else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _machine_args(p)
     _timeline_args(p, "the command's timeline")
     p.add_argument("args", nargs=argparse.REMAINDER, help="the kpatch command and its arguments")
     p.set_defaults(fn=cmd_kpatch)
-    # The commands below bring in much (capstone, the labs, klp-build): their options are added,
-    # and their modules imported, only when the command line names them, so a shell starts sooner.
-    chosen = next((a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")), None)
     p = sub.add_parser(
         "bench", help="the handler overhead of each ftrace, livepatch and kprobe configuration, beside bare Unicorn"
     )

@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import re
 from errno import EINVAL
+from functools import cache
 from typing import TYPE_CHECKING
-
-from capstone import CS_ARCH_X86, CS_MODE_64, CS_OPT_SYNTAX_ATT, Cs
 
 from .errors import KlpemuError
 
 if TYPE_CHECKING:
+    from capstone import Cs
+
     from .machine.machine import Machine
 
-_cs = Cs(CS_ARCH_X86, CS_MODE_64)
-_cs.syntax = CS_OPT_SYNTAX_ATT
 _HEX = re.compile(r"0x(ffffffff[0-9a-f]{8})")
 _BIG_DECIMAL = re.compile(r"\$(\d{7,})")
+
+
+@cache
+def _cs() -> Cs:
+    from capstone import CS_ARCH_X86, CS_MODE_64, CS_OPT_SYNTAX_ATT, Cs
+
+    cs = Cs(CS_ARCH_X86, CS_MODE_64)
+    cs.syntax = CS_OPT_SYNTAX_ATT
+    return cs
 
 
 def _hex_immediates(op_str: str) -> str:
@@ -53,7 +61,7 @@ def _annotate(machine: Machine, mnemonic: str, op_str: str) -> str:
 def insn_at(machine: Machine, addr: int) -> tuple[int, bytes, str]:
     """(size, bytes, text) of the instruction at addr, as it is in guest memory now."""
     code = machine.mem.read(addr, 16)
-    insn = next(_cs.disasm(code, addr), None)
+    insn = next(_cs().disasm(code, addr), None)
     if insn is None:
         return 1, code[:1], "(bad)"
     return insn.size, bytes(insn.bytes), _annotate(machine, insn.mnemonic, insn.op_str)
@@ -73,7 +81,7 @@ def disassemble_function(machine: Machine, name: str) -> str:
     where = f" [{sym.module}]" if sym.module else ""
     lines = [f"Dump of {sym.name}{where} ({'sympos ' + str(sym.sympos) + ', ' if dups else ''}0x{sym.size:x} bytes):"]
     end = 0
-    for insn in _cs.disasm(code, sym.addr):
+    for insn in _cs().disasm(code, sym.addr):
         raw = " ".join(f"{b:02x}" for b in insn.bytes)
         lines.append(
             f"  {insn.address:016x} <+{insn.address - sym.addr}>:\t{raw:<24}\t"

@@ -8,9 +8,6 @@ from dataclasses import dataclass
 from errno import ENOENT, ENOEXEC
 from pathlib import Path
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-
 from .errors import KlpemuError
 from .kernel.module import is_host_file, shipped_modules_dir
 from .machine.kstr import kstr
@@ -65,6 +62,9 @@ def find_module_file(arg: str) -> ModuleFile | None:
 
 def read_modinfo(path: Path) -> list[tuple[str, str]]:
     """The (tag, value) pairs of the file's .modinfo section, in the section's order."""
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+
     try:
         with open(path, "rb") as f:
             elf = ELFFile(f)

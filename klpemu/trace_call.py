@@ -44,9 +44,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from errno import EAGAIN, EINVAL, EIO
+from functools import cache
 from typing import TYPE_CHECKING, NamedTuple
 
-from capstone import CS_ARCH_X86, CS_MODE_64, CS_OPT_SYNTAX_ATT, Cs
 from unicorn import UC_HOOK_CODE
 
 from .disasm import insn_at
@@ -55,6 +55,8 @@ from .machine.cpu import GPRS
 from .machine.machine import GuestStopped
 
 if TYPE_CHECKING:
+    from capstone import Cs
+
     from .machine.machine import Machine
 
 SEQ_BUF_SIZE = 4096
@@ -90,8 +92,15 @@ HANDLER_ROLES = {
 HOST_FUNC = "ftrace_host_func"
 DISPATCH = ("list function", "assist")
 NOP5 = bytes.fromhex("0f1f440000")
-_cs = Cs(CS_ARCH_X86, CS_MODE_64)
-_cs.syntax = CS_OPT_SYNTAX_ATT
+
+
+@cache
+def _cs() -> Cs:
+    from capstone import CS_ARCH_X86, CS_MODE_64, CS_OPT_SYNTAX_ATT, Cs
+
+    cs = Cs(CS_ARCH_X86, CS_MODE_64)
+    cs.syntax = CS_OPT_SYNTAX_ATT
+    return cs
 
 
 @dataclass
@@ -579,7 +588,7 @@ def _label(
 
 
 def _decode(raw: bytes, addr: int) -> str:
-    insn = next(_cs.disasm(raw, addr), None)
+    insn = next(_cs().disasm(raw, addr), None)
     return "(bad)" if insn is None else f"{insn.mnemonic:<7} {insn.op_str}".rstrip()
 
 

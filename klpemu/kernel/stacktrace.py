@@ -12,15 +12,15 @@ the stack unreliable, and the reason is kept so a person can see it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING
-
-from capstone import CS_ARCH_X86, CS_MODE_64, Cs
 
 from .ftrace.fgraph import ftrace_graph_ret_addr
 from .kprobes.kretprobe import kretprobe_find_ret_addr
 
 if TYPE_CHECKING:
+    from capstone import Cs
+
     from ..machine.image import KernelImage
     from ..machine.machine import Machine
     from .tasks import Task
@@ -67,14 +67,18 @@ class StackTrace:
         return "".join(f"[<0>] {f.symbol}\n" for f in self.kernel_frames)
 
 
-_cs = Cs(CS_ARCH_X86, CS_MODE_64)
+@cache
+def _cs() -> Cs:
+    from capstone import CS_ARCH_X86, CS_MODE_64, Cs
+
+    return Cs(CS_ARCH_X86, CS_MODE_64)
 
 
 @lru_cache(maxsize=4096)
 def _prologue(code: bytes, start: int) -> tuple[int | None, int | None]:
     """Addresses of `push %rbp` and `mov %rsp,%rbp` in a function's first instructions."""
     push = mov = None
-    for insn in _cs.disasm(code, start):
+    for insn in _cs().disasm(code, start):
         if insn.mnemonic == "push" and insn.op_str == "rbp" and push is None:
             push = insn.address
         elif insn.mnemonic == "mov" and insn.op_str == "rbp, rsp":
@@ -180,7 +184,7 @@ class Unwinder:
             return None
         code = m.mem.read(fn.addr, min(fn.size, 64))
         push, mov = _prologue(code, fn.addr)
-        insn = next(_cs.disasm(m.mem.read(ip, 16), ip), None)
+        insn = next(_cs().disasm(m.mem.read(ip, 16), ip), None)
         if (insn is not None and insn.mnemonic == "ret") or push is None or ip <= push:
             slot = sp  # at entry, after a frameless leaf's pushes or before the ret: on top
         elif mov is not None and ip <= mov:

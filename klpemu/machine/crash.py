@@ -2,28 +2,38 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import TYPE_CHECKING
 
-from capstone import CS_AC_WRITE, CS_ARCH_X86, CS_MODE_64, Cs
-from capstone.x86 import X86_OP_MEM
 from unicorn import UcError
 from unicorn import x86_const as x
 
 from .oops import Oops, format_registers, page_fault_headline
 
 if TYPE_CHECKING:
+    from capstone import Cs
+
     from .cpu import CPU
     from .machine import Machine
 
 TRAP_NAMES = {0: "divide error", 3: "int3", 6: "invalid opcode", 13: "general protection fault"}
 
-_cs = Cs(CS_ARCH_X86, CS_MODE_64)
-_cs.detail = True
+
+@cache
+def _cs() -> Cs:
+    from capstone import CS_ARCH_X86, CS_MODE_64, Cs
+
+    cs = Cs(CS_ARCH_X86, CS_MODE_64)
+    cs.detail = True
+    return cs
 
 
 def _writes_memory(machine: Machine, rip: int) -> bool:
+    from capstone import CS_AC_WRITE
+    from capstone.x86 import X86_OP_MEM
+
     try:
-        insn = next(_cs.disasm(machine.mem.read(rip, 16), rip), None)
+        insn = next(_cs().disasm(machine.mem.read(rip, 16), rip), None)
     except Exception:
         return False
     if insn is None:

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from errno import EFAULT, EINVAL, ENOEXEC
 from functools import cached_property
 from pathlib import Path
-
-from elftools.elf.elffile import ELFFile
-from elftools.elf.sections import SymbolTableSection
+from typing import TYPE_CHECKING
 
 from ..errors import KlpemuError
+
+if TYPE_CHECKING:
+    from elftools.elf.elffile import ELFFile
 
 ELF64_SYM = struct.Struct("<IBBHQQ")  # st_name, st_info, st_other, st_shndx, st_value, st_size
 STT_OBJECT, STT_FUNC, STT_SECTION, STT_FILE = 1, 2, 3, 4
@@ -21,6 +22,87 @@ STB_LOCAL = 0
 SHN_UNDEF = 0
 
 PF_X, PF_W = 1, 2
+
+ELF64_EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
+ELF64_PHDR = struct.Struct("<IIQQQQQQ")  # p_type, p_flags, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_align
+ELF64_SHDR = struct.Struct("<IIQQQQIIQQ")  # sh_name, sh_type, sh_flags, sh_addr, sh_offset, sh_size, sh_link, ...
+EM_X86_64 = 62
+PT_LOAD = 1
+SHT_SYMTAB, SHT_STRTAB, SHT_NOBITS = 2, 3, 8
+SHF_COMPRESSED = 0x800
+
+
+class RawElf:
+    """The load segments and sections of a plain little-endian x86_64 ELF64 file, read with
+    struct: what a boot needs of the image, without pyelftools (slow to import and to parse).
+    The constructor raises ValueError for any other file, which pyelftools then reads."""
+
+    def __init__(self, raw: bytes):
+        if len(raw) < ELF64_EHDR.size:
+            raise ValueError("short")
+        (
+            ident,
+            _type,
+            machine,
+            _version,
+            _entry,
+            phoff,
+            shoff,
+            _flags,
+            _ehsize,
+            phentsize,
+            phnum,
+            shentsize,
+            shnum,
+            shstrndx,
+        ) = ELF64_EHDR.unpack_from(raw)
+        if ident[:6] != b"\x7fELF\x02\x01" or machine != EM_X86_64:
+            raise ValueError("not a little-endian x86_64 ELF64 file")
+        if phentsize != ELF64_PHDR.size or shentsize != ELF64_SHDR.size or not shoff or not 0 < shnum < 0xFF00:
+            raise ValueError("unusual headers")
+        if (
+            phnum >= 0xFFFF
+            or not shstrndx < shnum
+            or max(phoff + phnum * phentsize, shoff + shnum * shentsize) > len(raw)
+        ):
+            raise ValueError("headers out of the file")
+        self.segments = [
+            Segment(vaddr, memsz, raw[off : off + filesz], bool(flags & PF_W), bool(flags & PF_X))
+            for p_type, flags, off, vaddr, _paddr, filesz, memsz, _align in (
+                ELF64_PHDR.unpack_from(raw, phoff + i * phentsize) for i in range(phnum)
+            )
+            if p_type == PT_LOAD
+        ]
+        self._raw = raw
+        self.headers = [ELF64_SHDR.unpack_from(raw, shoff + i * shentsize) for i in range(shnum)]
+        names = self._data(self.headers[shstrndx])
+        self.by_name: dict[str, int] = {}  # the last section of a name, as pyelftools has it
+        for i, h in enumerate(self.headers):
+            self.by_name[names[h[0] : names.index(b"\0", h[0])].decode("utf-8")] = i
+
+    def _data(self, header: tuple) -> bytes:
+        _name, sh_type, sh_flags, _addr, off, size = header[:6]
+        if sh_type == SHT_NOBITS:
+            return bytes(size)
+        if sh_flags & SHF_COMPRESSED:
+            raise ValueError("a compressed section")
+        return self._raw[off : off + size]
+
+    def section(self, name: str) -> tuple[int, bytes] | None:
+        """The address and bytes of the section of that name, or None. ValueError: compressed."""
+        i = self.by_name.get(name)
+        return None if i is None else (self.headers[i][3], self._data(self.headers[i]))
+
+    def symtab(self) -> tuple[bytes, bytes]:
+        """The bytes of .symtab and of its string table."""
+        i = self.by_name.get(".symtab")
+        sec = None if i is None else self.headers[i]
+        if sec is None or sec[1] != SHT_SYMTAB or not 0 < sec[6] < len(self.headers):
+            raise ValueError("no plain .symtab")
+        strtab = self.headers[sec[6]]
+        if strtab[1] != SHT_STRTAB:
+            raise ValueError("the .symtab's string table is not one")
+        return self._data(sec), self._data(strtab)
 
 
 @dataclass(frozen=True)
@@ -64,24 +146,65 @@ class KernelImage:
             self._raw = self.path.read_bytes()
         except OSError as e:
             raise KlpemuError(f"cannot read kernel image {self.path}: {e.strerror}", e.errno or 0) from e
-        import io
-
+        # A plain image is read with struct; pyelftools parses it (self.elf) only when asked for
+        # what a boot does not need: DWARF (a type cache miss), /proc/kallsyms.
         try:
-            self.elf = ELFFile(io.BytesIO(self._raw))
-        except Exception as e:  # pyelftools raises several types for a malformed file
-            raise KlpemuError(f"{self.path}: not a valid ELF image ({e})", ENOEXEC) from e  # ENOEXEC
-        if self.elf["e_machine"] != "EM_X86_64":
-            raise KlpemuError(f"{self.path}: not an x86_64 image", ENOEXEC)
-        self.segments = [
-            Segment(s["p_vaddr"], s["p_memsz"], s.data(), bool(s["p_flags"] & PF_W), bool(s["p_flags"] & PF_X))
-            for s in self.elf.iter_segments()
-            if s["p_type"] == "PT_LOAD"
-        ]
-        self._load_symbols()
+            self._fast: RawElf | None = RawElf(self._raw)
+            symtab, strtab = self._fast.symtab()
+        except (ValueError, struct.error):  # anything but a plain image: pyelftools reads it, and says what is wrong
+            self._fast = None
+        if self._fast is not None:
+            self.segments = self._fast.segments
+            self._load_symbols(symtab, strtab)
+        else:
+            self._parse_elf()
+            self.segments = [
+                Segment(s["p_vaddr"], s["p_memsz"], s.data(), bool(s["p_flags"] & PF_W), bool(s["p_flags"] & PF_X))
+                for s in self.elf.iter_segments()
+                if s["p_type"] == "PT_LOAD"
+            ]
+            self._load_symbols(*self._elf_symtab())
         # kallsyms of the loaded modules, kept by the module loader (klpemu/kernel/module/kallsyms.py):
         # lookups that vmlinux cannot answer ask them, as kallsyms asks module_address_lookup.
         # Each has contains(addr), function_at(addr) and by_name (name -> [Symbol]).
         self.module_kallsyms: list = []
+
+    def _parse_elf(self) -> ELFFile:
+        import io
+
+        from elftools.elf.elffile import ELFFile
+
+        try:
+            elf = ELFFile(io.BytesIO(self._raw))
+        except Exception as e:  # pyelftools raises several types for a malformed file
+            raise KlpemuError(f"{self.path}: not a valid ELF image ({e})", ENOEXEC) from e  # ENOEXEC
+        if elf["e_machine"] != "EM_X86_64":
+            raise KlpemuError(f"{self.path}: not an x86_64 image", ENOEXEC)
+        self.__dict__["elf"] = elf
+        return elf
+
+    @cached_property
+    def elf(self) -> ELFFile:
+        """The image as pyelftools reads it, parsed on first use."""
+        return self._parse_elf()
+
+    def _elf_symtab(self) -> tuple[bytes, bytes]:
+        from elftools.elf.sections import SymbolTableSection
+
+        symtab = self.elf.get_section_by_name(".symtab")
+        if not isinstance(symtab, SymbolTableSection):
+            raise KlpemuError(f"{self.path}: no symbol table", ENOEXEC)
+        return symtab.data(), symtab.stringtable.data()
+
+    def _section(self, name: str) -> tuple[int, bytes] | None:
+        """The address and bytes of a section, or None."""
+        if self._fast is not None:
+            try:
+                return self._fast.section(name)
+            except ValueError:  # compressed: pyelftools inflates it
+                pass
+        sec = self.elf.get_section_by_name(name)
+        return None if sec is None else (sec["sh_addr"], sec.data())
 
     @property
     def raw(self) -> bytes:
@@ -96,15 +219,11 @@ class KernelImage:
         clone.module_kallsyms = copy.deepcopy(self.module_kallsyms, memo)
         return clone
 
-    def _load_symbols(self) -> None:
-        symtab = self.elf.get_section_by_name(".symtab")
-        if not isinstance(symtab, SymbolTableSection):
-            raise KlpemuError(f"{self.path}: no symbol table", ENOEXEC)
+    def _load_symbols(self, symtab: bytes, strtab: bytes) -> None:
         raw = []
-        strtab = symtab.stringtable.data()
         # Elf64_Sym unpacked here rather than through pyelftools' parser, symbol by symbol: it is
         # most of the time it takes to load the image.
-        for name_off, info, _other, shndx, value, size in ELF64_SYM.iter_unpack(symtab.data()):
+        for name_off, info, _other, shndx, value, size in ELF64_SYM.iter_unpack(symtab):
             st_type = info & 0xF
             if not name_off or st_type in (STT_FILE, STT_SECTION) or shndx == SHN_UNDEF:
                 continue
@@ -203,6 +322,8 @@ class KernelImage:
     def kallsyms(self) -> list[tuple[int, str, str]]:
         """vmlinux's part of /proc/kallsyms: (address, nm's type letter, name) of each kernel
         symbol, sorted as scripts/kallsyms sorts them (address, then fewer leading underscores)."""
+        from elftools.elf.sections import SymbolTableSection
+
         symtab = self.elf.get_section_by_name(".symtab")
         assert isinstance(symtab, SymbolTableSection)
         headers = [sec.header for sec in self.elf.iter_sections()]
@@ -242,17 +363,17 @@ class KernelImage:
     @cached_property
     def exports(self) -> dict:
         """What modules may link against: __ksymtab and __ksymtab_gpl, name -> KernelSymbol."""
-        from ..kernel.module.ksymtab import vmlinux_exports
+        from ..kernel.module.ksymtab import exports_of
 
-        return vmlinux_exports(self.elf)
+        return exports_of(self._section)
 
     @cached_property
     def mcount_loc(self) -> list[int]:
         """Every fentry call site, from the __mcount_loc section, sorted as ftrace sorts them."""
-        sec = self.elf.get_section_by_name("__mcount_loc")
+        sec = self._section("__mcount_loc")
         if sec is None:
             return []
-        data = sec.data()
+        data = sec[1]
         return sorted(struct.unpack_from(f"<{len(data) // 8}Q", data))
 
     def read_static(self, addr: int, size: int) -> bytes:

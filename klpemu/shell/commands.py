@@ -15,7 +15,6 @@ from ..errors import KlpemuError
 from ..fs.vfs import Dir, mode_string
 from ..kernel.printk import dmesg
 from ..kernel.tasks import all_tasks
-from ..trace_call import TraceCallError, trace_call
 from .core import Shell, UsageError, command
 
 if TYPE_CHECKING:
@@ -245,6 +244,8 @@ def cmd_trace_call(sh: Shell, args: list[str]) -> int:
             raise UsageError("one function name expected")
     if func is None:
         raise UsageError("missing function name")
+    from ..trace_call import TraceCallError, trace_call
+
     try:
         result = trace_call(sh.machine, func, values, cpu=cpu, seq_file=seq_file)
     except TraceCallError as e:

@@ -14,38 +14,52 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from errno import EILSEQ, EINVAL, EOPNOTSUPP
-
-from capstone import CS_ARCH_X86, CS_MODE_64, Cs
-from capstone import x86_const as cx
+from functools import cache
+from typing import TYPE_CHECKING
 
 from ...abi import KPROBE_EMULATE, MAX_INSN_SIZE, PT_REGS_OFFSET
 from ...errors import KlpemuError
 
+if TYPE_CHECKING:
+    from capstone import Cs
+
 # enum kprobe_emulate_op, by lower-case short name: EMULATE["jcc"]
 EMULATE = {name.lower(): value for name, value in KPROBE_EMULATE.items()}
 
-# The struct pt_regs member and 8-byte slot of each register an indirect branch may name.
-PT_REGS_SLOT = {
-    cx.X86_REG_R15: ("r15", PT_REGS_OFFSET["r15"] // 8),
-    cx.X86_REG_R14: ("r14", PT_REGS_OFFSET["r14"] // 8),
-    cx.X86_REG_R13: ("r13", PT_REGS_OFFSET["r13"] // 8),
-    cx.X86_REG_R12: ("r12", PT_REGS_OFFSET["r12"] // 8),
-    cx.X86_REG_RBP: ("bp", PT_REGS_OFFSET["bp"] // 8),
-    cx.X86_REG_RBX: ("bx", PT_REGS_OFFSET["bx"] // 8),
-    cx.X86_REG_R11: ("r11", PT_REGS_OFFSET["r11"] // 8),
-    cx.X86_REG_R10: ("r10", PT_REGS_OFFSET["r10"] // 8),
-    cx.X86_REG_R9: ("r9", PT_REGS_OFFSET["r9"] // 8),
-    cx.X86_REG_R8: ("r8", PT_REGS_OFFSET["r8"] // 8),
-    cx.X86_REG_RAX: ("ax", PT_REGS_OFFSET["ax"] // 8),
-    cx.X86_REG_RCX: ("cx", PT_REGS_OFFSET["cx"] // 8),
-    cx.X86_REG_RDX: ("dx", PT_REGS_OFFSET["dx"] // 8),
-    cx.X86_REG_RSI: ("si", PT_REGS_OFFSET["si"] // 8),
-    cx.X86_REG_RDI: ("di", PT_REGS_OFFSET["di"] // 8),
-    cx.X86_REG_RSP: ("sp", PT_REGS_OFFSET["sp"] // 8),
-}
 
-_cs = Cs(CS_ARCH_X86, CS_MODE_64)
-_cs.detail = True
+@cache
+def _pt_regs_slot() -> dict[int, tuple[str, int]]:
+    """The struct pt_regs member and 8-byte slot of each register an indirect branch may name,
+    by capstone register id."""
+    from capstone import x86_const as cx
+
+    return {
+        cx.X86_REG_R15: ("r15", PT_REGS_OFFSET["r15"] // 8),
+        cx.X86_REG_R14: ("r14", PT_REGS_OFFSET["r14"] // 8),
+        cx.X86_REG_R13: ("r13", PT_REGS_OFFSET["r13"] // 8),
+        cx.X86_REG_R12: ("r12", PT_REGS_OFFSET["r12"] // 8),
+        cx.X86_REG_RBP: ("bp", PT_REGS_OFFSET["bp"] // 8),
+        cx.X86_REG_RBX: ("bx", PT_REGS_OFFSET["bx"] // 8),
+        cx.X86_REG_R11: ("r11", PT_REGS_OFFSET["r11"] // 8),
+        cx.X86_REG_R10: ("r10", PT_REGS_OFFSET["r10"] // 8),
+        cx.X86_REG_R9: ("r9", PT_REGS_OFFSET["r9"] // 8),
+        cx.X86_REG_R8: ("r8", PT_REGS_OFFSET["r8"] // 8),
+        cx.X86_REG_RAX: ("ax", PT_REGS_OFFSET["ax"] // 8),
+        cx.X86_REG_RCX: ("cx", PT_REGS_OFFSET["cx"] // 8),
+        cx.X86_REG_RDX: ("dx", PT_REGS_OFFSET["dx"] // 8),
+        cx.X86_REG_RSI: ("si", PT_REGS_OFFSET["si"] // 8),
+        cx.X86_REG_RDI: ("di", PT_REGS_OFFSET["di"] // 8),
+        cx.X86_REG_RSP: ("sp", PT_REGS_OFFSET["sp"] // 8),
+    }
+
+
+@cache
+def _cs() -> Cs:
+    from capstone import CS_ARCH_X86, CS_MODE_64, Cs
+
+    cs = Cs(CS_ARCH_X86, CS_MODE_64)
+    cs.detail = True
+    return cs
 
 
 class DisplacementOverflow(KlpemuError):
@@ -67,7 +81,7 @@ class Prepared:
 
 
 def decode(code: bytes, addr: int):
-    insn = next(_cs.disasm(code, addr, 1), None)
+    insn = next(_cs().disasm(code, addr, 1), None)
     if insn is None:
         raise KlpemuError(f"cannot decode the instruction at 0x{addr:x}", EILSEQ)
     return insn
@@ -118,10 +132,10 @@ def prepare(code: bytes, addr: int, slot: int) -> Prepared:
                 f"cannot probe '{p.text}' at 0x{addr:x}: an indirect branch through memory or a far one", EOPNOTSUPP
             )
         reg = insn.operands[0].reg
-        if reg not in PT_REGS_SLOT:
+        if reg not in _pt_regs_slot():
             raise KlpemuError(f"cannot probe '{p.text}' at 0x{addr:x}", EOPNOTSUPP)
         p.emulate_op = EMULATE["call_indirect" if reg_field == 2 else "jmp_indirect"]
-        p.indirect_reg = PT_REGS_SLOT[reg][1]
+        p.indirect_reg = _pt_regs_slot()[reg][1]
     if p.emulate_op == EMULATE["none"]:
         p.copy = _relocate(insn, raw, addr, slot)
     return p
@@ -134,6 +148,8 @@ def _rel(insn, addr: int) -> int:
 
 def _relocate(insn, raw: bytes, addr: int, slot: int) -> bytes:
     """The copy at slot: a RIP-relative displacement is moved so it still names its target."""
+    from capstone import x86_const as cx
+
     rip_relative = any(o.type == cx.X86_OP_MEM and o.mem.base == cx.X86_REG_RIP for o in insn.operands)
     if not rip_relative:
         return raw

@@ -17,9 +17,9 @@
 from __future__ import annotations
 
 from errno import EINVAL
+from functools import cache
 from typing import TYPE_CHECKING
 
-from capstone import CS_ARCH_X86, CS_MODE_64, Cs
 from unicorn import UC_HOOK_CODE
 
 from ...errors import KlpemuError
@@ -29,6 +29,8 @@ from ..stacktrace import unwind_task
 from ..tasks import TIF_PATCH_PENDING, Task
 
 if TYPE_CHECKING:
+    from capstone import Cs
+
     from ...machine.machine import Machine
     from .transition import Transition
 
@@ -36,7 +38,12 @@ MODELS = CONSISTENCY_MODELS
 # kpatch's stack_entries[MAX_STACK_TRACE_DEPTH]: a deeper stack fails the check.
 KPATCH_MAX_STACK_ENTRIES = 64
 
-_cs = Cs(CS_ARCH_X86, CS_MODE_64)
+
+@cache
+def _cs() -> Cs:
+    from capstone import CS_ARCH_X86, CS_MODE_64, Cs
+
+    return Cs(CS_ARCH_X86, CS_MODE_64)
 
 
 def check_model(name: str) -> str:
@@ -103,7 +110,7 @@ class KthreadSafePoints:
             if sym is None or not sym.size:
                 continue
             code = bytes(m.mem.read(sym.addr, sym.size))
-            for insn in _cs.disasm(code, sym.addr):
+            for insn in _cs().disasm(code, sym.addr):
                 if insn.mnemonic == "call":
                     sites.add(insn.address + insn.size)
         for site in sorted(sites):

@@ -22,9 +22,6 @@ from collections.abc import Callable
 from errno import EINVAL
 from typing import TYPE_CHECKING, NoReturn
 
-from elftools.elf.elffile import ELFFile
-from elftools.elf.sections import SymbolTableSection
-
 from ...errors import KlpemuError
 from ...machine.types import Pointer
 from ..module import ModuleError, apply_relocate_add, clear_relocate_add
@@ -66,6 +63,9 @@ class _KlpElf:
     each section's name, target and relocations, and each symbol's name and section index."""
 
     def __init__(self, data: bytes):
+        from elftools.elf.elffile import ELFFile
+        from elftools.elf.sections import SymbolTableSection
+
         elf = ELFFile(io.BytesIO(data))
         self.sections = list(elf.iter_sections())
         symtab = next(s for s in self.sections if isinstance(s, SymbolTableSection) and s.name == ".symtab")

@@ -55,10 +55,20 @@ def read_entries(data: bytes, addr: int, gpl_only: bool, read_name: Callable[[in
 
 def vmlinux_exports(elf: ELFFile) -> dict[str, KernelSymbol]:
     """The image's __ksymtab and __ksymtab_gpl, by name."""
-    strings = elf.get_section_by_name("__ksymtab_strings")
+
+    def section(name: str) -> tuple[int, bytes] | None:
+        sec = elf.get_section_by_name(name)
+        return None if sec is None else (sec["sh_addr"], sec.data())
+
+    return exports_of(section)
+
+
+def exports_of(section: Callable[[str], tuple[int, bytes] | None]) -> dict[str, KernelSymbol]:
+    """vmlinux_exports of an image whose sections section(name) gives as (address, bytes)."""
+    strings = section("__ksymtab_strings")
     if strings is None:
         return {}
-    base, blob = strings["sh_addr"], strings.data()
+    base, blob = strings
 
     def read_name(addr: int) -> str:
         off = addr - base
@@ -69,9 +79,9 @@ def vmlinux_exports(elf: ELFFile) -> dict[str, KernelSymbol]:
 
     exports: dict[str, KernelSymbol] = {}
     for name in ("__ksymtab", "__ksymtab_gpl"):
-        sec = elf.get_section_by_name(name)
+        sec = section(name)
         if sec is not None:
-            for sym in read_entries(sec.data(), sec["sh_addr"], name == "__ksymtab_gpl", read_name):
+            for sym in read_entries(sec[1], sec[0], name == "__ksymtab_gpl", read_name):
                 exports[sym.name] = sym
     return exports
 

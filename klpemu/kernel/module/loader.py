@@ -28,12 +28,6 @@ import zlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from elftools.common.exceptions import ELFError
-from elftools.construct.core import ConstructError
-from elftools.elf.elffile import ELFFile
-from elftools.elf.relocation import RelocationSection
-from elftools.elf.sections import SymbolTableSection
-
 from ...abi import MODULE_REF_BASE
 from ...errors import KlpemuError
 from ...machine.kstr import kbytes, kstr
@@ -55,7 +49,7 @@ from .params import PARAM_TYPES, Param, destroy_params, parse_args
 from .relocations import apply_relocate_add
 
 if TYPE_CHECKING:
-    from elftools.elf.sections import Section
+    from elftools.elf.sections import Section, SymbolTableSection
 
     from .main import Modules
 
@@ -105,6 +99,9 @@ class Loader:
         return ModuleError(message, err)
 
     def run(self) -> Module:
+        from elftools.common.exceptions import ELFError
+        from elftools.construct.core import ConstructError
+
         try:
             try:
                 return self._load()
@@ -126,6 +123,9 @@ class Loader:
             raise
 
     def _load(self) -> Module:
+        from elftools.elf.elffile import ELFFile
+        from elftools.elf.sections import SymbolTableSection
+
         m, mods = self.m, self.mods
         why = elf_validity_check(self.data)
         if why is not None:
@@ -327,6 +327,8 @@ class Loader:
 
     def _apply_relocations(self, mod: Module, values: list[int], layout: _Layout, images: dict[str, bytearray]) -> None:
         """apply_relocate_add on every relocation section of a loaded (SHF_ALLOC) section."""
+        from elftools.elf.relocation import RelocationSection
+
         for index, sec in enumerate(self.sections):
             if sec["sh_type"] not in ("SHT_RELA", "SHT_REL"):
                 continue
