@@ -180,7 +180,9 @@ class BareGuest:
         self._ret_slot = phys(self.sp)
         self._flushed = False
 
-    def call(self, func: str | int, *args: int) -> int:
+    def call(self, func: str | int, *args: int, count: int = FOREVER) -> int:
+        """func(*args) to its return; count=0 runs it as Unicorn runs by default, uncounted
+        (on a guest of its own: Unicorn drops its count hook and flushes each time it changes)."""
         uc = self.uc
         uc.context_restore(self.ctx)
         uc.mem_write(self._ret_slot, struct.pack("<Q", self.sentinel))
@@ -189,8 +191,8 @@ class BareGuest:
         for reg, value in zip(ARG_REGS, args, strict=False):
             uc.reg_write(reg, value)
         start = self.image.addr(func) if isinstance(func, str) else func
-        uc.emu_start(start, self.sentinel, count=FOREVER)
-        if not self._flushed:  # as the machine does: blocks translated before count= ignore it
+        uc.emu_start(start, self.sentinel, count=count)
+        if count and not self._flushed:  # as the machine does: blocks translated before count= ignore it
             uc.ctl_flush_tb()  # type: ignore[attr-defined]  # mypy follows unicorn's py2 module, whose Uc lacks it
             self._flushed = True
         rip = uc.reg_read(x.UC_X86_REG_RIP)
@@ -1185,6 +1187,13 @@ def run(args: argparse.Namespace) -> int:
         m, calls=args.calls, repeat=args.repeat, relevant=args.relevant, irrelevant=args.irrelevant
     )
     print(report(result))
+    from .bench_speed import guest_speed
+    from .bench_speed import report as speed_report
+
+    # The same loop run by the guest itself, sliced: what counting costs the machine.
+    result["guest_speed"] = guest_speed(m.image, args.calls, args.repeat)
+    print()
+    print(speed_report(result["guest_speed"]))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
     plot(result, args.plot)

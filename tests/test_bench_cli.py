@@ -88,3 +88,23 @@ def test_the_json_holds_the_spread_and_the_real_hardware(run_in_tmp):
     }
     assert WHAT_NS_MEASURE in out
     assert "ns/call min/med/max" in out and "x86 KVM ns" in out
+
+
+def test_guest_speed_reports_both_ratios(run_in_tmp):
+    out, cwd, _ = run_in_tmp
+    speed = json.loads((cwd / "handler_overhead.json").read_text())["guest_speed"]
+    assert [r["config"] for r in speed["rows"]] == [
+        "machine, counted slices (2 CPUs)",
+        "machine, uncounted slices (2 CPUs)",
+        "bare unicorn, the machine's count=",
+        "bare unicorn, count=0 (its default)",
+    ]
+    assert speed["insns_per_iter"] == 11
+    assert all(r["instructions"] == 1000 * 11 for r in speed["rows"])
+    assert set(speed["ratios"]) == {
+        "counted_vs_bare_same_count",
+        "counted_vs_bare_default",
+        "uncounted_vs_bare_default",
+    }
+    assert "ratio machine (counted) / bare with the same count:" in out
+    assert "ratio machine (uncounted) / bare uncounted (Unicorn's default):" in out

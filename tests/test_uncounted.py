@@ -15,7 +15,7 @@ from klpemu.bench import BareGuest
 from klpemu.cli import DEFAULT_CPU_MHZ, INTERACTIVE_CPU_MHZ, _config
 from klpemu.machine.block_counter import BlockCounter, unavailable_reason
 from klpemu.machine.image import KernelImage
-from klpemu.machine.machine import ALONE_SLICE_FACTOR, Machine, MachineConfig, shipped_image
+from klpemu.machine.machine import Machine, MachineConfig, shipped_image
 from klpemu.snapshot import Snapshot
 
 pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason()))
@@ -153,7 +153,8 @@ def test_a_cpu_running_alone_runs_in_long_slices():
     slices = {name: emu_starts(m, lambda m=m: m.run(4 * MS)) for name, m in machines}
     insns = 4 * MS // counted_m.config.insn_ns
     assert slices["counted"] >= insns // (3 * counted_m.config.slice_insns // 2)
-    assert slices["uncounted"] * ALONE_SLICE_FACTOR // 4 < slices["counted"]
+    # Alone, kbusy takes a handful of long slices a tick; the idle CPU's tick handling interleaves.
+    assert slices["uncounted"] * 20 < slices["counted"]
     # Time went by the instructions run, and the run ended on its deadline, within a block.
     assert 4 * MS <= uncounted_m.now - start < 4 * MS + 64
 

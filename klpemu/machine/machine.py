@@ -94,9 +94,10 @@ class MachineConfig:
     uncounted: bool = False  # slices budgeted by the block counter instead of Unicorn's count
 
 
-# A CPU running alone, uncounted, takes slices this many times the mean: the guest's clock moves
-# once a slice, so this bounds its resolution (100 us at 1 GHz) and how late `until` is noticed.
-ALONE_SLICE_FACTOR = 50
+# A CPU running alone, uncounted, takes slices up to this many times the mean. Each emu_start
+# costs Unicorn some 70 us; the guest's clock moves once a slice, so this also bounds its
+# resolution (500 us at 1 GHz, the tick's 4 ms at 100 MHz) and how late `until` is noticed.
+ALONE_SLICE_FACTOR = 250
 
 
 class GuestStopped(KlpemuError):
