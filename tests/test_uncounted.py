@@ -6,10 +6,11 @@ from __future__ import annotations
 import argparse
 
 import pytest
-from machine_util import MS, make_machine
+from capstone import CS_ARCH_X86, CS_MODE_64, Cs
+from machine_util import MS, booted_system, make_machine, shell_run
 from test_snapshot import state
 from unicorn import UC_HOOK_CODE
-from unicorn.x86_const import UC_X86_REG_RDI, UC_X86_REG_RIP, UC_X86_REG_RSP
+from unicorn.x86_const import UC_X86_REG_CS, UC_X86_REG_RDI, UC_X86_REG_RIP, UC_X86_REG_RSP
 
 from klpemu.bench import BareGuest
 from klpemu.cli import DEFAULT_CPU_MHZ, INTERACTIVE_CPU_MHZ, _config
@@ -21,6 +22,7 @@ from klpemu.snapshot import Snapshot
 pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason()))
 
 LOOP = "bench_call_loop"
+TRACING = "/sys/kernel/tracing"
 
 
 @pytest.fixture(scope="module")
@@ -160,13 +162,28 @@ def test_a_cpu_running_alone_runs_in_long_slices():
 
 
 def test_stepping_an_uncounted_machine_steps_one_instruction():
-    m = uncounted_machine("")
-    steps = list(m.step(0, 5))
-    addrs = [s[0] for s in steps if s[0] is not None]
-    assert len(addrs) >= 4
-    assert all(s[2]["rip"] != s[1]["rip"] for s in steps if s[0] is not None)
-    m.run(MS)  # back to block slices: Unicorn's count hook is gone again
-    assert m.oops is None
+    """Steps are counted by Unicorn even on an uncounted machine, kbusy's blocks translated
+    uncounted before them notwithstanding; and block slices take over again after."""
+    m = uncounted_machine()
+    m.run(MS)
+    cs = Cs(CS_ARCH_X86, CS_MODE_64)
+    for _addr, before, after, _events in (s for s in m.step(0, 200) if s[0] is not None):
+        _, size, mnemonic, _ = next(cs.disasm_lite(m.mem.read(before["rip"], 16), before["rip"]))
+        if not mnemonic.startswith(("j", "call", "ret", "int", "iret", "hlt", "loop", "sys")):
+            assert after["rip"] == before["rip"] + size, mnemonic  # one instruction, not a block
+    ran: list[int] = []
+    steps = []
+
+    def step() -> None:
+        steps.extend(m.step(0, 500))
+
+    ran.append(code_hook_count(m.uc, step))
+    insns = [s for s in steps if s[0] is not None]
+    assert len(steps) == 500 and ran[0] == len(insns)
+    assert all(a[2]["rip"] == b[1]["rip"] for a, b in zip(insns, insns[1:], strict=False))
+    before = m.now
+    m.run(MS)
+    assert m.oops is None and m.now - before >= MS
 
 
 def args(**given) -> argparse.Namespace:
@@ -193,3 +210,28 @@ def test_the_terminal_defaults_to_a_slower_uncounted_clock_and_scripts_do_not():
     assert (interactive.insn_ns, interactive.uncounted) == (1000 // INTERACTIVE_CPU_MHZ, True)
     pinned = _config(args(cpu_mhz=1000, slicing="counted"), interactive=True)
     assert (pinned.insn_ns, pinned.uncounted) == (1, False)
+
+
+def test_code_patched_while_the_live_cpu_is_in_user_mode_runs_patched():
+    """Uncounted, sh's slices often end in user mode, where Unicorn's MMU cannot see kernel text:
+    the machine drops the old translations from a ring-0 state, so the patched site runs."""
+    system = booted_system(uncounted=True)
+    m = system.machine
+    status, _, err = shell_run(system, "insmod hello")  # its init runs hello_greet: translated unpatched
+    assert status == 0, err
+    live_modes = []
+    drop = m.uc.ctl_remove_cache
+
+    def spy(begin: int, end: int) -> None:
+        live_modes.append(m.uc.reg_read(UC_X86_REG_CS) & 3)
+        drop(begin, end)
+
+    m.uc.ctl_remove_cache = spy  # type: ignore[method-assign]
+    status, _, err = shell_run(
+        system, f"echo hello_greet > {TRACING}/set_ftrace_filter; echo function > {TRACING}/current_tracer"
+    )
+    assert status == 0, err
+    assert 3 in live_modes  # the case this is about did arise
+    status, out, err = shell_run(system, f"insmod hello_friend; cat {TRACING}/trace")
+    assert status == 0, err
+    assert out.count(" hello_greet <-") == 1

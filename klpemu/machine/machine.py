@@ -202,6 +202,27 @@ class Machine:
         uc = self.uc
         uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, x.UC_X86_INS_OUT)
         uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
+        uc.ctl_remove_cache = self._remove_cache_in_ring0(uc.ctl_remove_cache)  # type: ignore[method-assign]
+
+    def _remove_cache_in_ring0(self, drop: Callable[[int, int], None]) -> Callable[[int, int], None]:
+        """Unicorn finds the blocks to drop by translating the address through the live CPU's
+        MMU; when the live state is in user mode, kernel text is not mapped for it and the
+        blocks silently stay. Every writer of code drops them through this, in a ring-0 state."""
+        uc = self.uc
+
+        def remove_cache(begin: int, end: int) -> None:
+            ring0 = next((c.kernel_ctx for c in self.cpus if c.kernel_ctx is not None), None)
+            if uc.reg_read(x.UC_X86_REG_CS) & 3 == 0 or ring0 is None:
+                drop(begin, end)
+                return
+            live = uc.context_save()
+            uc.context_restore(ring0)
+            try:
+                drop(begin, end)
+            finally:
+                uc.context_restore(live)
+
+        return remove_cache
 
     def after_restore(self) -> None:
         """On a copy of this machine put onto a new Unicorn instance (klpemu/snapshot.py), with
@@ -288,6 +309,11 @@ class Machine:
             uc.emu_stop()
             return
         args = [uc.reg_read(r) for r in (x.UC_X86_REG_RDI, x.UC_X86_REG_RSI, x.UC_X86_REG_RDX, x.UC_X86_REG_RCX)]
+        cpu = self._running
+        if cpu is not None and cpu.kernel_ctx is None:
+            # A slice may go from cpu_init to user mode without ending in between (uncounted, a
+            # CPU running alone does): the kernel's hypercalls on the way are a ring-0 state too.
+            self._note_kernel_ctx(cpu)
         try:
             ret = self.hypercalls.dispatch(nr, args)
         except Exception as e:  # a host handler's bug (a user's Python ops, say) stops the machine
@@ -482,7 +508,10 @@ class Machine:
             budget = max(1, min(budget, insn_limit - self.insns))
         before = self.block_counter.counted
         self._execute(cpu, budget)
-        ran = max(1, self.block_counter.counted - before)
+        ran = self.block_counter.counted - before
+        if ran == 0:
+            # Halted with an interrupt it cannot take (IF=0): nothing happens before the next event.
+            self.now = max(self.now + self.config.insn_ns, self._horizon(deadline))
         self.now += ran * self.config.insn_ns
         self.insns += ran
 
@@ -514,16 +543,21 @@ class Machine:
                 return events + ["oops"]
             events.append("system call gate" if self._soft_trap == 0x80 else f"trap 0x{self._soft_trap:x}")
         uc.context_update(cpu.ctx)
-        if (
-            cpu.kernel_ctx is None
-            and not cpu.user_mode
-            and uc.reg_read(x.UC_X86_REG_GS_BASE) == self.pcpu(cpu.index).addr_of()
-        ):
-            cpu.kernel_ctx = uc.context_save()  # cpu_init is done: its GDT, TSS and %gs are loaded
+        if cpu.kernel_ctx is None:
+            self._note_kernel_ctx(cpu)
         if cpu.reg("rip") == self.hlt_resume and self.mem.read_u32(self._halting_addr[cpu.index]):
             cpu.halted = True
             events.append("halted")
         return events
+
+    def _note_kernel_ctx(self, cpu: CPU) -> None:
+        """Keep the live state as cpu's ring-0 context once cpu_init has loaded its GDT, TSS and %gs."""
+        uc = self.uc
+        if (
+            uc.reg_read(x.UC_X86_REG_CS) & 3 == 0
+            and uc.reg_read(x.UC_X86_REG_GS_BASE) == self.pcpu(cpu.index).addr_of()
+        ):
+            cpu.kernel_ctx = uc.context_save()
 
     def _emulate(self, begin: int, until: int, count: int, *, exact: bool = False) -> UcError | None:
         """One emu_start of count instructions, or, uncounted and not exact, of count rounded up
@@ -534,9 +568,12 @@ class Machine:
         counter = self.block_counter
         counting = counter is None or exact
         if counter is not None:
-            counter.arm(FOREVER if counting else count)
-        if counting and not self._counting:
-            self._count_armed = False  # Unicorn dropped its count hook when the last run went without
+            counter.arm(count)  # counting, it stops nothing: Unicorn's count stops first
+            if counting and not self._counting:
+                # Unicorn dropped its count hook when the last run went without, and a block
+                # translated without it would run uncounted: start from an empty cache.
+                self.uc.ctl_flush_tb()  # type: ignore[attr-defined]  # in unicorn 2.1, not in its stubs
+                self._count_armed = False
         self._counting = counting
         try:
             self.uc.emu_start(begin, until, count=count if counting else 0)
