@@ -79,8 +79,8 @@ def _machine_args(p: argparse.ArgumentParser) -> None:
         choices=SLICINGS,
         default=None,
         help="counted: Unicorn counts each CPU's slice to the instruction (the default); uncounted: slices "
-        "end at translation-block boundaries and a CPU running alone runs to the next tick, about twice "
-        f"as fast, as deterministic for a seed but interleaved differently (the default of `shell` on a "
+        "end at translation-block boundaries and a CPU running alone runs to the next tick, two to three "
+        f"times as fast, as deterministic for a seed but interleaved differently (the default of `shell` on a "
         f"terminal, with --cpu-mhz {INTERACTIVE_CPU_MHZ})",
     )
     p.add_argument("--cmdline", default=DEFAULT_CMDLINE, help="kernel command line")

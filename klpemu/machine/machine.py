@@ -6,8 +6,8 @@ execution. Emulated time advances one nanosecond per instruction slot (a 1 GHz, 
 instruction per cycle clock) and jumps to the next timer tick when every CPU is halted.
 
 Slices are counted by Unicorn (emu_start's count) unless the machine is configured `uncounted`:
-then a block counter (block_counter.py) budgets them at translation-block boundaries, about
-1.6 times faster, and a CPU that runs alone (the others halted with nothing pending) runs in
+then a block counter (block_counter.py) budgets them at translation-block boundaries, two to
+three times faster, and a CPU that runs alone (the others halted with nothing pending) runs in
 long slices up to the next timer tick. Both are deterministic for a seed; they interleave the
 CPUs differently, so their transcripts differ.
 """
