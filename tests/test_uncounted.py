@@ -7,6 +7,8 @@ import argparse
 
 import pytest
 from capstone import CS_ARCH_X86, CS_MODE_64, Cs
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from machine_util import MS, booted_system, make_machine, shell_run
 from test_snapshot import state
 from unicorn import UC_HOOK_CODE
@@ -235,3 +237,31 @@ def test_code_patched_while_the_live_cpu_is_in_user_mode_runs_patched():
     status, out, err = shell_run(system, f"insmod hello_friend; cat {TRACING}/trace")
     assert status == 0, err
     assert out.count(" hello_greet <-") == 1
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(1, 300), budget=st.integers(1, 4000))
+def test_any_budget_counts_what_ran_and_stops_on_a_block_boundary(bare, n, budget):
+    """Whatever the loop's length and the budget: what the counter counted is what a code hook
+    saw run, and the run either finished or ran its budget and less than one block more."""
+    g, counter = bare
+    seen = [0]
+
+    def hook(*_args):
+        seen[0] += 1
+
+    h = g.uc.hook_add(UC_HOOK_CODE, hook, None, 1, 0)
+    g.uc.ctl_flush_tb()
+    try:
+        counter.arm(budget)
+        stops: list[int] = []
+        ran = counted(counter, lambda: stops.append(run_loop(g, n)))
+    finally:
+        g.uc.hook_del(h)
+        g.uc.ctl_flush_tb()
+        counter.arm(1 << 60)
+    assert ran == seen[0]
+    if stops[0] == g.sentinel:
+        assert ran == 11 * n + 15  # the whole call: 11 an iteration and 15 around them
+    else:
+        assert budget <= ran < budget + 9
