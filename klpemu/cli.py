@@ -103,7 +103,7 @@ def _machine_args(p: argparse.ArgumentParser) -> None:
 def _config(args: argparse.Namespace, *, interactive: bool = False) -> MachineConfig:
     """The machine the options ask for; what they leave out follows interactive use or scripted use."""
     mhz = args.cpu_mhz or (INTERACTIVE_CPU_MHZ if interactive else DEFAULT_CPU_MHZ)
-    slicing = args.slicing or (INTERACTIVE_SLICING if interactive else "counted")
+    slicing = args.slicing or (INTERACTIVE_SLICING if interactive and _uncounted_runs_here() else "counted")
     return MachineConfig(
         image=args.image,
         cpus=args.cpus,
@@ -115,6 +115,13 @@ def _config(args: argparse.Namespace, *, interactive: bool = False) -> MachineCo
         mem_mb=args.mem_mb,
         uncounted=slicing == "uncounted",
     )
+
+
+def _uncounted_runs_here() -> bool:
+    """Whether this host can run the block counter's machine code (x86-64, executable memory)."""
+    from .machine.block_counter import unavailable_reason
+
+    return unavailable_reason() is None
 
 
 def _system(args: argparse.Namespace, *, interactive: bool = False) -> System:

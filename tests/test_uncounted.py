@@ -4,6 +4,7 @@ code, and machines sliced by it are deterministic for a seed and fast where a CP
 from __future__ import annotations
 
 import argparse
+from errno import ENOTSUP
 
 import pytest
 from capstone import CS_ARCH_X86, CS_MODE_64, Cs
@@ -11,11 +12,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from machine_util import MS, booted_system, make_machine, shell_run
 from test_snapshot import state
-from unicorn import UC_HOOK_CODE
+from unicorn import UC_ARCH_X86, UC_HOOK_CODE, UC_MODE_64, Uc
 from unicorn.x86_const import UC_X86_REG_CS, UC_X86_REG_RDI, UC_X86_REG_RIP, UC_X86_REG_RSP
 
 from klpemu.bench import BareGuest
 from klpemu.cli import DEFAULT_CPU_MHZ, INTERACTIVE_CPU_MHZ, _config
+from klpemu.cli import main as cli_main
+from klpemu.errors import KlpemuError
+from klpemu.machine import block_counter
 from klpemu.machine.block_counter import BlockCounter, unavailable_reason
 from klpemu.machine.image import KernelImage
 from klpemu.machine.machine import Machine, MachineConfig, shipped_image
@@ -265,3 +269,16 @@ def test_any_budget_counts_what_ran_and_stops_on_a_block_boundary(bare, n, budge
         assert ran == 11 * n + 15  # the whole call: 11 an iteration and 15 around them
     else:
         assert budget <= ran < budget + 9
+
+
+def test_a_host_that_cannot_run_the_hook_says_so_and_the_terminal_stays_counted(monkeypatch, capsys):
+    monkeypatch.setattr(block_counter.platform, "machine", lambda: "aarch64")
+    assert unavailable_reason() == "the block counter's hook is x86-64 System V code; this host is aarch64 posix"
+    with pytest.raises(KlpemuError) as e:
+        BlockCounter(Uc(UC_ARCH_X86, UC_MODE_64), lambda _addr, _size: b"")
+    assert e.value.errno == ENOTSUP
+    assert str(e.value).startswith("uncounted slicing is not available: the block counter's hook is x86-64")
+    interactive = _config(args(), interactive=True)
+    assert (interactive.insn_ns, interactive.uncounted) == (1000 // INTERACTIVE_CPU_MHZ, False)
+    assert cli_main(["boot", "--slicing", "uncounted"]) == 1
+    assert "klpemu: uncounted slicing is not available: " in capsys.readouterr().err

@@ -91,6 +91,10 @@ def unavailable_reason() -> str | None:
     """Why this host cannot run the counter's machine code, or None if it can."""
     if platform.machine().lower() not in ("x86_64", "amd64") or os.name != "posix":
         return f"the block counter's hook is x86-64 System V code; this host is {platform.machine()} {os.name}"
+    try:
+        mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC).close()
+    except OSError as e:
+        return f"no executable memory: {e.strerror}"
     return None
 
 
@@ -118,10 +122,7 @@ class BlockCounter:
         self._cs = Cs(CS_ARCH_X86, CS_MODE_64)
         self.misses = 0
         code = _hook_code()
-        try:
-            self._text = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
-        except OSError as e:
-            raise KlpemuError(f"uncounted slicing is not available: no executable memory: {e.strerror}", ENOTSUP) from e
+        self._text = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
         self._text.write(code)
         self._table = (_Entry * (1 << TABLE_BITS))()
         self._fill = FillFunc(self._on_miss)  # kept referenced: the hook calls it
