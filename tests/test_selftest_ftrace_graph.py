@@ -147,8 +147,7 @@ def _fgraph_filter_check(t: Ftracetest) -> None:
     assert any("schedule()" in line for line in calls), "No schedule traces found?"
 
 
-def test_fgraph_filter(system):
-    t = Ftracetest(system)
+def _fgraph_filter_run(t: Ftracetest) -> None:
     t.disable_tracing()
     t.clear_trace()
     t.write("set_ftrace_filter", "schedule")
@@ -156,6 +155,10 @@ def test_fgraph_filter(system):
     t.enable_tracing()
     t.sleep("1s")
     _fgraph_filter_check(t)
+
+
+def test_fgraph_filter(system):
+    _fgraph_filter_run(Ftracetest(system))
 
 
 def test_fgraph_filter_stack(system):
@@ -163,13 +166,7 @@ def test_fgraph_filter_stack(system):
     is off. Without a stack tracer (stack_trace) the script stops after the first part, as
     `Stack tracer not configured`."""
     t = Ftracetest(system)
-    t.disable_tracing()
-    t.clear_trace()
-    t.write("set_ftrace_filter", "schedule")
-    t.write("current_tracer", "function_graph")
-    t.enable_tracing()
-    t.sleep("1s")
-    _fgraph_filter_check(t)
+    _fgraph_filter_run(t)
     if not system.vfs.exists(f"{TRACING}/stack_trace"):
         return
     enabled = "/proc/sys/kernel/stack_tracer_enabled"

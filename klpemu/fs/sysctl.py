@@ -6,17 +6,10 @@ from errno import EINVAL
 from typing import TYPE_CHECKING
 
 from ..errors import KlpemuError
-from .vfs import VFS, File
+from .vfs import VFS, File, parse_bool01
 
 if TYPE_CHECKING:
     from ..machine.machine import Machine
-
-
-def _parse_bool01(data: str) -> bool:
-    value = data.strip()
-    if value not in ("0", "1"):
-        raise KlpemuError("ftrace_enabled takes 0 or 1", EINVAL)
-    return value == "1"
 
 
 def mount(vfs: VFS, machine: Machine) -> None:
@@ -27,7 +20,7 @@ def mount(vfs: VFS, machine: Machine) -> None:
             "ftrace_enabled",
             0o644,
             lambda: f"{int(ft.sysctl_enabled)}\n",
-            lambda data: ft.set_sysctl_enabled(_parse_bool01(data)),
+            lambda data: ft.set_sysctl_enabled(parse_bool01(data, "ftrace_enabled")),
         )
     )
     stack = machine.kernel.stack_tracer

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-from errno import EINVAL
 from typing import TYPE_CHECKING
 
-from ..errors import KlpemuError
 from . import tracefs_arrays, tracefs_events
 from .tracefs_controls import mount_controls
-from .vfs import VFS, File
+from .vfs import VFS, File, parse_bool01
 
 if TYPE_CHECKING:
     from ..machine.machine import Machine
-
-
-def _bool01(data: str, what: str) -> bool:
-    value = data.strip()
-    if value not in ("0", "1"):
-        raise KlpemuError(f"{what} takes 0 or 1", EINVAL)
-    return value == "1"
 
 
 def mount(vfs: VFS, machine: Machine) -> None:
@@ -30,7 +21,7 @@ def mount(vfs: VFS, machine: Machine) -> None:
         tracer.set_tracer(data.strip())
 
     def write_tracing_on(data: str) -> None:
-        tracer.tracing_on = _bool01(data, "tracing_on")
+        tracer.tracing_on = parse_bool01(data, "tracing_on")
 
     def write_filter(data: str, append: bool = False) -> None:
         tracer.set_filter(data, append=append)

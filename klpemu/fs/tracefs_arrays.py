@@ -4,27 +4,18 @@ options (trace_options, options/), and function_graph's filter files at the top 
 
 from __future__ import annotations
 
-from errno import EINVAL
 from functools import partial
 from typing import TYPE_CHECKING
 
-from ..errors import KlpemuError
-from .vfs import Dir, File
+from .vfs import Dir, File, parse_bool01
 
 if TYPE_CHECKING:
     from ..kernel.ftrace.trace_array import TraceArray, Tracing
     from ..machine.machine import Machine
 
 
-def _bool01(data: str, what: str) -> bool:
-    value = data.strip()
-    if value not in ("0", "1"):
-        raise KlpemuError(f"{what} takes 0 or 1", EINVAL)
-    return value == "1"
-
-
 def _write_option(tr: TraceArray, name: str, data: str) -> None:
-    tr.set_option(name, _bool01(data, name))
+    tr.set_option(name, parse_bool01(data, name))
 
 
 def _read_option(tr: TraceArray, name: str) -> str:
@@ -40,7 +31,7 @@ def _write_marker(tr: TraceArray, data: str) -> None:
 
 
 def _write_tracing_on(tr: TraceArray, data: str) -> None:
-    tr.tracing_on = _bool01(data, "tracing_on")
+    tr.tracing_on = parse_bool01(data, "tracing_on")
 
 
 def _write_tracer(tr: TraceArray, data: str) -> None:

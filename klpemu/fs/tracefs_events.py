@@ -3,21 +3,12 @@ available_events, set_event, set_event_pid, set_event_notrace_pid and events/ (e
 
 from __future__ import annotations
 
-from errno import EINVAL
 from typing import TYPE_CHECKING
 
-from ..errors import KlpemuError
-from .vfs import Dir, File
+from .vfs import Dir, File, parse_bool01
 
 if TYPE_CHECKING:
     from ..kernel.trace_events import EventCall, TraceEvents
-
-
-def _enable_value(data: str) -> bool:
-    value = data.strip()
-    if value not in ("0", "1"):
-        raise KlpemuError("enable takes 0 or 1", EINVAL)
-    return value == "1"
 
 
 def mount(d: Dir, events: TraceEvents) -> None:
@@ -40,7 +31,7 @@ def mount(d: Dir, events: TraceEvents) -> None:
 
     def event_dir(call: EventCall) -> Dir:
         def write_enable(data: str) -> None:
-            files.set_enabled(call, _enable_value(data))
+            files.set_enabled(call, parse_bool01(data, "enable"))
 
         def write_filter(data: str) -> None:
             files.write_filter(call, data)
@@ -57,7 +48,7 @@ def mount(d: Dir, events: TraceEvents) -> None:
         return e
 
     def set_all(calls: list[EventCall], data: str) -> None:
-        on = _enable_value(data)
+        on = parse_bool01(data, "enable")
         for c in calls:
             files.set_enabled(c, on)
 

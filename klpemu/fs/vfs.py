@@ -186,3 +186,11 @@ class VFS:
 def mode_string(node: Node) -> str:
     """`ls -l`'s first column, e.g. -r--r--r-- or dr-xr-xr-x."""
     return stat.filemode(node.st_mode)
+
+
+def parse_bool01(data: str, what: str) -> bool:
+    """A write of 0 or 1 to a switch file (tracing_on, options/*, enable, ftrace_enabled)."""
+    value = data.strip()
+    if value not in ("0", "1"):
+        raise KlpemuError(f"{what} takes 0 or 1", EINVAL)
+    return value == "1"
