@@ -211,8 +211,10 @@ class Machine:
         uc = self.uc
 
         def remove_cache(begin: int, end: int) -> None:
-            ring0 = next((c.kernel_ctx for c in self.cpus if c.kernel_ctx is not None), None)
-            if uc.reg_read(x.UC_X86_REG_CS) & 3 == 0 or ring0 is None:
+            ring0 = None
+            if uc.reg_read(x.UC_X86_REG_CS) & 3:
+                ring0 = next((c.kernel_ctx for c in self.cpus if c.kernel_ctx is not None), None)
+            if ring0 is None:
                 drop(begin, end)
                 return
             live = uc.context_save()
